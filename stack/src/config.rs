@@ -1,0 +1,97 @@
+//! Stack configuration.
+
+use crate::time::Duration;
+
+/// Which congestion controller new connections use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CongestionKind {
+    /// RFC 5681 with RFC 6582 NewReno fast recovery.
+    NewReno,
+    /// RFC 9438 CUBIC.
+    #[default]
+    Cubic,
+}
+
+/// Tunables of one [`crate::Stack`]. `Default` gives Linux-like values.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Key for RFC 6528 initial sequence numbers and SYN cookies. Replicas of
+    /// one group share it so every replica derives the same server ISN.
+    pub isn_key: [u8; 16],
+    /// MSS we advertise and the cap on what we send (bytes of payload).
+    pub mss: u16,
+    /// Receive buffer per connection, bytes (advertised window upper bound).
+    pub recv_buffer: usize,
+    /// Send buffer per connection, bytes.
+    pub send_buffer: usize,
+    /// Bytes of out-of-order data kept per connection, beyond which segments are dropped.
+    pub ooo_limit: usize,
+    /// Maximum half-open connections per listener before SYN cookies are used.
+    pub syn_backlog: usize,
+    /// Maximum established connections waiting in a listener's accept queue.
+    pub accept_backlog: usize,
+    pub congestion: CongestionKind,
+    pub window_scaling: bool,
+    pub timestamps: bool,
+    pub sack: bool,
+    /// Send SACK blocks in our ACKs. Replicated primaries turn this off so a
+    /// client never skips retransmitting bytes a backup may lack.
+    pub sack_blocks: bool,
+    /// RFC 1122 delayed ACK timeout; `None` acknowledges every segment at once.
+    pub delayed_ack: Option<Duration>,
+    /// Disable Nagle on new connections.
+    pub nodelay: bool,
+    pub rto_min: Duration,
+    pub rto_max: Duration,
+    pub rto_initial: Duration,
+    /// SYN-ACK / data retransmissions before the connection is aborted.
+    pub max_retransmissions: u32,
+    /// Idle time before keepalive probes, `None` disables keepalive.
+    pub keepalive: Option<Duration>,
+    pub keepalive_interval: Duration,
+    pub keepalive_probes: u32,
+    /// TIME-WAIT duration (2 * MSL).
+    pub time_wait: Duration,
+    /// IPv4 TTL of emitted packets.
+    pub ttl: u8,
+    /// Upper bound on connections the stack holds; SYNs beyond it are dropped and counted.
+    pub max_connections: usize,
+    /// Answer ICMP echo requests.
+    pub icmp_echo: bool,
+    /// Largest TCP payload `poll_transmit` may put in one packet (GSO super-segments
+    /// may exceed the MSS when the device splits them). `None` means one MSS.
+    pub max_segment_payload: Option<usize>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            isn_key: [0x5a; 16],
+            mss: 1460,
+            recv_buffer: 4 << 20,
+            send_buffer: 4 << 20,
+            ooo_limit: 4 << 20,
+            syn_backlog: 1024,
+            accept_backlog: 4096,
+            congestion: CongestionKind::Cubic,
+            window_scaling: true,
+            timestamps: true,
+            sack: true,
+            sack_blocks: true,
+            delayed_ack: Some(Duration::from_millis(40)),
+            nodelay: false,
+            rto_min: Duration::from_millis(200),
+            rto_max: Duration::from_secs(60),
+            rto_initial: Duration::from_secs(1),
+            max_retransmissions: 15,
+            keepalive: None,
+            keepalive_interval: Duration::from_secs(75),
+            keepalive_probes: 9,
+            time_wait: Duration::from_secs(60),
+            ttl: 64,
+            max_connections: 65536,
+            icmp_echo: true,
+            max_segment_payload: None,
+        }
+    }
+}

@@ -1,0 +1,23 @@
+//! The device boundary: where IP packets enter and leave the stack.
+//!
+//! The core never touches a device; drivers (the socket API's driver thread,
+//! the replica binary, the simulator) move packets between a [`Device`] and
+//! [`crate::Stack`].
+
+use std::io;
+use std::os::fd::RawFd;
+
+#[cfg(target_os = "linux")]
+pub mod tun;
+
+/// A source and sink of whole IPv4 packets.
+pub trait Device {
+    /// Read one packet into `buf`. Non-blocking devices return `WouldBlock`.
+    fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize>;
+    /// Write one packet.
+    fn send(&mut self, packet: &[u8]) -> io::Result<()>;
+    /// File descriptor to wait on for readability, if the device has one.
+    fn raw_fd(&self) -> Option<RawFd>;
+    /// Largest packet the device carries (its MTU).
+    fn mtu(&self) -> usize;
+}

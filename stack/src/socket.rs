@@ -1,0 +1,1 @@
+//! `std::net`-like blocking API over a [`crate::Stack`] driven by a thread.

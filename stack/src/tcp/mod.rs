@@ -1,0 +1,26 @@
+//! One TCP connection's machinery, split by concern.
+
+pub mod congestion;
+pub mod isn;
+pub mod rtt;
+pub mod seq;
+pub mod snapshot;
+pub mod syncookie;
+
+pub use seq::Seq;
+
+/// Connection states of RFC 9293 section 3.3.2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum State {
+    Closed,
+    Listen,
+    SynSent,
+    SynReceived,
+    Established,
+    FinWait1,
+    FinWait2,
+    CloseWait,
+    Closing,
+    LastAck,
+    TimeWait,
+}

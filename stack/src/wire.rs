@@ -1,0 +1,1 @@
+//! Packet parsing and emission on top of `smoltcp::wire`.
