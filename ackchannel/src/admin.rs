@@ -1,0 +1,72 @@
+//! A tiny HTTP/1.1 endpoint for operators: `/metrics` (Prometheus text) and
+//! `/status` (JSON), served by one thread from a callback. Both binaries use it.
+
+use std::io::{self, BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+/// Answers a GET path with `(content type, body)`, or `None` for 404.
+pub type Handler = dyn Fn(&str) -> Option<(&'static str, String)> + Send + Sync;
+
+/// Bind `addr` and serve requests on a background thread until the process ends.
+/// Returns the bound address (useful with port 0).
+pub fn serve(addr: SocketAddr, handler: Arc<Handler>) -> io::Result<SocketAddr> {
+    let listener = TcpListener::bind(addr)?;
+    let local = listener.local_addr()?;
+    thread::Builder::new().name("admin-http".into()).spawn(move || {
+        for stream in listener.incoming().flatten() {
+            if let Err(e) = answer(stream, &*handler) {
+                tracing::debug!("admin request failed: {e}");
+            }
+        }
+    })?;
+    Ok(local)
+}
+
+/// Longest request line we read; anything longer is refused.
+const MAX_REQUEST_LINE: usize = 4096;
+
+fn answer(stream: TcpStream, handler: &Handler) -> io::Result<()> {
+    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut line = String::new();
+    reader.by_ref().take(MAX_REQUEST_LINE as u64).read_line(&mut line)?;
+    // Drain headers (bounded) so the client sees a clean close.
+    let mut header = String::new();
+    for _ in 0..100 {
+        header.clear();
+        if reader.by_ref().take(MAX_REQUEST_LINE as u64).read_line(&mut header)? == 0 || header.trim().is_empty() {
+            break;
+        }
+    }
+    let mut parts = line.split_whitespace();
+    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let (status, ctype, body) = if method != "GET" {
+        ("405 Method Not Allowed", "text/plain", "only GET\n".to_string())
+    } else {
+        match handler(path) {
+            Some((ctype, body)) => ("200 OK", ctype, body),
+            None => ("404 Not Found", "text/plain", "not found\n".to_string()),
+        }
+    };
+    let mut out = stream;
+    write!(
+        out,
+        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    out.flush()
+}
+
+/// Appends one Prometheus sample with HELP/TYPE lines.
+pub fn metric(out: &mut String, name: &str, kind: &str, help: &str, labels: &str, value: impl std::fmt::Display) {
+    use std::fmt::Write as _;
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    if labels.is_empty() {
+        let _ = writeln!(out, "{name} {value}");
+    } else {
+        let _ = writeln!(out, "{name}{{{labels}}} {value}");
+    }
+}
