@@ -1,7 +1,7 @@
 //! A tiny HTTP/1.1 endpoint for operators: `/metrics` (Prometheus text) and
 //! `/status` (JSON), served by one thread from a callback. Both binaries use it.
 
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::thread;
