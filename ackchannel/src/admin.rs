@@ -15,13 +15,15 @@ pub type Handler = dyn Fn(&str) -> Option<(&'static str, String)> + Send + Sync;
 pub fn serve(addr: SocketAddr, handler: Arc<Handler>) -> io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr)?;
     let local = listener.local_addr()?;
-    thread::Builder::new().name("admin-http".into()).spawn(move || {
-        for stream in listener.incoming().flatten() {
-            if let Err(e) = answer(stream, &*handler) {
-                tracing::debug!("admin request failed: {e}");
+    thread::Builder::new()
+        .name("admin-http".into())
+        .spawn(move || {
+            for stream in listener.incoming().flatten() {
+                if let Err(e) = answer(stream, &*handler) {
+                    tracing::debug!("admin request failed: {e}");
+                }
             }
-        }
-    })?;
+        })?;
     Ok(local)
 }
 
@@ -32,19 +34,32 @@ fn answer(stream: TcpStream, handler: &Handler) -> io::Result<()> {
     stream.set_read_timeout(Some(Duration::from_secs(2)))?;
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut line = String::new();
-    reader.by_ref().take(MAX_REQUEST_LINE as u64).read_line(&mut line)?;
+    reader
+        .by_ref()
+        .take(MAX_REQUEST_LINE as u64)
+        .read_line(&mut line)?;
     // Drain headers (bounded) so the client sees a clean close.
     let mut header = String::new();
     for _ in 0..100 {
         header.clear();
-        if reader.by_ref().take(MAX_REQUEST_LINE as u64).read_line(&mut header)? == 0 || header.trim().is_empty() {
+        if reader
+            .by_ref()
+            .take(MAX_REQUEST_LINE as u64)
+            .read_line(&mut header)?
+            == 0
+            || header.trim().is_empty()
+        {
             break;
         }
     }
     let mut parts = line.split_whitespace();
     let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let (status, ctype, body) = if method != "GET" {
-        ("405 Method Not Allowed", "text/plain", "only GET\n".to_string())
+        (
+            "405 Method Not Allowed",
+            "text/plain",
+            "only GET\n".to_string(),
+        )
     } else {
         match handler(path) {
             Some((ctype, body)) => ("200 OK", ctype, body),
@@ -61,7 +76,14 @@ fn answer(stream: TcpStream, handler: &Handler) -> io::Result<()> {
 }
 
 /// Appends one Prometheus sample with HELP/TYPE lines.
-pub fn metric(out: &mut String, name: &str, kind: &str, help: &str, labels: &str, value: impl std::fmt::Display) {
+pub fn metric(
+    out: &mut String,
+    name: &str,
+    kind: &str,
+    help: &str,
+    labels: &str,
+    value: impl std::fmt::Display,
+) {
     use std::fmt::Write as _;
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
     if labels.is_empty() {

@@ -7,13 +7,22 @@
 //! 4. drain `poll_transmit(now, buf)` into the device;
 //! 5. sleep until the device is readable or `poll_timeout()`.
 
-use std::net::SocketAddrV4;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use smoltcp::wire::{
+    Icmpv4DstUnreachable, Icmpv4Repr, Ipv4Repr, TcpControl, TcpRepr, TcpSeqNumber,
+};
 
 use crate::config::Config;
 use crate::stats::Stats;
+use crate::tcp::conn::{ConnError, Options, Signals, Tcb};
 use crate::tcp::seq::Seq;
 use crate::tcp::snapshot::{ConnSnapshot, OpenRecord};
-use crate::time::Instant;
+use crate::tcp::{congestion::Congestion, isn, syncookie, State};
+use crate::time::{Duration, Instant};
+use crate::wire::{self, ParseError};
 
 /// A connection's identity: the same on every replica of a group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -44,7 +53,7 @@ pub struct Gate {
 }
 
 /// Something the application or the replication layer should look at.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Event {
     /// A listener has an established connection waiting in `accept`.
     Acceptable { local: SocketAddrV4 },
@@ -159,61 +168,1049 @@ pub struct ConnInfo {
     pub srtt_us: Option<u64>,
 }
 
-/// The stack core. See the module docs for the call order.
-pub struct Stack {
-    _todo: (),
+/// A passive-open endpoint.
+#[derive(Debug)]
+struct Listener {
+    /// Established connections not yet taken by `accept`.
+    accept_queue: VecDeque<ConnKey>,
+    /// Connections in SYN-RECEIVED created from this listener.
+    half_open: usize,
 }
 
-#[allow(unused_variables)]
+/// Control packets (RSTs, ICMP) queued at most; beyond this they are dropped.
+const MAX_CONTROL_QUEUE: usize = 1024;
+/// Largest IPv4 packet we build.
+pub const MAX_PACKET: usize = 65535;
+
+/// The stack core. See the module docs for the call order.
+pub struct Stack {
+    cfg: Config,
+    stats: Stats,
+    role: Role,
+    conns: HashMap<ConnKey, Tcb>,
+    listeners: HashMap<SocketAddrV4, Listener>,
+    /// Connections that may have something to send, in round-robin order.
+    ready: VecDeque<ConnKey>,
+    in_ready: HashSet<ConnKey>,
+    /// (deadline, connection); stale entries are skipped when popped.
+    timers: BinaryHeap<Reverse<(Instant, ConnKey)>>,
+    events: VecDeque<Event>,
+    queued_events: HashSet<Event>,
+    control: VecDeque<Vec<u8>>,
+}
+
 impl Stack {
-    pub fn new(config: Config) -> Stack { todo!() }
-    pub fn config(&self) -> &Config { todo!() }
-    pub fn stats(&self) -> &Stats { todo!() }
-    pub fn role(&self) -> Role { todo!() }
+    pub fn new(config: Config) -> Stack {
+        Stack {
+            cfg: config,
+            stats: Stats::default(),
+            role: Role::Standalone,
+            conns: HashMap::new(),
+            listeners: HashMap::new(),
+            ready: VecDeque::new(),
+            in_ready: HashSet::new(),
+            timers: BinaryHeap::new(),
+            events: VecDeque::new(),
+            queued_events: HashSet::new(),
+            control: VecDeque::new(),
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
     /// Listen on `local` (`0.0.0.0` = any local address).
-    pub fn listen(&mut self, local: SocketAddrV4) -> Result<(), ListenError> { todo!() }
-    pub fn unlisten(&mut self, local: SocketAddrV4) { todo!() }
+    pub fn listen(&mut self, local: SocketAddrV4) -> Result<(), ListenError> {
+        if self.listeners.contains_key(&local) {
+            return Err(ListenError::AddrInUse);
+        }
+        self.listeners.insert(
+            local,
+            Listener {
+                accept_queue: VecDeque::new(),
+                half_open: 0,
+            },
+        );
+        Ok(())
+    }
+
+    pub fn unlisten(&mut self, local: SocketAddrV4) {
+        if let Some(l) = self.listeners.remove(&local) {
+            for key in l.accept_queue {
+                self.abort(key);
+            }
+        }
+    }
+
     /// Take one established connection from the listener on `local`.
-    pub fn accept(&mut self, local: SocketAddrV4) -> Option<ConnKey> { todo!() }
+    pub fn accept(&mut self, local: SocketAddrV4) -> Option<ConnKey> {
+        let l = self.listeners.get_mut(&local)?;
+        while let Some(key) = l.accept_queue.pop_front() {
+            if let Some(tcb) = self.conns.get_mut(&key) {
+                tcb.listener = None;
+                return Some(key);
+            }
+        }
+        None
+    }
+
     /// Active open (used by clients in tests and benchmarks).
-    pub fn connect(&mut self, now: Instant, local: SocketAddrV4, remote: SocketAddrV4) -> Result<ConnKey, ConnectError> { todo!() }
+    pub fn connect(
+        &mut self,
+        now: Instant,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+    ) -> Result<ConnKey, ConnectError> {
+        let key = ConnKey { local, remote };
+        if self.conns.contains_key(&key) {
+            return Err(ConnectError::AddrInUse);
+        }
+        if self.conns.len() >= self.cfg.max_connections {
+            return Err(ConnectError::TooMany);
+        }
+        let iss = Seq(isn::client_isn(&self.cfg.isn_key, local, remote, now));
+        let opts = Options {
+            send_mss: self.cfg.mss,
+            snd_wscale: 0,
+            rcv_wscale: if self.cfg.window_scaling {
+                self.wscale_for_buffer()
+            } else {
+                0
+            },
+            sack: self.cfg.sack,
+            timestamps: self.cfg.timestamps,
+            ts_offset: isn::ts_offset(&self.cfg.isn_key, local, remote),
+            window_scale_ok: false,
+        };
+        let tcb = Tcb::new(
+            now,
+            &self.cfg,
+            key,
+            self.role,
+            State::SynSent,
+            iss,
+            Seq(0),
+            opts,
+        );
+        self.conns.insert(key, tcb);
+        self.stats.connections_opened += 1;
+        self.schedule(key);
+        Ok(key)
+    }
+
     /// Queue bytes; returns how many were taken (`WouldBlock` if none fit).
-    pub fn send(&mut self, key: ConnKey, data: &[u8]) -> Result<usize, SendError> { todo!() }
+    pub fn send(&mut self, key: ConnKey, data: &[u8]) -> Result<usize, SendError> {
+        let tcb = self.conns.get_mut(&key).ok_or(SendError::NotConnected)?;
+        match tcb.error {
+            Some(ConnError::Reset) | Some(ConnError::Refused) => return Err(SendError::Reset),
+            Some(ConnError::TimedOut) => return Err(SendError::TimedOut),
+            None => {}
+        }
+        if tcb.fin_queued || matches!(tcb.state, State::Closed | State::TimeWait) {
+            return Err(SendError::Closed);
+        }
+        if data.is_empty() {
+            return Ok(0);
+        }
+        let n = tcb.app_send(data);
+        if n == 0 {
+            return Err(SendError::WouldBlock);
+        }
+        self.schedule(key);
+        Ok(n)
+    }
+
     /// Read bytes; `Ok(0)` is end of stream.
-    pub fn recv(&mut self, key: ConnKey, buf: &mut [u8]) -> Result<usize, RecvError> { todo!() }
+    pub fn recv(&mut self, key: ConnKey, buf: &mut [u8]) -> Result<usize, RecvError> {
+        let tcb = self.conns.get_mut(&key).ok_or(RecvError::NotConnected)?;
+        if tcb.readable() > 0 {
+            let n = tcb.app_recv(buf);
+            if tcb.ack_now {
+                self.schedule(key);
+            }
+            return Ok(n);
+        }
+        if tcb.at_eof() {
+            return Ok(0);
+        }
+        match tcb.error {
+            Some(ConnError::Reset) | Some(ConnError::Refused) => Err(RecvError::Reset),
+            Some(ConnError::TimedOut) => Err(RecvError::TimedOut),
+            None if tcb.state == State::Closed => Ok(0),
+            None => Err(RecvError::WouldBlock),
+        }
+    }
+
     /// Close our sending side (FIN after queued data).
-    pub fn shutdown_write(&mut self, key: ConnKey) { todo!() }
+    pub fn shutdown_write(&mut self, key: ConnKey) {
+        let now = self.now_of(key);
+        if let Some(tcb) = self.conns.get_mut(&key) {
+            let mut sig = Signals::default();
+            tcb.app_shutdown_write(now, &self.cfg, &mut sig);
+            self.after_change(key, sig);
+        }
+    }
+
     /// Close: FIN after queued data; the stack frees the connection when done.
-    pub fn close(&mut self, key: ConnKey) { todo!() }
+    /// Unread received data makes it a reset, as RFC 2525 section 2.17 advises.
+    pub fn close(&mut self, key: ConnKey) {
+        let Some(tcb) = self.conns.get_mut(&key) else {
+            return;
+        };
+        tcb.app_closed = true;
+        if tcb.readable() > 0 && tcb.role == Role::Standalone {
+            self.abort(key);
+            return;
+        }
+        if tcb.state == State::Closed {
+            self.remove(key);
+            return;
+        }
+        self.shutdown_write(key);
+    }
+
     /// Abort with RST.
-    pub fn abort(&mut self, key: ConnKey) { todo!() }
-    pub fn set_nodelay(&mut self, key: ConnKey, nodelay: bool) { todo!() }
-    pub fn conn_info(&self, key: ConnKey) -> Option<ConnInfo> { todo!() }
-    pub fn connections(&self) -> Vec<ConnKey> { todo!() }
-    pub fn handle_packet(&mut self, now: Instant, packet: &[u8]) { todo!() }
-    pub fn handle_timeout(&mut self, now: Instant) { todo!() }
+    pub fn abort(&mut self, key: ConnKey) {
+        let Some(tcb) = self.conns.get(&key) else {
+            return;
+        };
+        if tcb.is_synchronized() || tcb.state == State::SynReceived {
+            let (local, remote, seq, ack) =
+                (tcb.key.local, tcb.key.remote, tcb.snd_nxt, tcb.rcv_nxt);
+            if tcb.role != Role::Backup
+                && tcb.state != State::Closed
+                && tcb.state != State::TimeWait
+            {
+                self.queue_rst(local, remote, seq, Some(ack));
+            }
+        }
+        self.remove(key);
+    }
+
+    pub fn set_nodelay(&mut self, key: ConnKey, nodelay: bool) {
+        if let Some(tcb) = self.conns.get_mut(&key) {
+            tcb.nodelay = nodelay;
+            self.schedule(key);
+        }
+    }
+
+    pub fn conn_info(&self, key: ConnKey) -> Option<ConnInfo> {
+        let t = self.conns.get(&key)?;
+        Some(ConnInfo {
+            key,
+            state: t.state,
+            recv_ready: t.readable(),
+            send_queued: t.send.data.len(),
+            send_space: t.send.space(),
+            rcv_nxt: t.rcv_nxt,
+            snd_una: t.snd_una,
+            snd_nxt: t.snd_nxt,
+            cwnd: t.cc.window(),
+            srtt_us: t.rtt.srtt().map(|d| d.total_micros()),
+        })
+    }
+
+    pub fn connections(&self) -> Vec<ConnKey> {
+        let mut v: Vec<ConnKey> = self.conns.keys().copied().collect();
+        v.sort();
+        v
+    }
+
+    pub fn connection_count(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Free space in a connection's send buffer.
+    pub fn send_space(&self, key: ConnKey) -> usize {
+        self.conns.get(&key).map_or(0, |t| t.send.space())
+    }
+
+    // ---- input ----
+
+    pub fn handle_packet(&mut self, now: Instant, packet: &[u8]) {
+        self.stats.packets_in += 1;
+        self.stats.bytes_in += packet.len() as u64;
+        match wire::parse(packet) {
+            Err(ParseError::BadIp) | Err(ParseError::BadOther) => self.stats.drop_bad_ip += 1,
+            Err(ParseError::BadTcp) => self.stats.drop_bad_tcp += 1,
+            Ok(wire::Packet::Tcp(seg)) => self.tcp_input(now, seg.dst, seg.src, &seg.tcp),
+            Ok(wire::Packet::Icmp { src, dst, repr }) => self.icmp_input(now, src, dst, &repr),
+            Ok(wire::Packet::Udp { src, dst, quote }) => {
+                self.stats.drop_no_socket += 1;
+                //= RFC 1122 section 3.2.2.1
+                //# A host SHOULD generate Destination Unreachable messages with code: 3 (Port
+                //# Unreachable), if the designated transport protocol (e.g., UDP) is unable to
+                //# demultiplex the datagram
+                if self.role != Role::Backup {
+                    self.queue_port_unreachable(dst, src, quote);
+                }
+            }
+            Ok(wire::Packet::Other { .. }) => self.stats.drop_unknown_protocol += 1,
+        }
+    }
+
+    fn tcp_input(
+        &mut self,
+        now: Instant,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        seg: &TcpRepr<'_>,
+    ) {
+        let key = ConnKey { local, remote };
+        if let Some(tcb) = self.conns.get_mut(&key) {
+            // RFC 6191: a new SYN may reuse a 4-tuple in TIME-WAIT if its sequence number is higher.
+            let reuse = tcb.state == State::TimeWait
+                && seg.control == TcpControl::Syn
+                && seg.ack_number.is_none()
+                && Seq(seg.seq_number.0 as u32) > tcb.rcv_nxt;
+            if !reuse {
+                let sig = tcb.input(now, &self.cfg, seg, &mut self.stats);
+                if let Some(seq) = tcb.reply_rst.take() {
+                    self.queue_rst(local, remote, seq, None);
+                }
+                self.after_change(key, sig);
+                return;
+            }
+            self.remove(key);
+        }
+        let listener = if self.listeners.contains_key(&local) {
+            Some(local)
+        } else {
+            let any = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, local.port());
+            self.listeners.contains_key(&any).then_some(any)
+        };
+        match listener {
+            Some(l) => self.listen_input(now, l, key, seg),
+            None => {
+                self.stats.drop_no_socket += 1;
+                self.reset_for(key, seg);
+            }
+        }
+    }
+
+    //= RFC 9293 section 3.10.7.1
+    //# If the state is CLOSED ... An incoming segment not containing a RST causes a RST to be
+    //# sent in response. If the ACK bit is off, sequence number zero is used,
+    //# <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>
+    //# If the ACK bit is on, <SEQ=SEG.ACK><CTL=RST>
+    fn reset_for(&mut self, key: ConnKey, seg: &TcpRepr<'_>) {
+        if seg.control == TcpControl::Rst || self.role == Role::Backup {
+            return;
+        }
+        match seg.ack_number {
+            Some(ack) => self.queue_rst(key.local, key.remote, Seq(ack.0 as u32), None),
+            None => {
+                let ack = Seq(seg.seq_number.0 as u32) + seg.segment_len();
+                self.queue_rst(key.local, key.remote, Seq(0), Some(ack));
+            }
+        }
+    }
+
+    //= RFC 9293 section 3.10.7.2
+    //# If the state is LISTEN, then first check for a RST ... second, check for an ACK ...
+    //# third, check for a SYN
+    fn listen_input(
+        &mut self,
+        now: Instant,
+        listener: SocketAddrV4,
+        key: ConnKey,
+        seg: &TcpRepr<'_>,
+    ) {
+        match (seg.control, seg.ack_number) {
+            (TcpControl::Rst, _) => {}
+            (TcpControl::Syn, None) => self.syn_input(now, listener, key, seg),
+            (_, Some(_)) => {
+                if !self.cookie_input(now, listener, key, seg) {
+                    self.stats.drop_no_socket += 1;
+                    self.reset_for(key, seg);
+                }
+            }
+            _ => self.stats.drop_no_socket += 1,
+        }
+    }
+
+    /// Our receive window shift: the smallest that lets the buffer be advertised.
+    fn wscale_for_buffer(&self) -> u8 {
+        let mut shift = 0u8;
+        while shift < 14 && (self.cfg.recv_buffer >> shift) > u16::MAX as usize {
+            shift += 1;
+        }
+        shift
+    }
+
+    /// Options for a passive open, from the peer's SYN and our configuration.
+    fn negotiate_syn(&self, key: ConnKey, seg: &TcpRepr<'_>) -> Options {
+        let ws_ok = self.cfg.window_scaling && seg.window_scale.is_some();
+        Options {
+            //= RFC 9293 section 3.7.1
+            //# If an MSS Option is not received at connection setup, TCP implementations MUST
+            //# assume a default send MSS of 536 (576 - 40) for IPv4
+            send_mss: seg.max_seg_size.unwrap_or(536).clamp(64, self.cfg.mss),
+            snd_wscale: if ws_ok {
+                seg.window_scale.unwrap_or(0)
+            } else {
+                0
+            },
+            rcv_wscale: if ws_ok { self.wscale_for_buffer() } else { 0 },
+            sack: self.cfg.sack && seg.sack_permitted,
+            timestamps: self.cfg.timestamps && seg.timestamp.is_some(),
+            ts_offset: isn::ts_offset(&self.cfg.isn_key, key.local, key.remote),
+            window_scale_ok: ws_ok,
+        }
+    }
+
+    fn syn_input(&mut self, now: Instant, listener: SocketAddrV4, key: ConnKey, seg: &TcpRepr<'_>) {
+        let peer_isn = seg.seq_number.0 as u32;
+        let Some(l) = self.listeners.get(&listener) else {
+            return;
+        };
+        let (half_open, queued) = (l.half_open, l.accept_queue.len());
+        if self.conns.len() >= self.cfg.max_connections || queued >= self.cfg.accept_backlog {
+            self.stats.drop_syn_overflow += 1;
+            return;
+        }
+        let opts = self.negotiate_syn(key, seg);
+        if half_open >= self.cfg.syn_backlog {
+            //= RFC 4987 section 3.6
+            //# SYN cookies ... the server does not need to allocate state for the half-open
+            //# connection; the state is encoded in the initial sequence number.
+            // Replicas must agree on every connection's state, so only a standalone stack uses cookies.
+            if self.role != Role::Standalone {
+                self.stats.drop_syn_overflow += 1;
+                return;
+            }
+            self.send_cookie_synack(now, key, seg, opts);
+            return;
+        }
+        let iss = Seq(isn::server_isn(
+            &self.cfg.isn_key,
+            key.local,
+            key.remote,
+            peer_isn,
+        ));
+        let mut tcb = Tcb::new(
+            now,
+            &self.cfg,
+            key,
+            self.role,
+            State::SynReceived,
+            iss,
+            Seq(peer_isn),
+            opts,
+        );
+        tcb.listener = Some(listener);
+        tcb.snd_wnd = seg.window_len as u32;
+        if let Some(ts) = seg.timestamp {
+            tcb.ts_recent = ts.tsval;
+        }
+        self.conns.insert(key, tcb);
+        if let Some(l) = self.listeners.get_mut(&listener) {
+            l.half_open += 1;
+        }
+        self.stats.connections_opened += 1;
+        self.schedule(key);
+        self.update_timer(key);
+    }
+
+    fn cookie_counter(now: Instant) -> u32 {
+        (now.total_micros() / 64_000_000) as u32
+    }
+
+    fn send_cookie_synack(&mut self, now: Instant, key: ConnKey, seg: &TcpRepr<'_>, opts: Options) {
+        let peer_isn = seg.seq_number.0 as u32;
+        let want = syncookie::CookieOptions {
+            mss: opts.send_mss,
+            window_scale: opts.window_scale_ok.then_some(opts.snd_wscale),
+            sack: opts.sack,
+        };
+        let (cookie, _) = syncookie::make_cookie(
+            &self.cfg.isn_key,
+            key.local,
+            key.remote,
+            peer_isn,
+            Self::cookie_counter(now),
+            want,
+        );
+        // Reply from a throwaway control block: nothing is kept.
+        let mut opts = opts;
+        opts.timestamps = false; // the cookie cannot carry TS.Recent
+        let mut tcb = Tcb::new(
+            now,
+            &self.cfg,
+            key,
+            self.role,
+            State::SynReceived,
+            Seq(cookie),
+            Seq(peer_isn),
+            opts,
+        );
+        if let Some(out) = tcb.poll_output(now, &self.cfg, 0, &mut self.stats) {
+            let mut buf = vec![0u8; 128];
+            if let Some(n) = wire::emit_tcp(
+                &mut buf,
+                key.local,
+                key.remote,
+                self.cfg.ttl,
+                &out.header,
+                (&[], &[]),
+            ) {
+                buf.truncate(n);
+                self.stats.syn_cookies_sent += 1;
+                self.push_control(buf);
+            }
+        }
+    }
+
+    /// An ACK for a listener: maybe the completion of a SYN-cookie handshake.
+    fn cookie_input(
+        &mut self,
+        now: Instant,
+        listener: SocketAddrV4,
+        key: ConnKey,
+        seg: &TcpRepr<'_>,
+    ) -> bool {
+        if self.role != Role::Standalone || seg.control == TcpControl::Syn {
+            return false;
+        }
+        let Some(ack) = seg.ack_number else {
+            return false;
+        };
+        let cookie = (ack.0 as u32).wrapping_sub(1);
+        let peer_isn = (seg.seq_number.0 as u32).wrapping_sub(1);
+        let counter = Self::cookie_counter(now);
+        let Some(c) = syncookie::check_cookie(
+            &self.cfg.isn_key,
+            key.local,
+            key.remote,
+            peer_isn,
+            cookie,
+            counter,
+        ) else {
+            self.stats.syn_cookies_rejected += 1;
+            return false;
+        };
+        if self.conns.len() >= self.cfg.max_connections {
+            self.stats.drop_syn_overflow += 1;
+            return true;
+        }
+        let ws_ok = c.window_scale.is_some() && self.cfg.window_scaling;
+        let opts = Options {
+            send_mss: c.mss.min(self.cfg.mss),
+            snd_wscale: c.window_scale.unwrap_or(0),
+            rcv_wscale: if ws_ok { self.wscale_for_buffer() } else { 0 },
+            sack: c.sack,
+            timestamps: false,
+            ts_offset: isn::ts_offset(&self.cfg.isn_key, key.local, key.remote),
+            window_scale_ok: ws_ok,
+        };
+        let mut tcb = Tcb::new(
+            now,
+            &self.cfg,
+            key,
+            self.role,
+            State::SynReceived,
+            Seq(cookie),
+            Seq(peer_isn),
+            opts,
+        );
+        tcb.snd_nxt = tcb.iss + 1u32;
+        tcb.snd_max = tcb.snd_nxt;
+        tcb.listener = Some(listener);
+        self.stats.syn_cookies_accepted += 1;
+        self.stats.connections_opened += 1;
+        if let Some(l) = self.listeners.get_mut(&listener) {
+            l.half_open += 1;
+        }
+        let sig = tcb.input(now, &self.cfg, seg, &mut self.stats);
+        self.conns.insert(key, tcb);
+        self.after_change(key, sig);
+        true
+    }
+
+    fn icmp_input(&mut self, now: Instant, src: Ipv4Addr, dst: Ipv4Addr, repr: &Icmpv4Repr<'_>) {
+        match *repr {
+            Icmpv4Repr::EchoRequest {
+                ident,
+                seq_no,
+                data,
+            } => {
+                if !self.cfg.icmp_echo || self.role == Role::Backup {
+                    return;
+                }
+                let reply = Icmpv4Repr::EchoReply {
+                    ident,
+                    seq_no,
+                    data,
+                };
+                let mut buf = vec![0u8; wire::IPV4_HEADER_LEN + reply.buffer_len()];
+                if let Some(n) = wire::emit_icmp(&mut buf, dst, src, self.cfg.ttl, &reply) {
+                    buf.truncate(n);
+                    self.stats.icmp_echo_replies += 1;
+                    self.push_control(buf);
+                }
+            }
+            Icmpv4Repr::DstUnreachable { header, data, .. } => {
+                self.stats.icmp_unreachable_received += 1;
+                //= RFC 5461 section 4
+                //# ... TCP SHOULD abort connections in SYN-SENT state on hard errors (port unreachable);
+                //# established connections treat them as soft errors.
+                if header.next_header == smoltcp::wire::IpProtocol::Tcp && data.len() >= 4 {
+                    let sport = u16::from_be_bytes([data[0], data[1]]);
+                    let dport = u16::from_be_bytes([data[2], data[3]]);
+                    let key = ConnKey {
+                        local: SocketAddrV4::new(header.src_addr, sport),
+                        remote: SocketAddrV4::new(header.dst_addr, dport),
+                    };
+                    if let Some(tcb) = self.conns.get_mut(&key) {
+                        if tcb.state == State::SynSent {
+                            let mut sig = Signals::default();
+                            tcb.close_with(Some(ConnError::Refused), &mut sig);
+                            self.after_change(key, sig);
+                        }
+                    }
+                }
+                let _ = now;
+            }
+            _ => {}
+        }
+    }
+
+    fn queue_port_unreachable(&mut self, local: Ipv4Addr, remote: Ipv4Addr, quote: &[u8]) {
+        let Ok(ip) = smoltcp::wire::Ipv4Packet::new_checked(quote) else {
+            return;
+        };
+        let Ok(header) = Ipv4Repr::parse(&ip, &smoltcp::phy::ChecksumCapabilities::ignored())
+        else {
+            return;
+        };
+        let data = &quote[ip.header_len() as usize..];
+        let repr = Icmpv4Repr::DstUnreachable {
+            reason: Icmpv4DstUnreachable::PortUnreachable,
+            header,
+            data,
+        };
+        let mut buf = vec![0u8; wire::IPV4_HEADER_LEN + repr.buffer_len()];
+        if let Some(n) = wire::emit_icmp(&mut buf, local, remote, self.cfg.ttl, &repr) {
+            buf.truncate(n);
+            self.push_control(buf);
+        }
+    }
+
+    fn queue_rst(&mut self, local: SocketAddrV4, remote: SocketAddrV4, seq: Seq, ack: Option<Seq>) {
+        let hdr = TcpRepr {
+            src_port: local.port(),
+            dst_port: remote.port(),
+            control: TcpControl::Rst,
+            seq_number: TcpSeqNumber(seq.0 as i32),
+            ack_number: ack.map(|a| TcpSeqNumber(a.0 as i32)),
+            window_len: 0,
+            window_scale: None,
+            max_seg_size: None,
+            sack_permitted: false,
+            sack_ranges: [None; 3],
+            timestamp: None,
+            payload: &[],
+        };
+        let mut buf = vec![0u8; 64];
+        if let Some(n) = wire::emit_tcp(&mut buf, local, remote, self.cfg.ttl, &hdr, (&[], &[])) {
+            buf.truncate(n);
+            self.stats.resets_sent += 1;
+            self.push_control(buf);
+        }
+    }
+
+    fn push_control(&mut self, pkt: Vec<u8>) {
+        if self.control.len() >= MAX_CONTROL_QUEUE {
+            self.stats.drop_syn_overflow += 1;
+            return;
+        }
+        self.control.push_back(pkt);
+    }
+
+    // ---- bookkeeping after every change to a connection ----
+
+    fn now_of(&self, key: ConnKey) -> Instant {
+        self.conns
+            .get(&key)
+            .map_or(Instant::ZERO, |t| t.last_recv_at.max(t.last_send_at))
+    }
+
+    fn schedule(&mut self, key: ConnKey) {
+        if self.in_ready.insert(key) {
+            self.ready.push_back(key);
+        }
+    }
+
+    fn push_event(&mut self, ev: Event) {
+        if self.queued_events.insert(ev) {
+            self.events.push_back(ev);
+        }
+    }
+
+    /// Keep the timer heap holding this connection's earliest deadline.
+    fn update_timer(&mut self, key: ConnKey) {
+        let Some(tcb) = self.conns.get_mut(&key) else {
+            return;
+        };
+        let Some(next) = tcb.timers.next() else {
+            return;
+        };
+        if tcb.scheduled_deadline.is_none_or(|s| next < s) {
+            tcb.scheduled_deadline = Some(next);
+            self.timers.push(Reverse((next, key)));
+        }
+    }
+
+    fn after_change(&mut self, key: ConnKey, sig: Signals) {
+        let replicated = self.role != Role::Standalone;
+        let Some(tcb) = self.conns.get_mut(&key) else {
+            return;
+        };
+        if tcb.unacked_segments > 0 && !tcb.ack_now && tcb.timers.delayed_ack.is_none() {
+            if let Some(delay) = self.cfg.delayed_ack {
+                tcb.timers.delayed_ack = Some(tcb.last_recv_at + delay);
+            }
+        }
+        tcb.arm_keepalive(&self.cfg);
+        let listener = tcb.listener;
+        let was_half_open = listener.is_some() && (sig.established || sig.closed);
+        if sig.established {
+            if let Some(l) = listener.and_then(|l| self.listeners.get_mut(&l)) {
+                l.half_open = l.half_open.saturating_sub(1);
+                l.accept_queue.push_back(key);
+                self.push_event(Event::Acceptable {
+                    local: listener.unwrap_or(key.local),
+                });
+            }
+            if replicated {
+                self.push_event(Event::Established(key));
+            }
+        }
+        if sig.readable {
+            self.push_event(Event::Readable(key));
+        }
+        if sig.writable {
+            self.push_event(Event::Writable(key));
+        }
+        if sig.progress && replicated {
+            self.push_event(Event::Progress(key));
+        }
+        if sig.closed {
+            self.stats.connections_closed += 1;
+            let tcb = &self.conns[&key];
+            let unaccepted = listener.is_some();
+            if unaccepted && was_half_open && !sig.established {
+                if let Some(l) = listener.and_then(|l| self.listeners.get_mut(&l)) {
+                    l.half_open = l.half_open.saturating_sub(1);
+                }
+            }
+            if unaccepted || tcb.app_closed {
+                self.remove(key);
+                return;
+            }
+            self.push_event(Event::Closed(key));
+        }
+        self.schedule(key);
+        self.update_timer(key);
+    }
+
+    fn remove(&mut self, key: ConnKey) {
+        if let Some(tcb) = self.conns.remove(&key) {
+            if let Some(l) = tcb.listener.and_then(|l| self.listeners.get_mut(&l)) {
+                if tcb.state == State::SynReceived {
+                    l.half_open = l.half_open.saturating_sub(1);
+                }
+                l.accept_queue.retain(|k| *k != key);
+            }
+            self.in_ready.remove(&key);
+        }
+    }
+
+    // ---- time and output ----
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(&Reverse((at, key))) = self.timers.peek() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(tcb) = self.conns.get_mut(&key) else {
+                continue;
+            };
+            if tcb.scheduled_deadline != Some(at) {
+                continue; // stale entry
+            }
+            tcb.scheduled_deadline = None;
+            if tcb.timers.next().is_some_and(|d| d <= now) {
+                let sig = tcb.on_timeout(now, &self.cfg, &mut self.stats);
+                self.after_change(key, sig);
+            } else {
+                self.update_timer(key);
+            }
+        }
+    }
+
     /// Write the next packet to send into `buf`; returns its length.
-    pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> { todo!() }
-    pub fn poll_timeout(&self) -> Option<Instant> { todo!() }
-    pub fn poll_event(&mut self) -> Option<Event> { todo!() }
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
+        if let Some(pkt) = self.control.pop_front() {
+            if buf.len() < pkt.len() {
+                return None;
+            }
+            buf[..pkt.len()].copy_from_slice(&pkt);
+            self.count_out(pkt.len());
+            return Some(pkt.len());
+        }
+        while let Some(key) = self.ready.pop_front() {
+            let Some(tcb) = self.conns.get_mut(&key) else {
+                self.in_ready.remove(&key);
+                continue;
+            };
+            let room = buf.len().saturating_sub(wire::IPV4_HEADER_LEN + 60);
+            let max_payload = self.cfg.max_segment_payload.unwrap_or(0).min(room);
+            match tcb.poll_output(now, &self.cfg, max_payload, &mut self.stats) {
+                Some(out) => {
+                    let payload = tcb.send.slices(out.payload_seq, out.payload_len);
+                    let written = wire::emit_tcp(
+                        buf,
+                        tcb.key.local,
+                        tcb.key.remote,
+                        self.cfg.ttl,
+                        &out.header,
+                        payload,
+                    );
+                    // More may follow: keep it scheduled, behind the others (round robin).
+                    self.ready.push_back(key);
+                    self.update_timer(key);
+                    if let Some(n) = written {
+                        self.count_out(n);
+                        return Some(n);
+                    }
+                }
+                None => {
+                    self.in_ready.remove(&key);
+                    self.update_timer(key);
+                }
+            }
+        }
+        None
+    }
+
+    fn count_out(&mut self, n: usize) {
+        self.stats.packets_out += 1;
+        self.stats.bytes_out += n as u64;
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.peek().map(|Reverse((at, _))| *at)
+    }
+
+    /// Something is waiting in `poll_transmit`.
+    pub fn has_output(&self) -> bool {
+        !self.control.is_empty() || !self.ready.is_empty()
+    }
+
+    pub fn poll_event(&mut self) -> Option<Event> {
+        let ev = self.events.pop_front()?;
+        self.queued_events.remove(&ev);
+        Some(ev)
+    }
+
+    // ---- state export / import ----
+
     /// Take a connection out of the stack, silently (no RST, no FIN).
-    pub fn export(&mut self, key: ConnKey) -> Option<ConnSnapshot> { todo!() }
+    pub fn export(&mut self, key: ConnKey) -> Option<ConnSnapshot> {
+        let now = self.now_of(key);
+        let snap = self.conns.get(&key)?.to_snapshot(now);
+        self.remove(key);
+        Some(snap)
+    }
+
     /// Copy a connection's state without removing it (state transfer to a rejoining replica).
-    pub fn snapshot(&self, key: ConnKey) -> Option<ConnSnapshot> { todo!() }
+    pub fn snapshot(&self, key: ConnKey) -> Option<ConnSnapshot> {
+        let now = self.now_of(key);
+        Some(self.conns.get(&key)?.to_snapshot(now))
+    }
+
     /// Put a connection into the stack; it carries on from the snapshot's state.
-    pub fn import(&mut self, now: Instant, snapshot: ConnSnapshot) -> Result<ConnKey, ConnectError> { todo!() }
+    pub fn import(
+        &mut self,
+        now: Instant,
+        snapshot: ConnSnapshot,
+    ) -> Result<ConnKey, ConnectError> {
+        let key = snapshot.key;
+        if self.conns.contains_key(&key) {
+            return Err(ConnectError::AddrInUse);
+        }
+        if self.conns.len() >= self.cfg.max_connections {
+            return Err(ConnectError::TooMany);
+        }
+        let mut tcb = Tcb::from_snapshot(now, &self.cfg, self.role, &snapshot);
+        tcb.ack_now = self.role != Role::Backup && tcb.is_synchronized();
+        self.conns.insert(key, tcb);
+        self.schedule(key);
+        self.update_timer(key);
+        Ok(key)
+    }
+
+    // ---- replication ----
+
     /// Change role. Backup -> Primary performs takeover: immediate ACK on every
     /// connection, retransmission of unacknowledged output, timers resumed.
-    pub fn set_role(&mut self, now: Instant, role: Role) { todo!() }
+    pub fn set_role(&mut self, now: Instant, role: Role) {
+        let takeover = self.role == Role::Backup && role != Role::Backup;
+        self.role = role;
+        let keys: Vec<ConnKey> = self.conns.keys().copied().collect();
+        for key in keys {
+            let Some(tcb) = self.conns.get_mut(&key) else {
+                continue;
+            };
+            tcb.role = role;
+            if takeover {
+                Self::take_over(now, &self.cfg, tcb);
+            }
+            self.schedule(key);
+            self.update_timer(key);
+        }
+    }
+
+    //= DESIGN.md rule 6
+    //# for every connection at once sends the current ACK (and duplicate ACKs where that makes
+    //# the client retransmit fast), retransmits unacknowledged output, and resumes timers.
+    fn take_over(now: Instant, cfg: &Config, tcb: &mut Tcb) {
+        match tcb.state {
+            State::SynReceived => tcb.snd_nxt = tcb.iss, // resend the SYN-ACK
+            State::Closed | State::TimeWait | State::Listen | State::SynSent => {}
+            _ => {
+                tcb.snd_nxt = tcb.snd_una;
+                tcb.cc = Congestion::new(tcb.cc.kind(), tcb.mss());
+                tcb.recovery = None;
+                tcb.scoreboard.clear();
+                tcb.dupacks = 0;
+                if tcb.snd_max > tcb.snd_una {
+                    tcb.timers.rto = Some(now + tcb.rtt.rto());
+                }
+                tcb.ack_now = true;
+                if !tcb.recv.ooo.is_empty() {
+                    tcb.dupack_burst = 2;
+                }
+            }
+        }
+        //= DESIGN.md rule 1
+        //# a new primary never sends a TSval lower than one the old primary could have sent
+        if tcb.opts.timestamps && tcb.max_tsecr != 0 {
+            let elapsed = now.total_millis().saturating_sub(tcb.max_tsecr_at_ms) as u32;
+            let floor = tcb.max_tsecr.wrapping_add(elapsed).wrapping_add(1000);
+            let current = tcb.tsval(now);
+            if (current.wrapping_sub(floor) as i32) < 0 {
+                tcb.opts.ts_offset = tcb.opts.ts_offset.wrapping_add(floor.wrapping_sub(current));
+            }
+        }
+        tcb.last_send_at = now;
+        tcb.arm_keepalive(cfg);
+        let _ = Duration::ZERO;
+    }
+
     /// Gate ACKs and window of one connection (primary only); `None` removes the gate.
-    pub fn set_gate(&mut self, key: ConnKey, gate: Option<Gate>) { todo!() }
+    pub fn set_gate(&mut self, key: ConnKey, gate: Option<Gate>) {
+        let Some(tcb) = self.conns.get_mut(&key) else {
+            return;
+        };
+        let before = tcb.gate;
+        tcb.gate = gate;
+        let raised = match (before, gate) {
+            (Some(b), Some(g)) => g.ack > b.ack || g.right_edge > b.right_edge,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (None, None) => false,
+        };
+        // A higher gate lets us acknowledge more: tell the client now (rule 2).
+        let more_acked = tcb.last_ack_sent < tcb.rcv_nxt.min(gate.map_or(tcb.rcv_nxt, |g| g.ack));
+        let wider = gate.is_some_and(|g| g.right_edge > tcb.rcv_adv);
+        if raised && (more_acked || wider) {
+            tcb.ack_now = true;
+            self.schedule(key);
+        }
+    }
+
     /// Limit what the application may read to bytes before `limit` (log commit).
     /// `None` lets it read everything received in order.
-    pub fn set_delivery_limit(&mut self, key: ConnKey, limit: Option<Seq>) { todo!() }
+    pub fn set_delivery_limit(&mut self, key: ConnKey, limit: Option<Seq>) {
+        let Some(tcb) = self.conns.get_mut(&key) else {
+            return;
+        };
+        let before = tcb.readable();
+        let eof_before = tcb.at_eof();
+        tcb.delivery_limit = limit;
+        if tcb.readable() > before || tcb.at_eof() != eof_before {
+            self.push_event(Event::Readable(key));
+        }
+    }
+
     /// In-order receive progress: (rcv_nxt, advertised right edge, FIN received).
-    pub fn receive_progress(&self, key: ConnKey) -> Option<(Seq, Seq, bool)> { todo!() }
+    pub fn receive_progress(&self, key: ConnKey) -> Option<(Seq, Seq, bool)> {
+        let t = self.conns.get(&key)?;
+        Some((t.rcv_nxt, t.right_edge(), t.fin_received()))
+    }
+
     /// Negotiated connection parameters, for the replication log's "opened" entry.
-    pub fn open_record(&self, key: ConnKey) -> Option<OpenRecord> { todo!() }
+    pub fn open_record(&self, key: ConnKey) -> Option<OpenRecord> {
+        Some(self.conns.get(&key)?.open_record())
+    }
+
     /// Create a connection from a logged "opened" entry (a backup that missed the SYN).
-    pub fn import_open(&mut self, now: Instant, record: &OpenRecord) -> Result<ConnKey, ConnectError> { todo!() }
+    pub fn import_open(
+        &mut self,
+        now: Instant,
+        record: &OpenRecord,
+    ) -> Result<ConnKey, ConnectError> {
+        let key = record.key;
+        if self.conns.contains_key(&key) {
+            return Err(ConnectError::AddrInUse);
+        }
+        if self.conns.len() >= self.cfg.max_connections {
+            return Err(ConnectError::TooMany);
+        }
+        let mut tcb = Tcb::new(
+            now,
+            &self.cfg,
+            key,
+            self.role,
+            State::Established,
+            record.iss,
+            record.irs,
+            record.opts,
+        );
+        tcb.snd_una = record.iss + 1u32;
+        tcb.snd_nxt = tcb.snd_una;
+        tcb.snd_max = tcb.snd_una;
+        tcb.peer_acked = tcb.snd_una;
+        tcb.snd_wnd = record.snd_wnd;
+        tcb.max_snd_wnd = record.snd_wnd;
+        tcb.ts_recent = record.ts_recent;
+        let listener = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, key.local.port());
+        let listener = if self.listeners.contains_key(&key.local) {
+            Some(key.local)
+        } else {
+            self.listeners.contains_key(&listener).then_some(listener)
+        };
+        tcb.listener = listener;
+        self.conns.insert(key, tcb);
+        self.stats.connections_opened += 1;
+        let sig = Signals {
+            established: true,
+            writable: true,
+            ..Default::default()
+        };
+        self.after_change(key, sig);
+        Ok(key)
+    }
 }

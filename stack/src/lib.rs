@@ -27,7 +27,7 @@ pub mod tcp;
 pub mod time;
 pub mod wire;
 
-pub use config::{CongestionKind, Config};
+pub use config::{Config, CongestionKind};
 pub use iface::{ConnKey, Event, Role, Stack};
 pub use stats::Stats;
 pub use time::{Duration, Instant};

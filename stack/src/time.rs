@@ -22,7 +22,9 @@ impl Instant {
         Instant { micros }
     }
     pub const fn from_millis(millis: u64) -> Self {
-        Instant { micros: millis * 1000 }
+        Instant {
+            micros: millis * 1000,
+        }
     }
     pub const fn total_micros(self) -> u64 {
         self.micros
@@ -43,10 +45,14 @@ impl Duration {
         Duration { micros }
     }
     pub const fn from_millis(millis: u64) -> Self {
-        Duration { micros: millis * 1000 }
+        Duration {
+            micros: millis * 1000,
+        }
     }
     pub const fn from_secs(secs: u64) -> Self {
-        Duration { micros: secs * 1_000_000 }
+        Duration {
+            micros: secs * 1_000_000,
+        }
     }
     pub const fn total_micros(self) -> u64 {
         self.micros
@@ -107,7 +113,12 @@ impl From<Duration> for std::time::Duration {
 
 impl fmt::Display for Instant {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "{}.{:06}s", self.micros / 1_000_000, self.micros % 1_000_000)
+        write!(
+            f,
+            "{}.{:06}s",
+            self.micros / 1_000_000,
+            self.micros % 1_000_000
+        )
     }
 }
 

@@ -39,12 +39,16 @@ pub struct Tun {
 }
 
 fn ifname(name: &str) -> io::Result<[libc::c_char; libc::IFNAMSIZ]> {
-    let c = CString::new(name).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in name"))?;
+    let c = CString::new(name)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in name"))?;
     let bytes = c.as_bytes_with_nul();
     if bytes.len() > libc::IFNAMSIZ {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!("interface name {name:?} longer than {} bytes", libc::IFNAMSIZ - 1),
+            format!(
+                "interface name {name:?} longer than {} bytes",
+                libc::IFNAMSIZ - 1
+            ),
         ));
     }
     let mut out = [0 as libc::c_char; libc::IFNAMSIZ];
@@ -64,14 +68,22 @@ impl Tun {
             .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
             .open("/dev/net/tun")
             .map_err(|e| io::Error::new(e.kind(), format!("open /dev/net/tun: {e}")))?;
-        let mut req = IfReqFlags { name: ifname(name)?, flags: IFF_TUN | IFF_NO_PI, _pad: [0; 22] };
+        let mut req = IfReqFlags {
+            name: ifname(name)?,
+            flags: IFF_TUN | IFF_NO_PI,
+            _pad: [0; 22],
+        };
         // SAFETY: TUNSETIFF reads and writes an ifreq of the size we pass.
         let rc = unsafe { libc::ioctl(file.as_raw_fd(), TUNSETIFF as _, &mut req) };
         if rc < 0 {
             let e = io::Error::last_os_error();
             return Err(io::Error::new(e.kind(), format!("TUNSETIFF {name}: {e}")));
         }
-        let tun = Tun { file, name: name.to_string(), mtu };
+        let tun = Tun {
+            file,
+            name: name.to_string(),
+            mtu,
+        };
         tun.configure_link(mtu)?;
         Ok(tun)
     }
@@ -84,12 +96,20 @@ impl Tun {
             return Err(io::Error::last_os_error());
         }
         let result = (|| {
-            let mut mtu_req = IfReqMtu { name: ifname(&self.name)?, mtu: mtu as libc::c_int, _pad: [0; 20] };
+            let mut mtu_req = IfReqMtu {
+                name: ifname(&self.name)?,
+                mtu: mtu as libc::c_int,
+                _pad: [0; 20],
+            };
             // SAFETY: SIOCSIFMTU takes an ifreq with the MTU in the union.
             if unsafe { libc::ioctl(sock, libc::SIOCSIFMTU as _, &mut mtu_req) } < 0 {
                 return Err(io::Error::last_os_error());
             }
-            let mut flags = IfReqFlags { name: ifname(&self.name)?, flags: 0, _pad: [0; 22] };
+            let mut flags = IfReqFlags {
+                name: ifname(&self.name)?,
+                flags: 0,
+                _pad: [0; 22],
+            };
             // SAFETY: SIOCGIFFLAGS/SIOCSIFFLAGS read and write ifr_flags.
             if unsafe { libc::ioctl(sock, libc::SIOCGIFFLAGS as _, &mut flags) } < 0 {
                 return Err(io::Error::last_os_error());

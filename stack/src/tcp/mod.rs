@@ -1,11 +1,19 @@
 //! One TCP connection's machinery, split by concern.
 
+pub mod buffer;
 pub mod congestion;
+pub mod conn;
+pub mod output;
+pub mod sack;
+pub mod timer;
+
 pub mod isn;
 pub mod rtt;
 pub mod seq;
 pub mod snapshot;
 pub mod syncookie;
+#[cfg(test)]
+pub mod tests;
 
 pub use seq::Seq;
 

@@ -1,0 +1,372 @@
+//! What a connection sends next: SYN, retransmissions, new data, FIN, ACKs
+//! and probes, within the congestion and receive windows.
+
+use smoltcp::wire::{TcpControl, TcpRepr, TcpSeqNumber, TcpTimestampRepr};
+
+use super::conn::Tcb;
+use super::seq::Seq;
+use super::State;
+use crate::config::Config;
+use crate::iface::Role;
+use crate::stats::Stats;
+use crate::time::Instant;
+
+/// One segment to emit: the header, and which send-buffer bytes follow it.
+#[derive(Debug, Clone, Copy)]
+pub struct Outgoing {
+    pub header: TcpRepr<'static>,
+    pub payload_seq: Seq,
+    pub payload_len: usize,
+}
+
+fn seqn(s: Seq) -> TcpSeqNumber {
+    TcpSeqNumber(s.0 as i32)
+}
+
+const TIMESTAMP_OPTION_LEN: usize = 12;
+
+impl Tcb {
+    /// Payload bytes per segment once our per-segment options are paid for.
+    pub fn effective_mss(&self) -> usize {
+        let ts = if self.opts.timestamps {
+            TIMESTAMP_OPTION_LEN
+        } else {
+            0
+        };
+        (self.mss() as usize).saturating_sub(ts).max(1)
+    }
+
+    /// ACK number and right window edge to announce, gated on a primary (DESIGN rule 2).
+    fn ack_and_edge(&self) -> (Seq, Seq) {
+        let own_edge = self.right_edge();
+        match self.gate {
+            Some(g) if self.role == Role::Primary => {
+                let ack = self
+                    .rcv_nxt
+                    .min(g.ack)
+                    .max(self.last_ack_sent.min(self.rcv_nxt));
+                let edge = own_edge.min(g.right_edge).max(self.rcv_adv);
+                (ack, edge)
+            }
+            _ => (self.rcv_nxt, own_edge),
+        }
+    }
+
+    fn header(
+        &self,
+        now: Instant,
+        cfg: &Config,
+        seq: Seq,
+        control: TcpControl,
+    ) -> TcpRepr<'static> {
+        let (ack, edge) = self.ack_and_edge();
+        let shift = self.opts.rcv_wscale;
+        let span = edge.since(ack) as u64;
+        // Round up so the right edge never moves left (RFC 7323 2.4).
+        let field = (span.div_ceil(1u64 << shift)).min(u16::MAX as u64) as u16;
+        // A gated primary must not reveal bytes beyond its gate in SACK blocks.
+        let gated = self.role == Role::Primary && self.gate.is_some();
+        let sack_ranges = if self.opts.sack && cfg.sack_blocks && !gated {
+            self.recv.sack_blocks()
+        } else {
+            [None; 3]
+        };
+        TcpRepr {
+            src_port: self.key.local.port(),
+            dst_port: self.key.remote.port(),
+            control,
+            seq_number: seqn(seq),
+            ack_number: Some(seqn(ack)),
+            window_len: field,
+            window_scale: None,
+            max_seg_size: None,
+            sack_permitted: false,
+            sack_ranges,
+            timestamp: self
+                .opts
+                .timestamps
+                .then(|| TcpTimestampRepr::new(self.tsval(now), self.ts_recent)),
+            payload: &[],
+        }
+    }
+
+    /// Record that a segment carrying our current ACK went out.
+    fn note_ack_sent(&mut self, hdr: &TcpRepr<'_>) {
+        if let Some(ack) = hdr.ack_number {
+            let ack = Seq(ack.0 as u32);
+            self.last_ack_sent = ack;
+            let edge = ack + ((hdr.window_len as u32) << self.opts.rcv_wscale);
+            self.rcv_adv = self.rcv_adv.max(edge);
+        }
+        self.ack_now = false;
+        self.unacked_segments = 0;
+        self.timers.delayed_ack = None;
+    }
+
+    /// The SYN or SYN-ACK with our options (RFC 7323 2.2, 3.2; RFC 2018 2).
+    fn syn_segment(&mut self, now: Instant, cfg: &Config) -> Outgoing {
+        let with_ack = self.state == State::SynReceived;
+        let mut hdr = self.header(now, cfg, self.iss, TcpControl::Syn);
+        if !with_ack {
+            hdr.ack_number = None;
+            hdr.timestamp = self
+                .opts
+                .timestamps
+                .then(|| TcpTimestampRepr::new(self.tsval(now), 0));
+        }
+        // Window in a SYN is never scaled.
+        hdr.window_len = self.recv_space().min(u16::MAX as u32) as u16;
+        hdr.max_seg_size = Some(cfg.mss);
+        hdr.window_scale = (with_ack && self.opts.snd_wscale_negotiated()
+            || !with_ack && cfg.window_scaling)
+            .then_some(self.opts.rcv_wscale);
+        hdr.sack_permitted = self.opts.sack;
+        hdr.sack_ranges = [None; 3];
+        self.snd_nxt = self.iss + 1u32;
+        self.snd_max = self.snd_max.max(self.snd_nxt);
+        self.timers.rto.get_or_insert(now + self.rtt.rto());
+        if with_ack {
+            self.note_ack_sent(&hdr);
+        }
+        Outgoing {
+            header: hdr,
+            payload_seq: self.snd_nxt,
+            payload_len: 0,
+        }
+    }
+
+    /// Decide the next segment, if any. `max_payload` caps one segment's data
+    /// (one MSS, or more when the device does segmentation offload).
+    pub fn poll_output(
+        &mut self,
+        now: Instant,
+        cfg: &Config,
+        max_payload: usize,
+        stats: &mut Stats,
+    ) -> Option<Outgoing> {
+        if self.role == Role::Backup {
+            return self.account_backup_output(stats);
+        }
+        match self.state {
+            State::Closed | State::Listen | State::TimeWait if !self.ack_now => return None,
+            State::Closed | State::Listen => return None,
+            State::SynSent | State::SynReceived => {
+                if self.snd_nxt == self.iss {
+                    return Some(self.syn_segment(now, cfg));
+                }
+                if self.state == State::SynSent {
+                    return None;
+                }
+            }
+            _ => {}
+        }
+        if self.is_synchronized() && self.state != State::TimeWait {
+            if let Some(out) = self.data_segment(now, cfg, max_payload, stats) {
+                return Some(out);
+            }
+        }
+        if self.keepalive_probe {
+            self.keepalive_probe = false;
+            //= RFC 1122 section 4.2.3.6
+            //# such a segment generally contains SEG.SEQ = SND.NXT-1 and may or may not contain one garbage octet of data.
+            let hdr = self.header(now, cfg, self.snd_una - 1u32, TcpControl::None);
+            self.note_ack_sent(&hdr);
+            return Some(Outgoing {
+                header: hdr,
+                payload_seq: self.snd_nxt,
+                payload_len: 0,
+            });
+        }
+        if self.ack_now || self.dupack_burst > 0 {
+            if !self.ack_now {
+                self.dupack_burst -= 1;
+            }
+            let seq = if self.state == State::SynReceived {
+                self.iss + 1u32
+            } else {
+                self.snd_nxt
+            };
+            let hdr = self.header(now, cfg, seq, TcpControl::None);
+            self.note_ack_sent(&hdr);
+            return Some(Outgoing {
+                header: hdr,
+                payload_seq: seq,
+                payload_len: 0,
+            });
+        }
+        None
+    }
+
+    /// A backup sends nothing; what its application wrote counts as sent (rule 4).
+    fn account_backup_output(&mut self, stats: &mut Stats) -> Option<Outgoing> {
+        if self.state == State::SynReceived && self.snd_nxt == self.iss {
+            self.snd_nxt = self.iss + 1u32;
+            self.snd_max = self.snd_max.max(self.snd_nxt);
+        }
+        let end = self.send.end() + u32::from(self.fin_queued);
+        self.snd_nxt = self.snd_nxt.max(end);
+        self.snd_max = self.snd_max.max(end);
+        if self.ack_now {
+            stats.suppressed_segments += 1;
+        }
+        self.ack_now = false;
+        self.dupack_burst = 0;
+        self.keepalive_probe = false;
+        self.persist_probe = false;
+        self.unacked_segments = 0;
+        self.timers.delayed_ack = None;
+        None
+    }
+
+    /// Retransmission or new data (with FIN when it is next), if the windows allow.
+    fn data_segment(
+        &mut self,
+        now: Instant,
+        cfg: &Config,
+        max_payload: usize,
+        stats: &mut Stats,
+    ) -> Option<Outgoing> {
+        let data_end = self.send.end();
+        let fin_seq = self.fin_seq();
+        let mss = self.effective_mss();
+        let cwnd = self.cc.window();
+
+        // Loss recovery: resend holes first (RFC 6675 NextSeg, RFC 6582 partial ACK rule).
+        if self.recovery.is_some() {
+            let from = self.high_rxt.max(self.snd_una);
+            let hole = if self.opts.sack && !self.scoreboard.is_empty() {
+                self.scoreboard.next_hole(from)
+            } else if self.high_rxt <= self.snd_una {
+                Some((self.snd_una, self.snd_max))
+            } else {
+                None
+            };
+            if let Some((start, end)) = hole {
+                let sacked = self.scoreboard.sacked_bytes();
+                let lost = self.scoreboard.hole_bytes_from(from);
+                let pipe = self.flight().saturating_sub(sacked).saturating_sub(lost);
+                let len = (end.since(start) as usize)
+                    .min(mss)
+                    .min(data_end.since(start) as usize);
+                if (pipe as usize + len <= cwnd as usize || self.high_rxt <= self.snd_una)
+                    && (len > 0 || fin_seq == Some(start))
+                {
+                    self.high_rxt = start + len.max(1);
+                    stats.retransmits += 1;
+                    return Some(self.emit_data(now, cfg, start, len, fin_seq));
+                }
+            }
+        }
+
+        // New data, or go-back-N retransmission after a timeout (snd_nxt < snd_max).
+        let in_flight = if self.recovery.is_some() && self.opts.sack {
+            self.flight().saturating_sub(self.scoreboard.sacked_bytes())
+        } else {
+            self.snd_nxt.since(self.snd_una)
+        };
+        let wnd_limit = self.snd_una + self.snd_wnd;
+        let cwnd_room = cwnd.saturating_sub(in_flight) as usize;
+        let rwnd_room = wnd_limit.since(self.snd_nxt) as usize;
+        let avail = data_end.since(self.snd_nxt) as usize;
+        let room = cwnd_room.min(rwnd_room);
+        let mut len = avail.min(room).min(max_payload.max(mss));
+        if len > mss {
+            len -= len % mss; // whole segments when super-segmenting
+        }
+        if self.persist_probe {
+            self.persist_probe = false;
+            if avail > 0 && len == 0 {
+                //= RFC 9293 section 3.8.6.1
+                //# The sending TCP must regularly transmit at least one octet of new data (if
+                //# available), or retransmit to the receiver if no new data is available
+                return Some(self.emit_data(now, cfg, self.snd_nxt, 1, None));
+            }
+        }
+        let retransmitting = self.snd_nxt < self.snd_max;
+        if len > 0 {
+            //= RFC 9293 section 3.7.4
+            //# if there is unacknowledged data ... the sender should buffer all user data
+            //# (regardless of the PSH bit) until the outstanding data has been acknowledged or
+            //# until the TCP endpoint can send a full-sized segment (Nagle)
+            let full = len >= mss;
+            let all_queued = len == avail;
+            let idle = self.snd_nxt == self.snd_una;
+            let sws_ok = self.max_snd_wnd > 0 && len as u32 >= self.max_snd_wnd / 2;
+            let may_send = full
+                || retransmitting
+                || sws_ok
+                || (all_queued && (idle || self.nodelay || self.fin_queued));
+            if may_send {
+                if retransmitting {
+                    stats.retransmits += 1;
+                }
+                return Some(self.emit_data(now, cfg, self.snd_nxt, len, fin_seq));
+            }
+        }
+        // Zero window with data waiting: the persist timer probes (RFC 9293 3.8.6.1).
+        if avail > 0
+            && self.snd_wnd == 0
+            && self.snd_nxt == self.snd_una
+            && self.timers.persist.is_none()
+        {
+            self.timers.persist = Some(now + self.rtt.rto());
+        }
+        // A FIN alone, once all data is out.
+        if let Some(f) = fin_seq {
+            if self.snd_nxt == f {
+                return Some(self.emit_data(now, cfg, f, 0, fin_seq));
+            }
+        }
+        None
+    }
+
+    /// Build a data segment `[seq, seq+len)`, adding our FIN if it follows.
+    fn emit_data(
+        &mut self,
+        now: Instant,
+        cfg: &Config,
+        seq: Seq,
+        len: usize,
+        fin_seq: Option<Seq>,
+    ) -> Outgoing {
+        let with_fin = fin_seq == Some(seq + len);
+        let control = if with_fin {
+            TcpControl::Fin
+        } else if len > 0 && seq + len == self.send.end() {
+            TcpControl::Psh
+        } else {
+            TcpControl::None
+        };
+        let hdr = self.header(now, cfg, seq, control);
+        let end = seq + len + u32::from(with_fin);
+        if end > self.snd_nxt {
+            // Time one new segment when timestamps are off (Karn: never a retransmission).
+            if self.rtt_probe.is_none() && !self.opts.timestamps && seq >= self.snd_max {
+                self.rtt_probe = Some((seq, now));
+            }
+            self.snd_nxt = end;
+        }
+        self.snd_max = self.snd_max.max(end);
+        if self.timers.rto.is_none() {
+            self.timers.rto = Some(now + self.rtt.rto());
+        }
+        if now - self.last_send_at > self.rtt.rto() && seq == self.snd_una && self.snd_nxt == end {
+            // RFC 5681 4.1: restart window after an idle period.
+            self.cc.on_idle_restart(now);
+        }
+        self.last_send_at = now;
+        self.note_ack_sent(&hdr);
+        Outgoing {
+            header: hdr,
+            payload_seq: seq,
+            payload_len: len,
+        }
+    }
+}
+
+impl super::conn::Options {
+    /// Window scaling is in use on this connection.
+    pub fn snd_wscale_negotiated(&self) -> bool {
+        self.window_scale_ok
+    }
+}

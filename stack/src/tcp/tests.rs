@@ -1,0 +1,871 @@
+//! Segment-level tests of the state machine through the stack's public API:
+//! packets in, packets out, as a peer on the wire would see them.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use smoltcp::wire::{TcpControl, TcpRepr, TcpSeqNumber, TcpTimestampRepr};
+
+use crate::iface::{ConnKey, Event, Gate, Role, Stack};
+use crate::tcp::{Seq, State};
+use crate::time::{Duration, Instant};
+use crate::wire;
+use crate::Config;
+
+const SERVER: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(198, 19, 0, 1), 80);
+const CLIENT: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 1), 40000);
+const CLIENT_ISN: u32 = 1_000_000;
+
+/// An owned segment, easy to build and compare.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Seg {
+    pub ctl: Ctl,
+    pub seq: u32,
+    pub ack: Option<u32>,
+    pub win: u16,
+    pub mss: Option<u16>,
+    pub ws: Option<u8>,
+    pub sack_perm: bool,
+    pub sacks: Vec<(u32, u32)>,
+    pub ts: Option<(u32, u32)>,
+    pub payload: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Ctl {
+    #[default]
+    None,
+    Syn,
+    Fin,
+    Rst,
+}
+
+impl Seg {
+    fn repr(&self) -> TcpRepr<'_> {
+        let mut sack_ranges = [None; 3];
+        for (i, s) in self.sacks.iter().take(3).enumerate() {
+            sack_ranges[i] = Some(*s);
+        }
+        TcpRepr {
+            src_port: CLIENT.port(),
+            dst_port: SERVER.port(),
+            control: match self.ctl {
+                Ctl::None => TcpControl::None,
+                Ctl::Syn => TcpControl::Syn,
+                Ctl::Fin => TcpControl::Fin,
+                Ctl::Rst => TcpControl::Rst,
+            },
+            seq_number: TcpSeqNumber(self.seq as i32),
+            ack_number: self.ack.map(|a| TcpSeqNumber(a as i32)),
+            window_len: self.win,
+            window_scale: self.ws,
+            max_seg_size: self.mss,
+            sack_permitted: self.sack_perm,
+            sack_ranges,
+            timestamp: self.ts.map(|(v, e)| TcpTimestampRepr::new(v, e)),
+            payload: &self.payload,
+        }
+    }
+
+    pub fn packet(&self) -> Vec<u8> {
+        let mut buf = vec![0u8; 2000 + self.payload.len()];
+        let n = wire::emit_tcp(
+            &mut buf,
+            CLIENT,
+            SERVER,
+            64,
+            &self.repr(),
+            (&self.payload, &[]),
+        )
+        .unwrap();
+        buf.truncate(n);
+        buf
+    }
+
+    fn from_packet(pkt: &[u8]) -> Option<Seg> {
+        let wire::Packet::Tcp(s) = wire::parse(pkt).ok()? else {
+            return None;
+        };
+        let t = s.tcp;
+        Some(Seg {
+            ctl: match t.control {
+                TcpControl::Syn => Ctl::Syn,
+                TcpControl::Fin => Ctl::Fin,
+                TcpControl::Rst => Ctl::Rst,
+                _ => Ctl::None,
+            },
+            seq: t.seq_number.0 as u32,
+            ack: t.ack_number.map(|a| a.0 as u32),
+            win: t.window_len,
+            mss: t.max_seg_size,
+            ws: t.window_scale,
+            sack_perm: t.sack_permitted,
+            sacks: t.sack_ranges.iter().flatten().copied().collect(),
+            ts: t.timestamp.map(|ts| (ts.tsval, ts.tsecr)),
+            payload: t.payload.to_vec(),
+        })
+    }
+}
+
+/// A server stack and a scripted client.
+pub struct Harness {
+    pub stack: Stack,
+    pub now: Instant,
+    /// Server ISN learned from the SYN-ACK.
+    pub iss: u32,
+    pub key: ConnKey,
+}
+
+pub fn test_config() -> Config {
+    Config {
+        delayed_ack: Some(Duration::from_millis(40)),
+        ..Config::default()
+    }
+}
+
+impl Harness {
+    pub fn new(cfg: Config) -> Harness {
+        let mut stack = Stack::new(cfg);
+        stack.listen(SERVER).unwrap();
+        Harness {
+            stack,
+            now: Instant::from_millis(1000),
+            iss: 0,
+            key: ConnKey {
+                local: SERVER,
+                remote: CLIENT,
+            },
+        }
+    }
+
+    pub fn send(&mut self, seg: Seg) {
+        let pkt = seg.packet();
+        self.stack.handle_packet(self.now, &pkt);
+    }
+
+    /// Everything the stack wants to send now.
+    pub fn recv_all(&mut self) -> Vec<Seg> {
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 70000];
+        while let Some(n) = self.stack.poll_transmit(self.now, &mut buf) {
+            out.push(Seg::from_packet(&buf[..n]).expect("stack emitted an unparsable packet"));
+        }
+        out
+    }
+
+    #[track_caller]
+    pub fn recv_one(&mut self) -> Seg {
+        let mut v = self.recv_all();
+        assert_eq!(v.len(), 1, "expected exactly one segment, got {v:#?}");
+        v.remove(0)
+    }
+
+    pub fn advance(&mut self, d: Duration) {
+        self.now += d;
+        self.stack.handle_timeout(self.now);
+    }
+
+    /// Three-way handshake with timestamps; returns the accepted connection.
+    pub fn establish(&mut self) -> ConnKey {
+        self.send(Seg {
+            ctl: Ctl::Syn,
+            seq: CLIENT_ISN,
+            win: 65535,
+            mss: Some(1460),
+            ws: Some(7),
+            sack_perm: true,
+            ts: Some((100, 0)),
+            ..Default::default()
+        });
+        let synack = self.recv_one();
+        assert_eq!(synack.ctl, Ctl::Syn);
+        assert_eq!(synack.ack, Some(CLIENT_ISN + 1));
+        self.iss = synack.seq;
+        self.send(self.ack_seg(CLIENT_ISN + 1, synack.seq + 1));
+        let key = self
+            .stack
+            .accept(SERVER)
+            .expect("connection not acceptable after handshake");
+        assert_eq!(key, self.key);
+        key
+    }
+
+    pub fn ack_seg(&self, seq: u32, ack: u32) -> Seg {
+        Seg {
+            seq,
+            ack: Some(ack),
+            win: 1024,
+            ts: Some((200, 1)),
+            ..Default::default()
+        }
+    }
+
+    pub fn data_seg(&self, off: u32, data: &[u8]) -> Seg {
+        Seg {
+            seq: CLIENT_ISN + 1 + off,
+            ack: Some(self.iss + 1),
+            win: 1024,
+            ts: Some((200, 1)),
+            payload: data.to_vec(),
+            ..Default::default()
+        }
+    }
+
+    pub fn state(&self) -> State {
+        self.stack
+            .conn_info(self.key)
+            .map_or(State::Closed, |i| i.state)
+    }
+
+    pub fn read_all(&mut self) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = self.stack.recv(self.key, &mut buf) {
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+        out
+    }
+}
+
+fn h() -> Harness {
+    Harness::new(test_config())
+}
+
+#[test]
+fn handshake_negotiates_options() {
+    let mut h = h();
+    h.send(Seg {
+        ctl: Ctl::Syn,
+        seq: CLIENT_ISN,
+        win: 65535,
+        mss: Some(1400),
+        ws: Some(7),
+        sack_perm: true,
+        ts: Some((100, 0)),
+        ..Default::default()
+    });
+    let synack = h.recv_one();
+    assert_eq!(synack.ctl, Ctl::Syn);
+    assert_eq!(synack.ack, Some(CLIENT_ISN + 1));
+    assert_eq!(synack.mss, Some(1460));
+    assert!(synack.ws.is_some());
+    assert!(synack.sack_perm);
+    assert_eq!(
+        synack.ts.map(|t| t.1),
+        Some(100),
+        "SYN-ACK echoes the client's TSval"
+    );
+    assert_eq!(
+        h.stack.accept(SERVER),
+        None,
+        "not acceptable before the final ACK"
+    );
+    h.send(h.ack_seg(CLIENT_ISN + 1, synack.seq + 1));
+    assert_eq!(h.stack.accept(SERVER), Some(h.key));
+    assert_eq!(h.state(), State::Established);
+}
+
+//= RFC 6528 section 3
+//# ISN = M + F(localip, localport, remoteip, remoteport, secretkey)
+#[test]
+fn replicas_with_one_key_choose_the_same_isn() {
+    let mut a = h();
+    let mut b = h();
+    a.establish();
+    b.establish();
+    assert_eq!(a.iss, b.iss);
+    let mut cfg = test_config();
+    cfg.isn_key = [7; 16];
+    let mut c = Harness::new(cfg);
+    c.establish();
+    assert_ne!(a.iss, c.iss, "a different key must give a different ISN");
+}
+
+#[test]
+fn in_order_data_is_delivered_and_acked_every_second_segment() {
+    let mut h = h();
+    h.establish();
+    h.send(h.data_seg(0, &[1u8; 1000]));
+    assert!(
+        h.recv_all().is_empty(),
+        "first segment waits for the delayed ACK"
+    );
+    h.send(h.data_seg(1000, &[2u8; 1000]));
+    let ack = h.recv_one();
+    assert_eq!(ack.ack, Some(CLIENT_ISN + 1 + 2000));
+    let data = h.read_all();
+    assert_eq!(data.len(), 2000);
+    assert!(data[..1000].iter().all(|&b| b == 1) && data[1000..].iter().all(|&b| b == 2));
+}
+
+#[test]
+fn delayed_ack_fires_after_timeout() {
+    let mut h = h();
+    h.establish();
+    h.send(h.data_seg(0, b"x"));
+    assert!(h.recv_all().is_empty());
+    h.advance(Duration::from_millis(41));
+    assert_eq!(h.recv_one().ack, Some(CLIENT_ISN + 2));
+}
+
+//= RFC 2018 section 4
+//# the first SACK block MUST specify the contiguous block of data containing the segment
+//# which triggered this ACK
+#[test]
+fn out_of_order_data_gets_immediate_dup_ack_with_sack() {
+    let mut h = h();
+    h.establish();
+    h.send(h.data_seg(100, &[9u8; 50]));
+    let ack = h.recv_one();
+    assert_eq!(ack.ack, Some(CLIENT_ISN + 1));
+    assert_eq!(ack.sacks, vec![(CLIENT_ISN + 101, CLIENT_ISN + 151)]);
+    h.send(h.data_seg(0, &[8u8; 100]));
+    let ack = h.recv_one();
+    assert_eq!(
+        ack.ack,
+        Some(CLIENT_ISN + 151),
+        "hole filled: cumulative ACK covers both"
+    );
+    assert!(ack.sacks.is_empty());
+    assert_eq!(h.read_all().len(), 150);
+}
+
+//= RFC 5961 section 3.2
+//# If the RST bit is set and the sequence number exactly matches the next expected sequence
+//# number (RCV.NXT), then TCP MUST reset the connection.
+#[test]
+fn rst_at_rcv_nxt_resets() {
+    let mut h = h();
+    h.establish();
+    h.send(Seg {
+        ctl: Ctl::Rst,
+        seq: CLIENT_ISN + 1,
+        ..Default::default()
+    });
+    assert_eq!(h.state(), State::Closed);
+    let mut buf = [0u8; 8];
+    assert_eq!(
+        h.stack.recv(h.key, &mut buf),
+        Err(crate::iface::RecvError::Reset)
+    );
+    assert!(h.stack.poll_event().is_some());
+}
+
+//= RFC 5961 section 3.2
+//# If the RST bit is set and the sequence number does not exactly match the next expected
+//# sequence value, yet is within the current receive window, TCP MUST send an
+//# acknowledgment (challenge ACK)
+#[test]
+fn in_window_rst_gets_challenge_ack() {
+    let mut h = h();
+    h.establish();
+    h.send(Seg {
+        ctl: Ctl::Rst,
+        seq: CLIENT_ISN + 500,
+        ..Default::default()
+    });
+    assert_eq!(h.state(), State::Established);
+    let ack = h.recv_one();
+    assert_eq!(ack.ctl, Ctl::None);
+    assert_eq!(ack.ack, Some(CLIENT_ISN + 1));
+    assert_eq!(h.stack.stats().challenge_acks, 1);
+}
+
+#[test]
+fn out_of_window_rst_is_dropped_silently() {
+    let mut h = h();
+    h.establish();
+    h.send(Seg {
+        ctl: Ctl::Rst,
+        seq: CLIENT_ISN.wrapping_add(1 << 30),
+        ..Default::default()
+    });
+    assert_eq!(h.state(), State::Established);
+    assert!(h.recv_all().is_empty());
+}
+
+//= RFC 5961 section 4.2
+//# ... if the SYN bit is set, irrespective of the sequence number, TCP MUST send an ACK
+//# (also referred to as challenge ACK) to the remote peer
+#[test]
+fn syn_in_established_gets_challenge_ack() {
+    let mut h = h();
+    h.establish();
+    h.send(Seg {
+        ctl: Ctl::Syn,
+        seq: CLIENT_ISN + 10,
+        ts: Some((300, 0)),
+        ..Default::default()
+    });
+    assert_eq!(h.state(), State::Established);
+    let ack = h.recv_one();
+    assert_eq!(ack.ack, Some(CLIENT_ISN + 1));
+    assert_eq!(h.stack.stats().challenge_acks, 1);
+}
+
+//= RFC 5961 section 5.2
+//# All incoming segments whose ACK value doesn't satisfy the above condition MUST be
+//# discarded and an ACK sent back.
+#[test]
+fn ack_above_snd_nxt_is_discarded_with_challenge_ack() {
+    let mut h = h();
+    h.establish();
+    let mut seg = h.data_seg(0, b"evil");
+    seg.ack = Some(h.iss + 1 + 100_000);
+    h.send(seg);
+    assert_eq!(h.recv_one().ack, Some(CLIENT_ISN + 1));
+    assert!(
+        h.read_all().is_empty(),
+        "data of a segment with a bad ACK is not accepted"
+    );
+    assert_eq!(h.stack.stats().challenge_acks, 1);
+}
+
+//= RFC 7323 section 5.3
+//# If there is a Timestamps option in the arriving segment, SEG.TSval < TS.Recent, ...
+//# then treat the arriving segment as not acceptable
+#[test]
+fn old_timestamp_is_rejected_by_paws() {
+    let mut h = h();
+    h.establish();
+    let mut seg = h.data_seg(0, b"new");
+    seg.ts = Some((500, 1));
+    h.send(seg);
+    h.recv_all();
+    let mut old = h.data_seg(3, b"old");
+    old.ts = Some((400, 1));
+    h.send(old);
+    assert_eq!(h.stack.stats().drop_paws, 1);
+    assert_eq!(
+        h.recv_one().ack,
+        Some(CLIENT_ISN + 4),
+        "PAWS drop answers with an ACK"
+    );
+    assert_eq!(h.read_all(), b"new");
+}
+
+#[test]
+fn bad_checksum_truncated_and_malformed_packets_are_counted_drops() {
+    let mut h = h();
+    h.establish();
+    let mut pkt = h.data_seg(0, b"hello").packet();
+    let last = pkt.len() - 1;
+    pkt[last] ^= 0xff;
+    h.stack.handle_packet(h.now, &pkt);
+    assert_eq!(h.stack.stats().drop_bad_tcp, 1);
+    let good = h.data_seg(0, b"hello").packet();
+    h.stack.handle_packet(h.now, &good[..30]);
+    assert!(h.stack.stats().drop_bad_ip + h.stack.stats().drop_bad_tcp >= 2);
+    // A TCP option with length 1 is malformed.
+    let mut bad_opt = h.data_seg(0, b"").packet();
+    bad_opt[20 + 12] = 0x60; // data offset 6 words: 4 option bytes
+    bad_opt.splice(40..40, [8u8, 1, 0, 0]);
+    let total = bad_opt.len() as u16;
+    bad_opt[2..4].copy_from_slice(&total.to_be_bytes());
+    h.stack.handle_packet(h.now, &bad_opt);
+    for n in 0..good.len() {
+        h.stack.handle_packet(h.now, &good[..n]);
+    }
+    assert!(h.read_all().is_empty());
+    assert_eq!(h.state(), State::Established);
+}
+
+#[test]
+fn segment_for_closed_port_gets_rst() {
+    let mut h = h();
+    let mut seg = Seg {
+        ctl: Ctl::Syn,
+        seq: 5,
+        ..Default::default()
+    };
+    seg.payload.clear();
+    let mut pkt = seg.packet();
+    pkt[22..24].copy_from_slice(&81u16.to_be_bytes()); // dst port 81
+    pkt[36..38].copy_from_slice(&[0, 0]);
+    let mut p = smoltcp::wire::TcpPacket::new_unchecked(&mut pkt[20..]);
+    p.fill_checksum(&(*SERVER.ip()).into(), &(*CLIENT.ip()).into());
+    // Recompute with the right address order (src = client).
+    p.fill_checksum(&(*CLIENT.ip()).into(), &(*SERVER.ip()).into());
+    h.stack.handle_packet(h.now, &pkt);
+    let rst = h.recv_one();
+    assert_eq!(rst.ctl, Ctl::Rst);
+    assert_eq!(rst.ack, Some(6));
+}
+
+#[test]
+fn peer_fin_then_close_goes_through_close_wait_and_last_ack() {
+    let mut h = h();
+    h.establish();
+    let mut fin = h.data_seg(0, b"bye");
+    fin.ctl = Ctl::Fin;
+    h.send(fin);
+    assert_eq!(h.state(), State::CloseWait);
+    assert_eq!(h.recv_one().ack, Some(CLIENT_ISN + 5));
+    assert_eq!(h.read_all(), b"bye");
+    let mut buf = [0u8; 4];
+    assert_eq!(h.stack.recv(h.key, &mut buf), Ok(0), "end of stream");
+    h.stack.close(h.key);
+    let our_fin = h.recv_one();
+    assert_eq!(our_fin.ctl, Ctl::Fin);
+    assert_eq!(h.state(), State::LastAck);
+    h.send(h.ack_seg(CLIENT_ISN + 5, h.iss + 2));
+    assert!(h.stack.conn_info(h.key).is_none(), "freed after LAST-ACK");
+}
+
+#[test]
+fn active_close_reaches_time_wait_and_expires() {
+    let mut h = h();
+    h.establish();
+    h.stack.close(h.key);
+    assert_eq!(h.recv_one().ctl, Ctl::Fin);
+    assert_eq!(h.state(), State::FinWait1);
+    h.send(h.ack_seg(CLIENT_ISN + 1, h.iss + 2));
+    assert_eq!(h.state(), State::FinWait2);
+    h.send(Seg {
+        ctl: Ctl::Fin,
+        ..h.ack_seg(CLIENT_ISN + 1, h.iss + 2)
+    });
+    assert_eq!(h.state(), State::TimeWait);
+    assert_eq!(h.recv_one().ack, Some(CLIENT_ISN + 2));
+    h.advance(Duration::from_secs(61));
+    assert!(h.stack.conn_info(h.key).is_none());
+}
+
+//= RFC 6298 section 5
+//# (5.4) Retransmit the earliest segment that has not been acknowledged by the TCP receiver.
+//# (5.5) The host MUST set RTO <- RTO * 2 ("back off the timer").
+#[test]
+fn rto_retransmits_and_backs_off() {
+    let mut h = h();
+    h.establish();
+    h.stack.send(h.key, b"data").unwrap();
+    let first = h.recv_one();
+    assert_eq!(first.payload, b"data");
+    let rto1 = h.stack.poll_timeout().unwrap() - h.now;
+    h.advance(rto1);
+    let again = h.recv_one();
+    assert_eq!(again.seq, first.seq);
+    assert_eq!(again.payload, b"data");
+    let rto2 = h.stack.poll_timeout().unwrap() - h.now;
+    assert!(
+        rto2 >= rto1.saturating_mul(2) - Duration::from_millis(1),
+        "{rto2} vs {rto1}"
+    );
+    assert_eq!(h.stack.stats().rto_expirations, 1);
+}
+
+//= RFC 5681 section 3.2
+//# The fast retransmit algorithm uses the arrival of 3 duplicate ACKs ... as an indication
+//# that a segment has been lost.
+#[test]
+fn three_dup_acks_trigger_fast_retransmit() {
+    let mut h = h();
+    h.establish();
+    h.send(Seg {
+        win: 65535,
+        ..h.ack_seg(CLIENT_ISN + 1, h.iss + 1)
+    });
+    let data = vec![7u8; 8 * 1448];
+    h.stack.send(h.key, &data).unwrap();
+    let segs = h.recv_all();
+    assert!(segs.len() >= 4, "initial window sends several segments");
+    let una = h.iss + 1;
+    for i in 0..3 {
+        let mut d = h.ack_seg(CLIENT_ISN + 1, una);
+        d.win = 65535;
+        d.sacks = vec![(una + 1448, una + 1448 * (i + 2))];
+        h.send(d);
+    }
+    let out = h.recv_all();
+    assert!(
+        out.iter().any(|s| s.seq == una && !s.payload.is_empty()),
+        "first segment resent: {out:?}"
+    );
+    assert_eq!(h.stack.stats().fast_retransmits, 1);
+}
+
+#[test]
+fn zero_window_is_probed_by_the_persist_timer() {
+    let mut h = h();
+    h.establish();
+    h.send(Seg {
+        win: 0,
+        ..h.ack_seg(CLIENT_ISN + 1, h.iss + 1)
+    });
+    h.stack.send(h.key, b"waiting").unwrap();
+    assert!(h.recv_all().is_empty(), "nothing fits a zero window");
+    let deadline = h.stack.poll_timeout().expect("persist timer armed");
+    h.now = deadline;
+    h.stack.handle_timeout(h.now);
+    let probe = h.recv_one();
+    assert_eq!(probe.payload.len(), 1);
+    assert_eq!(probe.seq, h.iss + 1);
+}
+
+#[test]
+fn nagle_holds_small_segments_until_acked_unless_nodelay() {
+    let mut h = h();
+    h.establish();
+    h.send(Seg {
+        win: 65535,
+        ..h.ack_seg(CLIENT_ISN + 1, h.iss + 1)
+    });
+    h.stack.send(h.key, b"a").unwrap();
+    assert_eq!(h.recv_one().payload, b"a");
+    h.stack.send(h.key, b"b").unwrap();
+    assert!(
+        h.recv_all().is_empty(),
+        "Nagle holds a small segment while data is outstanding"
+    );
+    h.stack.set_nodelay(h.key, true);
+    assert_eq!(h.recv_one().payload, b"b");
+}
+
+//= RFC 4987 section 3.6
+//# SYN cookies ... the state is encoded in the initial sequence number
+#[test]
+fn syn_flood_falls_back_to_cookies() {
+    let mut cfg = test_config();
+    cfg.syn_backlog = 1;
+    let mut h = Harness::new(cfg);
+    // Fill the backlog with a half-open connection from another port.
+    let mut other = Seg {
+        ctl: Ctl::Syn,
+        seq: 1,
+        mss: Some(1460),
+        ..Default::default()
+    }
+    .packet();
+    other[20..22].copy_from_slice(&40001u16.to_be_bytes());
+    let mut p = smoltcp::wire::TcpPacket::new_unchecked(&mut other[20..]);
+    p.fill_checksum(&(*CLIENT.ip()).into(), &(*SERVER.ip()).into());
+    h.stack.handle_packet(h.now, &other);
+    h.recv_all();
+    h.send(Seg {
+        ctl: Ctl::Syn,
+        seq: CLIENT_ISN,
+        win: 65535,
+        mss: Some(1460),
+        sack_perm: true,
+        ..Default::default()
+    });
+    let synack = h.recv_one();
+    assert_eq!(h.stack.stats().syn_cookies_sent, 1);
+    assert!(
+        h.stack.conn_info(h.key).is_none(),
+        "no state kept for a cookie SYN-ACK"
+    );
+    h.send(Seg {
+        seq: CLIENT_ISN + 1,
+        ack: Some(synack.seq + 1),
+        win: 1024,
+        payload: b"hi".to_vec(),
+        ..Default::default()
+    });
+    assert_eq!(h.stack.stats().syn_cookies_accepted, 1);
+    assert_eq!(h.stack.accept(SERVER), Some(h.key));
+    assert_eq!(h.read_all(), b"hi");
+    // A forged cookie is refused with a RST.
+    let mut forged = Seg {
+        seq: 77,
+        ack: Some(synack.seq.wrapping_add(12345)),
+        win: 1,
+        ..Default::default()
+    }
+    .packet();
+    forged[20..22].copy_from_slice(&40002u16.to_be_bytes());
+    let mut p = smoltcp::wire::TcpPacket::new_unchecked(&mut forged[20..]);
+    p.fill_checksum(&(*CLIENT.ip()).into(), &(*SERVER.ip()).into());
+    h.stack.handle_packet(h.now, &forged);
+    assert_eq!(h.stack.stats().syn_cookies_rejected, 1);
+}
+
+#[test]
+fn icmp_echo_is_answered() {
+    use smoltcp::wire::Icmpv4Repr;
+    let mut h = h();
+    let req = Icmpv4Repr::EchoRequest {
+        ident: 7,
+        seq_no: 3,
+        data: b"ping",
+    };
+    let mut buf = vec![0u8; 64];
+    let n = wire::emit_icmp(&mut buf, *CLIENT.ip(), *SERVER.ip(), 64, &req).unwrap();
+    h.stack.handle_packet(h.now, &buf[..n]);
+    let mut out = vec![0u8; 128];
+    let n = h.stack.poll_transmit(h.now, &mut out).expect("echo reply");
+    match wire::parse(&out[..n]).unwrap() {
+        wire::Packet::Icmp {
+            dst,
+            repr:
+                Icmpv4Repr::EchoReply {
+                    ident,
+                    seq_no,
+                    data,
+                },
+            ..
+        } => {
+            assert_eq!(
+                (dst, ident, seq_no, data),
+                (*CLIENT.ip(), 7, 3, &b"ping"[..])
+            );
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn export_import_moves_a_connection_mid_transfer() {
+    let mut a = h();
+    a.establish();
+    a.send(a.data_seg(0, b"first half "));
+    a.stack.send(a.key, b"reply-1").unwrap();
+    let sent = a.recv_all();
+    assert!(sent.iter().any(|s| s.payload == b"reply-1"));
+    let snap = a.stack.export(a.key).unwrap();
+    let bytes = snap.encode();
+    let snap2 = crate::tcp::snapshot::ConnSnapshot::decode(&bytes).unwrap();
+    assert_eq!(snap, snap2);
+    assert!(a.stack.conn_info(a.key).is_none());
+    assert!(a.recv_all().is_empty(), "export is silent: no RST, no FIN");
+
+    let mut b = Harness::new(test_config());
+    b.iss = a.iss;
+    b.now = a.now;
+    b.stack.import(b.now, snap2).unwrap();
+    b.recv_all();
+    b.send(b.data_seg(11, b"second half"));
+    assert_eq!(b.read_all(), b"first half second half");
+    // Unacknowledged output is retransmitted by the new stack.
+    b.advance(Duration::from_secs(2));
+    let out = b.recv_all();
+    assert!(out.iter().any(|s| s.payload == b"reply-1"), "{out:?}");
+}
+
+#[test]
+fn backup_sends_nothing_and_primary_gates_acks() {
+    let mut p = h();
+    let mut b = h();
+    b.stack.set_role(b.now, Role::Backup);
+    p.stack.set_role(p.now, Role::Primary);
+    p.establish();
+    // The backup sees the same client packets; it never answers.
+    b.send(Seg {
+        ctl: Ctl::Syn,
+        seq: CLIENT_ISN,
+        win: 65535,
+        mss: Some(1460),
+        ws: Some(7),
+        sack_perm: true,
+        ts: Some((100, 0)),
+        ..Default::default()
+    });
+    assert!(b.recv_all().is_empty());
+    b.iss = p.iss;
+    b.send(b.ack_seg(CLIENT_ISN + 1, p.iss + 1));
+    assert!(b.stack.accept(SERVER).is_some());
+    // Gate the primary at the start: data arrives but the ACK stays at the gate.
+    let start = Seq(CLIENT_ISN + 1);
+    p.stack.set_gate(
+        p.key,
+        Some(Gate {
+            ack: start,
+            right_edge: start + 65535u32,
+        }),
+    );
+    p.send(p.data_seg(0, &[5u8; 1000]));
+    p.send(p.data_seg(1000, &[5u8; 1000]));
+    let acks = p.recv_all();
+    assert!(
+        acks.iter().all(|s| s.ack == Some(CLIENT_ISN + 1)),
+        "{acks:?}"
+    );
+    // The backup confirms: raising the gate makes the primary ACK at once.
+    p.stack.set_gate(
+        p.key,
+        Some(Gate {
+            ack: start + 2000u32,
+            right_edge: start + 65535u32,
+        }),
+    );
+    assert_eq!(p.recv_one().ack, Some(CLIENT_ISN + 2001));
+    b.send(b.data_seg(0, &[5u8; 1000]));
+    assert!(b.recv_all().is_empty());
+    assert_eq!(b.stack.receive_progress(b.key).unwrap().0, start + 1000u32);
+}
+
+#[test]
+fn backup_promoted_retransmits_unacked_output_and_acks_at_once() {
+    let mut b = h();
+    b.stack.set_role(b.now, Role::Backup);
+    b.send(Seg {
+        ctl: Ctl::Syn,
+        seq: CLIENT_ISN,
+        win: 65535,
+        mss: Some(1460),
+        ws: Some(7),
+        sack_perm: true,
+        ts: Some((100, 0)),
+        ..Default::default()
+    });
+    let iss = crate::tcp::isn::server_isn(&test_config().isn_key, SERVER, CLIENT, CLIENT_ISN);
+    b.iss = iss;
+    b.send(b.ack_seg(CLIENT_ISN + 1, iss + 1));
+    let key = b.stack.accept(SERVER).unwrap();
+    b.stack.send(key, b"0123456789").unwrap();
+    // The client acknowledged 4 bytes the primary sent.
+    b.send(Seg {
+        win: 1024,
+        ..b.ack_seg(CLIENT_ISN + 1, iss + 5)
+    });
+    assert!(b.recv_all().is_empty());
+    b.stack.set_role(b.now, Role::Primary);
+    let out = b.recv_all();
+    assert!(
+        out.iter()
+            .any(|s| s.seq == iss + 5 && s.payload == b"456789"),
+        "{out:?}"
+    );
+    assert!(out.iter().all(|s| s.ack == Some(CLIENT_ISN + 1)));
+    assert!(
+        out.iter().all(|s| s.ts.unwrap().0 >= 1),
+        "timestamps jump forward"
+    );
+}
+
+#[test]
+fn backup_accepts_acks_for_output_its_application_has_not_written_yet() {
+    let mut b = h();
+    b.stack.set_role(b.now, Role::Backup);
+    b.send(Seg {
+        ctl: Ctl::Syn,
+        seq: CLIENT_ISN,
+        win: 65535,
+        mss: Some(1460),
+        ..Default::default()
+    });
+    let iss = crate::tcp::isn::server_isn(&test_config().isn_key, SERVER, CLIENT, CLIENT_ISN);
+    b.send(Seg {
+        seq: CLIENT_ISN + 1,
+        ack: Some(iss + 1),
+        win: 1024,
+        ..Default::default()
+    });
+    let key = b.stack.accept(SERVER).unwrap();
+    b.send(Seg {
+        seq: CLIENT_ISN + 1,
+        ack: Some(iss + 7),
+        win: 1024,
+        ..Default::default()
+    });
+    assert_eq!(b.stack.stats().challenge_acks, 0);
+    b.stack.send(key, b"abcdefghij").unwrap();
+    assert_eq!(
+        b.stack.conn_info(key).unwrap().send_queued,
+        4,
+        "the 6 acknowledged bytes are not kept"
+    );
+    let _ = Event::Closed(key);
+}
