@@ -1,1 +1,9 @@
-//! hydra-tests
+//! Shared helpers of Hydra's workspace-level tests.
+//!
+//! - [`netns`]: network namespaces, veth links and processes made by a test
+//!   and removed again, also when the test fails.
+//! - [`simnet`]: a seeded simulated network (loss, delay, reordering,
+//!   duplication) for deterministic tests of whole stacks.
+
+pub mod netns;
+pub mod simnet;
