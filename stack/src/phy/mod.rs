@@ -7,6 +7,7 @@
 use std::io;
 use std::os::fd::RawFd;
 
+pub mod pipe;
 #[cfg(target_os = "linux")]
 pub mod tun;
 

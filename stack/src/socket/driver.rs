@@ -1,0 +1,190 @@
+//! The driver thread: moves packets between the device and the core.
+//!
+//! Device reads and writes happen with the core unlocked, in batches, so
+//! application threads contend for the lock only while the core itself runs.
+
+use std::io;
+use std::os::fd::RawFd;
+use std::sync::Arc;
+
+use super::{lock, now, Hooks, Shared};
+use crate::iface::MAX_PACKET;
+use crate::phy::Device;
+use crate::time::Instant;
+
+/// Packets read or written per loop turn at most (bounds latency and memory).
+const BATCH: usize = 64;
+
+/// An eventfd that application threads write to wake the driver.
+pub(super) struct Waker {
+    fd: RawFd,
+}
+
+impl Waker {
+    pub(super) fn new() -> io::Result<Waker> {
+        // SAFETY: plain eventfd(2); the fd is owned by the Waker and closed on drop.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Waker { fd })
+    }
+
+    pub(super) fn wake(&self) {
+        let one: u64 = 1;
+        // SAFETY: writes 8 bytes from a valid u64 to our eventfd. A full
+        // counter (EAGAIN) means a wake-up is already pending, which is fine.
+        unsafe { libc::write(self.fd, (&one as *const u64).cast(), 8) };
+    }
+
+    fn drain(&self) {
+        let mut v: u64 = 0;
+        // SAFETY: reads 8 bytes into a valid u64 from our nonblocking eventfd.
+        unsafe { libc::read(self.fd, (&mut v as *mut u64).cast(), 8) };
+    }
+}
+
+impl Drop for Waker {
+    fn drop(&mut self) {
+        // SAFETY: we own fd.
+        unsafe { libc::close(self.fd) };
+    }
+}
+
+/// Packets in one flat buffer, to avoid an allocation per packet.
+struct Batch {
+    data: Vec<u8>,
+    lens: Vec<usize>,
+    slot: usize,
+}
+
+impl Batch {
+    fn new(slot: usize) -> Batch {
+        Batch {
+            data: vec![0; slot * BATCH],
+            lens: Vec::with_capacity(BATCH),
+            slot,
+        }
+    }
+    fn is_full(&self) -> bool {
+        self.lens.len() == BATCH
+    }
+    fn next_slot(&mut self) -> &mut [u8] {
+        let i = self.lens.len();
+        &mut self.data[i * self.slot..(i + 1) * self.slot]
+    }
+    fn packets(&self) -> impl Iterator<Item = &[u8]> {
+        self.lens
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| &self.data[i * self.slot..i * self.slot + n])
+    }
+}
+
+pub(super) fn run<D: Device, H: Hooks>(shared: Arc<Shared>, mut device: D, mut hooks: H) {
+    let slot = device.mtu().clamp(576, MAX_PACKET);
+    let mut input = Batch::new(slot);
+    let mut output = Batch::new(slot);
+    let mut more_output = false;
+    loop {
+        let deadline = {
+            let inner = lock(&shared);
+            if inner.stopped {
+                return;
+            }
+            earliest(inner.stack.poll_timeout(), hooks.next_deadline())
+        };
+        let timeout = if more_output {
+            Some(Instant::ZERO)
+        } else {
+            deadline
+        };
+        wait(&shared, &device, &hooks, timeout);
+
+        input.lens.clear();
+        while !input.is_full() {
+            match device.recv(input.next_slot()) {
+                Ok(n) => input.lens.push(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    tracing::warn!("device read failed: {e}");
+                    break;
+                }
+            }
+        }
+
+        let mut inner = lock(&shared);
+        let now = now(&shared);
+        for packet in input.packets() {
+            inner.stack.handle_packet(now, packet);
+        }
+        inner.stack.handle_timeout(now);
+        hooks.run(now, &mut inner.stack);
+        let mut woke = false;
+        while let Some(event) = inner.stack.poll_event() {
+            hooks.on_event(now, &mut inner.stack, event);
+            if inner.pollers > 0 && !inner.poll_events.contains(&event) {
+                inner.poll_events.push_back(event);
+            }
+            woke = true;
+        }
+        output.lens.clear();
+        while !output.is_full() {
+            match inner.stack.poll_transmit(now, output.next_slot()) {
+                Some(n) => output.lens.push(n),
+                None => break,
+            }
+        }
+        more_output = output.is_full();
+        let may_transmit = hooks.may_transmit(now);
+        drop(inner);
+        if woke {
+            shared.changed.notify_all();
+        }
+        if may_transmit {
+            for packet in output.packets() {
+                if let Err(e) = device.send(packet) {
+                    // Dropped packets are recovered by TCP retransmission.
+                    tracing::debug!("device write failed: {e}");
+                }
+            }
+        }
+    }
+}
+
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Block until a device, the waker or a hook fd is readable, or `deadline`.
+fn wait<D: Device, H: Hooks>(shared: &Shared, device: &D, hooks: &H, deadline: Option<Instant>) {
+    let mut fds: Vec<libc::pollfd> = Vec::with_capacity(4);
+    let mut add = |fd: RawFd| {
+        fds.push(libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        })
+    };
+    add(shared.wake.fd);
+    if let Some(fd) = device.raw_fd() {
+        add(fd);
+    }
+    for fd in hooks.fds() {
+        add(fd);
+    }
+    let timeout_ms: libc::c_int = match deadline {
+        None => -1,
+        Some(d) => {
+            let left = d.saturating_since(now(shared)).total_micros();
+            left.div_ceil(1000).min(60_000) as libc::c_int
+        }
+    };
+    // SAFETY: fds is a valid array of pollfd of the given length.
+    unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
+    shared.wake.drain();
+}

@@ -1,0 +1,74 @@
+//! `TcpListener`: a passive open, used like `std::net::TcpListener`.
+
+use std::io;
+use std::net::{SocketAddr, SocketAddrV4};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::{lock, stopped_error, wait_change, NetStack, TcpStream};
+use crate::iface::ListenError;
+
+/// Accepts connections on one local address and port.
+pub struct TcpListener {
+    net: NetStack,
+    local: SocketAddrV4,
+    nonblocking: AtomicBool,
+}
+
+impl TcpListener {
+    /// Listen on `local`; `0.0.0.0:port` accepts on any address of the stack.
+    pub fn bind(net: &NetStack, local: SocketAddrV4) -> io::Result<TcpListener> {
+        net.with_stack(|s| s.listen(local)).map_err(|e| match e {
+            ListenError::AddrInUse => {
+                io::Error::new(io::ErrorKind::AddrInUse, format!("{local}: {e}"))
+            }
+        })?;
+        Ok(TcpListener {
+            net: net.clone(),
+            local,
+            nonblocking: AtomicBool::new(false),
+        })
+    }
+
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        Ok(SocketAddr::V4(self.local))
+    }
+
+    pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
+        self.nonblocking.store(nonblocking, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Wait for the next established connection.
+    pub fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
+        let shared = &self.net.shared;
+        let mut g = lock(shared);
+        loop {
+            if g.stopped {
+                return Err(stopped_error());
+            }
+            if let Some(key) = g.stack.accept(self.local) {
+                drop(g);
+                return Ok((
+                    TcpStream::from_key(self.net.clone(), key),
+                    SocketAddr::V4(key.remote),
+                ));
+            }
+            if self.nonblocking.load(Ordering::Relaxed) {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            g = wait_change(shared, g, None).0;
+        }
+    }
+
+    /// Accepted connections, forever (like `std::net::TcpListener::incoming`).
+    pub fn incoming(&self) -> impl Iterator<Item = io::Result<TcpStream>> + '_ {
+        std::iter::from_fn(move || Some(self.accept().map(|(s, _)| s)))
+    }
+}
+
+impl Drop for TcpListener {
+    fn drop(&mut self) {
+        let local = self.local;
+        self.net.with_stack(|s| s.unlisten(local));
+    }
+}

@@ -1,0 +1,216 @@
+//! A `std::net`-like API over the sans-IO core, for servers that embed Hydra.
+//!
+//! [`NetStack::spawn`] starts one driver thread that owns the device and
+//! runs the core: it waits on the device (and on any file descriptors a
+//! [`Hooks`] implementation adds, which is how the replica plugs in the
+//! ack channel), feeds packets and timeouts in, writes packets out and wakes
+//! application threads. [`TcpListener`] and [`TcpStream`] then behave like
+//! their `std::net` namesakes: blocking by default, `set_nonblocking`,
+//! read/write timeouts, `shutdown`, and `std::io::Read`/`Write`.
+//! [`Poller`] is the non-blocking event interface for event loops.
+
+mod driver;
+mod listener;
+mod poller;
+mod stream;
+
+use std::io;
+use std::net::SocketAddrV4;
+use std::os::fd::RawFd;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+use crate::iface::{Event, Stack};
+use crate::phy::Device;
+use crate::time::Instant;
+use crate::Config;
+
+pub use listener::TcpListener;
+pub use poller::Poller;
+pub use stream::TcpStream;
+
+/// Extension points of the driver loop. The replica implements this to run
+/// the ack channel next to the stack; plain servers use `()`.
+pub trait Hooks: Send + 'static {
+    /// Extra file descriptors to wait on for readability.
+    fn fds(&self) -> Vec<RawFd> {
+        Vec::new()
+    }
+    /// Called once per loop turn, stack locked, after device input and
+    /// before output: read the extra fds, drive timers, adjust the stack.
+    fn run(&mut self, _now: Instant, _stack: &mut Stack) {}
+    /// Earliest time `run` wants to be called again.
+    fn next_deadline(&self) -> Option<Instant> {
+        None
+    }
+    /// Sees every stack event before applications are woken.
+    fn on_event(&mut self, _now: Instant, _stack: &mut Stack, _event: Event) {}
+    /// Whether packets may be written to the device now (a replica that has
+    /// lost its lease must stay silent). Packets not sent are dropped and
+    /// left to TCP retransmission.
+    fn may_transmit(&self, _now: Instant) -> bool {
+        true
+    }
+}
+
+impl Hooks for () {}
+
+/// State shared by the driver and the application handles.
+struct Shared {
+    inner: Mutex<Inner>,
+    /// Signalled whenever stack events were produced.
+    changed: Condvar,
+    wake: driver::Waker,
+    address: std::net::Ipv4Addr,
+    clock: std::time::Instant,
+}
+
+struct Inner {
+    stack: Stack,
+    /// Events kept for [`Poller`] users (coalesced, so bounded by 6 per connection).
+    poll_events: std::collections::VecDeque<Event>,
+    pollers: usize,
+    stopped: bool,
+    next_port: u16,
+}
+
+/// A running stack: cheap to clone, stops when the last clone is dropped
+/// or [`NetStack::stop`] is called.
+#[derive(Clone)]
+pub struct NetStack {
+    shared: Arc<Shared>,
+    _owner: Arc<StopOnDrop>,
+}
+
+struct StopOnDrop(Arc<Shared>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        stop(&self.0);
+    }
+}
+
+fn stop(shared: &Shared) {
+    if let Ok(mut inner) = shared.inner.lock() {
+        inner.stopped = true;
+    }
+    shared.wake.wake();
+    shared.changed.notify_all();
+}
+
+impl NetStack {
+    /// Start a stack with local IPv4 `address` on `device`.
+    pub fn spawn<D: Device + Send + 'static>(
+        config: Config,
+        address: std::net::Ipv4Addr,
+        device: D,
+    ) -> io::Result<NetStack> {
+        Self::spawn_with_hooks(Stack::new(config), address, device, ())
+    }
+
+    /// Start a driver for an existing core (any role) with extension hooks.
+    pub fn spawn_with_hooks<D: Device + Send + 'static, H: Hooks>(
+        stack: Stack,
+        address: std::net::Ipv4Addr,
+        device: D,
+        hooks: H,
+    ) -> io::Result<NetStack> {
+        let shared = Arc::new(Shared {
+            inner: Mutex::new(Inner {
+                stack,
+                poll_events: Default::default(),
+                pollers: 0,
+                stopped: false,
+                next_port: 49152,
+            }),
+            changed: Condvar::new(),
+            wake: driver::Waker::new()?,
+            address,
+            clock: std::time::Instant::now(),
+        });
+        let driver_shared = shared.clone();
+        std::thread::Builder::new()
+            .name("hydra-driver".into())
+            .spawn(move || driver::run(driver_shared, device, hooks))?;
+        Ok(NetStack {
+            _owner: Arc::new(StopOnDrop(shared.clone())),
+            shared,
+        })
+    }
+
+    /// The stack's local address.
+    pub fn address(&self) -> std::net::Ipv4Addr {
+        self.shared.address
+    }
+
+    /// Run `f` on the core with the lock held (status pages, replication).
+    pub fn with_stack<R>(&self, f: impl FnOnce(&mut Stack) -> R) -> R {
+        let mut inner = self.lock();
+        let r = f(&mut inner.stack);
+        drop(inner);
+        self.shared.wake.wake();
+        r
+    }
+
+    /// The core's clock: microseconds since this stack started.
+    pub fn now(&self) -> Instant {
+        now(&self.shared)
+    }
+
+    /// Stop the driver thread. Open handles then fail with `NotConnected`.
+    pub fn stop(&self) {
+        stop(&self.shared);
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        lock(&self.shared)
+    }
+}
+
+fn now(shared: &Shared) -> Instant {
+    Instant::from_micros(shared.clock.elapsed().as_micros() as u64)
+}
+
+/// A poisoned lock means a panic in another thread already; carry on with
+/// the data as it is rather than cascade the panic into every handle.
+fn lock(shared: &Shared) -> MutexGuard<'_, Inner> {
+    shared.inner.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Wait for a change, up to `deadline` (None = forever). Returns false on timeout.
+fn wait_change<'a>(
+    shared: &'a Shared,
+    guard: MutexGuard<'a, Inner>,
+    deadline: Option<std::time::Instant>,
+) -> (MutexGuard<'a, Inner>, bool) {
+    match deadline {
+        None => (
+            shared
+                .changed
+                .wait(guard)
+                .unwrap_or_else(|p| p.into_inner()),
+            true,
+        ),
+        Some(d) => {
+            let left = d.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return (guard, false);
+            }
+            let (g, r) = shared
+                .changed
+                .wait_timeout(guard, left)
+                .unwrap_or_else(|p| p.into_inner());
+            (g, !r.timed_out() || std::time::Instant::now() < d)
+        }
+    }
+}
+
+fn stopped_error() -> io::Error {
+    io::Error::new(io::ErrorKind::NotConnected, "network stack stopped")
+}
+
+fn local_addr(shared: &Shared, port: u16) -> SocketAddrV4 {
+    SocketAddrV4::new(shared.address, port)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,334 @@
+//! `TcpStream`: one connection, used like `std::net::TcpStream`.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, SocketAddrV4};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::{local_addr, lock, stopped_error, wait_change, NetStack};
+use crate::iface::{ConnKey, RecvError, SendError};
+use crate::tcp::State;
+
+/// Options shared by all clones of one stream, as on a kernel socket.
+#[derive(Debug, Clone, Copy, Default)]
+struct Settings {
+    nonblocking: bool,
+    read_timeout: Option<Duration>,
+    write_timeout: Option<Duration>,
+    /// `shutdown(Read)` was called: reads report end of stream.
+    read_shut: bool,
+}
+
+/// The connection itself; closed when the last clone of the stream drops.
+struct Handle {
+    net: NetStack,
+    key: ConnKey,
+    settings: Mutex<Settings>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.net.with_stack(|s| s.close(self.key));
+    }
+}
+
+/// A TCP connection of a [`NetStack`].
+pub struct TcpStream {
+    handle: Arc<Handle>,
+}
+
+impl std::fmt::Debug for TcpStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TcpStream")
+            .field("local", &self.handle.key.local)
+            .field("peer", &self.handle.key.remote)
+            .finish()
+    }
+}
+
+impl TcpStream {
+    pub(super) fn from_key(net: NetStack, key: ConnKey) -> TcpStream {
+        TcpStream {
+            handle: Arc::new(Handle {
+                net,
+                key,
+                settings: Mutex::new(Settings::default()),
+            }),
+        }
+    }
+
+    /// Open a connection to `remote` from an ephemeral port.
+    pub fn connect(net: &NetStack, remote: SocketAddrV4) -> io::Result<TcpStream> {
+        Self::connect_inner(net, remote, None)
+    }
+
+    /// Like [`TcpStream::connect`], giving up after `timeout`.
+    pub fn connect_timeout(
+        net: &NetStack,
+        remote: SocketAddrV4,
+        timeout: Duration,
+    ) -> io::Result<TcpStream> {
+        Self::connect_inner(net, remote, Some(timeout))
+    }
+
+    fn connect_inner(
+        net: &NetStack,
+        remote: SocketAddrV4,
+        timeout: Option<Duration>,
+    ) -> io::Result<TcpStream> {
+        let shared = &net.shared;
+        let deadline = timeout.map(|t| std::time::Instant::now() + t);
+        let mut g = lock(shared);
+        let now = super::now(shared);
+        let mut key = None;
+        // Ephemeral range 49152..=65535 (RFC 6335); skip 4-tuples in use.
+        for _ in 0..16384 {
+            let port = g.next_port;
+            g.next_port = if port == u16::MAX { 49152 } else { port + 1 };
+            match g.stack.connect(now, local_addr(shared, port), remote) {
+                Ok(k) => {
+                    key = Some(k);
+                    break;
+                }
+                Err(crate::iface::ConnectError::AddrInUse) => continue,
+                Err(e) => return Err(io::Error::other(e)),
+            }
+        }
+        let key = key.ok_or_else(|| {
+            io::Error::new(io::ErrorKind::AddrNotAvailable, "no free ephemeral port")
+        })?;
+        shared.wake.wake();
+        let stream = {
+            drop(g);
+            TcpStream::from_key(net.clone(), key)
+        };
+        let mut g = lock(shared);
+        loop {
+            if g.stopped {
+                return Err(stopped_error());
+            }
+            match g.stack.conn_info(key).map(|i| i.state) {
+                Some(State::SynSent) => {}
+                Some(State::Closed) | None => {
+                    let mut probe = [0u8; 0];
+                    let err = match g.stack.recv(key, &mut probe) {
+                        Err(RecvError::TimedOut) => io::ErrorKind::TimedOut,
+                        _ => io::ErrorKind::ConnectionRefused,
+                    };
+                    return Err(io::Error::new(err, format!("connect to {remote}")));
+                }
+                Some(_) => return Ok(stream),
+            }
+            let (g2, in_time) = wait_change(shared, g, deadline);
+            g = g2;
+            if !in_time {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("connect to {remote} timed out"),
+                ));
+            }
+        }
+    }
+
+    /// The connection's identity in the core.
+    pub fn key(&self) -> ConnKey {
+        self.handle.key
+    }
+
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        Ok(SocketAddr::V4(self.handle.key.remote))
+    }
+
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        Ok(SocketAddr::V4(self.handle.key.local))
+    }
+
+    /// Another handle to the same connection (e.g. one thread reads, one writes).
+    pub fn try_clone(&self) -> io::Result<TcpStream> {
+        Ok(TcpStream {
+            handle: self.handle.clone(),
+        })
+    }
+
+    pub fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
+        self.handle
+            .net
+            .with_stack(|s| s.set_nodelay(self.handle.key, nodelay));
+        Ok(())
+    }
+
+    pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
+        self.settings_mut(|s| s.nonblocking = nonblocking);
+        Ok(())
+    }
+
+    /// `None` blocks forever; `Some(0)` is refused as by `std`.
+    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        check_timeout(timeout)?;
+        self.settings_mut(|s| s.read_timeout = timeout);
+        Ok(())
+    }
+
+    pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        check_timeout(timeout)?;
+        self.settings_mut(|s| s.write_timeout = timeout);
+        Ok(())
+    }
+
+    pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
+        Ok(self.settings().read_timeout)
+    }
+
+    pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
+        Ok(self.settings().write_timeout)
+    }
+
+    /// `Write` sends a FIN after queued data; `Read` makes later reads return
+    /// end of stream; `Both` does both.
+    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        let key = self.handle.key;
+        self.handle.net.with_stack(|s| {
+            if s.conn_info(key).is_none() {
+                return Err(io::Error::from(io::ErrorKind::NotConnected));
+            }
+            if matches!(how, Shutdown::Write | Shutdown::Both) {
+                s.shutdown_write(key);
+            }
+            Ok(())
+        })?;
+        if matches!(how, Shutdown::Read | Shutdown::Both) {
+            self.settings_mut(|s| s.read_shut = true);
+        }
+        Ok(())
+    }
+
+    fn settings(&self) -> Settings {
+        *self
+            .handle
+            .settings
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn settings_mut(&self, f: impl FnOnce(&mut Settings)) {
+        f(&mut self
+            .handle
+            .settings
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()));
+    }
+
+    fn do_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let settings = self.settings();
+        if settings.read_shut {
+            return Ok(0);
+        }
+        let shared = &self.handle.net.shared;
+        let deadline = settings.read_timeout.map(|t| std::time::Instant::now() + t);
+        let mut g = lock(shared);
+        loop {
+            if g.stopped {
+                return Err(stopped_error());
+            }
+            match g.stack.recv(self.handle.key, buf) {
+                Ok(n) => {
+                    drop(g);
+                    // Reading may open the window: let the driver send the update.
+                    shared.wake.wake();
+                    return Ok(n);
+                }
+                Err(RecvError::WouldBlock) if settings.nonblocking => {
+                    return Err(io::ErrorKind::WouldBlock.into());
+                }
+                Err(RecvError::WouldBlock) => {
+                    let (g2, in_time) = wait_change(shared, g, deadline);
+                    g = g2;
+                    if !in_time {
+                        // What std returns on Linux when SO_RCVTIMEO expires.
+                        return Err(io::ErrorKind::WouldBlock.into());
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    fn do_write(&self, buf: &[u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let settings = self.settings();
+        let shared = &self.handle.net.shared;
+        let deadline = settings
+            .write_timeout
+            .map(|t| std::time::Instant::now() + t);
+        let mut g = lock(shared);
+        loop {
+            if g.stopped {
+                return Err(stopped_error());
+            }
+            match g.stack.send(self.handle.key, buf) {
+                Ok(n) => {
+                    drop(g);
+                    shared.wake.wake();
+                    return Ok(n);
+                }
+                Err(SendError::WouldBlock) if settings.nonblocking => {
+                    return Err(io::ErrorKind::WouldBlock.into());
+                }
+                Err(SendError::WouldBlock) => {
+                    let (g2, in_time) = wait_change(shared, g, deadline);
+                    g = g2;
+                    if !in_time {
+                        return Err(io::ErrorKind::WouldBlock.into());
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
+
+fn check_timeout(timeout: Option<Duration>) -> io::Result<()> {
+    if timeout == Some(Duration::ZERO) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "cannot set a 0 duration timeout",
+        ));
+    }
+    Ok(())
+}
+
+impl Read for TcpStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.do_read(buf)
+    }
+}
+
+impl Read for &TcpStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.do_read(buf)
+    }
+}
+
+impl Write for TcpStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.do_write(buf)
+    }
+    /// Data is handed to the core on `write`; there is nothing to flush.
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Write for &TcpStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.do_write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}

@@ -1,0 +1,181 @@
+//! The socket API over an in-memory link: two stacks, real threads.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Ipv4Addr, Shutdown, SocketAddrV4};
+use std::time::Duration;
+
+use super::*;
+use crate::iface::Event;
+use crate::phy::pipe;
+
+const SERVER: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+
+fn pair() -> (NetStack, NetStack) {
+    let (a, b) = pipe::pair(1500).expect("socketpair");
+    let server = NetStack::spawn(Config::default(), SERVER, a).expect("server stack");
+    let client = NetStack::spawn(Config::default(), CLIENT, b).expect("client stack");
+    (server, client)
+}
+
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 7 + i / 251) as u8).collect()
+}
+
+#[test]
+fn echo_round_trip_and_orderly_close() {
+    let (server, client) = pair();
+    let listener = TcpListener::bind(&server, SocketAddrV4::new(SERVER, 7)).unwrap();
+    let echo = std::thread::spawn(move || {
+        let (mut s, peer) = listener.accept().unwrap();
+        assert_eq!(peer, std::net::SocketAddr::V4(s.key().remote));
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = s.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            s.write_all(&buf[..n]).unwrap();
+        }
+        s.shutdown(Shutdown::Write).unwrap();
+    });
+    let mut c = TcpStream::connect(&client, SocketAddrV4::new(SERVER, 7)).unwrap();
+    c.set_nodelay(true).unwrap();
+    let data = pattern(300_000);
+    let writer = {
+        let mut w = c.try_clone().unwrap();
+        let data = data.clone();
+        std::thread::spawn(move || {
+            w.write_all(&data).unwrap();
+            w.shutdown(Shutdown::Write).unwrap();
+        })
+    };
+    let mut got = Vec::new();
+    c.read_to_end(&mut got).unwrap();
+    writer.join().unwrap();
+    echo.join().unwrap();
+    assert_eq!(got.len(), data.len());
+    assert!(got == data, "echoed bytes differ");
+}
+
+#[test]
+fn bulk_transfer_is_byte_exact() {
+    let (server, client) = pair();
+    let listener =
+        TcpListener::bind(&server, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 19)).unwrap();
+    let data = pattern(8 << 20);
+    let sent = data.clone();
+    let source = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        s.write_all(&sent).unwrap();
+    });
+    let mut c = TcpStream::connect(&client, SocketAddrV4::new(SERVER, 19)).unwrap();
+    let mut got = Vec::new();
+    c.read_to_end(&mut got).unwrap();
+    source.join().unwrap();
+    assert_eq!(got.len(), data.len());
+    assert!(got == data);
+}
+
+#[test]
+fn connect_to_closed_port_is_refused() {
+    let (_server, client) = pair();
+    let err = TcpStream::connect(&client, SocketAddrV4::new(SERVER, 1)).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ConnectionRefused);
+}
+
+#[test]
+fn connect_to_silent_host_times_out() {
+    // The other end of the link exists but nobody answers on it.
+    let (a, _silent) = pipe::pair(1500).unwrap();
+    let client = NetStack::spawn(Config::default(), CLIENT, a).unwrap();
+    let nowhere = SocketAddrV4::new(SERVER, 80);
+    let t = std::time::Instant::now();
+    let err = TcpStream::connect_timeout(&client, nowhere, Duration::from_millis(200)).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::TimedOut);
+    assert!(t.elapsed() >= Duration::from_millis(200));
+}
+
+#[test]
+fn read_timeout_and_nonblocking_report_would_block() {
+    let (server, client) = pair();
+    let listener = TcpListener::bind(&server, SocketAddrV4::new(SERVER, 80)).unwrap();
+    let c = TcpStream::connect(&client, SocketAddrV4::new(SERVER, 80)).unwrap();
+    let (_s, _) = listener.accept().unwrap();
+    c.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+    let mut buf = [0u8; 8];
+    assert_eq!(
+        (&c).read(&mut buf).unwrap_err().kind(),
+        ErrorKind::WouldBlock
+    );
+    c.set_nonblocking(true).unwrap();
+    assert_eq!(
+        (&c).read(&mut buf).unwrap_err().kind(),
+        ErrorKind::WouldBlock
+    );
+    assert_eq!(
+        c.set_read_timeout(Some(Duration::ZERO)).unwrap_err().kind(),
+        ErrorKind::InvalidInput
+    );
+}
+
+#[test]
+fn dropping_with_unread_data_resets_the_peer() {
+    let (server, client) = pair();
+    let listener = TcpListener::bind(&server, SocketAddrV4::new(SERVER, 80)).unwrap();
+    let mut c = TcpStream::connect(&client, SocketAddrV4::new(SERVER, 80)).unwrap();
+    let (mut s, _) = listener.accept().unwrap();
+    c.write_all(b"never read").unwrap();
+    // Wait until the bytes are at the server, then drop it unread: RST.
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut one = [0u8; 1];
+    s.read_exact(&mut one).unwrap();
+    drop(s);
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = [0u8; 8];
+    assert_eq!(
+        c.read(&mut buf).unwrap_err().kind(),
+        ErrorKind::ConnectionReset
+    );
+}
+
+#[test]
+fn poller_reports_acceptable_and_readable() {
+    let (server, client) = pair();
+    let poller = Poller::new(&server);
+    let listener = TcpListener::bind(&server, SocketAddrV4::new(SERVER, 80)).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    assert_eq!(listener.accept().unwrap_err().kind(), ErrorKind::WouldBlock);
+    let mut c = TcpStream::connect(&client, SocketAddrV4::new(SERVER, 80)).unwrap();
+    let mut events = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !events.iter().any(|e| matches!(e, Event::Acceptable { .. })) {
+        assert!(std::time::Instant::now() < deadline, "no Acceptable event");
+        poller.wait(&mut events, Some(Duration::from_millis(100)));
+    }
+    let (s, _) = listener.accept().unwrap();
+    s.set_nonblocking(true).unwrap();
+    c.write_all(b"ping").unwrap();
+    events.clear();
+    while !events.contains(&Event::Readable(s.key())) {
+        assert!(std::time::Instant::now() < deadline, "no Readable event");
+        poller.wait(&mut events, Some(Duration::from_millis(100)));
+    }
+    let mut buf = [0u8; 4];
+    assert_eq!((&s).read(&mut buf).unwrap(), 4);
+    assert_eq!(&buf, b"ping");
+}
+
+#[test]
+fn stopped_stack_fails_handles_cleanly() {
+    let (server, client) = pair();
+    let listener = TcpListener::bind(&server, SocketAddrV4::new(SERVER, 80)).unwrap();
+    let c = TcpStream::connect(&client, SocketAddrV4::new(SERVER, 80)).unwrap();
+    let _s = listener.accept().unwrap();
+    client.stop();
+    let mut buf = [0u8; 4];
+    assert_eq!(
+        (&c).read(&mut buf).unwrap_err().kind(),
+        ErrorKind::NotConnected
+    );
+}
