@@ -40,3 +40,37 @@ pub struct Stats {
     /// Output dropped because this stack is a backup (suppressed, by design).
     pub suppressed_segments: u64,
 }
+
+impl Stats {
+    /// Every counter with its name, for metrics endpoints.
+    pub fn counters(&self) -> Vec<(&'static str, u64)> {
+        vec![
+            ("packets_in", self.packets_in),
+            ("packets_out", self.packets_out),
+            ("bytes_in", self.bytes_in),
+            ("bytes_out", self.bytes_out),
+            ("drop_bad_ip", self.drop_bad_ip),
+            ("drop_bad_tcp", self.drop_bad_tcp),
+            ("drop_unknown_protocol", self.drop_unknown_protocol),
+            ("drop_no_socket", self.drop_no_socket),
+            ("drop_out_of_window", self.drop_out_of_window),
+            ("drop_paws", self.drop_paws),
+            ("drop_ooo_limit", self.drop_ooo_limit),
+            ("drop_syn_overflow", self.drop_syn_overflow),
+            ("challenge_acks", self.challenge_acks),
+            ("syn_cookies_sent", self.syn_cookies_sent),
+            ("syn_cookies_accepted", self.syn_cookies_accepted),
+            ("syn_cookies_rejected", self.syn_cookies_rejected),
+            ("resets_sent", self.resets_sent),
+            ("resets_received", self.resets_received),
+            ("retransmits", self.retransmits),
+            ("fast_retransmits", self.fast_retransmits),
+            ("rto_expirations", self.rto_expirations),
+            ("icmp_echo_replies", self.icmp_echo_replies),
+            ("icmp_unreachable_received", self.icmp_unreachable_received),
+            ("connections_opened", self.connections_opened),
+            ("connections_closed", self.connections_closed),
+            ("suppressed_segments", self.suppressed_segments),
+        ]
+    }
+}

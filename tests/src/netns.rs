@@ -1,1 +1,215 @@
-//! (being written)
+//! Network namespaces, veth links and processes made by one test, removed
+//! again on drop (also when the test panics). Every name starts with the
+//! topology's prefix so cleanup deletes exactly what this test made.
+
+use std::io;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// True when the test may run. Without root it prints why it is skipped;
+/// under CI (`CI=true`) a skip is a failure, so this panics instead.
+pub fn privileged(test: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let tun = Path::new("/dev/net/tun").exists();
+    if root && tun {
+        return true;
+    }
+    let why = if root {
+        "/dev/net/tun is missing"
+    } else {
+        "needs root (namespaces, TUN)"
+    };
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{test}: {why}; CI=true forbids skipping");
+    }
+    eprintln!("SKIPPED {test}: {why}");
+    false
+}
+
+/// Run a command, failing with its stderr if it exits non-zero.
+pub fn run(cmd: &mut Command) -> io::Result<Output> {
+    let out = cmd.stdin(Stdio::null()).output()?;
+    if !out.status.success() {
+        return Err(io::Error::other(format!(
+            "{:?} failed ({}): {}",
+            cmd,
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(out)
+}
+
+fn ip(args: &[&str]) -> io::Result<()> {
+    run(Command::new("ip").args(args)).map(|_| ())
+}
+
+/// Namespaces and processes of one test.
+pub struct Topology {
+    prefix: String,
+    namespaces: Vec<String>,
+    children: Vec<(String, Child)>,
+}
+
+impl Topology {
+    /// `tag`: up to 4 characters naming the test; the prefix adds the pid
+    /// so parallel runs do not collide (interface names stay <= 15 bytes).
+    pub fn new(tag: &str) -> Topology {
+        let tag: String = tag
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .take(4)
+            .collect();
+        let prefix = format!("hy{tag}{}", std::process::id() % 100_000);
+        Topology {
+            prefix,
+            namespaces: Vec::new(),
+            children: Vec::new(),
+        }
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// A name under this topology's prefix (for links and TUN devices).
+    pub fn name(&self, short: &str) -> String {
+        let name = format!("{}{short}", self.prefix);
+        assert!(name.len() <= 15, "interface name {name} too long");
+        name
+    }
+
+    /// Create namespace `<prefix><short>` with loopback up; returns its name.
+    pub fn namespace(&mut self, short: &str) -> io::Result<String> {
+        let ns = self.name(short);
+        ip(&["netns", "add", &ns])?;
+        self.namespaces.push(ns.clone());
+        ip(&["-n", &ns, "link", "set", "lo", "up"])?;
+        Ok(ns)
+    }
+
+    /// A veth pair between two namespaces with addresses in CIDR form.
+    pub fn veth(&self, a: (&str, &str), b: (&str, &str), mtu: u32) -> io::Result<(String, String)> {
+        let (ns_a, addr_a) = a;
+        let (ns_b, addr_b) = b;
+        let la = self.name(&format!("v{}", self.link_id(ns_a, ns_b, 'a')));
+        let lb = self.name(&format!("v{}", self.link_id(ns_a, ns_b, 'b')));
+        ip(&[
+            "link",
+            "add",
+            &la,
+            "mtu",
+            &mtu.to_string(),
+            "netns",
+            ns_a,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &lb,
+            "mtu",
+            &mtu.to_string(),
+            "netns",
+            ns_b,
+        ])?;
+        for (ns, link, addr) in [(ns_a, &la, addr_a), (ns_b, &lb, addr_b)] {
+            ip(&["-n", ns, "addr", "add", addr, "dev", link])?;
+            ip(&["-n", ns, "link", "set", link, "up"])?;
+        }
+        Ok((la, lb))
+    }
+
+    fn link_id(&self, a: &str, b: &str, side: char) -> String {
+        let short = |ns: &str| {
+            ns.trim_start_matches(&self.prefix)
+                .chars()
+                .take(2)
+                .collect::<String>()
+        };
+        format!("{}{}{side}", short(a), short(b))
+    }
+
+    /// Run `ip <args>` inside `ns`.
+    pub fn ip(&self, ns: &str, args: &[&str]) -> io::Result<()> {
+        let mut full = vec!["-n", ns];
+        full.extend_from_slice(args);
+        ip(&full)
+    }
+
+    /// Set a sysctl inside `ns` (e.g. `net.ipv4.ip_forward`, `1`).
+    pub fn sysctl(&self, ns: &str, key: &str, value: &str) -> io::Result<()> {
+        run(Command::new("ip").args([
+            "netns",
+            "exec",
+            ns,
+            "sysctl",
+            "-qw",
+            &format!("{key}={value}"),
+        ]))
+        .map(|_| ())
+    }
+
+    /// Make `ns` forward packets and accept asymmetric routes (TUN replies).
+    pub fn router(&self, ns: &str) -> io::Result<()> {
+        self.sysctl(ns, "net.ipv4.ip_forward", "1")?;
+        self.sysctl(ns, "net.ipv4.conf.all.rp_filter", "0")?;
+        self.sysctl(ns, "net.ipv4.conf.default.rp_filter", "0")
+    }
+
+    /// A command that runs `program` inside `ns`.
+    pub fn command(&self, ns: &str, program: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", ns, program]);
+        c
+    }
+
+    /// Start a long-running process that is killed when the topology drops.
+    pub fn spawn(&mut self, label: &str, mut cmd: Command) -> io::Result<u32> {
+        let child = cmd.stdin(Stdio::null()).spawn()?;
+        let pid = child.id();
+        self.children.push((label.to_string(), child));
+        Ok(pid)
+    }
+
+    /// Whether the process started under `label` is still running.
+    pub fn alive(&mut self, label: &str) -> bool {
+        self.children
+            .iter_mut()
+            .find(|(l, _)| l == label)
+            .is_some_and(|(_, c)| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// Wait until `ip link show <link>` succeeds inside `ns`.
+    pub fn wait_link(&self, ns: &str, link: &str, timeout: Duration) -> io::Result<()> {
+        let end = Instant::now() + timeout;
+        loop {
+            if self.ip(ns, &["link", "show", link]).is_ok() {
+                return Ok(());
+            }
+            if Instant::now() > end {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("link {link} did not appear in {ns}"),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        // Deleting a namespace removes the links and TUN devices inside it.
+        for ns in self.namespaces.iter().rev() {
+            if let Err(e) = ip(&["netns", "del", ns]) {
+                eprintln!("cleanup: {e}");
+            }
+        }
+    }
+}

@@ -1,0 +1,93 @@
+//! Standalone mode: the stack on one TUN device serving built-in apps, with
+//! no replication. The operator routes the service address to the TUN.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use stack::phy::tun::Tun;
+use stack::socket::NetStack;
+use stack::{Config, CongestionKind};
+
+use crate::apps::{self, AppSpec};
+use crate::signals::Signals;
+
+#[derive(Debug, clap::Args)]
+pub struct StandaloneArgs {
+    /// TUN device to create (or attach to).
+    #[arg(long, default_value = "hydra0")]
+    pub tun: String,
+    /// IPv4 address the stack answers for (route it to the TUN device).
+    #[arg(long)]
+    pub address: Ipv4Addr,
+    /// MTU of the TUN device; MSS is MTU - 40.
+    #[arg(long, default_value_t = 1500)]
+    pub mtu: usize,
+    /// Applications to serve: echo:PORT, discard:PORT, source:PORT, http:PORT=DIR.
+    #[arg(long = "app", required = true)]
+    pub apps: Vec<AppSpec>,
+    /// Congestion control for new connections.
+    #[arg(long, value_parser = ["cubic", "newreno"], default_value = "cubic")]
+    pub congestion: String,
+    /// Serve /metrics and /status on this address.
+    #[arg(long)]
+    pub admin: Option<SocketAddr>,
+}
+
+pub fn run(args: StandaloneArgs, signals: Signals) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        (576..=65535).contains(&args.mtu),
+        "--mtu must be within 576..=65535"
+    );
+    let tun = Tun::open(&args.tun, args.mtu)
+        .with_context(|| format!("opening TUN device {}", args.tun))?;
+    let congestion = if args.congestion == "newreno" {
+        CongestionKind::NewReno
+    } else {
+        CongestionKind::Cubic
+    };
+    let cfg = Config {
+        mss: (args.mtu - 40) as u16,
+        congestion,
+        ..Config::default()
+    };
+    let net = NetStack::spawn(cfg, args.address, tun).context("starting the stack")?;
+    for app in &args.apps {
+        apps::start(&net, args.address, app).with_context(|| format!("starting {app}"))?;
+    }
+    if let Some(addr) = args.admin {
+        let status_net = net.clone();
+        let bound = ackchannel::admin::serve(
+            addr,
+            Arc::new(move |path: &str| {
+                let (stats, conns) =
+                    status_net.with_stack(|s| (s.stats().clone(), s.connection_count()));
+                match path {
+                    "/metrics" => {
+                        let mut out = String::new();
+                        crate::metrics::render_stack(&mut out, &stats, conns);
+                        Some(("text/plain; version=0.0.4", out))
+                    }
+                    "/status" => {
+                        let body =
+                            serde_json::json!({ "mode": "standalone", "connections": conns });
+                        Some(("application/json", body.to_string()))
+                    }
+                    _ => None,
+                }
+            }),
+        )
+        .with_context(|| format!("admin endpoint on {addr}"))?;
+        tracing::info!(%bound, "admin endpoint up");
+    }
+    tracing::info!(tun = %args.tun, address = %args.address, apps = ?args.apps.iter().map(|a| a.to_string()).collect::<Vec<_>>(), "standalone replica ready");
+    loop {
+        if let Some(sig) = signals.wait(Duration::from_secs(1)) {
+            tracing::info!(signal = sig, "shutting down");
+            break;
+        }
+    }
+    net.stop();
+    Ok(())
+}
