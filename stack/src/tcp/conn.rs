@@ -225,7 +225,8 @@ impl Tcb {
             app_closed: false,
             listener: None,
             gate: None,
-            delivery_limit: None,
+            // Replicated connections deliver only what the log has committed.
+            delivery_limit: (role != Role::Standalone && state != State::SynSent).then_some(rcv_nxt),
             scheduled_deadline: None,
         }
     }
