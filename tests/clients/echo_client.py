@@ -2,7 +2,8 @@
 """Echo client for Hydra tests: N concurrent connections each send SIZE
 seeded pseudo-random bytes and check that exactly those bytes come back.
 Prints one JSON line: connections, bytes, resets, mismatches, errors,
-and the longest gap between received chunks (the client-observed stall)."""
+the longest gap between received chunks (the client-observed stall) and
+every gap over 20 ms."""
 import argparse, hashlib, json, random, socket, sys, threading, time
 
 def one(host, port, size, seed, chunk, pace, result, lock):
@@ -10,6 +11,7 @@ def one(host, port, size, seed, chunk, pace, result, lock):
     data = rnd.randbytes(size)
     got = bytearray()
     gap = 0.0
+    stalls = []
     err = None
     try:
         s = socket.create_connection((host, port), timeout=30)
@@ -27,6 +29,8 @@ def one(host, port, size, seed, chunk, pace, result, lock):
             b = s.recv(65536)
             now = time.monotonic()
             gap = max(gap, now - last)
+            if now - last > 0.02 and len(stalls) < 100:
+                stalls.append(round((now - last) * 1000, 1))
             last = now
             if not b:
                 break
@@ -41,6 +45,7 @@ def one(host, port, size, seed, chunk, pace, result, lock):
         result["connections"] += 1
         result["bytes"] += len(got)
         result["max_gap_ms"] = max(result["max_gap_ms"], gap * 1000)
+        result["stalls_ms"].extend(stalls[: max(0, 100 - len(result["stalls_ms"]))])
         if err == "reset":
             result["resets"] += 1
         elif err:
@@ -57,7 +62,7 @@ def main():
     p.add_argument("--pace", type=float, default=0.0, help="seconds to sleep between chunks")
     p.add_argument("--seed", type=int, default=1)
     a = p.parse_args()
-    result = {"connections": 0, "bytes": 0, "resets": 0, "mismatches": 0, "errors": [], "max_gap_ms": 0.0}
+    result = {"connections": 0, "bytes": 0, "resets": 0, "mismatches": 0, "errors": [], "max_gap_ms": 0.0, "stalls_ms": []}
     lock = threading.Lock()
     threads = [threading.Thread(target=one, args=(a.host, a.port, a.size, a.seed + i, a.chunk, a.pace, result, lock))
                for i in range(a.connections)]

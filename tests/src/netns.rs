@@ -46,6 +46,11 @@ fn ip(args: &[&str]) -> io::Result<()> {
     run(Command::new("ip").args(args)).map(|_| ())
 }
 
+/// The name prefix of a tag's topologies (the pid follows it).
+pub fn prefix_for(tag: &str) -> String {
+    format!("hy{tag}")
+}
+
 /// Namespaces and processes of one test.
 pub struct Topology {
     prefix: String,
@@ -62,7 +67,7 @@ impl Topology {
             .filter(|c| c.is_ascii_alphanumeric())
             .take(4)
             .collect();
-        let prefix = format!("hy{tag}{}", std::process::id() % 100_000);
+        let prefix = format!("{}{}", prefix_for(&tag), std::process::id() % 100_000);
         Topology {
             prefix,
             namespaces: Vec::new(),
@@ -90,7 +95,8 @@ impl Topology {
         Ok(ns)
     }
 
-    /// A veth pair between two namespaces with addresses in CIDR form.
+    /// A veth pair between two namespaces with addresses in CIDR form (an
+    /// empty address leaves that end unnumbered, e.g. for a bridge port).
     pub fn veth(&self, a: (&str, &str), b: (&str, &str), mtu: u32) -> io::Result<(String, String)> {
         let (ns_a, addr_a) = a;
         let (ns_b, addr_b) = b;
@@ -115,7 +121,9 @@ impl Topology {
             ns_b,
         ])?;
         for (ns, link, addr) in [(ns_a, &la, addr_a), (ns_b, &lb, addr_b)] {
-            ip(&["-n", ns, "addr", "add", addr, "dev", link])?;
+            if !addr.is_empty() {
+                ip(&["-n", ns, "addr", "add", addr, "dev", link])?;
+            }
             ip(&["-n", ns, "link", "set", link, "up"])?;
         }
         Ok((la, lb))
@@ -181,6 +189,37 @@ impl Topology {
             .is_some_and(|(_, c)| matches!(c.try_wait(), Ok(None)))
     }
 
+    /// SIGKILL the process started under `label` and reap it.
+    pub fn kill(&mut self, label: &str) -> io::Result<()> {
+        let (_, child) = self
+            .children
+            .iter_mut()
+            .find(|(l, _)| l == label)
+            .ok_or_else(|| {
+                io::Error::new(io::ErrorKind::NotFound, format!("no process {label}"))
+            })?;
+        child.kill()?;
+        child.wait()?;
+        Ok(())
+    }
+
+    /// Send `signal` (e.g. `libc::SIGSTOP`) to the process started under `label`.
+    pub fn signal(&self, label: &str, signal: i32) -> io::Result<()> {
+        let (_, child) = self
+            .children
+            .iter()
+            .find(|(l, _)| l == label)
+            .ok_or_else(|| {
+                io::Error::new(io::ErrorKind::NotFound, format!("no process {label}"))
+            })?;
+        // `ip netns exec` execs the program, so the child pid is the program's.
+        // SAFETY: kill(2) on a pid we spawned and have not reaped.
+        if unsafe { libc::kill(child.id() as i32, signal) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
     /// Wait until `ip link show <link>` succeeds inside `ns`.
     pub fn wait_link(&self, ns: &str, link: &str, timeout: Duration) -> io::Result<()> {
         let end = Instant::now() + timeout;
@@ -212,4 +251,63 @@ impl Drop for Topology {
             }
         }
     }
+}
+
+/// Kill every process in, and delete, each namespace whose name starts with
+/// `prefix`: the last resort of an interrupted run (SIGINT handler), which
+/// cannot reach the `Topology` that owns them.
+pub fn remove_by_prefix(prefix: &str) {
+    let Ok(out) = run(Command::new("ip").args(["netns", "list"])) else {
+        return;
+    };
+    let list = String::from_utf8_lossy(&out.stdout).to_string();
+    for ns in list.lines().filter_map(|l| l.split_whitespace().next()) {
+        if !ns.starts_with(prefix) {
+            continue;
+        }
+        if let Ok(pids) = run(Command::new("ip").args(["netns", "pids", ns])) {
+            for pid in String::from_utf8_lossy(&pids.stdout).split_whitespace() {
+                if let Ok(pid) = pid.parse::<i32>() {
+                    // SAFETY: kill(2) with a pid read from the namespace's process list.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+            }
+        }
+        let _ = ip(&["netns", "del", ns]);
+    }
+}
+
+/// On SIGINT/SIGTERM, remove everything under `prefix` and exit 130.
+/// Call before spawning other threads so they inherit the blocked mask.
+pub fn cleanup_on_interrupt(prefix: String) -> io::Result<()> {
+    // SAFETY: sigset_t initialised by sigemptyset before use; the mask is
+    // changed before other threads exist.
+    let set = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        let rc = libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        if rc != 0 {
+            return Err(io::Error::from_raw_os_error(rc));
+        }
+        set
+    };
+    struct Set(libc::sigset_t);
+    // SAFETY: a sigset_t is plain data.
+    unsafe impl Send for Set {}
+    let set = Set(set);
+    std::thread::Builder::new()
+        .name("interrupt".into())
+        .spawn(move || {
+            let set = set;
+            let mut sig: libc::c_int = 0;
+            // SAFETY: valid set and out pointer.
+            if unsafe { libc::sigwait(&set.0, &mut sig) } == 0 {
+                eprintln!("interrupted: removing namespaces {prefix}*");
+                remove_by_prefix(&prefix);
+                std::process::exit(130);
+            }
+        })?;
+    Ok(())
 }

@@ -1,0 +1,351 @@
+//! One replica group on one machine:
+//!
+//! ```text
+//! client ns --veth 198.18.0.0/24-- redirector ns --bridge 198.18.1.0/24-- replica ns 1..N
+//!                                   (TUN: VIP 198.18.100.1)               (TUN: VIP, UDP data, ack channel)
+//! ```
+//!
+//! The client routes the VIP to the redirector; the redirector's kernel routes
+//! it into the redirector's TUN; copies go to each replica over UDP; the
+//! primary's replies leave its TUN and are forwarded by the kernels back to
+//! the client. Everything is removed when the `Cluster` drops.
+
+use std::io::Write;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use hydra_tests::netns::{run, Topology};
+
+pub const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 100, 1);
+const REDIRECTOR_IP: &str = "198.18.1.1";
+const CONTROL_PORT: u16 = 7000;
+const DATA_PORT: u16 = 7100;
+const ACK_PORT: u16 = 7200;
+const ADMIN_PORT: u16 = 9100;
+
+/// What to build.
+#[derive(Debug, Clone)]
+pub struct ClusterSpec {
+    pub replicas: usize,
+    pub heartbeat_ms: u64,
+    /// The redirector declares a replica dead after this much silence.
+    pub failure_timeout_ms: u64,
+    /// The primary may send this long after its last answered keepalive.
+    pub lease_ms: u64,
+}
+
+impl Default for ClusterSpec {
+    fn default() -> Self {
+        ClusterSpec {
+            replicas: 3,
+            heartbeat_ms: 10,
+            failure_timeout_ms: 100,
+            lease_ms: 60,
+        }
+    }
+}
+
+/// Where the binaries are.
+#[derive(Debug, Clone)]
+pub struct Binaries {
+    pub redirector: PathBuf,
+    pub replica: PathBuf,
+}
+
+impl Binaries {
+    /// Next to the running executable (cargo puts all binaries of a profile there).
+    pub fn beside_current_exe() -> anyhow::Result<Binaries> {
+        let exe = std::env::current_exe()?;
+        let mut dir = exe
+            .parent()
+            .context("executable has no directory")?
+            .to_path_buf();
+        // Integration tests run from target/<profile>/deps.
+        if dir.ends_with("deps") {
+            dir.pop();
+        }
+        let b = Binaries {
+            redirector: dir.join("hydra-redirector"),
+            replica: dir.join("hydra-replica"),
+        };
+        for p in [&b.redirector, &b.replica] {
+            if !p.exists() {
+                bail!(
+                    "{} not found: build with `cargo build --bins` first",
+                    p.display()
+                );
+            }
+        }
+        Ok(b)
+    }
+}
+
+pub struct Cluster {
+    pub topo: Topology,
+    pub client_ns: String,
+    pub redirector_ns: String,
+    pub replica_ns: Vec<String>,
+    pub dir: PathBuf,
+    pub www: PathBuf,
+    bins: Binaries,
+    spec: ClusterSpec,
+    key: String,
+}
+
+fn replica_ip(i: usize) -> String {
+    format!("198.18.1.{}", 11 + i)
+}
+
+impl Cluster {
+    /// Build the namespaces and links, write configs, start the redirector
+    /// and every replica, and wait until the first view is formed.
+    pub fn start(tag: &str, spec: ClusterSpec, bins: Binaries) -> anyhow::Result<Cluster> {
+        let mut topo = Topology::new(tag);
+        let client_ns = topo.namespace("c")?;
+        let redirector_ns = topo.namespace("r")?;
+        topo.veth(
+            (&client_ns, "198.18.0.1/24"),
+            (&redirector_ns, "198.18.0.2/24"),
+            1500,
+        )?;
+        topo.ip(
+            &client_ns,
+            &["route", "add", "198.18.100.0/24", "via", "198.18.0.2"],
+        )?;
+        topo.router(&redirector_ns)?;
+        let bridge = topo.name("br");
+        topo.ip(
+            &redirector_ns,
+            &["link", "add", &bridge, "mtu", "9000", "type", "bridge"],
+        )?;
+        topo.ip(
+            &redirector_ns,
+            &[
+                "addr",
+                "add",
+                &format!("{REDIRECTOR_IP}/24"),
+                "dev",
+                &bridge,
+            ],
+        )?;
+        topo.ip(&redirector_ns, &["link", "set", &bridge, "up"])?;
+        let mut replica_ns = Vec::new();
+        for i in 0..spec.replicas {
+            let ns = topo.namespace(&format!("p{i}"))?;
+            let (_, outer) = topo.veth(
+                (&ns, &format!("{}/24", replica_ip(i))),
+                (&redirector_ns, ""),
+                9000,
+            )?;
+            topo.ip(&redirector_ns, &["link", "set", &outer, "master", &bridge])?;
+            topo.ip(&ns, &["route", "add", "default", "via", REDIRECTOR_IP])?;
+            topo.router(&ns)?;
+            replica_ns.push(ns);
+        }
+        let dir = std::env::temp_dir().join(format!("{}-cluster", topo.prefix()));
+        let www = dir.join("www");
+        std::fs::create_dir_all(&www)?;
+        let key = random_key()?;
+        let mut cluster = Cluster {
+            topo,
+            client_ns,
+            redirector_ns,
+            replica_ns,
+            dir,
+            www,
+            bins,
+            spec,
+            key,
+        };
+        cluster.start_redirector()?;
+        for i in 0..cluster.spec.replicas {
+            cluster.start_replica(i)?;
+        }
+        cluster.wait_view(cluster.spec.replicas, Duration::from_secs(20))?;
+        Ok(cluster)
+    }
+
+    fn write(&self, name: &str, text: &str) -> anyhow::Result<PathBuf> {
+        let path = self.dir.join(name);
+        std::fs::File::create(&path)?.write_all(text.as_bytes())?;
+        Ok(path)
+    }
+
+    fn start_redirector(&mut self) -> anyhow::Result<()> {
+        let tun = self.topo.name("rt");
+        let members: Vec<String> = (1..=self.spec.replicas).map(|m| m.to_string()).collect();
+        let text = format!(
+            r#"tun = "{tun}"
+mtu = 1500
+control_listen = "{REDIRECTOR_IP}:{CONTROL_PORT}"
+data_bind = "{REDIRECTOR_IP}:0"
+admin = "127.0.0.1:{ADMIN_PORT}"
+
+[[services]]
+vip = "{VIP}"
+ports = []
+group = "demo"
+
+[[groups]]
+name = "demo"
+key = "{key}"
+members = [{members}]
+min_members = {n}
+keepalive_timeout_ms = {timeout}
+lease_ms = {lease}
+"#,
+            key = self.key,
+            members = members.join(", "),
+            n = self.spec.replicas,
+            timeout = self.spec.failure_timeout_ms,
+            lease = self.spec.lease_ms,
+        );
+        let path = self.write("redirector.toml", &text)?;
+        let mut cmd = self
+            .topo
+            .command(&self.redirector_ns, &self.bins.redirector.to_string_lossy());
+        cmd.arg("--config").arg(&path);
+        cmd.stderr(self.log_file("redirector")?);
+        self.topo.spawn("redirector", cmd)?;
+        self.topo
+            .wait_link(&self.redirector_ns, &tun, Duration::from_secs(10))?;
+        self.topo.ip(
+            &self.redirector_ns,
+            &["route", "add", &format!("{VIP}/32"), "dev", &tun],
+        )?;
+        Ok(())
+    }
+
+    /// Start (or restart) replica `i` (member id i + 1).
+    pub fn start_replica(&mut self, i: usize) -> anyhow::Result<()> {
+        let ns = self.replica_ns[i].clone();
+        let tun = self.topo.name(&format!("t{i}"));
+        let ip = replica_ip(i);
+        let text = format!(
+            r#"member = {member}
+group = "demo"
+key = "{key}"
+vips = ["{VIP}"]
+tun = "{tun}"
+mtu = 9000
+mss = 1460
+data_listen = "{ip}:{DATA_PORT}"
+ack_listen = "{ip}:{ACK_PORT}"
+redirector = "{REDIRECTOR_IP}:{CONTROL_PORT}"
+heartbeat_ms = {hb}
+peer_timeout_ms = {timeout}
+apps = ["echo:7", "discard:9", "source:19", "http:80={www}"]
+admin = "127.0.0.1:{ADMIN_PORT}"
+"#,
+            member = i + 1,
+            key = self.key,
+            hb = self.spec.heartbeat_ms,
+            timeout = self.spec.failure_timeout_ms,
+            www = self.www.display(),
+        );
+        let path = self.write(&format!("replica{}.toml", i + 1), &text)?;
+        let mut cmd = self.topo.command(&ns, &self.bins.replica.to_string_lossy());
+        cmd.arg("run").arg("--config").arg(&path);
+        cmd.stderr(self.log_file(&format!("replica{}", i + 1))?);
+        self.topo.spawn(&format!("replica{i}"), cmd)?;
+        self.topo.wait_link(&ns, &tun, Duration::from_secs(10))?;
+        // Replace: a restarted replica recreates the TUN and the route with it.
+        self.topo.ip(
+            &ns,
+            &["route", "replace", &format!("{VIP}/32"), "dev", &tun],
+        )?;
+        Ok(())
+    }
+
+    fn log_file(&self, name: &str) -> anyhow::Result<std::fs::File> {
+        Ok(std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(format!("{name}.log")))?)
+    }
+
+    /// The redirector's `/status` JSON.
+    pub fn status(&self) -> anyhow::Result<serde_json::Value> {
+        let mut cmd = self.topo.command(&self.redirector_ns, "curl");
+        cmd.args([
+            "-s",
+            "--max-time",
+            "2",
+            &format!("http://127.0.0.1:{ADMIN_PORT}/status"),
+        ]);
+        let out = run(&mut cmd)?;
+        Ok(serde_json::from_slice(&out.stdout).context("redirector /status is not JSON")?)
+    }
+
+    /// Current (epoch, primary member id, live member count) from the redirector.
+    pub fn view(&self) -> anyhow::Result<(u64, Option<u8>, usize)> {
+        let s = self.status()?;
+        let g = &s["groups"][0];
+        let epoch = g["epoch"].as_u64().unwrap_or(0);
+        let members = g["members"].as_array().cloned().unwrap_or_default();
+        let live: Vec<&serde_json::Value> = members
+            .iter()
+            .filter(|m| m["alive"].as_bool() == Some(true))
+            .collect();
+        let primary = live
+            .first()
+            .and_then(|m| m["id"].as_u64())
+            .map(|id| id as u8);
+        Ok((epoch, primary, live.len()))
+    }
+
+    /// Wait until a view with `live` members exists.
+    pub fn wait_view(&self, live: usize, timeout: Duration) -> anyhow::Result<(u64, u8)> {
+        let end = Instant::now() + timeout;
+        loop {
+            if let Ok((epoch, Some(primary), n)) = self.view() {
+                if n == live && epoch > 0 {
+                    return Ok((epoch, primary));
+                }
+            }
+            if Instant::now() > end {
+                bail!(
+                    "no view with {live} live members after {timeout:?}; logs in {}",
+                    self.dir.display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGKILL the replica with member id `member`.
+    pub fn kill_member(&mut self, member: u8) -> anyhow::Result<()> {
+        let label = format!("replica{}", member - 1);
+        self.topo
+            .kill(&label)
+            .with_context(|| format!("killing {label}"))
+    }
+
+    /// Command run inside the client namespace.
+    pub fn client(&self, program: &str) -> Command {
+        self.topo.command(&self.client_ns, program)
+    }
+
+    pub fn log_dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if std::env::var_os("HYDRA_KEEP_LOGS").is_none() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+fn random_key() -> anyhow::Result<String> {
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
+        .context("reading /dev/urandom")?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}

@@ -1,0 +1,114 @@
+//! The demo: a three-replica group serving a curl download and a paced echo
+//! stream; the primary is SIGKILLed mid-transfer, then the new primary too.
+//! Prints what the client saw and fails if any connection did not survive
+//! intact.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+use crate::clients;
+use crate::cluster::{Binaries, Cluster, ClusterSpec};
+
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Replicas in the group (two crashes need at least 3).
+    #[arg(long, default_value_t = 3)]
+    pub replicas: usize,
+    /// Size of the downloaded file in MiB.
+    #[arg(long, default_value_t = 128)]
+    pub file_mib: usize,
+    /// Heartbeat / keepalive interval, ms.
+    #[arg(long, default_value_t = 10)]
+    pub heartbeat_ms: u64,
+    /// Silence after which the redirector declares a replica dead, ms.
+    #[arg(long, default_value_t = 100)]
+    pub failure_timeout_ms: u64,
+}
+
+pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
+    if args.replicas < 3 {
+        bail!("--replicas must be at least 3 to survive two primary crashes");
+    }
+    let bins = Binaries::beside_current_exe()?;
+    let spec = ClusterSpec {
+        replicas: args.replicas,
+        heartbeat_ms: args.heartbeat_ms,
+        failure_timeout_ms: args.failure_timeout_ms,
+        lease_ms: args.failure_timeout_ms * 6 / 10,
+    };
+    println!(
+        "building: client, redirector and {} replicas in network namespaces",
+        args.replicas
+    );
+    let mut cluster = Cluster::start("demo", spec, bins)?;
+    let (epoch, primary) = cluster.wait_view(args.replicas, Duration::from_secs(10))?;
+    println!("view {epoch}: primary is replica {primary}");
+
+    let original = cluster.www.join("big.bin");
+    clients::write_random_file(&original, args.file_mib << 20)?;
+    let fetched = cluster.log_dir().join("fetched.bin");
+    // ~10 s of transfer so both crashes land mid-stream.
+    let rate = format!("{}k", (args.file_mib * 1024 / 10).max(64));
+    let download = clients::start_download(&cluster, "big.bin", &fetched, &rate)?;
+    let echo = clients::start_echo(&cluster, 1, 8 << 20, 8192, Duration::from_millis(8))?;
+    let started = Instant::now();
+
+    let mut killed = Vec::new();
+    for at in [Duration::from_secs(3), Duration::from_secs(6)] {
+        std::thread::sleep(at.saturating_sub(started.elapsed()));
+        let (epoch, primary) =
+            cluster.wait_view(args.replicas - killed.len(), Duration::from_secs(5))?;
+        println!(
+            "t={:.1}s  SIGKILL primary replica {primary} (view {epoch})",
+            started.elapsed().as_secs_f64()
+        );
+        cluster.kill_member(primary)?;
+        killed.push(primary);
+        let (epoch, next) = cluster
+            .wait_view(args.replicas - killed.len(), Duration::from_secs(5))
+            .context("no new view after the crash")?;
+        println!(
+            "t={:.1}s  view {epoch}: replica {next} took over",
+            started.elapsed().as_secs_f64()
+        );
+    }
+
+    let out = download.wait_with_output()?;
+    let echo = clients::finish_echo(echo)?;
+    let curl_ok = out.status.success();
+    let digest_ok = curl_ok && clients::sha256(&fetched)? == clients::sha256(&original)?;
+    let fetched_len = std::fs::metadata(&fetched).map(|m| m.len()).unwrap_or(0);
+    println!();
+    println!(
+        "download: {fetched_len} of {} bytes, curl {}, sha256 {}",
+        args.file_mib << 20,
+        if curl_ok {
+            "ok".to_string()
+        } else {
+            format!("failed: {}", String::from_utf8_lossy(&out.stderr).trim())
+        },
+        if digest_ok { "matches" } else { "DIFFERS" }
+    );
+    println!(
+        "echo stream: {} bytes back, resets {}, mismatches {}, errors {:?}",
+        echo["bytes"], echo["resets"], echo["mismatches"], echo["errors"]
+    );
+    println!(
+        "client-observed stalls over 20 ms (echo stream): {} ms",
+        echo["stalls_ms"]
+    );
+    println!(
+        "longest gap: {:.1} ms",
+        echo["max_gap_ms"].as_f64().unwrap_or(0.0)
+    );
+    let survived = digest_ok && echo["ok"].as_bool() == Some(true);
+    if !survived {
+        bail!(
+            "a connection did not survive intact; logs: {}",
+            cluster.log_dir().display()
+        );
+    }
+    println!("\nboth connections survived two primary crashes byte-exact, with no reset.");
+    Ok(())
+}
