@@ -21,7 +21,7 @@ use crate::tcp::conn::{ConnError, Options, Signals, Tcb};
 use crate::tcp::seq::Seq;
 use crate::tcp::snapshot::{ConnSnapshot, OpenRecord};
 use crate::tcp::{congestion::Congestion, isn, syncookie, State};
-use crate::time::{Duration, Instant};
+use crate::time::Instant;
 use crate::wire::{self, ParseError};
 
 /// A connection's identity: the same on every replica of a group.
@@ -1098,6 +1098,15 @@ impl Stack {
                 if tcb.snd_max > tcb.snd_una {
                     tcb.timers.rto = Some(now + tcb.rtt.rto());
                 }
+                // Acknowledge only what the log committed (held by every
+                // replica) until the live backups confirm more; advertise our
+                // own edge, which is never left of what the old primary
+                // advertised (it was a minimum that included ours).
+                let committed = tcb.delivery_limit.unwrap_or(tcb.rcv_nxt).min(tcb.rcv_nxt);
+                tcb.gate = Some(Gate {
+                    ack: committed,
+                    right_edge: tcb.right_edge(),
+                });
                 tcb.ack_now = true;
                 if !tcb.recv.ooo.is_empty() {
                     tcb.dupack_burst = 2;
@@ -1116,7 +1125,6 @@ impl Stack {
         }
         tcb.last_send_at = now;
         tcb.arm_keepalive(cfg);
-        let _ = Duration::ZERO;
     }
 
     /// Gate ACKs and window of one connection (primary only); `None` removes the gate.

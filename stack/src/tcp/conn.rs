@@ -175,7 +175,7 @@ impl Tcb {
         } else {
             irs + 1u32
         };
-        Tcb {
+        let mut tcb = Tcb {
             key,
             state,
             role,
@@ -226,9 +226,23 @@ impl Tcb {
             listener: None,
             gate: None,
             // Replicated connections deliver only what the log has committed.
-            delivery_limit: (role != Role::Standalone && state != State::SynSent).then_some(rcv_nxt),
+            delivery_limit: (role != Role::Standalone && state != State::SynSent)
+                .then_some(rcv_nxt),
             scheduled_deadline: None,
+        };
+        //= DESIGN.md rule 2
+        //# The ACK number the primary sends to the client for a connection is the minimum,
+        //# over the live replicas of the current view, of the sequence number up to which each holds
+        // Until backups confirm, acknowledge nothing beyond the SYN. Every
+        // replica has the same configuration, so the initial window is the
+        // same everywhere and can be advertised at once.
+        if role == Role::Primary && state != State::SynSent {
+            tcb.gate = Some(Gate {
+                ack: rcv_nxt,
+                right_edge: tcb.right_edge(),
+            });
         }
+        tcb
     }
 
     pub fn mss(&self) -> u32 {

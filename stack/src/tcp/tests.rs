@@ -189,6 +189,26 @@ impl Harness {
         key
     }
 
+    /// Handshake for a backup: it answers nothing, so the server ISN is
+    /// computed as every replica computes it.
+    pub fn establish_silently(&mut self) -> ConnKey {
+        self.send(Seg {
+            ctl: Ctl::Syn,
+            seq: CLIENT_ISN,
+            win: 65535,
+            mss: Some(1460),
+            ws: Some(7),
+            sack_perm: true,
+            ts: Some((100, 0)),
+            ..Default::default()
+        });
+        assert!(self.recv_all().is_empty(), "a backup sent something");
+        self.iss =
+            crate::tcp::isn::server_isn(&self.stack.config().isn_key, SERVER, CLIENT, CLIENT_ISN);
+        self.send(self.ack_seg(CLIENT_ISN + 1, self.iss + 1));
+        self.stack.accept(SERVER).expect("backup did not establish")
+    }
+
     pub fn ack_seg(&self, seq: u32, ack: u32) -> Seg {
         Seg {
             seq,
@@ -868,4 +888,50 @@ fn backup_accepts_acks_for_output_its_application_has_not_written_yet() {
         "the 6 acknowledged bytes are not kept"
     );
     let _ = Event::Closed(key);
+}
+
+//= DESIGN.md rule 2
+//# So any byte the client has seen acknowledged is held by every live replica.
+#[test]
+fn primary_acknowledges_nothing_before_a_gate_is_set() {
+    let mut p = h();
+    p.stack.set_role(p.now, Role::Primary);
+    p.establish();
+    p.send(p.data_seg(0, &[1u8; 1000]));
+    p.advance(Duration::from_millis(500));
+    let out = p.recv_all();
+    assert!(out.iter().all(|s| s.ack == Some(CLIENT_ISN + 1)), "{out:?}");
+    // Nor is the byte delivered to the application before the log commits it.
+    let mut buf = [0u8; 10];
+    assert_eq!(
+        p.stack.recv(p.key, &mut buf),
+        Err(crate::iface::RecvError::WouldBlock)
+    );
+}
+
+#[test]
+fn promoted_backup_acknowledges_only_committed_bytes_until_confirmed() {
+    let mut b = h();
+    b.stack.set_role(b.now, Role::Backup);
+    b.establish_silently();
+    b.send(b.data_seg(0, &[7u8; 3000]));
+    // The log committed 1000 bytes before the old primary died.
+    let start = Seq(CLIENT_ISN + 1);
+    b.stack.set_delivery_limit(b.key, Some(start + 1000u32));
+    b.stack.set_role(b.now, Role::Primary);
+    let out = b.recv_all();
+    assert!(!out.is_empty(), "takeover must ACK at once");
+    assert!(
+        out.iter().all(|s| s.ack == Some(CLIENT_ISN + 1001)),
+        "{out:?}"
+    );
+    // Confirmations from the surviving backups raise the gate.
+    b.stack.set_gate(
+        b.key,
+        Some(Gate {
+            ack: start + 3000u32,
+            right_edge: start + 65535u32,
+        }),
+    );
+    assert_eq!(b.recv_one().ack, Some(CLIENT_ISN + 3001));
 }
