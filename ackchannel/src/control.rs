@@ -1,1 +1,710 @@
-//! (being written)
+//! Control messages between replicas and the redirector, the group's
+//! registrar and view authority (DESIGN rules 5 and 6).
+//!
+//! A replica ([`MemberAgent`]) registers with its data and ack-channel
+//! addresses, then sends a keepalive every heartbeat. The redirector
+//! ([`ViewAuthority`]) answers each one with the current view and echoes
+//! the keepalive's counter; the answer renews the replica's *lease*: a
+//! primary may send to clients only until `sent_at(keepalive) + lease`. The
+//! authority declares a member dead when its keepalives stop (or when the
+//! primary reports a backup, or a backup reports a primary whose keepalives
+//! are already late), stops answering it, and publishes the next view only
+//! once the dead member's lease has certainly run out: one writer per epoch.
+//!
+//! Both sides are sans-IO: datagrams and time in, datagrams and deadlines out.
+
+use std::collections::VecDeque;
+use std::net::SocketAddrV4;
+
+use stack::{Duration, Instant};
+
+use crate::auth::{
+    self, put_addr, AuthError, Counter, GroupKey, Header, Malformed, Reader, ReplayGuard,
+};
+use crate::replication::{MemberId, ReplicationView};
+
+const DOMAIN: &[u8] = b"hydra control v1";
+/// Sender id the redirector uses in its frames (member ids start at 1).
+pub const AUTHORITY: u8 = 0;
+/// Largest group we describe in one datagram.
+pub const MAX_MEMBERS: usize = 32;
+
+const KIND_REGISTER: u8 = 1;
+const KIND_KEEPALIVE: u8 = 2;
+const KIND_FAILURE_REPORT: u8 = 3;
+const KIND_REPLY: u8 = 4;
+
+/// One member as the view lists it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ViewMember {
+    pub id: u8,
+    pub alive: bool,
+    pub data_addr: SocketAddrV4,
+    pub ack_addr: SocketAddrV4,
+}
+
+/// A group view: epoch and ordered members (primary, live backups, dead last).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct View {
+    pub epoch: u64,
+    pub members: Vec<ViewMember>,
+}
+
+impl View {
+    pub fn primary(&self) -> Option<u8> {
+        self.members.iter().find(|m| m.alive).map(|m| m.id)
+    }
+
+    pub fn is_alive(&self, id: u8) -> bool {
+        self.members.iter().any(|m| m.id == id && m.alive)
+    }
+
+    pub fn live(&self) -> impl Iterator<Item = &ViewMember> {
+        self.members.iter().filter(|m| m.alive)
+    }
+
+    /// The part the replication core needs: epoch and live members in order.
+    pub fn to_replication_view(&self) -> ReplicationView {
+        ReplicationView {
+            epoch: self.epoch,
+            members: self.live().map(|m| MemberId(m.id)).collect(),
+        }
+    }
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.epoch.to_be_bytes());
+        let n = self.members.len().min(MAX_MEMBERS);
+        out.push(n as u8);
+        for m in &self.members[..n] {
+            out.push(m.id);
+            out.push(u8::from(m.alive));
+            put_addr(out, m.data_addr);
+            put_addr(out, m.ack_addr);
+        }
+    }
+
+    fn decode(r: &mut Reader) -> Result<View, Malformed> {
+        let epoch = r.u64()?;
+        let n = r.u8()? as usize;
+        if n > MAX_MEMBERS {
+            return Err(Malformed);
+        }
+        let mut members = Vec::with_capacity(n);
+        for _ in 0..n {
+            members.push(ViewMember {
+                id: r.u8()?,
+                alive: r.u8()? != 0,
+                data_addr: r.addr()?,
+                ack_addr: r.addr()?,
+            });
+        }
+        Ok(View { epoch, members })
+    }
+}
+
+/// A decoded control message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    Register {
+        group: String,
+        data_addr: SocketAddrV4,
+        ack_addr: SocketAddrV4,
+    },
+    Keepalive,
+    FailureReport {
+        suspect: u8,
+    },
+    Reply {
+        /// Counter of the keepalive or registration being answered.
+        echo: u64,
+        lease: Duration,
+        view: View,
+    },
+}
+
+/// Why a control datagram was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ControlError {
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error(transparent)]
+    Malformed(#[from] Malformed),
+    #[error("unknown control message kind {0}")]
+    Kind(u8),
+    #[error("member {0} is not configured in this group")]
+    UnknownMember(u8),
+    #[error("registration for group {0:?}, but this key belongs to another group")]
+    WrongGroup(String),
+    #[error("member {0} was declared dead; rejoining needs a state transfer")]
+    DeadMember(u8),
+    #[error("message from member {0}, which has not registered")]
+    NotRegistered(u8),
+    #[error("unexpected message")]
+    Unexpected,
+}
+
+/// Encode `msg` as an authenticated datagram.
+pub fn encode(key: &GroupKey, sender: u8, epoch: u64, counter: u64, msg: &Message) -> Vec<u8> {
+    let mut body = Vec::new();
+    let kind = match msg {
+        Message::Register {
+            group,
+            data_addr,
+            ack_addr,
+        } => {
+            let name = &group.as_bytes()[..group.len().min(255)];
+            body.push(name.len() as u8);
+            body.extend_from_slice(name);
+            put_addr(&mut body, *data_addr);
+            put_addr(&mut body, *ack_addr);
+            KIND_REGISTER
+        }
+        Message::Keepalive => KIND_KEEPALIVE,
+        Message::FailureReport { suspect } => {
+            body.push(*suspect);
+            KIND_FAILURE_REPORT
+        }
+        Message::Reply { echo, lease, view } => {
+            body.extend_from_slice(&echo.to_be_bytes());
+            body.extend_from_slice(&(lease.total_millis() as u32).to_be_bytes());
+            view.encode(&mut body);
+            KIND_REPLY
+        }
+    };
+    let header = Header {
+        kind,
+        epoch,
+        sender,
+        counter,
+    };
+    auth::seal(key, DOMAIN, header, &body)
+}
+
+/// Verify and decode a datagram (no replay check: the receiver does that).
+pub fn decode(key: &GroupKey, datagram: &[u8]) -> Result<(Header, Message), ControlError> {
+    let (header, body) = auth::open(key, DOMAIN, datagram)?;
+    let mut r = Reader::new(body);
+    let msg = match header.kind {
+        KIND_REGISTER => {
+            let len = r.u8()? as usize;
+            let group = String::from_utf8_lossy(r.take(len)?).into_owned();
+            Message::Register {
+                group,
+                data_addr: r.addr()?,
+                ack_addr: r.addr()?,
+            }
+        }
+        KIND_KEEPALIVE => Message::Keepalive,
+        KIND_FAILURE_REPORT => Message::FailureReport { suspect: r.u8()? },
+        KIND_REPLY => Message::Reply {
+            echo: r.u64()?,
+            lease: Duration::from_millis(u64::from(r.u32()?)),
+            view: View::decode(&mut r)?,
+        },
+        other => return Err(ControlError::Kind(other)),
+    };
+    if !r.is_empty() {
+        return Err(Malformed.into());
+    }
+    Ok((header, msg))
+}
+
+// ---------------------------------------------------------------- member side
+
+/// Keepalives remembered for lease computation.
+const SENT_MEMORY: usize = 64;
+
+/// The replica's side of the control protocol.
+#[derive(Debug)]
+pub struct MemberAgent {
+    group: String,
+    id: u8,
+    key: GroupKey,
+    data_addr: SocketAddrV4,
+    ack_addr: SocketAddrV4,
+    heartbeat: Duration,
+    counter: Counter,
+    guard: ReplayGuard,
+    view: Option<View>,
+    /// (counter, send time) of recent keepalives and registrations.
+    sent: VecDeque<(u64, Instant)>,
+    lease_until: Option<Instant>,
+    next_send: Instant,
+    outbox: VecDeque<Vec<u8>>,
+    reported: Vec<(u64, u8)>,
+    removed: bool,
+}
+
+impl MemberAgent {
+    pub fn new(
+        group: String,
+        id: u8,
+        key: GroupKey,
+        data_addr: SocketAddrV4,
+        ack_addr: SocketAddrV4,
+        heartbeat: Duration,
+    ) -> MemberAgent {
+        MemberAgent::with_counter(
+            group,
+            id,
+            key,
+            data_addr,
+            ack_addr,
+            heartbeat,
+            Counter::from_clock(),
+        )
+    }
+
+    pub fn with_counter(
+        group: String,
+        id: u8,
+        key: GroupKey,
+        data_addr: SocketAddrV4,
+        ack_addr: SocketAddrV4,
+        heartbeat: Duration,
+        counter: Counter,
+    ) -> MemberAgent {
+        MemberAgent {
+            group,
+            id,
+            key,
+            data_addr,
+            ack_addr,
+            heartbeat,
+            counter,
+            guard: ReplayGuard::default(),
+            view: None,
+            sent: VecDeque::new(),
+            lease_until: None,
+            next_send: Instant::ZERO,
+            outbox: VecDeque::new(),
+            reported: Vec::new(),
+            removed: false,
+        }
+    }
+
+    pub fn view(&self) -> Option<&View> {
+        self.view.as_ref()
+    }
+
+    /// True once a view lists this member as dead after it had been alive:
+    /// the group has moved on without it.
+    pub fn removed(&self) -> bool {
+        self.removed
+    }
+
+    fn admitted(&self) -> bool {
+        self.view.as_ref().is_some_and(|v| v.is_alive(self.id))
+    }
+
+    /// This member is the primary of the newest view it knows and its lease
+    /// (renewed by the authority's answers) has not run out.
+    pub fn lease_valid(&self, now: Instant) -> bool {
+        let primary = self.view.as_ref().and_then(View::primary) == Some(self.id);
+        primary && !self.removed && self.lease_until.is_some_and(|t| now < t)
+    }
+
+    pub fn handle_datagram(&mut self, now: Instant, datagram: &[u8]) -> Result<(), ControlError> {
+        let (header, msg) = decode(&self.key, datagram)?;
+        if header.sender != AUTHORITY {
+            return Err(ControlError::Unexpected);
+        }
+        self.guard.check(&header)?;
+        let Message::Reply { echo, lease, view } = msg else {
+            return Err(ControlError::Unexpected);
+        };
+        let _ = now;
+        let known = self.view.as_ref().map_or(0, |v| v.epoch);
+        if view.epoch < known {
+            return Ok(()); // a late answer from before the current view
+        }
+        let was_alive = self.admitted();
+        let alive = view.is_alive(self.id);
+        if was_alive && !alive {
+            self.removed = true;
+        }
+        if view.epoch > known {
+            // A new view: leases granted under an older one do not carry over.
+            self.lease_until = None;
+        }
+        if alive {
+            if let Some(&(_, sent_at)) = self.sent.iter().find(|(c, _)| *c == echo) {
+                let until = sent_at + lease;
+                if self.lease_until.is_none_or(|t| until > t) {
+                    self.lease_until = Some(until);
+                }
+            }
+        }
+        self.view = Some(view);
+        Ok(())
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if now < self.next_send || self.removed {
+            return;
+        }
+        self.next_send = now + self.heartbeat;
+        let counter = self.counter.next_value();
+        let msg = if self.admitted() {
+            Message::Keepalive
+        } else {
+            Message::Register {
+                group: self.group.clone(),
+                data_addr: self.data_addr,
+                ack_addr: self.ack_addr,
+            }
+        };
+        let epoch = self.view.as_ref().map_or(0, |v| v.epoch);
+        self.outbox
+            .push_back(encode(&self.key, self.id, epoch, counter, &msg));
+        if self.sent.len() == SENT_MEMORY {
+            self.sent.pop_front();
+        }
+        self.sent.push_back((counter, now));
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        (!self.removed).then_some(self.next_send)
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        self.outbox.pop_front()
+    }
+
+    /// Tell the authority a peer looks dead (once per peer and epoch).
+    pub fn report_failure(&mut self, _now: Instant, suspect: u8) {
+        let epoch = self.view.as_ref().map_or(0, |v| v.epoch);
+        if self.reported.contains(&(epoch, suspect)) {
+            return;
+        }
+        if self.reported.len() >= MAX_MEMBERS {
+            self.reported.remove(0);
+        }
+        self.reported.push((epoch, suspect));
+        let counter = self.counter.next_value();
+        let msg = Message::FailureReport { suspect };
+        self.outbox
+            .push_back(encode(&self.key, self.id, epoch, counter, &msg));
+    }
+}
+
+// ------------------------------------------------------------- authority side
+
+/// Settings of one group at the authority.
+#[derive(Debug, Clone)]
+pub struct GroupPolicy {
+    pub name: String,
+    pub key: GroupKey,
+    /// Member ids allowed to register.
+    pub members: Vec<u8>,
+    /// No view is formed before this many members registered.
+    pub min_members: usize,
+    pub keepalive_timeout: Duration,
+    pub lease: Duration,
+    /// The members' keepalive period; a backup's report about the primary is
+    /// believed once the primary has been silent for three of them.
+    pub heartbeat: Duration,
+}
+
+#[derive(Debug, Clone)]
+struct Member {
+    id: u8,
+    data_addr: SocketAddrV4,
+    ack_addr: SocketAddrV4,
+    alive: bool,
+    last_heard: Instant,
+    last_answered: Instant,
+    /// Declared dead; the view change waits for its lease to run out.
+    condemned: bool,
+}
+
+/// Counters the operator sees.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuthorityStats {
+    pub refused_unauthenticated: u64,
+    pub refused_replayed: u64,
+    pub refused_unknown_member: u64,
+    pub refused_dead_member: u64,
+    pub refused_malformed: u64,
+    pub view_changes: u64,
+    pub failure_reports: u64,
+}
+
+/// The redirector's registrar and view authority for one group.
+#[derive(Debug)]
+pub struct ViewAuthority {
+    policy: GroupPolicy,
+    counter: Counter,
+    guard: ReplayGuard,
+    members: Vec<Member>,
+    view: View,
+    /// A view change is due at this time (when condemned leases run out).
+    change_at: Option<Instant>,
+    stats: AuthorityStats,
+}
+
+impl ViewAuthority {
+    pub fn new(policy: GroupPolicy) -> ViewAuthority {
+        ViewAuthority::with_counter(policy, Counter::from_clock())
+    }
+
+    pub fn with_counter(policy: GroupPolicy, counter: Counter) -> ViewAuthority {
+        ViewAuthority {
+            policy,
+            counter,
+            guard: ReplayGuard::default(),
+            members: Vec::new(),
+            view: View::default(),
+            change_at: None,
+            stats: AuthorityStats::default(),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.policy.name
+    }
+
+    pub fn view(&self) -> &View {
+        &self.view
+    }
+
+    pub fn stats(&self) -> &AuthorityStats {
+        &self.stats
+    }
+
+    /// Milliseconds since each member was last heard from, by id.
+    pub fn silence(&self, now: Instant) -> Vec<(u8, u64)> {
+        self.members
+            .iter()
+            .map(|m| (m.id, now.saturating_since(m.last_heard).total_millis()))
+            .collect()
+    }
+
+    /// Data addresses of the live members: where client packets are copied.
+    pub fn live_data_addrs(&self) -> Vec<SocketAddrV4> {
+        self.view.live().map(|m| m.data_addr).collect()
+    }
+
+    /// Would this key have sealed `datagram`? (picks the group of a datagram)
+    pub fn accepts_key_of(&self, datagram: &[u8]) -> bool {
+        auth::open(&self.policy.key, DOMAIN, datagram).is_ok()
+    }
+
+    /// Handle one datagram; returns the answer to send back to its source.
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        datagram: &[u8],
+    ) -> Result<Option<Vec<u8>>, ControlError> {
+        let result = self.handle_inner(now, datagram);
+        if let Err(e) = &result {
+            match e {
+                ControlError::Auth(AuthError::Replay { .. }) => self.stats.refused_replayed += 1,
+                ControlError::Auth(_) => self.stats.refused_unauthenticated += 1,
+                ControlError::UnknownMember(_)
+                | ControlError::WrongGroup(_)
+                | ControlError::NotRegistered(_) => self.stats.refused_unknown_member += 1,
+                ControlError::DeadMember(_) => self.stats.refused_dead_member += 1,
+                _ => self.stats.refused_malformed += 1,
+            }
+        }
+        result
+    }
+
+    fn handle_inner(
+        &mut self,
+        now: Instant,
+        datagram: &[u8],
+    ) -> Result<Option<Vec<u8>>, ControlError> {
+        let (header, msg) = decode(&self.policy.key, datagram)?;
+        let id = header.sender;
+        if !self.policy.members.contains(&id) {
+            return Err(ControlError::UnknownMember(id));
+        }
+        self.guard.check(&header)?;
+        match msg {
+            Message::Register {
+                group,
+                data_addr,
+                ack_addr,
+            } => {
+                if group != self.policy.name {
+                    return Err(ControlError::WrongGroup(group));
+                }
+                self.register(now, id, data_addr, ack_addr)?;
+            }
+            Message::Keepalive => {
+                let Some(m) = self.members.iter_mut().find(|m| m.id == id) else {
+                    return Err(ControlError::NotRegistered(id));
+                };
+                if !m.alive {
+                    // Tell it the group moved on; no lease.
+                    return Ok(Some(self.reply(header.counter, Duration::ZERO)));
+                }
+                m.last_heard = now;
+            }
+            Message::FailureReport { suspect } => {
+                self.stats.failure_reports += 1;
+                self.failure_report(now, id, suspect);
+                return Ok(None);
+            }
+            Message::Reply { .. } => return Err(ControlError::Unexpected),
+        }
+        let Some(m) = self.members.iter_mut().find(|m| m.id == id) else {
+            return Ok(None);
+        };
+        if m.condemned {
+            return Ok(None); // no answer, so no lease renewal
+        }
+        m.last_answered = now;
+        Ok(Some(self.reply(header.counter, self.policy.lease)))
+    }
+
+    fn register(
+        &mut self,
+        now: Instant,
+        id: u8,
+        data_addr: SocketAddrV4,
+        ack_addr: SocketAddrV4,
+    ) -> Result<(), ControlError> {
+        if let Some(m) = self.members.iter_mut().find(|m| m.id == id) {
+            if !m.alive && self.view.epoch > 0 {
+                return Err(ControlError::DeadMember(id));
+            }
+            // A repeated registration (its answer was lost) refreshes it.
+            m.last_heard = now;
+            m.data_addr = data_addr;
+            m.ack_addr = ack_addr;
+            return Ok(());
+        }
+        tracing::info!(group = %self.policy.name, member = id, %data_addr, %ack_addr, "member registered");
+        self.members.push(Member {
+            id,
+            data_addr,
+            ack_addr,
+            alive: true,
+            last_heard: now,
+            last_answered: now,
+            condemned: false,
+        });
+        let registered = self.members.iter().filter(|m| m.alive).count();
+        if self.view.epoch > 0 || registered >= self.policy.min_members {
+            if self.view.epoch == 0 {
+                // The first view lists members by id; later ones keep the primary first.
+                self.members.sort_by_key(|m| m.id);
+            }
+            self.publish();
+        }
+        Ok(())
+    }
+
+    fn failure_report(&mut self, now: Instant, reporter: u8, suspect: u8) {
+        let primary = self.view.primary();
+        if !self.view.is_alive(reporter) || !self.view.is_alive(suspect) {
+            return;
+        }
+        let Some(m) = self.members.iter().find(|m| m.id == suspect) else {
+            return;
+        };
+        let silent = now.saturating_since(m.last_heard);
+        // The primary's word about a backup is enough (it cannot gate without
+        // it); a backup's word about the primary needs the primary to be late
+        // here too, or a backup cut off from the primary would depose it.
+        let believed =
+            reporter == primary.unwrap_or(0) || silent >= self.policy.heartbeat.saturating_mul(3);
+        if believed {
+            tracing::warn!(group = %self.policy.name, reporter, suspect, silent_ms = silent.total_millis(), "failure report accepted");
+            self.condemn(now, suspect);
+        }
+    }
+
+    fn condemn(&mut self, now: Instant, id: u8) {
+        let lease = self.policy.lease;
+        let Some(m) = self
+            .members
+            .iter_mut()
+            .find(|m| m.id == id && m.alive && !m.condemned)
+        else {
+            return;
+        };
+        m.condemned = true;
+        // It may send until its last answered keepalive's lease runs out; the
+        // keepalive was sent before we answered it, so this bound is safe.
+        let due = (m.last_answered + lease).max(now);
+        self.change_at = Some(self.change_at.map_or(due, |t| t.max(due)));
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let timeout = self.policy.keepalive_timeout;
+        let late: Vec<u8> = self
+            .members
+            .iter()
+            .filter(|m| m.alive && !m.condemned && now.saturating_since(m.last_heard) >= timeout)
+            .map(|m| m.id)
+            .collect();
+        for id in late {
+            tracing::warn!(group = %self.policy.name, member = id, "keepalives missed");
+            self.condemn(now, id);
+        }
+        if self.change_at.is_some_and(|t| now >= t) {
+            self.change_at = None;
+            for m in self.members.iter_mut().filter(|m| m.condemned) {
+                m.condemned = false;
+                m.alive = false;
+            }
+            // Dead members go last; the live keep their order.
+            self.members.sort_by_key(|m| !m.alive);
+            self.publish();
+        }
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let next_silence = self
+            .members
+            .iter()
+            .filter(|m| m.alive && !m.condemned)
+            .map(|m| m.last_heard + self.policy.keepalive_timeout)
+            .min();
+        match (next_silence, self.change_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn publish(&mut self) {
+        self.view = View {
+            epoch: self.view.epoch + 1,
+            members: self
+                .members
+                .iter()
+                .map(|m| ViewMember {
+                    id: m.id,
+                    alive: m.alive,
+                    data_addr: m.data_addr,
+                    ack_addr: m.ack_addr,
+                })
+                .collect(),
+        };
+        self.stats.view_changes += 1;
+        tracing::info!(
+            group = %self.policy.name,
+            epoch = self.view.epoch,
+            primary = ?self.view.primary(),
+            members = ?self.view.members.iter().map(|m| (m.id, m.alive)).collect::<Vec<_>>(),
+            "new view"
+        );
+    }
+
+    fn reply(&mut self, echo: u64, lease: Duration) -> Vec<u8> {
+        let counter = self.counter.next_value();
+        let msg = Message::Reply {
+            echo,
+            lease,
+            view: self.view.clone(),
+        };
+        encode(&self.policy.key, AUTHORITY, self.view.epoch, counter, &msg)
+    }
+}
+
+#[cfg(test)]
+mod tests;

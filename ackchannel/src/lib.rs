@@ -6,10 +6,12 @@
 //! - [`replication`]: the sans-IO ack-channel core (delivery log,
 //!   confirmations, gating, commit, heartbeats, epochs).
 //! - [`transport`]: kernel-TCP full mesh carrying replication frames.
-//! - [`admin`]: the tiny HTTP endpoint for `/metrics` and `/status`.
+//! - [`admin`], [`signals`]: operator plumbing both binaries share (the tiny
+//!   HTTP endpoint for `/metrics` and `/status`, SIGTERM/SIGINT handling).
 
 pub mod admin;
 pub mod auth;
 pub mod control;
 pub mod replication;
+pub mod signals;
 pub mod transport;

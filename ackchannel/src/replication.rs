@@ -1,1 +1,851 @@
-//! (being written)
+//! The ack channel's sans-IO core (DESIGN rules 2, 3, 4 and 6).
+//!
+//! Every replica reports its own in-order receive progress per connection
+//! (`local_progress`). Backups send theirs to the primary as *confirmations*.
+//! The primary gates each connection at the minimum over the live members
+//! (ACK number and advertised right edge) and, as the sequencer, appends to
+//! the *delivery log*: connection opened, client bytes up to N (FIN
+//! included), connection closed. Backups acknowledge log positions; an entry
+//! is *committed* once every live backup holds it, and only then does any
+//! replica (the primary too) hand the bytes to its application.
+//!
+//! Data entries are cumulative ("bytes up to N"), so a new primary can drop
+//! the previous epoch's uncommitted tail and log again from what it holds:
+//! nothing is delivered twice and nothing committed is lost.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+
+use stack::iface::Gate;
+use stack::tcp::seq::Seq;
+use stack::{ConnKey, Duration, Instant};
+
+use crate::auth::{
+    self, put_addr, AuthError, Counter, GroupKey, Header, Malformed, Reader, ReplayGuard,
+};
+
+const DOMAIN: &[u8] = b"hydra ackchannel v1";
+const KIND_APPEND: u8 = 1;
+const KIND_CONFIRM: u8 = 2;
+
+const ENTRY_OPENED: u8 = 1;
+const ENTRY_DATA: u8 = 2;
+const ENTRY_CLOSED: u8 = 3;
+
+/// A member of the group (the redirector's member id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MemberId(pub u8);
+
+/// Epoch and live members in order: the first is the primary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicationView {
+    pub epoch: u64,
+    pub members: Vec<MemberId>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ReplicationConfig {
+    /// Send at least one frame to each peer this often.
+    pub heartbeat_interval: Duration,
+    /// A peer silent this long is suspected (reported to the authority).
+    pub peer_timeout: Duration,
+    /// Backups resend their whole confirmation state this often.
+    pub full_confirm_interval: Duration,
+    /// Uncommitted log entries the primary keeps at most (bounds memory).
+    pub max_log: usize,
+    /// Entries per frame at most.
+    pub max_batch: usize,
+    /// Connections tracked per peer at most.
+    pub max_connections: usize,
+}
+
+impl Default for ReplicationConfig {
+    fn default() -> Self {
+        ReplicationConfig {
+            heartbeat_interval: Duration::from_millis(10),
+            peer_timeout: Duration::from_millis(100),
+            full_confirm_interval: Duration::from_secs(1),
+            max_log: 1 << 16,
+            max_batch: 1024,
+            max_connections: 1 << 17,
+        }
+    }
+}
+
+/// What the replica must do to its stack or tell the authority.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Primary: the connection may acknowledge and advertise up to this.
+    Gate(ConnKey, Gate),
+    /// The application may read client bytes before this sequence number.
+    Deliver(ConnKey, Seq),
+    /// Backup: a connection the log opened (encoded `OpenRecord`).
+    Open(ConnKey, Vec<u8>),
+    /// The log closed this connection.
+    Close(ConnKey),
+    /// A peer has been silent for the peer timeout.
+    PeerSuspected(MemberId),
+}
+
+/// One delivery-log entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    Opened { key: ConnKey, record: Vec<u8> },
+    Data { key: ConnKey, upto: Seq },
+    Closed { key: ConnKey },
+}
+
+/// A member's in-order receive progress on one connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    pub held: Seq,
+    pub edge: Seq,
+    pub fin: bool,
+}
+
+/// Why a frame was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error(transparent)]
+    Malformed(#[from] Malformed),
+    #[error("frame of epoch {got}, ours is {ours}")]
+    Epoch { got: u64, ours: u64 },
+    #[error("no view installed yet")]
+    NoView,
+    #[error("member {0} is not live in this view")]
+    NotMember(u8),
+    #[error("frame kind {0} not expected in our role")]
+    Role(u8),
+}
+
+/// Counters for the operator and the tests.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplicationStats {
+    pub frames_sent: u64,
+    pub frames_received: u64,
+    pub refused_auth: u64,
+    pub refused_epoch: u64,
+    pub refused_other: u64,
+    pub entries_appended: u64,
+    pub entries_committed: u64,
+    pub gate_updates: u64,
+    /// Confirmations dropped because a peer reported too many connections.
+    pub confirmations_dropped: u64,
+}
+
+#[derive(Debug, Clone)]
+struct Peer {
+    /// Highest log index the backup holds.
+    acked: u64,
+    /// Highest log index sent to it.
+    sent: u64,
+    commit_sent: u64,
+    last_progress: Instant,
+    /// It has confirmed in this epoch (so it saw the view).
+    synced: bool,
+    confirmed: HashMap<ConnKey, Progress>,
+}
+
+impl Peer {
+    fn new(now: Instant) -> Peer {
+        Peer {
+            acked: 0,
+            sent: 0,
+            commit_sent: 0,
+            last_progress: now,
+            synced: false,
+            confirmed: HashMap::new(),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Replicator {
+    me: MemberId,
+    key: GroupKey,
+    cfg: ReplicationConfig,
+    counter: Counter,
+    guard: ReplayGuard,
+    view: Option<ReplicationView>,
+
+    local: HashMap<ConnKey, Progress>,
+    delivered: HashMap<ConnKey, Seq>,
+
+    // Primary: gates issued, what the log covers, uncommitted entries, backups.
+    gates: HashMap<ConnKey, Gate>,
+    logged: HashMap<ConnKey, Seq>,
+    unlogged: BTreeSet<ConnKey>,
+    log: VecDeque<(u64, Entry)>,
+    next_index: u64,
+    commit: u64,
+    peers: HashMap<MemberId, Peer>,
+
+    // Backup: entries held but not committed, confirmations to send.
+    pending: VecDeque<(u64, Entry)>,
+    received: u64,
+    dirty: BTreeSet<ConnKey>,
+    closing: Vec<ConnKey>,
+    ack_dirty: bool,
+    synced: bool,
+    next_full_confirm: Instant,
+
+    last_heard: HashMap<MemberId, Instant>,
+    last_sent: HashMap<MemberId, Instant>,
+    outbox: VecDeque<(MemberId, Vec<u8>)>,
+    actions: VecDeque<Action>,
+    stats: ReplicationStats,
+}
+
+impl Replicator {
+    pub fn new(me: MemberId, key: GroupKey, cfg: ReplicationConfig) -> Replicator {
+        Replicator::with_counter(me, key, cfg, Counter::from_clock())
+    }
+
+    pub fn with_counter(
+        me: MemberId,
+        key: GroupKey,
+        cfg: ReplicationConfig,
+        counter: Counter,
+    ) -> Replicator {
+        Replicator {
+            me,
+            key,
+            cfg,
+            counter,
+            guard: ReplayGuard::default(),
+            view: None,
+            local: HashMap::new(),
+            delivered: HashMap::new(),
+            gates: HashMap::new(),
+            logged: HashMap::new(),
+            unlogged: BTreeSet::new(),
+            log: VecDeque::new(),
+            next_index: 1,
+            commit: 0,
+            peers: HashMap::new(),
+            pending: VecDeque::new(),
+            received: 0,
+            dirty: BTreeSet::new(),
+            closing: Vec::new(),
+            ack_dirty: false,
+            synced: false,
+            next_full_confirm: Instant::ZERO,
+            last_heard: HashMap::new(),
+            last_sent: HashMap::new(),
+            outbox: VecDeque::new(),
+            actions: VecDeque::new(),
+            stats: ReplicationStats::default(),
+        }
+    }
+
+    pub fn stats(&self) -> &ReplicationStats {
+        &self.stats
+    }
+
+    pub fn epoch(&self) -> u64 {
+        self.view.as_ref().map_or(0, |v| v.epoch)
+    }
+
+    fn primary(&self) -> Option<MemberId> {
+        self.view.as_ref().and_then(|v| v.members.first().copied())
+    }
+
+    pub fn is_primary(&self) -> bool {
+        self.primary() == Some(self.me)
+    }
+
+    fn backups(&self) -> Vec<MemberId> {
+        self.view
+            .as_ref()
+            .map_or(Vec::new(), |v| v.members.iter().skip(1).copied().collect())
+    }
+
+    /// Log entries not yet held by every live backup (primary), or held
+    /// here but not yet known committed (backup).
+    pub fn uncommitted(&self) -> usize {
+        self.log.len() + self.pending.len()
+    }
+
+    /// Per backup: log entries it still lacks (primary only).
+    pub fn lag(&self) -> Vec<(MemberId, u64)> {
+        let top = self.next_index - 1;
+        let mut lag: Vec<(MemberId, u64)> = self
+            .peers
+            .iter()
+            .map(|(id, p)| (*id, top - p.acked.min(top)))
+            .collect();
+        lag.sort();
+        lag
+    }
+
+    /// Adopt a newer view. A new epoch starts a new log: uncommitted entries
+    /// of the old one are dropped (they were delivered nowhere) and the
+    /// primary logs again from what is held.
+    pub fn install_view(&mut self, now: Instant, view: ReplicationView) {
+        if view.epoch <= self.epoch() {
+            return;
+        }
+        self.view = Some(view);
+        self.log.clear();
+        self.pending.clear();
+        self.next_index = 1;
+        self.commit = 0;
+        self.received = 0;
+        self.logged = self.delivered.clone();
+        self.unlogged.clear();
+        self.synced = false;
+        self.ack_dirty = true;
+        self.dirty = self.local.keys().copied().collect();
+        self.peers = self
+            .backups()
+            .into_iter()
+            .map(|b| (b, Peer::new(now)))
+            .collect();
+        self.last_heard.clear();
+        self.last_sent.clear();
+        if let Some(v) = &self.view {
+            for m in &v.members {
+                self.last_heard.insert(*m, now);
+            }
+        }
+        if self.is_primary() {
+            let keys: Vec<ConnKey> = self.local.keys().copied().collect();
+            for key in keys {
+                self.recompute(key);
+            }
+        }
+        self.flush(now);
+    }
+
+    // ---- inputs from the local stack ----
+
+    /// This replica's in-order progress on a connection changed.
+    pub fn local_progress(&mut self, now: Instant, key: ConnKey, held: Seq, edge: Seq, fin: bool) {
+        let p = Progress { held, edge, fin };
+        if self.local.get(&key) == Some(&p) {
+            return;
+        }
+        self.local.insert(key, p);
+        if self.is_primary() {
+            self.recompute(key);
+        } else {
+            self.dirty.insert(key);
+        }
+        let _ = now;
+    }
+
+    /// Primary: a connection reached ESTABLISHED; log it (with its options).
+    pub fn opened(&mut self, _now: Instant, key: ConnKey, record: Vec<u8>) {
+        if self.is_primary() {
+            self.append(Entry::Opened { key, record });
+        }
+    }
+
+    /// The connection is gone from the local stack.
+    pub fn closed(&mut self, _now: Instant, key: ConnKey) {
+        if self.is_primary() {
+            self.append(Entry::Closed { key });
+            self.forget(key);
+        } else {
+            // Its last confirmation (the FIN) still goes out with the next flush.
+            self.closing.push(key);
+        }
+    }
+
+    fn forget(&mut self, key: ConnKey) {
+        self.local.remove(&key);
+        self.gates.remove(&key);
+        self.logged.remove(&key);
+        self.unlogged.remove(&key);
+        self.dirty.remove(&key);
+        for p in self.peers.values_mut() {
+            p.confirmed.remove(&key);
+        }
+    }
+
+    // ---- primary: gating and the log ----
+
+    fn recompute(&mut self, key: ConnKey) {
+        let Some(mine) = self.local.get(&key).copied() else {
+            return;
+        };
+        let (mut ack, mut edge) = (mine.held, mine.edge);
+        for b in self.backups() {
+            match self.peers.get(&b).and_then(|p| p.confirmed.get(&key)) {
+                Some(p) => {
+                    ack = ack.min(p.held);
+                    edge = edge.min(p.edge);
+                }
+                // A backup that has not confirmed holds nothing we know of.
+                None => return,
+            }
+        }
+        // Monotonic: an earlier gate was the minimum over a superset of
+        // today's live members, so it still holds.
+        let gate = match self.gates.get(&key) {
+            Some(g) => Gate {
+                ack: g.ack.max(ack),
+                right_edge: g.right_edge.max(edge),
+            },
+            None => Gate {
+                ack,
+                right_edge: edge,
+            },
+        };
+        if self.gates.get(&key) != Some(&gate) {
+            self.gates.insert(key, gate);
+            self.stats.gate_updates += 1;
+            self.actions.push_back(Action::Gate(key, gate));
+        }
+        if self.logged.get(&key).is_none_or(|l| gate.ack > *l) {
+            if self.log.len() >= self.cfg.max_log {
+                self.unlogged.insert(key);
+                return;
+            }
+            self.logged.insert(key, gate.ack);
+            self.append(Entry::Data {
+                key,
+                upto: gate.ack,
+            });
+        }
+    }
+
+    fn append(&mut self, entry: Entry) {
+        let index = self.next_index;
+        self.next_index += 1;
+        self.log.push_back((index, entry));
+        self.stats.entries_appended += 1;
+        self.advance_commit();
+    }
+
+    fn advance_commit(&mut self) {
+        let top = self.next_index - 1;
+        let stable = self
+            .peers
+            .values()
+            .map(|p| p.acked)
+            .min()
+            .unwrap_or(top)
+            .min(top);
+        while self.commit < stable {
+            let Some((index, entry)) = self.log.pop_front() else {
+                break;
+            };
+            self.commit = index;
+            self.apply(entry);
+        }
+        // Room in the log again: log what had to wait.
+        if !self.unlogged.is_empty() && self.log.len() < self.cfg.max_log / 2 {
+            let waiting: Vec<ConnKey> = std::mem::take(&mut self.unlogged).into_iter().collect();
+            for key in waiting {
+                self.recompute(key);
+            }
+        }
+    }
+
+    /// A committed entry takes effect on this replica.
+    fn apply(&mut self, entry: Entry) {
+        self.stats.entries_committed += 1;
+        match entry {
+            Entry::Opened { key, record } => {
+                if !self.is_primary() {
+                    self.actions.push_back(Action::Open(key, record));
+                }
+            }
+            Entry::Data { key, upto } => {
+                if self.delivered.get(&key).is_none_or(|d| upto > *d) {
+                    self.delivered.insert(key, upto);
+                    self.actions.push_back(Action::Deliver(key, upto));
+                }
+            }
+            Entry::Closed { key } => {
+                self.delivered.remove(&key);
+                self.actions.push_back(Action::Close(key));
+            }
+        }
+    }
+
+    // ---- frames from peers ----
+
+    pub fn handle_frame(&mut self, now: Instant, frame: &[u8]) -> Result<(), FrameError> {
+        let result = self.handle_inner(now, frame);
+        match &result {
+            Ok(()) => self.stats.frames_received += 1,
+            Err(FrameError::Auth(_)) => self.stats.refused_auth += 1,
+            Err(FrameError::Epoch { .. }) => self.stats.refused_epoch += 1,
+            Err(_) => self.stats.refused_other += 1,
+        }
+        result
+    }
+
+    fn handle_inner(&mut self, now: Instant, frame: &[u8]) -> Result<(), FrameError> {
+        let (header, body) = auth::open(&self.key, DOMAIN, frame)?;
+        self.guard.check(&header)?;
+        let view = self.view.as_ref().ok_or(FrameError::NoView)?;
+        if header.epoch != view.epoch {
+            return Err(FrameError::Epoch {
+                got: header.epoch,
+                ours: view.epoch,
+            });
+        }
+        let sender = MemberId(header.sender);
+        if sender == self.me || !view.members.contains(&sender) {
+            return Err(FrameError::NotMember(header.sender));
+        }
+        let from_primary = view.members.first() == Some(&sender);
+        let mut r = Reader::new(body);
+        match header.kind {
+            KIND_APPEND if from_primary && !self.is_primary() => {
+                let commit = r.u64()?;
+                let entries = decode_entries(&mut r)?;
+                self.last_heard.insert(sender, now);
+                self.on_append(commit, entries);
+            }
+            KIND_CONFIRM if self.is_primary() => {
+                let acked = r.u64()?;
+                let confirms = decode_confirms(&mut r)?;
+                self.last_heard.insert(sender, now);
+                self.on_confirm(now, sender, acked, confirms);
+            }
+            kind => return Err(FrameError::Role(kind)),
+        }
+        Ok(())
+    }
+
+    fn on_append(&mut self, commit: u64, entries: Vec<(u64, Entry)>) {
+        self.synced = true;
+        for (index, entry) in entries {
+            if index <= self.received {
+                continue; // already held
+            }
+            if index != self.received + 1 || self.pending.len() >= self.cfg.max_log {
+                break; // a gap or no room: the primary sends again from our ack
+            }
+            self.pending.push_back((index, entry));
+            self.received = index;
+        }
+        self.ack_dirty = true;
+        let stable = commit.min(self.received);
+        while self.pending.front().is_some_and(|(i, _)| *i <= stable) {
+            let (index, entry) = self.pending.pop_front().expect("checked");
+            self.commit = index;
+            self.apply(entry);
+        }
+    }
+
+    fn on_confirm(
+        &mut self,
+        now: Instant,
+        sender: MemberId,
+        acked: u64,
+        confirms: Vec<(ConnKey, Progress)>,
+    ) {
+        let top = self.next_index - 1;
+        let max_connections = self.cfg.max_connections;
+        let Some(peer) = self.peers.get_mut(&sender) else {
+            return;
+        };
+        if !peer.synced {
+            peer.synced = true;
+            peer.sent = acked.min(top);
+        }
+        if acked > peer.acked {
+            peer.acked = acked.min(top);
+            peer.last_progress = now;
+        }
+        let mut changed = Vec::with_capacity(confirms.len());
+        for (key, progress) in confirms {
+            if peer.confirmed.len() >= max_connections && !peer.confirmed.contains_key(&key) {
+                self.stats.confirmations_dropped += 1;
+                continue;
+            }
+            peer.confirmed.insert(key, progress);
+            changed.push(key);
+        }
+        for key in changed {
+            self.recompute(key);
+        }
+        self.advance_commit();
+    }
+
+    // ---- time and output ----
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let Some(view) = self.view.clone() else {
+            return;
+        };
+        let watched: Vec<MemberId> = if self.is_primary() {
+            self.backups()
+        } else {
+            view.members.first().copied().into_iter().collect()
+        };
+        for peer in watched {
+            let heard = self.last_heard.get(&peer).copied().unwrap_or(now);
+            if now.saturating_since(heard) >= self.cfg.peer_timeout {
+                self.actions.push_back(Action::PeerSuspected(peer));
+                self.last_heard.insert(peer, now); // report again after another timeout
+            }
+        }
+        if self.is_primary() {
+            // Go back: a backup that stopped acknowledging gets the tail again.
+            let stall = self.cfg.heartbeat_interval.saturating_mul(4);
+            for p in self.peers.values_mut() {
+                if p.acked < p.sent && now.saturating_since(p.last_progress) >= stall {
+                    p.sent = p.acked;
+                    p.last_progress = now;
+                }
+            }
+        } else if now >= self.next_full_confirm || !self.synced {
+            // Until the primary shows it is in our epoch, or now and then
+            // anyway, send everything: it may have refused earlier frames.
+            if now >= self.next_full_confirm || self.heartbeat_due(now) {
+                self.dirty.extend(self.local.keys().copied());
+                self.next_full_confirm = now + self.cfg.full_confirm_interval;
+            }
+        }
+        self.flush(now);
+    }
+
+    fn heartbeat_due(&self, now: Instant) -> bool {
+        let Some(to) = (if self.is_primary() {
+            None
+        } else {
+            self.primary()
+        }) else {
+            return false;
+        };
+        self.last_sent
+            .get(&to)
+            .is_none_or(|t| now >= *t + self.cfg.heartbeat_interval)
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.view.as_ref()?;
+        let hb = self.cfg.heartbeat_interval;
+        let next_beat = self.last_sent.values().map(|t| *t + hb).min();
+        let next_suspicion = self
+            .last_heard
+            .values()
+            .map(|t| *t + self.cfg.peer_timeout)
+            .min();
+        [next_beat, next_suspicion, Some(self.next_full_confirm)]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<(MemberId, Vec<u8>)> {
+        self.outbox.pop_front()
+    }
+
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// Queue the frames due now: log entries and commit (primary),
+    /// confirmations and log acks (backup), heartbeats (both).
+    pub fn flush(&mut self, now: Instant) {
+        if self.view.is_none() {
+            return;
+        }
+        if self.is_primary() {
+            self.flush_primary(now);
+        } else {
+            self.flush_backup(now);
+        }
+    }
+
+    fn flush_primary(&mut self, now: Instant) {
+        let hb = self.cfg.heartbeat_interval;
+        for b in self.backups() {
+            while let Some(peer) = self.peers.get(&b) {
+                let start = peer.sent.max(self.commit) + 1;
+                let entries: Vec<(u64, Entry)> = self
+                    .log
+                    .iter()
+                    .skip_while(|(i, _)| *i < start)
+                    .take(self.cfg.max_batch)
+                    .cloned()
+                    .collect();
+                let beat = self.last_sent.get(&b).is_none_or(|t| now >= *t + hb);
+                if entries.is_empty() && peer.commit_sent == self.commit && !beat {
+                    break;
+                }
+                let mut body = Vec::with_capacity(16 + entries.len() * 24);
+                body.extend_from_slice(&self.commit.to_be_bytes());
+                encode_entries(&mut body, &entries);
+                let last = entries.last().map(|(i, _)| *i);
+                let commit = self.commit;
+                let peer = self.peers.get_mut(&b).expect("present");
+                if let Some(last) = last {
+                    peer.sent = last;
+                }
+                peer.commit_sent = commit;
+                self.send(now, b, KIND_APPEND, &body);
+                if last.is_none() || entries.len() < self.cfg.max_batch {
+                    break;
+                }
+            }
+        }
+    }
+
+    fn flush_backup(&mut self, now: Instant) {
+        let Some(primary) = self.primary() else {
+            return;
+        };
+        let beat = self.heartbeat_due(now);
+        if self.dirty.is_empty() && !self.ack_dirty && !beat {
+            self.drop_closing();
+            return;
+        }
+        loop {
+            let batch: Vec<ConnKey> = self
+                .dirty
+                .iter()
+                .take(self.cfg.max_batch)
+                .copied()
+                .collect();
+            for k in &batch {
+                self.dirty.remove(k);
+            }
+            let confirms: Vec<(ConnKey, Progress)> = batch
+                .iter()
+                .filter_map(|k| self.local.get(k).map(|p| (*k, *p)))
+                .collect();
+            let mut body = Vec::with_capacity(16 + confirms.len() * 21);
+            body.extend_from_slice(&self.received.to_be_bytes());
+            encode_confirms(&mut body, &confirms);
+            self.send(now, primary, KIND_CONFIRM, &body);
+            if self.dirty.is_empty() {
+                break;
+            }
+        }
+        self.ack_dirty = false;
+        self.drop_closing();
+    }
+
+    fn drop_closing(&mut self) {
+        for key in std::mem::take(&mut self.closing) {
+            if !self.dirty.contains(&key) {
+                self.local.remove(&key);
+                self.delivered.remove(&key);
+            } else {
+                self.closing.push(key);
+            }
+        }
+    }
+
+    fn send(&mut self, now: Instant, to: MemberId, kind: u8, body: &[u8]) {
+        let header = Header {
+            kind,
+            epoch: self.epoch(),
+            sender: self.me.0,
+            counter: self.counter.next_value(),
+        };
+        self.outbox
+            .push_back((to, auth::seal(&self.key, DOMAIN, header, body)));
+        self.last_sent.insert(to, now);
+        self.stats.frames_sent += 1;
+    }
+}
+
+// ---- encoding ----
+
+fn put_key(out: &mut Vec<u8>, key: &ConnKey) {
+    put_addr(out, key.local);
+    put_addr(out, key.remote);
+}
+
+fn get_key(r: &mut Reader) -> Result<ConnKey, Malformed> {
+    Ok(ConnKey {
+        local: r.addr()?,
+        remote: r.addr()?,
+    })
+}
+
+fn encode_entries(out: &mut Vec<u8>, entries: &[(u64, Entry)]) {
+    out.extend_from_slice(&(entries.len() as u16).to_be_bytes());
+    for (index, entry) in entries {
+        out.extend_from_slice(&index.to_be_bytes());
+        match entry {
+            Entry::Opened { key, record } => {
+                out.push(ENTRY_OPENED);
+                put_key(out, key);
+                out.extend_from_slice(&(record.len() as u16).to_be_bytes());
+                out.extend_from_slice(record);
+            }
+            Entry::Data { key, upto } => {
+                out.push(ENTRY_DATA);
+                put_key(out, key);
+                out.extend_from_slice(&upto.0.to_be_bytes());
+            }
+            Entry::Closed { key } => {
+                out.push(ENTRY_CLOSED);
+                put_key(out, key);
+            }
+        }
+    }
+}
+
+fn decode_entries(r: &mut Reader) -> Result<Vec<(u64, Entry)>, Malformed> {
+    let n = r.u16()? as usize;
+    let mut entries = Vec::with_capacity(n.min(4096));
+    for _ in 0..n {
+        let index = r.u64()?;
+        let entry = match r.u8()? {
+            ENTRY_OPENED => {
+                let key = get_key(r)?;
+                let len = r.u16()? as usize;
+                Entry::Opened {
+                    key,
+                    record: r.take(len)?.to_vec(),
+                }
+            }
+            ENTRY_DATA => Entry::Data {
+                key: get_key(r)?,
+                upto: Seq(r.u32()?),
+            },
+            ENTRY_CLOSED => Entry::Closed { key: get_key(r)? },
+            _ => return Err(Malformed),
+        };
+        entries.push((index, entry));
+    }
+    if !r.is_empty() {
+        return Err(Malformed);
+    }
+    Ok(entries)
+}
+
+fn encode_confirms(out: &mut Vec<u8>, confirms: &[(ConnKey, Progress)]) {
+    out.extend_from_slice(&(confirms.len() as u16).to_be_bytes());
+    for (key, p) in confirms {
+        put_key(out, key);
+        out.extend_from_slice(&p.held.0.to_be_bytes());
+        out.extend_from_slice(&p.edge.0.to_be_bytes());
+        out.push(u8::from(p.fin));
+    }
+}
+
+fn decode_confirms(r: &mut Reader) -> Result<Vec<(ConnKey, Progress)>, Malformed> {
+    let n = r.u16()? as usize;
+    let mut out = Vec::with_capacity(n.min(4096));
+    for _ in 0..n {
+        let key = get_key(r)?;
+        out.push((
+            key,
+            Progress {
+                held: Seq(r.u32()?),
+                edge: Seq(r.u32()?),
+                fin: r.u8()? != 0,
+            },
+        ));
+    }
+    if !r.is_empty() {
+        return Err(Malformed);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests;

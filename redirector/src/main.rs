@@ -1,1 +1,56 @@
-fn main() {}
+//! `hydra-redirector`: copies client packets for virtual IPs to replica groups
+//! and runs each group's registration, supervision and views.
+
+use std::path::PathBuf;
+
+use ackchannel::signals::Signals;
+use clap::Parser;
+use redirector::config::RedirectorConfig;
+
+#[derive(Parser)]
+#[command(
+    name = "hydra-redirector",
+    version,
+    about = "Owns virtual IPs: copies each client packet to every live replica of its group; registrar and view authority of the groups"
+)]
+struct Cli {
+    /// Path of the TOML configuration (see README: "Running a group").
+    #[arg(long)]
+    config: PathBuf,
+    /// Parse and check the configuration, then exit.
+    #[arg(long)]
+    check: bool,
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let cfg = match RedirectorConfig::load(&cli.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("hydra-redirector: {e:#}");
+            std::process::exit(2);
+        }
+    };
+    if cli.check {
+        println!("{}: ok", cli.config.display());
+        return;
+    }
+    // Before any thread exists, so every thread inherits the blocked mask.
+    let signals = match Signals::block() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("hydra-redirector: cannot set up signal handling: {e}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(e) = redirector::run(cfg, signals) {
+        eprintln!("hydra-redirector: {e:#}");
+        std::process::exit(1);
+    }
+}

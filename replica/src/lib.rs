@@ -3,5 +3,6 @@
 
 pub mod apps;
 pub mod metrics;
-pub mod signals;
+pub mod replicated;
+pub use ackchannel::signals;
 pub mod standalone;

@@ -19,6 +19,12 @@ struct Cli {
 enum Command {
     /// Serve apps on one TUN device with no replication.
     Standalone(StandaloneArgs),
+    /// Run as a member of a replicated group (see `replica.toml` in the README).
+    Run {
+        /// Path of the replica's TOML configuration.
+        #[arg(long)]
+        config: std::path::PathBuf,
+    },
 }
 
 fn main() {
@@ -39,6 +45,7 @@ fn main() {
     };
     let result = match cli.command {
         Command::Standalone(args) => standalone::run(args, signals),
+        Command::Run { config } => replica::replicated::run(&config, signals),
     };
     if let Err(e) = result {
         eprintln!("hydra-replica: {e:#}");

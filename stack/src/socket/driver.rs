@@ -129,6 +129,7 @@ pub(super) fn run<D: Device, H: Hooks>(shared: Arc<Shared>, mut device: D, mut h
             }
             woke = true;
         }
+        hooks.after_events(now, &mut inner.stack);
         output.lens.clear();
         while !output.is_full() {
             match inner.stack.poll_transmit(now, output.next_slot()) {

@@ -44,6 +44,9 @@ pub trait Hooks: Send + 'static {
     }
     /// Sees every stack event before applications are woken.
     fn on_event(&mut self, _now: Instant, _stack: &mut Stack, _event: Event) {}
+    /// Called after the turn's events, before output is taken from the stack:
+    /// act on what the events changed once per turn rather than per event.
+    fn after_events(&mut self, _now: Instant, _stack: &mut Stack) {}
     /// Whether packets may be written to the device now (a replica that has
     /// lost its lease must stay silent). Packets not sent are dropped and
     /// left to TCP retransmission.

@@ -1,0 +1,237 @@
+use super::*;
+
+fn key() -> GroupKey {
+    GroupKey([7; 32])
+}
+
+fn addr(id: u8, port: u16) -> SocketAddrV4 {
+    SocketAddrV4::new([198, 18, 1, 10 + id].into(), port)
+}
+
+fn policy() -> GroupPolicy {
+    GroupPolicy {
+        name: "g".into(),
+        key: key(),
+        members: vec![1, 2, 3],
+        min_members: 3,
+        keepalive_timeout: Duration::from_millis(100),
+        lease: Duration::from_millis(60),
+        heartbeat: Duration::from_millis(10),
+    }
+}
+
+fn agent(id: u8) -> MemberAgent {
+    MemberAgent::with_counter(
+        "g".into(),
+        id,
+        key(),
+        addr(id, 7100),
+        addr(id, 7200),
+        Duration::from_millis(10),
+        Counter::starting_at(1000),
+    )
+}
+
+fn ms(n: u64) -> Instant {
+    Instant::from_millis(n)
+}
+
+/// One heartbeat round: each agent in `up` sends, the authority answers.
+fn round(now: Instant, auth: &mut ViewAuthority, agents: &mut [MemberAgent], up: &[u8]) {
+    auth.handle_timeout(now);
+    for a in agents.iter_mut().filter(|a| up.contains(&a.id)) {
+        a.handle_timeout(now);
+        while let Some(d) = a.poll_transmit() {
+            if let Ok(Some(reply)) = auth.handle_datagram(now, &d) {
+                a.handle_datagram(now, &reply).unwrap();
+            }
+        }
+    }
+    auth.handle_timeout(now);
+}
+
+fn group() -> (ViewAuthority, Vec<MemberAgent>) {
+    let mut auth = ViewAuthority::with_counter(policy(), Counter::starting_at(1));
+    let mut agents: Vec<MemberAgent> = (1..=3).map(agent).collect();
+    round(ms(0), &mut auth, &mut agents, &[1, 2, 3]);
+    round(ms(10), &mut auth, &mut agents, &[1, 2, 3]);
+    (auth, agents)
+}
+
+#[test]
+fn first_view_forms_at_min_members_ordered_by_id() {
+    let mut auth = ViewAuthority::with_counter(policy(), Counter::starting_at(1));
+    let mut agents: Vec<MemberAgent> = vec![agent(3), agent(1)];
+    round(ms(0), &mut auth, &mut agents, &[1, 3]);
+    assert_eq!(auth.view().epoch, 0, "no view before min_members");
+    agents.push(agent(2));
+    round(ms(10), &mut auth, &mut agents, &[1, 2, 3]);
+    round(ms(20), &mut auth, &mut agents, &[1, 2, 3]);
+    let v = auth.view();
+    assert_eq!(v.epoch, 1);
+    assert_eq!(
+        v.members.iter().map(|m| m.id).collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
+    for a in &agents {
+        assert_eq!(a.view().unwrap().epoch, 1);
+    }
+    let one = agents.iter().find(|a| a.id == 1).unwrap();
+    assert!(one.lease_valid(ms(25)));
+    assert!(
+        !agents
+            .iter()
+            .find(|a| a.id == 2)
+            .unwrap()
+            .lease_valid(ms(25)),
+        "backups hold no lease"
+    );
+}
+
+#[test]
+fn forged_replayed_and_unknown_registrations_are_refused_and_counted() {
+    let (mut auth, _) = group();
+    let forged = encode(
+        &GroupKey([8; 32]),
+        1,
+        0,
+        u64::MAX,
+        &Message::Register {
+            group: "g".into(),
+            data_addr: addr(9, 1),
+            ack_addr: addr(9, 2),
+        },
+    );
+    assert!(matches!(
+        auth.handle_datagram(ms(20), &forged),
+        Err(ControlError::Auth(AuthError::BadTag))
+    ));
+    let mut tampered = encode(&key(), 2, 1, u64::MAX - 5, &Message::Keepalive);
+    tampered[12] ^= 1;
+    assert!(auth.handle_datagram(ms(20), &tampered).is_err());
+    let stranger = encode(&key(), 9, 1, u64::MAX - 4, &Message::Keepalive);
+    assert_eq!(
+        auth.handle_datagram(ms(20), &stranger),
+        Err(ControlError::UnknownMember(9))
+    );
+    let once = encode(&key(), 2, 1, 5000, &Message::Keepalive);
+    assert!(auth.handle_datagram(ms(20), &once).is_ok());
+    assert!(matches!(
+        auth.handle_datagram(ms(20), &once),
+        Err(ControlError::Auth(AuthError::Replay { .. }))
+    ));
+    let s = auth.stats();
+    assert_eq!(s.refused_unauthenticated, 2);
+    assert_eq!(s.refused_unknown_member, 1);
+    assert_eq!(s.refused_replayed, 1);
+    assert_eq!(auth.view().epoch, 1, "nothing refused changed the view");
+}
+
+#[test]
+fn silent_primary_is_replaced_only_after_its_lease_ran_out() {
+    let (mut auth, mut agents) = group();
+    let mut t = 20;
+    while auth.view().epoch == 1 {
+        round(ms(t), &mut auth, &mut agents, &[2, 3]);
+        assert!(t < 1000, "no view change");
+        // Fencing: a new primary exists only once the old lease is over.
+        if auth.view().epoch > 1 {
+            assert!(
+                !agents[0].lease_valid(ms(t)),
+                "old primary still leased at {t} ms"
+            );
+        }
+        t += 10;
+    }
+    let v = auth.view().clone();
+    assert_eq!(v.epoch, 2);
+    assert_eq!(v.primary(), Some(2));
+    assert_eq!(
+        v.members.last().map(|m| (m.id, m.alive)),
+        Some((1, false)),
+        "dead last"
+    );
+    round(ms(t), &mut auth, &mut agents, &[1, 2, 3]);
+    assert!(agents[0].removed(), "the old primary learns it is out");
+    assert!(!agents[0].lease_valid(ms(t)));
+    assert!(agents[1].lease_valid(ms(t)));
+    let before = auth.stats().refused_dead_member;
+    let mut returning = agent(1);
+    returning.counter = Counter::starting_at(1 << 40);
+    returning.handle_timeout(ms(t));
+    let d = returning.poll_transmit().unwrap();
+    assert_eq!(
+        auth.handle_datagram(ms(t), &d),
+        Err(ControlError::DeadMember(1))
+    );
+    assert_eq!(auth.stats().refused_dead_member, before + 1);
+}
+
+#[test]
+fn a_backups_report_deposes_the_primary_only_when_it_is_late_here_too() {
+    let (mut auth, mut agents) = group();
+    agents[1].report_failure(ms(15), 1);
+    let report = agents[1].poll_transmit().unwrap();
+    assert_eq!(auth.handle_datagram(ms(15), &report), Ok(None));
+    for t in [20, 30, 40] {
+        round(ms(t), &mut auth, &mut agents, &[1, 2, 3]);
+    }
+    assert_eq!(auth.view().epoch, 1, "primary alive here: report ignored");
+
+    // Primary falls silent: after 3 heartbeats a report is believed.
+    round(ms(50), &mut auth, &mut agents, &[2, 3]);
+    round(ms(80), &mut auth, &mut agents, &[2, 3]);
+    agents[2].report_failure(ms(80), 1);
+    let report = agents[2].poll_transmit().unwrap();
+    auth.handle_datagram(ms(80), &report).unwrap();
+    let mut t = 80;
+    while auth.view().epoch == 1 {
+        t += 5;
+        round(ms(t), &mut auth, &mut agents, &[2, 3]);
+    }
+    // Last answered at 40 ms, lease 60 ms: the view changes at 100 ms, well
+    // before the 100 ms keepalive timeout after the 40 ms keepalive plus slack.
+    assert!(t <= 105, "report did not speed up failover: {t} ms");
+    assert_eq!(auth.view().primary(), Some(2));
+}
+
+#[test]
+fn the_primarys_report_removes_a_backup() {
+    let (mut auth, mut agents) = group();
+    agents[0].report_failure(ms(15), 3);
+    let report = agents[0].poll_transmit().unwrap();
+    auth.handle_datagram(ms(15), &report).unwrap();
+    let mut t = 20;
+    while auth.view().epoch == 1 {
+        round(ms(t), &mut auth, &mut agents, &[1, 2]);
+        t += 10;
+        assert!(t < 200);
+    }
+    let v = auth.view();
+    assert_eq!(v.primary(), Some(1));
+    assert!(!v.is_alive(3));
+}
+
+#[test]
+fn malformed_bodies_are_refused_without_panic() {
+    let (mut auth, mut agents) = group();
+    for len in 0..40 {
+        let body = vec![0xAB; len];
+        for kind in 0..6 {
+            let frame = auth::seal(
+                &key(),
+                DOMAIN,
+                Header {
+                    kind,
+                    epoch: 1,
+                    sender: 2,
+                    counter: 1 << 50 | (len as u64) << 8 | u64::from(kind),
+                },
+                &body,
+            );
+            let _ = auth.handle_datagram(ms(20), &frame);
+            let _ = agents[0].handle_datagram(ms(20), &frame);
+        }
+    }
+    assert!(auth.stats().refused_malformed > 0);
+}

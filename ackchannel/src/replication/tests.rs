@@ -1,0 +1,328 @@
+use std::net::SocketAddrV4;
+
+use super::*;
+
+fn key() -> GroupKey {
+    GroupKey([3; 32])
+}
+
+fn conn(port: u16) -> ConnKey {
+    ConnKey {
+        local: SocketAddrV4::new([198, 18, 100, 1].into(), 80),
+        remote: SocketAddrV4::new([198, 18, 0, 1].into(), port),
+    }
+}
+
+fn ms(n: u64) -> Instant {
+    Instant::from_millis(n)
+}
+
+struct Group {
+    nodes: Vec<Replicator>,
+    up: Vec<bool>,
+    /// Every action each node produced, in order.
+    actions: Vec<Vec<Action>>,
+}
+
+impl Group {
+    fn new(n: u8) -> Group {
+        let nodes: Vec<Replicator> = (1..=n)
+            .map(|id| {
+                Replicator::with_counter(
+                    MemberId(id),
+                    key(),
+                    ReplicationConfig::default(),
+                    Counter::starting_at(0),
+                )
+            })
+            .collect();
+        Group {
+            up: vec![true; nodes.len()],
+            actions: vec![Vec::new(); nodes.len()],
+            nodes,
+        }
+    }
+
+    fn view(&mut self, now: Instant, epoch: u64, members: &[u8]) {
+        let v = ReplicationView {
+            epoch,
+            members: members.iter().map(|m| MemberId(*m)).collect(),
+        };
+        for (i, n) in self.nodes.iter_mut().enumerate() {
+            if self.up[i] {
+                n.install_view(now, v.clone());
+            }
+        }
+    }
+
+    /// Exchange frames until quiet; collect actions.
+    fn pump(&mut self, now: Instant) {
+        for _ in 0..100 {
+            let mut moved = false;
+            for i in 0..self.nodes.len() {
+                if !self.up[i] {
+                    continue;
+                }
+                self.nodes[i].flush(now);
+                while let Some((to, frame)) = self.nodes[i].poll_transmit() {
+                    moved = true;
+                    let j = usize::from(to.0) - 1;
+                    if self.up[j] {
+                        let _ = self.nodes[j].handle_frame(now, &frame);
+                    }
+                }
+            }
+            for i in 0..self.nodes.len() {
+                while let Some(a) = self.nodes[i].poll_action() {
+                    self.actions[i].push(a);
+                }
+            }
+            if !moved {
+                return;
+            }
+        }
+        panic!("frames never stopped flowing");
+    }
+
+    fn progress(&mut self, now: Instant, node: usize, c: ConnKey, held: u32) {
+        self.nodes[node].local_progress(now, c, Seq(held), Seq(held + 1000), false);
+    }
+
+    fn delivered(&self, node: usize, c: ConnKey) -> Option<Seq> {
+        self.actions[node]
+            .iter()
+            .filter_map(|a| match a {
+                Action::Deliver(k, s) if *k == c => Some(*s),
+                _ => None,
+            })
+            .next_back()
+    }
+
+    fn gate(&self, node: usize, c: ConnKey) -> Option<Gate> {
+        self.actions[node]
+            .iter()
+            .filter_map(|a| match a {
+                Action::Gate(k, g) if *k == c => Some(*g),
+                _ => None,
+            })
+            .next_back()
+    }
+}
+
+#[test]
+fn primary_gates_at_the_minimum_and_delivers_only_committed_bytes() {
+    let mut g = Group::new(3);
+    g.view(ms(0), 1, &[1, 2, 3]);
+    let c = conn(1000);
+    g.progress(ms(1), 0, c, 500);
+    g.pump(ms(1));
+    assert_eq!(g.gate(0, c), None, "no gate before every backup confirmed");
+    g.progress(ms(2), 1, c, 300);
+    g.pump(ms(2));
+    assert_eq!(g.gate(0, c), None, "backup 3 has not confirmed");
+    assert_eq!(g.delivered(0, c), None);
+    g.progress(ms(3), 2, c, 400);
+    g.pump(ms(3));
+    let gate = g.gate(0, c).unwrap();
+    assert_eq!(gate.ack, Seq(300));
+    assert_eq!(gate.right_edge, Seq(1300));
+    for node in 0..3 {
+        assert_eq!(g.delivered(node, c), Some(Seq(300)), "node {node}");
+    }
+    g.progress(ms(4), 1, c, 500);
+    g.pump(ms(4));
+    assert_eq!(g.gate(0, c).unwrap().ack, Seq(400));
+    for node in 0..3 {
+        assert_eq!(g.delivered(node, c), Some(Seq(400)));
+    }
+}
+
+#[test]
+fn an_entry_is_delivered_nowhere_until_every_backup_holds_it() {
+    let mut g = Group::new(3);
+    g.view(ms(0), 1, &[1, 2, 3]);
+    let c = conn(1);
+    for node in 0..3 {
+        g.progress(ms(1), node, c, 100);
+    }
+    g.pump(ms(1));
+    assert_eq!(g.delivered(0, c), Some(Seq(100)));
+    // Backup 3 is cut off: the new entry cannot commit.
+    g.up[2] = false;
+    g.progress(ms(2), 0, c, 200);
+    g.progress(ms(2), 1, c, 200);
+    g.pump(ms(2));
+    // The gate cannot rise either: backup 3's last confirmation was 100.
+    assert_eq!(g.gate(0, c).unwrap().ack, Seq(100));
+    assert_eq!(g.delivered(0, c), Some(Seq(100)));
+    assert_eq!(g.delivered(1, c), Some(Seq(100)));
+}
+
+#[test]
+fn deliveries_are_in_the_same_order_on_every_replica() {
+    let mut g = Group::new(3);
+    g.view(ms(0), 1, &[1, 2, 3]);
+    let conns: Vec<ConnKey> = (0..20).map(conn).collect();
+    for round in 1..=5u32 {
+        for (i, c) in conns.iter().enumerate() {
+            // Backups see segments in different orders; the log decides.
+            let order = [
+                (i + round as usize) % 3,
+                (i + 1) % 3,
+                (i + 2 + round as usize) % 3,
+            ];
+            for node in order {
+                g.progress(ms(u64::from(round)), node, *c, round * 100);
+            }
+        }
+        g.pump(ms(u64::from(round)));
+    }
+    let deliveries = |n: usize| -> Vec<Action> {
+        g.actions[n]
+            .iter()
+            .filter(|a| matches!(a, Action::Deliver(..)))
+            .cloned()
+            .collect()
+    };
+    assert!(!deliveries(0).is_empty());
+    assert_eq!(deliveries(0), deliveries(1));
+    assert_eq!(deliveries(0), deliveries(2));
+}
+
+#[test]
+fn new_primary_drops_the_uncommitted_tail_and_never_delivers_twice() {
+    let mut g = Group::new(3);
+    g.view(ms(0), 1, &[1, 2, 3]);
+    let c = conn(7);
+    for node in 0..3 {
+        g.progress(ms(1), node, c, 100);
+    }
+    g.pump(ms(1));
+    // Primary appends up to 200, reaches backup 2 only, then dies before commit.
+    g.up[2] = false;
+    for node in 0..3 {
+        g.progress(ms(2), node, c, 200);
+    }
+    g.up[2] = true;
+    g.pump(ms(2));
+    g.up[0] = false;
+    g.view(ms(3), 2, &[2, 3]);
+    g.pump(ms(3));
+    for node in 1..3 {
+        assert_eq!(g.delivered(node, c), Some(Seq(200)), "node {node}");
+        let count = g.actions[node]
+            .iter()
+            .filter(|a| matches!(a, Action::Deliver(k, s) if *k == c && *s == Seq(100)))
+            .count();
+        assert_eq!(count, 1, "bytes up to 100 delivered once on node {node}");
+    }
+    assert_eq!(g.gate(1, c).unwrap().ack, Seq(200));
+}
+
+#[test]
+fn frames_of_an_old_epoch_forged_or_replayed_are_refused() {
+    let mut g = Group::new(2);
+    g.view(ms(0), 1, &[1, 2]);
+    g.progress(ms(1), 1, conn(1), 100);
+    g.nodes[1].flush(ms(1));
+    let (_, old) = std::iter::from_fn(|| g.nodes[1].poll_transmit())
+        .last()
+        .unwrap();
+    g.view(ms(2), 2, &[1, 2]);
+    assert!(matches!(
+        g.nodes[0].handle_frame(ms(2), &old),
+        Err(FrameError::Epoch { got: 1, ours: 2 })
+    ));
+    g.progress(ms(3), 1, conn(2), 100);
+    g.nodes[1].flush(ms(3));
+    let (_, good) = std::iter::from_fn(|| g.nodes[1].poll_transmit())
+        .last()
+        .unwrap();
+    let mut forged = good.clone();
+    let at = forged.len() - 20;
+    forged[at] ^= 0x40;
+    assert!(matches!(
+        g.nodes[0].handle_frame(ms(3), &forged),
+        Err(FrameError::Auth(AuthError::BadTag))
+    ));
+    assert!(g.nodes[0].handle_frame(ms(3), &good).is_ok());
+    assert!(matches!(
+        g.nodes[0].handle_frame(ms(3), &good),
+        Err(FrameError::Auth(AuthError::Replay { .. }))
+    ));
+    let outsider = Replicator::with_counter(
+        MemberId(2),
+        GroupKey([9; 32]),
+        ReplicationConfig::default(),
+        Counter::starting_at(1 << 40),
+    );
+    let mut outsider = outsider;
+    outsider.install_view(
+        ms(3),
+        ReplicationView {
+            epoch: 2,
+            members: vec![MemberId(1), MemberId(2)],
+        },
+    );
+    outsider.local_progress(ms(3), conn(3), Seq(1), Seq(2), false);
+    outsider.flush(ms(3));
+    let (_, wrong_key) = outsider.poll_transmit().unwrap();
+    assert!(g.nodes[0].handle_frame(ms(3), &wrong_key).is_err());
+    let s = g.nodes[0].stats();
+    assert_eq!(s.refused_epoch, 1);
+    assert_eq!(s.refused_auth, 3);
+}
+
+#[test]
+fn a_silent_peer_is_suspected_after_the_timeout() {
+    let mut g = Group::new(2);
+    g.view(ms(0), 1, &[1, 2]);
+    g.pump(ms(0));
+    g.up[0] = false;
+    let mut t = 0;
+    let suspected = loop {
+        t += 10;
+        g.nodes[1].handle_timeout(ms(t));
+        if let Some(a) = std::iter::from_fn(|| g.nodes[1].poll_action())
+            .find(|a| matches!(a, Action::PeerSuspected(_)))
+        {
+            break a;
+        }
+        assert!(t < 1000);
+    };
+    assert_eq!(suspected, Action::PeerSuspected(MemberId(1)));
+    assert!((100..=110).contains(&t), "suspected at {t} ms");
+}
+
+#[test]
+fn truncated_or_garbage_bodies_never_panic() {
+    let mut g = Group::new(2);
+    g.view(ms(0), 1, &[1, 2]);
+    for len in 0..64usize {
+        for kind in [KIND_APPEND, KIND_CONFIRM, 9] {
+            let body: Vec<u8> = (0..len).map(|i| (i * 37 + len) as u8).collect();
+            let header = Header {
+                kind,
+                epoch: 1,
+                sender: 2,
+                counter: 1 << 30 | (len as u64) << 4 | u64::from(kind),
+            };
+            let frame = auth::seal(&key(), DOMAIN, header, &body);
+            let _ = g.nodes[0].handle_frame(ms(1), &frame);
+        }
+    }
+    assert!(g.nodes[0].stats().refused_other > 0);
+}
+
+#[test]
+fn a_closed_connection_sends_its_last_confirmation_then_is_forgotten() {
+    let mut g = Group::new(2);
+    g.view(ms(0), 1, &[1, 2]);
+    let c = conn(5);
+    g.nodes[0].local_progress(ms(1), c, Seq(101), Seq(2000), true);
+    g.nodes[1].local_progress(ms(1), c, Seq(101), Seq(2000), true);
+    g.nodes[1].closed(ms(1), c);
+    g.pump(ms(1));
+    assert_eq!(g.gate(0, c).unwrap().ack, Seq(101), "FIN confirmed");
+    assert!(g.nodes[1].local.is_empty());
+}

@@ -1,0 +1,206 @@
+//! The redirector: owns the virtual IPs through a TUN device, copies each
+//! client packet (UDP-encapsulated, unchanged) to every live replica of the
+//! group that serves it, and is each group's registrar and view authority.
+
+pub mod config;
+pub mod services;
+pub mod status;
+
+use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ackchannel::control::ViewAuthority;
+use ackchannel::signals::Signals;
+use anyhow::Context;
+use stack::phy::tun::Tun;
+use stack::phy::Device;
+use stack::Instant;
+
+use config::RedirectorConfig;
+use services::{ServiceMap, Verdict};
+use status::{Counters, Snapshot};
+
+/// Packets and datagrams handled per loop turn at most, per source.
+const BATCH: usize = 64;
+/// Longest the loop sleeps (it also checks for shutdown this often).
+const MAX_WAIT: Duration = Duration::from_millis(50);
+
+struct Redirector {
+    tun: Tun,
+    control: UdpSocket,
+    data: UdpSocket,
+    services: ServiceMap,
+    groups: Vec<ViewAuthority>,
+    /// Live members' data addresses per group, refreshed on view change.
+    destinations: Vec<(u64, Vec<SocketAddrV4>)>,
+    counters: Counters,
+    clock: std::time::Instant,
+}
+
+pub fn run(cfg: RedirectorConfig, signals: Signals) -> anyhow::Result<()> {
+    let tun =
+        Tun::open(&cfg.tun, cfg.mtu).with_context(|| format!("opening TUN device {}", cfg.tun))?;
+    let control = UdpSocket::bind(cfg.control_listen)
+        .with_context(|| format!("binding control socket {}", cfg.control_listen))?;
+    control.set_nonblocking(true)?;
+    let data = UdpSocket::bind(cfg.data_bind)
+        .with_context(|| format!("binding data socket {}", cfg.data_bind))?;
+    data.set_nonblocking(true)?;
+    let groups: Vec<ViewAuthority> = cfg.policies().into_iter().map(ViewAuthority::new).collect();
+    let mut services = ServiceMap::default();
+    for s in &cfg.services {
+        let index = cfg
+            .groups
+            .iter()
+            .position(|g| g.name == s.group)
+            .expect("validated");
+        services.add(s.vip, s.ports.clone(), index);
+    }
+    let mut r = Redirector {
+        tun,
+        control,
+        data,
+        services,
+        destinations: vec![(0, Vec::new()); groups.len()],
+        groups,
+        counters: Counters::default(),
+        clock: std::time::Instant::now(),
+    };
+    let snapshot = Arc::new(Mutex::new(Snapshot::default()));
+    if let Some(addr) = cfg.admin {
+        status::serve(addr, snapshot.clone())?;
+    }
+    tracing::info!(tun = %cfg.tun, control = %cfg.control_listen, groups = r.groups.len(), "redirector running");
+
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop_flag = stop.clone();
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || loop {
+            if let Some(sig) = signals.wait(Duration::from_secs(1)) {
+                tracing::info!(signal = sig, "shutting down");
+                stop_flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                return;
+            }
+        })?;
+
+    let mut last_publish = std::time::Instant::now();
+    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        r.wait();
+        let now = r.now();
+        r.read_control(now);
+        for g in &mut r.groups {
+            g.handle_timeout(now);
+        }
+        r.refresh_destinations();
+        r.forward();
+        if last_publish.elapsed() >= Duration::from_millis(20) {
+            last_publish = std::time::Instant::now();
+            if let Ok(mut s) = snapshot.lock() {
+                *s = Snapshot::take(now, &r.groups, &r.counters);
+            }
+        }
+    }
+    Ok(())
+}
+
+impl Redirector {
+    fn now(&self) -> Instant {
+        Instant::from_micros(self.clock.elapsed().as_micros() as u64)
+    }
+
+    fn wait(&self) {
+        let now = self.now();
+        let deadline = self.groups.iter().filter_map(|g| g.poll_timeout()).min();
+        let wait = deadline.map_or(MAX_WAIT, |d| {
+            std::time::Duration::from(d.saturating_since(now)).min(MAX_WAIT)
+        });
+        let mut fds = [
+            libc::pollfd {
+                fd: self.tun.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: self.control.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        let ms = wait.as_micros().div_ceil(1000) as libc::c_int;
+        // SAFETY: fds is a valid array of two pollfd.
+        unsafe { libc::poll(fds.as_mut_ptr(), 2, ms) };
+    }
+
+    fn read_control(&mut self, now: Instant) {
+        let mut buf = [0u8; 2048];
+        for _ in 0..BATCH {
+            let (n, from) = match self.control.recv_from(&mut buf) {
+                Ok(x) => x,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => return,
+            };
+            let datagram = &buf[..n];
+            let Some(group) = self.groups.iter_mut().find(|g| g.accepts_key_of(datagram)) else {
+                self.counters.control_unauthenticated += 1;
+                if self.counters.control_unauthenticated <= 10
+                    || self.counters.control_unauthenticated.is_multiple_of(1000)
+                {
+                    tracing::warn!(%from, total = self.counters.control_unauthenticated, "control datagram refused: no group key authenticates it");
+                }
+                continue;
+            };
+            match group.handle_datagram(now, datagram) {
+                Ok(Some(reply)) => {
+                    if let Err(e) = self.control.send_to(&reply, from) {
+                        tracing::debug!(%from, "control reply failed: {e}");
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(%from, group = %group.name(), "control message refused: {e}")
+                }
+            }
+        }
+    }
+
+    fn refresh_destinations(&mut self) {
+        for (g, dest) in self.groups.iter().zip(self.destinations.iter_mut()) {
+            if g.view().epoch != dest.0 {
+                *dest = (g.view().epoch, g.live_data_addrs());
+            }
+        }
+    }
+
+    fn forward(&mut self) {
+        let mut buf = vec![0u8; 65536];
+        for _ in 0..BATCH {
+            let n = match self.tun.recv(&mut buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => return,
+            };
+            let packet = &buf[..n];
+            match self.services.classify(packet) {
+                Verdict::Group(g) => {
+                    self.counters.packets_in += 1;
+                    let targets = &self.destinations[g].1;
+                    if targets.is_empty() {
+                        self.counters.dropped_no_member += 1;
+                    }
+                    for to in targets {
+                        match self.data.send_to(packet, SocketAddr::V4(*to)) {
+                            Ok(_) => self.counters.copies_sent += 1,
+                            // A lost copy is recovered by the client's retransmission.
+                            Err(_) => self.counters.copy_errors += 1,
+                        }
+                    }
+                }
+                Verdict::NoService => self.counters.dropped_no_service += 1,
+                Verdict::NotIpv4 | Verdict::Malformed => self.counters.dropped_malformed += 1,
+            }
+        }
+    }
+}

@@ -1,0 +1,216 @@
+//! What operators see: `/status` (JSON views) and `/metrics` (Prometheus).
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use ackchannel::admin::{self, metric};
+use ackchannel::control::ViewAuthority;
+use serde::Serialize;
+use stack::Instant;
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Counters {
+    pub packets_in: u64,
+    pub copies_sent: u64,
+    pub copy_errors: u64,
+    pub dropped_no_service: u64,
+    pub dropped_no_member: u64,
+    pub dropped_malformed: u64,
+    pub control_unauthenticated: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct MemberStatus {
+    pub id: u8,
+    pub alive: bool,
+    pub data_addr: String,
+    pub ack_addr: String,
+    pub silent_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct GroupStatus {
+    pub name: String,
+    pub epoch: u64,
+    pub primary: Option<u8>,
+    /// Primary first, live backups, dead members last.
+    pub members: Vec<MemberStatus>,
+    pub view_changes: u64,
+    pub failure_reports: u64,
+    pub refused_unauthenticated: u64,
+    pub refused_replayed: u64,
+    pub refused_unknown_member: u64,
+    pub refused_dead_member: u64,
+    pub refused_malformed: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Snapshot {
+    pub groups: Vec<GroupStatus>,
+    pub counters: Counters,
+}
+
+impl Snapshot {
+    pub fn take(now: Instant, groups: &[ViewAuthority], counters: &Counters) -> Snapshot {
+        let groups = groups
+            .iter()
+            .map(|g| {
+                let silence = g.silence(now);
+                let s = g.stats();
+                GroupStatus {
+                    name: g.name().to_string(),
+                    epoch: g.view().epoch,
+                    primary: g.view().primary(),
+                    members: g
+                        .view()
+                        .members
+                        .iter()
+                        .map(|m| MemberStatus {
+                            id: m.id,
+                            alive: m.alive,
+                            data_addr: m.data_addr.to_string(),
+                            ack_addr: m.ack_addr.to_string(),
+                            silent_ms: silence
+                                .iter()
+                                .find(|(id, _)| *id == m.id)
+                                .map(|(_, ms)| *ms),
+                        })
+                        .collect(),
+                    view_changes: s.view_changes,
+                    failure_reports: s.failure_reports,
+                    refused_unauthenticated: s.refused_unauthenticated,
+                    refused_replayed: s.refused_replayed,
+                    refused_unknown_member: s.refused_unknown_member,
+                    refused_dead_member: s.refused_dead_member,
+                    refused_malformed: s.refused_malformed,
+                }
+            })
+            .collect();
+        Snapshot {
+            groups,
+            counters: counters.clone(),
+        }
+    }
+
+    pub fn metrics(&self) -> String {
+        let mut out = String::new();
+        let c = &self.counters;
+        metric(
+            &mut out,
+            "hydra_redirector_packets_total",
+            "counter",
+            "Client packets read for a served VIP.",
+            "",
+            c.packets_in,
+        );
+        metric(
+            &mut out,
+            "hydra_redirector_copies_total",
+            "counter",
+            "Packet copies sent to replicas.",
+            "",
+            c.copies_sent,
+        );
+        metric(
+            &mut out,
+            "hydra_redirector_copy_errors_total",
+            "counter",
+            "Copies the kernel refused to send.",
+            "",
+            c.copy_errors,
+        );
+        metric(
+            &mut out,
+            "hydra_redirector_dropped_no_service_total",
+            "counter",
+            "Packets to no configured service.",
+            "",
+            c.dropped_no_service,
+        );
+        metric(
+            &mut out,
+            "hydra_redirector_dropped_no_member_total",
+            "counter",
+            "Packets for a group with no live member.",
+            "",
+            c.dropped_no_member,
+        );
+        metric(
+            &mut out,
+            "hydra_redirector_dropped_malformed_total",
+            "counter",
+            "Packets that are not well-formed IPv4.",
+            "",
+            c.dropped_malformed,
+        );
+        metric(
+            &mut out,
+            "hydra_control_unauthenticated_total",
+            "counter",
+            "Control datagrams no group key authenticates.",
+            "",
+            c.control_unauthenticated,
+        );
+        for g in &self.groups {
+            let l = format!("group=\"{}\"", g.name);
+            metric(
+                &mut out,
+                "hydra_group_epoch",
+                "gauge",
+                "Epoch of the group's view.",
+                &l,
+                g.epoch,
+            );
+            let live = g.members.iter().filter(|m| m.alive).count();
+            metric(
+                &mut out,
+                "hydra_group_live_members",
+                "gauge",
+                "Live members in the view.",
+                &l,
+                live,
+            );
+            metric(
+                &mut out,
+                "hydra_group_view_changes_total",
+                "counter",
+                "Views published.",
+                &l,
+                g.view_changes,
+            );
+            metric(
+                &mut out,
+                "hydra_group_refused_total",
+                "counter",
+                "Refused control messages (forged, replayed, unknown, dead).",
+                &l,
+                g.refused_unauthenticated
+                    + g.refused_replayed
+                    + g.refused_unknown_member
+                    + g.refused_dead_member
+                    + g.refused_malformed,
+            );
+        }
+        out
+    }
+}
+
+pub fn serve(addr: SocketAddr, snapshot: Arc<Mutex<Snapshot>>) -> anyhow::Result<()> {
+    let bound = admin::serve(
+        addr,
+        Arc::new(move |path: &str| {
+            let s = snapshot.lock().map(|s| s.clone()).unwrap_or_default();
+            match path {
+                "/status" => Some((
+                    "application/json",
+                    serde_json::to_string(&s).unwrap_or_default(),
+                )),
+                "/metrics" => Some(("text/plain; version=0.0.4", s.metrics())),
+                _ => None,
+            }
+        }),
+    )
+    .map_err(|e| anyhow::anyhow!("admin endpoint on {addr}: {e}"))?;
+    tracing::info!(%bound, "admin endpoint up");
+    Ok(())
+}

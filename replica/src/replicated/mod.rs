@@ -1,0 +1,179 @@
+//! Replicated mode: this replica is one member of a group behind a
+//! redirector. Client packets arrive as UDP copies from the redirector; the
+//! stack runs as primary or backup as the current view says; the ack channel
+//! gates the primary's ACKs and orders delivery to the applications.
+
+pub mod config;
+pub mod device;
+pub mod hooks;
+
+use std::net::{Ipv4Addr, UdpSocket};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ackchannel::auth::GroupKey;
+use ackchannel::control::MemberAgent;
+use ackchannel::replication::{MemberId, ReplicationConfig, Replicator};
+use ackchannel::transport::Mesh;
+use anyhow::Context;
+use sha2::{Digest, Sha256};
+use stack::phy::tun::Tun;
+use stack::socket::NetStack;
+use stack::{Config, Instant, Role, Stack};
+
+use crate::apps;
+use crate::signals::Signals;
+use config::ReplicaConfig;
+use device::ReplicaDevice;
+use hooks::{ReplicaStatus, ReplicationHooks};
+
+/// The RFC 6528 key every member derives from the group key, so all
+/// replicas choose the same ISN for a connection (DESIGN rule 1).
+fn isn_key(group_key: &[u8; 32]) -> [u8; 16] {
+    let digest = Sha256::new()
+        .chain_update(b"hydra isn key v1")
+        .chain_update(group_key)
+        .finalize();
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&digest[..16]);
+    out
+}
+
+pub fn run(config_path: &Path, signals: Signals) -> anyhow::Result<()> {
+    let cfg = ReplicaConfig::load(config_path)?;
+    let key_bytes = cfg.key_bytes()?;
+    let app_specs = cfg.app_specs()?;
+    let tun =
+        Tun::open(&cfg.tun, cfg.mtu).with_context(|| format!("opening TUN device {}", cfg.tun))?;
+    let data = UdpSocket::bind(cfg.data_listen)
+        .with_context(|| format!("binding data socket {}", cfg.data_listen))?;
+    let device = ReplicaDevice::new(data, tun, *cfg.redirector.ip())?;
+    let control = UdpSocket::bind(std::net::SocketAddrV4::new(*cfg.data_listen.ip(), 0))
+        .context("binding control socket")?;
+
+    let heartbeat = stack::Duration::from_millis(cfg.heartbeat_ms);
+    let group_key = GroupKey(key_bytes);
+    let agent = MemberAgent::new(
+        cfg.group.clone(),
+        cfg.member,
+        group_key.clone(),
+        cfg.data_listen,
+        cfg.ack_listen,
+        heartbeat,
+    );
+    let replicator = Replicator::new(
+        MemberId(cfg.member),
+        group_key.clone(),
+        ReplicationConfig {
+            heartbeat_interval: heartbeat,
+            peer_timeout: stack::Duration::from_millis(cfg.peer_timeout_ms),
+            ..ReplicationConfig::default()
+        },
+    );
+    let mesh = Mesh::new(MemberId(cfg.member), cfg.ack_listen.into())
+        .with_context(|| format!("ack channel listen on {}", cfg.ack_listen))?;
+
+    let stack_cfg = Config {
+        isn_key: isn_key(&key_bytes),
+        mss: cfg.mss,
+        ..Config::default()
+    };
+    let mut core = Stack::new(stack_cfg);
+    // Silent until a view names this replica primary.
+    core.set_role(Instant::ZERO, Role::Backup);
+    let status = Arc::new(Mutex::new(ReplicaStatus {
+        member: cfg.member,
+        ..Default::default()
+    }));
+    let hooks = ReplicationHooks::new(
+        cfg.member,
+        control,
+        cfg.redirector,
+        agent,
+        replicator,
+        mesh,
+        status.clone(),
+    )?;
+    let net = NetStack::spawn_with_hooks(core, cfg.vips[0], device, hooks)
+        .context("starting the stack")?;
+    for app in &app_specs {
+        apps::start(&net, Ipv4Addr::UNSPECIFIED, app).with_context(|| format!("starting {app}"))?;
+    }
+    if let Some(addr) = cfg.admin {
+        serve_admin(addr, net.clone(), status.clone())?;
+    }
+    tracing::info!(member = cfg.member, group = %cfg.group, "replica running");
+    let removed = loop {
+        if let Some(sig) = signals.wait(Duration::from_millis(100)) {
+            tracing::info!(signal = sig, "shutting down");
+            break false;
+        }
+        if status.lock().map(|s| s.removed).unwrap_or(false) {
+            break true;
+        }
+    };
+    net.stop();
+    if removed {
+        // Rejoining needs a state transfer (not built yet): stop rather than
+        // serve stale state.
+        anyhow::bail!("the group declared this replica dead and moved on without it");
+    }
+    Ok(())
+}
+
+fn serve_admin(
+    addr: std::net::SocketAddr,
+    net: NetStack,
+    status: Arc<Mutex<ReplicaStatus>>,
+) -> anyhow::Result<()> {
+    use ackchannel::admin::metric;
+    let bound = ackchannel::admin::serve(
+        addr,
+        Arc::new(move |path: &str| {
+            let snapshot = status.lock().map(|s| s.clone()).unwrap_or_default();
+            match path {
+                "/metrics" => {
+                    let (stats, conns) =
+                        net.with_stack(|s| (s.stats().clone(), s.connection_count()));
+                    let mut out = String::new();
+                    crate::metrics::render_stack(&mut out, &stats, conns);
+                    metric(
+                        &mut out,
+                        "hydra_view_epoch",
+                        "gauge",
+                        "Epoch of the installed view.",
+                        "",
+                        snapshot.epoch,
+                    );
+                    let primary = u8::from(snapshot.role == "Primary");
+                    metric(
+                        &mut out,
+                        "hydra_is_primary",
+                        "gauge",
+                        "1 when this replica is the primary.",
+                        "",
+                        primary,
+                    );
+                    metric(
+                        &mut out,
+                        "hydra_failovers_total",
+                        "counter",
+                        "Takeovers by this replica.",
+                        "",
+                        snapshot.failovers,
+                    );
+                    Some(("text/plain; version=0.0.4", out))
+                }
+                "/status" => Some((
+                    "application/json",
+                    serde_json::to_string(&snapshot).unwrap_or_default(),
+                )),
+                _ => None,
+            }
+        }),
+    )
+    .with_context(|| format!("admin endpoint on {addr}"))?;
+    tracing::info!(%bound, "admin endpoint up");
+    Ok(())
+}
