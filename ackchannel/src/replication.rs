@@ -26,6 +26,9 @@ use crate::auth::{
 const DOMAIN: &[u8] = b"hydra ackchannel v1";
 const KIND_APPEND: u8 = 1;
 const KIND_CONFIRM: u8 = 2;
+const KIND_FILL: u8 = 3;
+/// Client bytes sent in one repair at most.
+pub const MAX_FILL: usize = 32 * 1024;
 
 const ENTRY_OPENED: u8 = 1;
 const ENTRY_DATA: u8 = 2;
@@ -56,6 +59,9 @@ pub struct ReplicationConfig {
     pub max_batch: usize,
     /// Connections tracked per peer at most.
     pub max_connections: usize,
+    /// A backup whose progress on a connection stays behind ours this long
+    /// lost a copy: the primary sends it the missing bytes.
+    pub repair_after: Duration,
 }
 
 impl Default for ReplicationConfig {
@@ -67,6 +73,7 @@ impl Default for ReplicationConfig {
             max_log: 1 << 16,
             max_batch: 1024,
             max_connections: 1 << 17,
+            repair_after: Duration::from_millis(20),
         }
     }
 }
@@ -84,6 +91,16 @@ pub enum Action {
     Close(ConnKey),
     /// A peer has been silent for the peer timeout.
     PeerSuspected(MemberId),
+    /// Primary: backup `to` lacks our client bytes from `from` (at most
+    /// `len`); read them from the stack and pass them to [`Replicator::send_fill`].
+    Repair {
+        to: MemberId,
+        key: ConnKey,
+        from: Seq,
+        len: u32,
+    },
+    /// Backup: client bytes the primary held for us (a lost copy).
+    Fill(ConnKey, Seq, Vec<u8>),
 }
 
 /// One delivery-log entry.
@@ -132,6 +149,8 @@ pub struct ReplicationStats {
     pub gate_updates: u64,
     /// Confirmations dropped because a peer reported too many connections.
     pub confirmations_dropped: u64,
+    /// Lost copies repaired from the primary's buffer (primary: sent, backup: received).
+    pub repairs: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -190,6 +209,10 @@ pub struct Replicator {
     synced: bool,
     next_full_confirm: Instant,
 
+    /// Primary: (backup, connection) -> (its held, since when), for repairs.
+    behind: HashMap<(MemberId, ConnKey), (Seq, Instant)>,
+    next_repair_check: Instant,
+
     last_heard: HashMap<MemberId, Instant>,
     last_sent: HashMap<MemberId, Instant>,
     outbox: VecDeque<(MemberId, Vec<u8>)>,
@@ -231,6 +254,8 @@ impl Replicator {
             ack_dirty: false,
             synced: false,
             next_full_confirm: Instant::ZERO,
+            behind: HashMap::new(),
+            next_repair_check: Instant::ZERO,
             last_heard: HashMap::new(),
             last_sent: HashMap::new(),
             outbox: VecDeque::new(),
@@ -304,6 +329,7 @@ impl Replicator {
             .collect();
         self.last_heard.clear();
         self.last_sent.clear();
+        self.behind.clear();
         if let Some(v) = &self.view {
             for m in &v.members {
                 self.last_heard.insert(*m, now);
@@ -502,6 +528,21 @@ impl Replicator {
                 self.last_heard.insert(sender, now);
                 self.on_append(commit, entries);
             }
+            KIND_FILL if from_primary && !self.is_primary() => {
+                let key = get_key(&mut r)?;
+                let seq = Seq(r.u32()?);
+                let len = r.u32()? as usize;
+                if len > MAX_FILL {
+                    return Err(Malformed.into());
+                }
+                let data = r.take(len)?.to_vec();
+                if !r.is_empty() {
+                    return Err(Malformed.into());
+                }
+                self.last_heard.insert(sender, now);
+                self.stats.repairs += 1;
+                self.actions.push_back(Action::Fill(key, seq, data));
+            }
             KIND_CONFIRM if self.is_primary() => {
                 let acked = r.u64()?;
                 let confirms = decode_confirms(&mut r)?;
@@ -587,6 +628,10 @@ impl Replicator {
                 self.last_heard.insert(peer, now); // report again after another timeout
             }
         }
+        if self.is_primary() && now >= self.next_repair_check {
+            self.next_repair_check = now + self.cfg.heartbeat_interval;
+            self.find_lost_copies(now);
+        }
         if self.is_primary() {
             // Go back: a backup that stopped acknowledging gets the tail again.
             let stall = self.cfg.heartbeat_interval.saturating_mul(4);
@@ -605,6 +650,57 @@ impl Replicator {
             }
         }
         self.flush(now);
+    }
+
+    /// A backup stuck behind us on a connection lost a copy of a client
+    /// segment; rather than leave it to the client's retransmission timeout,
+    /// ask the stack for the bytes (we hold them: nothing past the gate has
+    /// been delivered) and send them over.
+    fn find_lost_copies(&mut self, now: Instant) {
+        let mut seen = std::collections::HashSet::new();
+        for (id, peer) in &self.peers {
+            for (key, theirs) in &peer.confirmed {
+                let Some(mine) = self.local.get(key) else {
+                    continue;
+                };
+                if theirs.held >= mine.held {
+                    continue;
+                }
+                seen.insert((*id, *key));
+                match self.behind.get_mut(&(*id, *key)) {
+                    Some((held, since)) if *held == theirs.held => {
+                        if now.saturating_since(*since) >= self.cfg.repair_after {
+                            *since = now;
+                            self.actions.push_back(Action::Repair {
+                                to: *id,
+                                key: *key,
+                                from: theirs.held,
+                                len: mine.held.since(theirs.held).min(MAX_FILL as u32),
+                            });
+                        }
+                    }
+                    _ => {
+                        self.behind.insert((*id, *key), (theirs.held, now));
+                    }
+                }
+            }
+        }
+        self.behind.retain(|k, _| seen.contains(k));
+    }
+
+    /// Primary: send a backup the client bytes it lacks (after [`Action::Repair`]).
+    pub fn send_fill(&mut self, now: Instant, to: MemberId, key: ConnKey, from: Seq, data: &[u8]) {
+        if !self.is_primary() || data.is_empty() {
+            return;
+        }
+        let data = &data[..data.len().min(MAX_FILL)];
+        let mut body = Vec::with_capacity(24 + data.len());
+        put_key(&mut body, &key);
+        body.extend_from_slice(&from.0.to_be_bytes());
+        body.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        body.extend_from_slice(data);
+        self.stats.repairs += 1;
+        self.send(now, to, KIND_FILL, &body);
     }
 
     fn heartbeat_due(&self, now: Instant) -> bool {

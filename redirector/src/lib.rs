@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use ackchannel::control::ViewAuthority;
 use ackchannel::signals::Signals;
+use ackchannel::transport::{size_socket_buffer, SocketBuffer};
 use anyhow::Context;
 use stack::phy::tun::Tun;
 use stack::phy::Device;
@@ -48,6 +49,7 @@ pub fn run(cfg: RedirectorConfig, signals: Signals) -> anyhow::Result<()> {
     let data = UdpSocket::bind(cfg.data_bind)
         .with_context(|| format!("binding data socket {}", cfg.data_bind))?;
     data.set_nonblocking(true)?;
+    size_socket_buffer(&data, SocketBuffer::Send, 8 << 20)?;
     let groups: Vec<ViewAuthority> = cfg.policies().into_iter().map(ViewAuthority::new).collect();
     let mut services = ServiceMap::default();
     for s in &cfg.services {

@@ -324,6 +324,55 @@ admin = "127.0.0.1:{ADMIN_PORT}"
             .with_context(|| format!("killing {label}"))
     }
 
+    /// Send `signal` (SIGSTOP, SIGCONT, SIGTERM...) to member `member`.
+    pub fn signal_member(&self, member: u8, signal: i32) -> anyhow::Result<()> {
+        let label = format!("replica{}", member - 1);
+        self.topo
+            .signal(&label, signal)
+            .with_context(|| format!("signalling {label}"))
+    }
+
+    /// Whether member `member`'s process is still running.
+    pub fn member_running(&mut self, member: u8) -> bool {
+        self.topo.alive(&format!("replica{}", member - 1))
+    }
+
+    /// A replica's own `/status` JSON (from inside its namespace).
+    pub fn replica_status(&self, member: u8) -> anyhow::Result<serde_json::Value> {
+        let ns = &self.replica_ns[usize::from(member) - 1];
+        let mut cmd = self.topo.command(ns, "curl");
+        cmd.args([
+            "-s",
+            "--max-time",
+            "2",
+            &format!("http://127.0.0.1:{ADMIN_PORT}/status"),
+        ]);
+        let out = run(&mut cmd)?;
+        serde_json::from_slice(&out.stdout).context("replica /status is not JSON")
+    }
+
+    /// Run `program args` in member `member`'s namespace; returns its output.
+    pub fn in_replica(
+        &self,
+        member: u8,
+        program: &str,
+        args: &[&str],
+    ) -> anyhow::Result<std::process::Output> {
+        let ns = &self.replica_ns[usize::from(member) - 1];
+        let mut cmd = self.topo.command(ns, program);
+        cmd.args(args);
+        Ok(run(&mut cmd)?)
+    }
+
+    /// The redirector's control address and a replica's ack-channel address.
+    pub fn control_addr(&self) -> String {
+        format!("{REDIRECTOR_IP}:{CONTROL_PORT}")
+    }
+
+    pub fn ack_addr(&self, member: u8) -> String {
+        format!("{}:{ACK_PORT}", replica_ip(usize::from(member) - 1))
+    }
+
     /// Command run inside the client namespace.
     pub fn client(&self, program: &str) -> Command {
         self.topo.command(&self.client_ns, program)

@@ -199,3 +199,120 @@ fn crash_during_handshakes_and_closes() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Fencing: a primary paused past the failure timeout is replaced; when it
+/// resumes it must not write to clients (its lease is over, the group tells
+/// it it is out, and it stops), and the client's stream stays intact.
+#[test]
+fn a_paused_old_primary_is_fenced_after_the_new_view() {
+    if !privileged("a_paused_old_primary_is_fenced_after_the_new_view") {
+        return;
+    }
+    let _serial = serial();
+    let mut c = cluster("fn3", 3);
+    let echo = clients::start_echo(&c, 1, 4 << 20, 8192, Duration::from_millis(5)).unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    let (epoch, primary, _) = c.view().unwrap();
+    let old = primary.unwrap();
+    c.signal_member(old, libc::SIGSTOP).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while c.view().unwrap().0 == epoch {
+        assert!(
+            Instant::now() < deadline,
+            "no view change while the primary was paused"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    c.signal_member(old, libc::SIGCONT).unwrap();
+    // It learns from the authority that it is out and exits without sending.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while c.member_running(old) {
+        assert!(
+            Instant::now() < deadline,
+            "the old primary kept running after the new view"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let log = std::fs::read_to_string(c.log_dir().join(format!("replica{old}.log"))).unwrap();
+    assert!(
+        log.contains("declared this replica dead"),
+        "old primary log: {log}"
+    );
+    echo_verdict(
+        &clients::finish_echo(echo).unwrap(),
+        "echo across the pause",
+    );
+}
+
+/// Forged or unauthenticated registrations and ack-channel frames are
+/// refused and counted; the group's view and traffic are unaffected.
+#[test]
+fn forged_registrations_and_ack_channel_frames_are_refused() {
+    if !privileged("forged_registrations_and_ack_channel_frames_are_refused") {
+        return;
+    }
+    let _serial = serial();
+    let c = cluster("fg2", 2);
+    let (epoch, primary, _) = c.view().unwrap();
+    // A registration-shaped datagram sealed with the wrong key, and garbage,
+    // sent to the redirector's control port from a replica's network.
+    let forge = format!(
+        r#"import socket,os
+s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)
+host,port="{control}".split(":")
+frame=bytes([1,1])+bytes(8)+bytes([3])+(2**62).to_bytes(8,"big")+bytes([4])+b"demo"+bytes(12)+os.urandom(16)
+for _ in range(5): s.sendto(frame,(host,int(port)))
+s.sendto(b"garbage",(host,int(port)))
+"#,
+        control = c.control_addr()
+    );
+    let backup = if primary == Some(1) { 2 } else { 1 };
+    let out = c.in_replica(backup, "python3", &["-c", &forge]).unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A length-prefixed frame with a bad tag into the primary's ack channel,
+    // from the other replica's namespace (the only place that can reach it).
+    let inject = format!(
+        r#"import socket,os
+s=socket.create_connection(("{ack}".split(":")[0],int("{ack}".split(":")[1])))
+frame=bytes([1,2])+({epoch}).to_bytes(8,"big")+bytes([{backup}])+(2**62).to_bytes(8,"big")+bytes(10)+os.urandom(16)
+s.sendall(len(frame).to_bytes(4,"big")+frame)
+s.close()
+"#,
+        ack = c.ack_addr(primary.unwrap()),
+    );
+    let out = c.in_replica(backup, "python3", &["-c", &inject]).unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let s = c.status().unwrap();
+    let refused = s["groups"][0]["refused_unauthenticated"]
+        .as_u64()
+        .unwrap_or(0)
+        + s["counters"]["control_unauthenticated"]
+            .as_u64()
+            .unwrap_or(0);
+    assert!(refused >= 6, "forged control datagrams not counted: {s}");
+    assert_eq!(
+        c.view().unwrap().0,
+        epoch,
+        "a forged message changed the view"
+    );
+    let p = c.replica_status(primary.unwrap()).unwrap();
+    assert!(
+        p["frames_refused"].as_u64().unwrap_or(0) >= 1,
+        "forged ack-channel frame not refused: {p}"
+    );
+    // The group still serves.
+    let v =
+        clients::finish_echo(clients::start_echo(&c, 2, 256 << 10, 4096, Duration::ZERO).unwrap())
+            .unwrap();
+    echo_verdict(&v, "echo after forgeries");
+}

@@ -1169,6 +1169,22 @@ impl Stack {
         Some((t.rcv_nxt, t.right_edge(), t.fin_received()))
     }
 
+    /// Client bytes held in order from `from` that the application has not
+    /// read yet, at most `max`: what a lagging backup is missing.
+    pub fn held_bytes(&self, key: ConnKey, from: Seq, max: usize) -> Option<Vec<u8>> {
+        self.conns.get(&key)?.recv.copy_from(from, max)
+    }
+
+    /// Store client bytes a peer replica supplied for a lost copy (backups).
+    pub fn fill_received(&mut self, key: ConnKey, seq: Seq, data: &[u8]) {
+        let Some(tcb) = self.conns.get_mut(&key) else {
+            return;
+        };
+        let mut sig = Signals::default();
+        tcb.fill_received(&self.cfg, seq, data, &mut self.stats, &mut sig);
+        self.after_change(key, sig);
+    }
+
     /// Negotiated connection parameters, for the replication log's "opened" entry.
     pub fn open_record(&self, key: ConnKey) -> Option<OpenRecord> {
         Some(self.conns.get(&key)?.open_record())

@@ -326,3 +326,43 @@ fn a_closed_connection_sends_its_last_confirmation_then_is_forgotten() {
     assert_eq!(g.gate(0, c).unwrap().ack, Seq(101), "FIN confirmed");
     assert!(g.nodes[1].local.is_empty());
 }
+
+#[test]
+fn a_backup_stuck_behind_gets_the_missing_bytes_from_the_primary() {
+    let mut g = Group::new(2);
+    g.view(ms(0), 1, &[1, 2]);
+    let c = conn(9);
+    g.progress(ms(1), 0, c, 5000);
+    g.progress(ms(1), 1, c, 3000); // a copy was lost at the backup
+    g.pump(ms(1));
+    let repairs = |g: &Group| {
+        g.actions[0]
+            .iter()
+            .filter_map(|a| match a {
+                Action::Repair { to, key, from, len } if *key == c => Some((*to, *from, *len)),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    for t in [10, 20] {
+        g.nodes[0].handle_timeout(ms(t));
+        g.pump(ms(t));
+    }
+    assert!(repairs(&g).is_empty(), "not before repair_after");
+    g.nodes[0].handle_timeout(ms(40));
+    g.pump(ms(40));
+    assert_eq!(repairs(&g), vec![(MemberId(2), Seq(3000), 2000)]);
+    g.nodes[0].send_fill(ms(40), MemberId(2), c, Seq(3000), &[7u8; 2000]);
+    g.pump(ms(40));
+    assert!(g.actions[1].contains(&Action::Fill(c, Seq(3000), vec![7u8; 2000])));
+    // Once it caught up, no more repairs.
+    g.progress(ms(41), 1, c, 5000);
+    g.pump(ms(41));
+    let before = repairs(&g).len();
+    for t in [60, 80, 100] {
+        g.nodes[0].handle_timeout(ms(t));
+        g.pump(ms(t));
+    }
+    assert_eq!(repairs(&g).len(), before);
+    assert_eq!(g.gate(0, c).unwrap().ack, Seq(5000));
+}

@@ -5,6 +5,7 @@ use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
 
+use ackchannel::transport::{size_socket_buffer, SocketBuffer};
 use stack::phy::tun::Tun;
 use stack::phy::Device;
 
@@ -14,6 +15,9 @@ pub struct DeviceDrops {
     /// Datagrams not from the redirector.
     pub foreign_source: u64,
 }
+
+/// Receive buffer of the data socket.
+const DATA_BUFFER: usize = 32 << 20;
 
 pub struct ReplicaDevice {
     data: UdpSocket,
@@ -29,6 +33,9 @@ impl ReplicaDevice {
         redirector_ip: std::net::Ipv4Addr,
     ) -> io::Result<ReplicaDevice> {
         data.set_nonblocking(true)?;
+        // A backup busy with a burst must not lose copies in the kernel: a
+        // lost copy costs the client a retransmission timeout.
+        size_socket_buffer(&data, SocketBuffer::Receive, DATA_BUFFER)?;
         Ok(ReplicaDevice {
             data,
             tun,

@@ -157,6 +157,12 @@ impl ReplicationHooks {
                     }
                 }
                 Action::Close(_) => {}
+                Action::Repair { to, key, from, len } => {
+                    if let Some(bytes) = stack.held_bytes(key, from, len as usize) {
+                        self.replicator.send_fill(now, to, key, from, &bytes);
+                    }
+                }
+                Action::Fill(key, seq, data) => stack.fill_received(key, seq, &data),
                 Action::PeerSuspected(member) => self.agent.report_failure(now, member.0),
             }
         }

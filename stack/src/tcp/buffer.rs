@@ -139,6 +139,16 @@ impl RecvBuffer {
         self.start = self.start + n;
         n
     }
+    /// A copy of held in-order bytes from `seq` (not yet read), at most `max`.
+    pub fn copy_from(&self, seq: Seq, max: usize) -> Option<Vec<u8>> {
+        if seq < self.start || seq >= self.end() {
+            return None;
+        }
+        let offset = seq.since(self.start) as usize;
+        let n = (self.data.len() - offset).min(max);
+        Some(self.data.range(offset..offset + n).copied().collect())
+    }
+
     /// Bytes the application may read now.
     pub fn readable(&self, limit: Option<Seq>) -> usize {
         match limit {

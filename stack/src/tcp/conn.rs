@@ -809,6 +809,25 @@ impl Tcb {
         }
     }
 
+    /// Client bytes a peer replica held for us (our copy of the segment was
+    /// lost): stored as if the segment had arrived, nothing else changes.
+    pub fn fill_received(
+        &mut self,
+        cfg: &Config,
+        seq: Seq,
+        payload: &[u8],
+        stats: &mut Stats,
+        sig: &mut Signals,
+    ) {
+        if !matches!(
+            self.state,
+            State::Established | State::FinWait1 | State::FinWait2
+        ) {
+            return;
+        }
+        self.receive_data(cfg, seq, payload, stats, sig);
+    }
+
     /// Store received data and schedule the acknowledgment.
     fn receive_data(
         &mut self,

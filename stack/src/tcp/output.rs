@@ -181,10 +181,14 @@ impl Tcb {
             if !self.ack_now {
                 self.dupack_burst -= 1;
             }
+            // A pure ACK carries the highest sequence number sent (RFC 9293's
+            // SND.NXT): after a go-back retransmission our snd_nxt is behind
+            // what the peer already holds, and a SEQ left of its RCV.NXT would
+            // make it drop the ACK.
             let seq = if self.state == State::SynReceived {
                 self.iss + 1u32
             } else {
-                self.snd_nxt
+                self.snd_max
             };
             let hdr = self.header(now, cfg, seq, TcpControl::None);
             self.note_ack_sent(&hdr);

@@ -935,3 +935,38 @@ fn promoted_backup_acknowledges_only_committed_bytes_until_confirmed() {
     );
     assert_eq!(b.recv_one().ack, Some(CLIENT_ISN + 3001));
 }
+
+#[test]
+fn a_backup_fills_a_lost_copy_from_bytes_the_primary_held() {
+    let mut p = h();
+    let mut b = h();
+    b.stack.set_role(b.now, Role::Backup);
+    p.stack.set_role(p.now, Role::Primary);
+    p.establish();
+    let bk = b.establish_silently();
+    let start = Seq(CLIENT_ISN + 1);
+    let data: Vec<u8> = (0..3000u32).map(|i| (i % 251) as u8).collect();
+    for off in [0u32, 1000, 2000] {
+        p.send(p.data_seg(off, &data[off as usize..off as usize + 1000]));
+    }
+    // The backup's copy of the middle segment was lost.
+    b.send(b.data_seg(0, &data[..1000]));
+    b.send(b.data_seg(2000, &data[2000..]));
+    assert_eq!(b.stack.receive_progress(bk).unwrap().0, start + 1000u32);
+    let held = p.stack.held_bytes(p.key, start + 1000u32, 1 << 20).unwrap();
+    assert_eq!(held, &data[1000..]);
+    assert_eq!(
+        p.stack.held_bytes(p.key, start + 3000u32, 10),
+        None,
+        "nothing past rcv_nxt"
+    );
+    b.stack.fill_received(bk, start + 1000u32, &held[..1000]);
+    assert_eq!(
+        b.stack.receive_progress(bk).unwrap().0,
+        start + 3000u32,
+        "the hole and the queued data"
+    );
+    assert!(b.recv_all().is_empty(), "a backup stays silent");
+    b.stack.set_delivery_limit(bk, None);
+    assert_eq!(b.read_all(), data);
+}
