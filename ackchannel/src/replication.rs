@@ -330,10 +330,10 @@ impl Replicator {
         self.last_heard.clear();
         self.last_sent.clear();
         self.behind.clear();
-        if let Some(v) = &self.view {
-            for m in &v.members {
-                self.last_heard.insert(*m, now);
-            }
+        // Only peers we hear from: a backup never hears from other backups,
+        // and a stale entry would make poll_timeout fire forever.
+        for m in self.watched() {
+            self.last_heard.insert(m, now);
         }
         if self.is_primary() {
             let keys: Vec<ConnKey> = self.local.keys().copied().collect();
@@ -613,15 +613,10 @@ impl Replicator {
     // ---- time and output ----
 
     pub fn handle_timeout(&mut self, now: Instant) {
-        let Some(view) = self.view.clone() else {
+        if self.view.is_none() {
             return;
-        };
-        let watched: Vec<MemberId> = if self.is_primary() {
-            self.backups()
-        } else {
-            view.members.first().copied().into_iter().collect()
-        };
-        for peer in watched {
+        }
+        for peer in self.watched() {
             let heard = self.last_heard.get(&peer).copied().unwrap_or(now);
             if now.saturating_since(heard) >= self.cfg.peer_timeout {
                 self.actions.push_back(Action::PeerSuspected(peer));
@@ -703,6 +698,15 @@ impl Replicator {
         self.send(now, to, KIND_FILL, &body);
     }
 
+    /// The peers whose silence we notice: the backups (primary) or the primary.
+    fn watched(&self) -> Vec<MemberId> {
+        if self.is_primary() {
+            self.backups()
+        } else {
+            self.primary().into_iter().collect()
+        }
+    }
+
     fn heartbeat_due(&self, now: Instant) -> bool {
         let Some(to) = (if self.is_primary() {
             None
@@ -721,11 +725,14 @@ impl Replicator {
         let hb = self.cfg.heartbeat_interval;
         let next_beat = self.last_sent.values().map(|t| *t + hb).min();
         let next_suspicion = self
-            .last_heard
-            .values()
+            .watched()
+            .iter()
+            .filter_map(|m| self.last_heard.get(m))
             .map(|t| *t + self.cfg.peer_timeout)
             .min();
-        [next_beat, next_suspicion, Some(self.next_full_confirm)]
+        // Only backups send full confirmations; the primary never moves this deadline.
+        let full_confirm = (!self.is_primary()).then_some(self.next_full_confirm);
+        [next_beat, next_suspicion, full_confirm]
             .into_iter()
             .flatten()
             .min()
@@ -756,14 +763,13 @@ impl Replicator {
         let hb = self.cfg.heartbeat_interval;
         for b in self.backups() {
             while let Some(peer) = self.peers.get(&b) {
+                // The log holds indices commit+1.. in order: index arithmetic
+                // finds the first unsent entry without a scan.
                 let start = peer.sent.max(self.commit) + 1;
-                let entries: Vec<(u64, Entry)> = self
-                    .log
-                    .iter()
-                    .skip_while(|(i, _)| *i < start)
-                    .take(self.cfg.max_batch)
-                    .cloned()
-                    .collect();
+                let offset = (start - self.commit - 1) as usize;
+                let end = (offset + self.cfg.max_batch).min(self.log.len());
+                let entries: Vec<(u64, Entry)> =
+                    self.log.range(offset.min(end)..end).cloned().collect();
                 let beat = self.last_sent.get(&b).is_none_or(|t| now >= *t + hb);
                 if entries.is_empty() && peer.commit_sent == self.commit && !beat {
                     break;

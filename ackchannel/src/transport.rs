@@ -72,6 +72,8 @@ pub struct Mesh {
     listener: TcpListener,
     inbound: Vec<Inbound>,
     outbound: HashMap<MemberId, Outbound>,
+    /// Read buffer, kept (not zeroed per read).
+    chunk: Vec<u8>,
     stats: MeshStats,
 }
 
@@ -84,6 +86,7 @@ impl Mesh {
             listener,
             inbound: Vec::new(),
             outbound: HashMap::new(),
+            chunk: vec![0; 64 * 1024],
             stats: MeshStats::default(),
         })
     }
@@ -129,7 +132,8 @@ impl Mesh {
             .any(|o| o.queue.len() > o.sent || (o.stream.is_some() && !o.connected))
     }
 
-    /// Queue a frame for a peer; unknown peers are ignored.
+    /// Queue a frame for a peer (written by [`Mesh::flush`] or [`Mesh::poll`]);
+    /// unknown peers are ignored.
     pub fn send(&mut self, to: MemberId, frame: Vec<u8>) {
         if frame.len() > MAX_FRAME {
             self.stats.oversized_frames += 1;
@@ -151,17 +155,38 @@ impl Mesh {
             .extend_from_slice(&(frame.len() as u32).to_be_bytes());
         out.queue.extend_from_slice(&frame);
         self.stats.frames_sent += 1;
-        Self::flush_one(out, &mut self.stats);
+    }
+
+    /// Write queued frames (one write per peer for a turn's frames).
+    pub fn flush(&mut self) {
+        for out in self.outbound.values_mut() {
+            Self::flush_one(out, &mut self.stats);
+        }
     }
 
     /// Accept, read every inbound connection (bounded) and push queued output.
     /// Returns the complete frames received.
     pub fn poll(&mut self) -> Vec<Vec<u8>> {
-        self.accept();
+        // One poll(2) tells which sockets have input: a non-blocking accept
+        // or read on an idle socket is far dearer (accept allocates a file
+        // before it finds the queue empty).
+        let ready = self.readiness();
+        if ready.first() == Some(&true) {
+            self.accept();
+        }
         let mut frames = Vec::new();
         let mut i = 0;
         while i < self.inbound.len() {
-            match Self::read_frames(&mut self.inbound[i], &mut frames, &mut self.stats) {
+            if !ready.get(i + 1).copied().unwrap_or(true) {
+                i += 1;
+                continue;
+            }
+            match Self::read_frames(
+                &mut self.inbound[i],
+                &mut self.chunk,
+                &mut frames,
+                &mut self.stats,
+            ) {
                 Ok(()) => i += 1,
                 Err(e) => {
                     tracing::debug!("ack-channel inbound closed: {e}");
@@ -174,6 +199,25 @@ impl Mesh {
             Self::flush_one(out, &mut self.stats);
         }
         frames
+    }
+
+    /// Readable (or hung up) now: the listener first, then each inbound socket.
+    fn readiness(&self) -> Vec<bool> {
+        let mut fds: Vec<libc::pollfd> = self
+            .fds()
+            .into_iter()
+            .map(|fd| libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        // SAFETY: a valid array of pollfd; zero timeout.
+        let rc = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 0) };
+        if rc < 0 {
+            return vec![true; fds.len()]; // cannot tell: try everything
+        }
+        fds.iter().map(|p| p.revents != 0).collect()
     }
 
     fn accept(&mut self) {
@@ -200,13 +244,13 @@ impl Mesh {
 
     fn read_frames(
         conn: &mut Inbound,
+        chunk: &mut [u8],
         frames: &mut Vec<Vec<u8>>,
         stats: &mut MeshStats,
     ) -> io::Result<()> {
-        let mut chunk = [0u8; 64 * 1024];
         let mut budget = READ_BUDGET;
         while budget > 0 {
-            match conn.stream.read(&mut chunk) {
+            match conn.stream.read(chunk) {
                 Ok(0) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "peer closed")),
                 Ok(n) => {
                     budget = budget.saturating_sub(n);
@@ -371,7 +415,7 @@ mod tests {
             .collect();
         for f in &frames {
             a.send(MemberId(2), f.clone());
-            a.poll();
+            a.flush();
         }
         let end = Instant::now() + Duration::from_secs(5);
         let mut got = Vec::new();
@@ -405,7 +449,7 @@ mod tests {
         let start = Instant::now();
         for _ in 0..100 {
             a.send(MemberId(2), vec![0; 1 << 20]);
-            a.poll();
+            a.flush();
         }
         assert!(start.elapsed() < Duration::from_secs(2));
         let out = &a.outbound[&MemberId(2)];

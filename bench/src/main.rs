@@ -1,1 +1,73 @@
-fn main() {}
+//! `hydra-bench`: measures throughput, latency, failover stall, scale and
+//! cost of Hydra next to kernel TCP and smoltcp, in one run on the same
+//! namespaces, and prints ratios. See `hydra-bench --help`.
+
+mod client;
+mod plots;
+mod run;
+mod servers;
+mod setups;
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "hydra-bench",
+    version,
+    about = "Throughput, latency, failover stall, scale and cost of Hydra against kernel TCP and smoltcp (run as root)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: run::RunArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// (internal) the load generator, run inside the client namespace.
+    #[command(hide = true)]
+    Client(client::ClientArgs),
+    /// (internal) kernel-TCP discard/echo/source server.
+    #[command(hide = true)]
+    KernelServer {
+        #[arg(long)]
+        address: Ipv4Addr,
+    },
+    /// (internal) smoltcp discard/echo/source server over a TUN device.
+    #[command(hide = true)]
+    SmoltcpServer {
+        #[arg(long)]
+        tun: String,
+        #[arg(long)]
+        address: Ipv4Addr,
+        #[arg(long, default_value_t = 1500)]
+        mtu: usize,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Some(Command::Client(args)) => {
+            let r = client::run(&args);
+            println!("{}", serde_json::to_string(&r).unwrap_or_default());
+            Ok(())
+        }
+        Some(Command::KernelServer { address }) => servers::kernel(address),
+        Some(Command::SmoltcpServer { tun, address, mtu }) => servers::smoltcp(&tun, address, mtu),
+        None => run::run(&cli.run),
+    };
+    if let Err(e) = result {
+        eprintln!("hydra-bench: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+/// Where results go by default: `bench/results` of the source tree.
+pub fn default_out() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("results")
+}

@@ -1018,6 +1018,11 @@ impl Stack {
         !self.control.is_empty() || !self.ready.is_empty()
     }
 
+    /// An event is waiting for [`Stack::poll_event`].
+    pub fn has_event(&self) -> bool {
+        !self.events.is_empty()
+    }
+
     pub fn poll_event(&mut self) -> Option<Event> {
         let ev = self.events.pop_front()?;
         self.queued_events.remove(&ev);

@@ -182,6 +182,14 @@ impl Topology {
     }
 
     /// Whether the process started under `label` is still running.
+    /// Process ids of the processes started with [`Topology::spawn`], by label.
+    pub fn pids(&self) -> Vec<(String, u32)> {
+        self.children
+            .iter()
+            .map(|(l, c)| (l.clone(), c.id()))
+            .collect()
+    }
+
     pub fn alive(&mut self, label: &str) -> bool {
         self.children
             .iter_mut()

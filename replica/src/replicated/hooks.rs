@@ -52,6 +52,7 @@ pub struct ReplicationHooks {
     lease_valid: bool,
     /// Last time the driver called us; deadlines for backlog are relative to it.
     last_now: Instant,
+    next_status: Instant,
 }
 
 impl ReplicationHooks {
@@ -77,6 +78,7 @@ impl ReplicationHooks {
             status,
             lease_valid: false,
             last_now: Instant::ZERO,
+            next_status: Instant::ZERO,
         })
     }
 
@@ -120,9 +122,8 @@ impl ReplicationHooks {
             Role::Backup
         };
         if role != self.role {
-            if role == Role::Primary && self.role == Role::Backup {
-                // Every backup follows the same connections; a promoted one must
-                // not carry connections the log never opened.
+            // The first view's primary starts the group; later it is a takeover.
+            if role == Role::Primary && self.role == Role::Backup && view.epoch > 1 {
                 tracing::warn!(epoch = view.epoch, "taking over as primary");
                 if let Ok(mut s) = self.status.lock() {
                     s.failovers += 1;
@@ -172,6 +173,7 @@ impl ReplicationHooks {
         while let Some((to, frame)) = self.replicator.poll_transmit() {
             self.mesh.send(to, frame);
         }
+        self.mesh.flush();
         while let Some(datagram) = self.agent.poll_transmit() {
             if let Err(e) = self.control.send_to(&datagram, self.redirector) {
                 tracing::debug!("control send failed: {e}");
@@ -179,7 +181,12 @@ impl ReplicationHooks {
         }
     }
 
-    fn publish_status(&self, stack: &Stack) {
+    fn publish_status(&mut self, now: Instant, stack: &Stack) {
+        // Operators poll at human speed: 20 updates a second is plenty.
+        if now < self.next_status {
+            return;
+        }
+        self.next_status = now + stack::Duration::from_millis(50);
         let Ok(mut s) = self.status.lock() else {
             return;
         };
@@ -266,7 +273,7 @@ impl Hooks for ReplicationHooks {
         // Actions from the flush (commits of a one-member group) apply now too.
         self.apply_actions(now, stack);
         self.transmit();
-        self.publish_status(stack);
+        self.publish_status(now, stack);
     }
 
     fn may_transmit(&self, now: Instant) -> bool {

@@ -121,15 +121,22 @@ pub(super) fn run<D: Device, H: Hooks>(shared: Arc<Shared>, mut device: D, mut h
         }
         inner.stack.handle_timeout(now);
         hooks.run(now, &mut inner.stack);
-        let mut woke = false;
-        while let Some(event) = inner.stack.poll_event() {
-            hooks.on_event(now, &mut inner.stack, event);
-            if inner.pollers > 0 && !inner.poll_events.contains(&event) {
-                inner.poll_events.push_back(event);
+        let mut to_wake: Vec<Arc<std::sync::Condvar>> = Vec::new();
+        // Hooks acting on events can cause new ones (a commit makes bytes
+        // readable): a few rounds, so none waits for the next wake-up.
+        for _ in 0..4 {
+            while let Some(event) = inner.stack.poll_event() {
+                hooks.on_event(now, &mut inner.stack, event);
+                if inner.pollers > 0 && !inner.poll_events.contains(&event) {
+                    inner.poll_events.push_back(event);
+                }
+                inner.waiters_for(&event, &mut to_wake);
             }
-            woke = true;
+            hooks.after_events(now, &mut inner.stack);
+            if !inner.stack.has_event() {
+                break;
+            }
         }
-        hooks.after_events(now, &mut inner.stack);
         output.lens.clear();
         while !output.is_full() {
             match inner.stack.poll_transmit(now, output.next_slot()) {
@@ -140,8 +147,8 @@ pub(super) fn run<D: Device, H: Hooks>(shared: Arc<Shared>, mut device: D, mut h
         more_output = output.is_full();
         let may_transmit = hooks.may_transmit(now);
         drop(inner);
-        if woke {
-            shared.changed.notify_all();
+        for cv in to_wake.drain(..) {
+            cv.notify_all();
         }
         if may_transmit {
             for packet in output.packets() {

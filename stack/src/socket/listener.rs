@@ -4,7 +4,7 @@ use std::io;
 use std::net::{SocketAddr, SocketAddrV4};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::{lock, stopped_error, wait_change, NetStack, TcpStream};
+use super::{lock, stopped_error, wait_change, NetStack, TcpStream, WaitKey};
 use crate::iface::ListenError;
 
 /// Accepts connections on one local address and port.
@@ -56,7 +56,7 @@ impl TcpListener {
             if self.nonblocking.load(Ordering::Relaxed) {
                 return Err(io::ErrorKind::WouldBlock.into());
             }
-            g = wait_change(shared, g, None).0;
+            g = wait_change(shared, g, WaitKey::Listener(self.local), None).0;
         }
     }
 

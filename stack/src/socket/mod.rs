@@ -14,6 +14,7 @@ mod listener;
 mod poller;
 mod stream;
 
+use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddrV4;
 use std::os::fd::RawFd;
@@ -57,11 +58,20 @@ pub trait Hooks: Send + 'static {
 
 impl Hooks for () {}
 
+/// What a blocked application thread waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum WaitKey {
+    /// Anything about one connection (readable, writable, established, closed).
+    Conn(crate::iface::ConnKey),
+    /// A listener has a connection to accept.
+    Listener(SocketAddrV4),
+    /// Any event (pollers).
+    Any,
+}
+
 /// State shared by the driver and the application handles.
 struct Shared {
     inner: Mutex<Inner>,
-    /// Signalled whenever stack events were produced.
-    changed: Condvar,
     wake: driver::Waker,
     address: std::net::Ipv4Addr,
     clock: std::time::Instant,
@@ -74,6 +84,27 @@ struct Inner {
     pollers: usize,
     stopped: bool,
     next_port: u16,
+    /// Blocked threads by what they wait for: the driver wakes only those an
+    /// event concerns (a shared condvar would wake every thread per event).
+    waiters: HashMap<WaitKey, Vec<Arc<Condvar>>>,
+}
+
+impl Inner {
+    /// Condvars to signal for `event` (collected under the lock, signalled after).
+    fn waiters_for(&self, event: &Event, out: &mut Vec<Arc<Condvar>>) {
+        let key = match *event {
+            Event::Acceptable { local } => WaitKey::Listener(local),
+            Event::Readable(k) | Event::Writable(k) | Event::Established(k) | Event::Closed(k) => {
+                WaitKey::Conn(k)
+            }
+            Event::Progress(_) => return,
+        };
+        for k in [key, WaitKey::Any] {
+            if let Some(list) = self.waiters.get(&k) {
+                out.extend(list.iter().cloned());
+            }
+        }
+    }
 }
 
 /// A running stack: cheap to clone, stops when the last clone is dropped
@@ -93,11 +124,15 @@ impl Drop for StopOnDrop {
 }
 
 fn stop(shared: &Shared) {
+    let mut everyone = Vec::new();
     if let Ok(mut inner) = shared.inner.lock() {
         inner.stopped = true;
+        everyone = inner.waiters.values().flatten().cloned().collect();
     }
     shared.wake.wake();
-    shared.changed.notify_all();
+    for cv in everyone {
+        cv.notify_all();
+    }
 }
 
 impl NetStack {
@@ -124,8 +159,8 @@ impl NetStack {
                 pollers: 0,
                 stopped: false,
                 next_port: 49152,
+                waiters: HashMap::new(),
             }),
-            changed: Condvar::new(),
             wake: driver::Waker::new()?,
             address,
             clock: std::time::Instant::now(),
@@ -179,32 +214,37 @@ fn lock(shared: &Shared) -> MutexGuard<'_, Inner> {
     shared.inner.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Wait for a change, up to `deadline` (None = forever). Returns false on timeout.
+/// Wait until the driver signals something about `on`, up to `deadline`
+/// (None = forever). Returns false on timeout.
 fn wait_change<'a>(
-    shared: &'a Shared,
-    guard: MutexGuard<'a, Inner>,
+    _shared: &'a Shared,
+    mut guard: MutexGuard<'a, Inner>,
+    on: WaitKey,
     deadline: Option<std::time::Instant>,
 ) -> (MutexGuard<'a, Inner>, bool) {
-    match deadline {
-        None => (
-            shared
-                .changed
-                .wait(guard)
-                .unwrap_or_else(|p| p.into_inner()),
-            true,
-        ),
+    let cv = Arc::new(Condvar::new());
+    guard.waiters.entry(on).or_default().push(cv.clone());
+    let (mut guard, in_time) = match deadline {
+        None => (cv.wait(guard).unwrap_or_else(|p| p.into_inner()), true),
         Some(d) => {
             let left = d.saturating_duration_since(std::time::Instant::now());
             if left.is_zero() {
-                return (guard, false);
+                (guard, false)
+            } else {
+                let (g, r) = cv
+                    .wait_timeout(guard, left)
+                    .unwrap_or_else(|p| p.into_inner());
+                (g, !r.timed_out() || std::time::Instant::now() < d)
             }
-            let (g, r) = shared
-                .changed
-                .wait_timeout(guard, left)
-                .unwrap_or_else(|p| p.into_inner());
-            (g, !r.timed_out() || std::time::Instant::now() < d)
+        }
+    };
+    if let Some(list) = guard.waiters.get_mut(&on) {
+        list.retain(|c| !Arc::ptr_eq(c, &cv));
+        if list.is_empty() {
+            guard.waiters.remove(&on);
         }
     }
+    (guard, in_time)
 }
 
 fn stopped_error() -> io::Error {

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::{lock, wait_change, NetStack};
+use super::{lock, wait_change, NetStack, WaitKey};
 use crate::iface::Event;
 
 /// Receives the stack's events (`Readable`, `Writable`, `Acceptable`,
@@ -30,7 +30,7 @@ impl Poller {
                 events.extend(g.poll_events.drain(..));
                 return n;
             }
-            let (g2, in_time) = wait_change(shared, g, deadline);
+            let (g2, in_time) = wait_change(shared, g, WaitKey::Any, deadline);
             g = g2;
             if !in_time {
                 return 0;

@@ -5,7 +5,7 @@ use std::net::{Shutdown, SocketAddr, SocketAddrV4};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::{local_addr, lock, stopped_error, wait_change, NetStack};
+use super::{local_addr, lock, stopped_error, wait_change, NetStack, WaitKey};
 use crate::iface::{ConnKey, RecvError, SendError};
 use crate::tcp::State;
 
@@ -119,7 +119,7 @@ impl TcpStream {
                 }
                 Some(_) => return Ok(stream),
             }
-            let (g2, in_time) = wait_change(shared, g, deadline);
+            let (g2, in_time) = wait_change(shared, g, WaitKey::Conn(key), deadline);
             g = g2;
             if !in_time {
                 return Err(io::Error::new(
@@ -235,16 +235,21 @@ impl TcpStream {
             }
             match g.stack.recv(self.handle.key, buf) {
                 Ok(n) => {
+                    // Reading may open the window: let the driver send the
+                    // update (or tell replication) if there is one.
+                    let driver_has_work = g.stack.has_output() || g.stack.has_event();
                     drop(g);
-                    // Reading may open the window: let the driver send the update.
-                    shared.wake.wake();
+                    if driver_has_work {
+                        shared.wake.wake();
+                    }
                     return Ok(n);
                 }
                 Err(RecvError::WouldBlock) if settings.nonblocking => {
                     return Err(io::ErrorKind::WouldBlock.into());
                 }
                 Err(RecvError::WouldBlock) => {
-                    let (g2, in_time) = wait_change(shared, g, deadline);
+                    let (g2, in_time) =
+                        wait_change(shared, g, WaitKey::Conn(self.handle.key), deadline);
                     g = g2;
                     if !in_time {
                         // What std returns on Linux when SO_RCVTIMEO expires.
@@ -280,7 +285,8 @@ impl TcpStream {
                     return Err(io::ErrorKind::WouldBlock.into());
                 }
                 Err(SendError::WouldBlock) => {
-                    let (g2, in_time) = wait_change(shared, g, deadline);
+                    let (g2, in_time) =
+                        wait_change(shared, g, WaitKey::Conn(self.handle.key), deadline);
                     g = g2;
                     if !in_time {
                         return Err(io::ErrorKind::WouldBlock.into());

@@ -78,6 +78,8 @@ pub struct Tcb {
     pub snd_nxt: Seq,
     /// Highest sequence number sent plus one.
     pub snd_max: Seq,
+    /// End of the last segment sent shorter than an MSS (Minshall's Nagle).
+    pub snd_sml: Seq,
     /// Peer's receive window in bytes (already scaled).
     pub snd_wnd: u32,
     pub max_snd_wnd: u32,
@@ -184,6 +186,7 @@ impl Tcb {
             snd_una: iss,
             snd_nxt: iss,
             snd_max: iss,
+            snd_sml: iss,
             snd_wnd: 0,
             max_snd_wnd: 0,
             snd_wl1: irs,

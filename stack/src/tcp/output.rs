@@ -292,17 +292,23 @@ impl Tcb {
             //# if there is unacknowledged data ... the sender should buffer all user data
             //# (regardless of the PSH bit) until the outstanding data has been acknowledged or
             //# until the TCP endpoint can send a full-sized segment (Nagle)
+            // Minshall's variant (as Linux): hold a short segment only
+            // while an earlier short one is unacknowledged, so the tail of a
+            // write does not wait for the peer's delayed ACK.
             let full = len >= mss;
             let all_queued = len == avail;
-            let idle = self.snd_nxt == self.snd_una;
+            let no_small_outstanding = self.snd_sml <= self.snd_una;
             let sws_ok = self.max_snd_wnd > 0 && len as u32 >= self.max_snd_wnd / 2;
             let may_send = full
                 || retransmitting
                 || sws_ok
-                || (all_queued && (idle || self.nodelay || self.fin_queued));
+                || (all_queued && (no_small_outstanding || self.nodelay || self.fin_queued));
             if may_send {
                 if retransmitting {
                     stats.retransmits += 1;
+                }
+                if len < mss {
+                    self.snd_sml = self.snd_nxt + len;
                 }
                 return Some(self.emit_data(now, cfg, self.snd_nxt, len, fin_seq));
             }

@@ -1,0 +1,534 @@
+//! The measurement plan and its report.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+use scenario::cluster::{Binaries, Cluster, ClusterSpec};
+use serde::Serialize;
+
+use crate::client::ClientResult;
+use crate::servers::{DISCARD, ECHO, SOURCE};
+use crate::setups::{self, Kind, Target};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunArgs {
+    /// A shorter run (about a minute): fewer sizes, shorter runs, 2 crashes.
+    #[arg(long)]
+    pub quick: bool,
+    /// Directory for the JSON report and the plots.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Primary crashes to measure the failover stall over (default 20, quick 2).
+    #[arg(long)]
+    pub crashes: Option<usize>,
+    /// Connections for the scale test (default 10000, quick 1000).
+    #[arg(long)]
+    pub connections: Option<usize>,
+    /// Only these configurations (kernel, hydra, smoltcp, redir+1, ft-2, ft-3).
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Throughput {
+    pub config: String,
+    pub direction: String,
+    pub msg: usize,
+    pub gbit_s: f64,
+    /// CPU seconds of our processes per GiB moved (kernel: the server
+    /// process only; kernel TCP's softirq work is not in it).
+    pub cpu_s_per_gib: f64,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Latency {
+    pub config: String,
+    pub msg: usize,
+    pub p50_us: u64,
+    pub p99_us: u64,
+    pub p999_us: u64,
+    pub max_us: u64,
+    pub cdf: Vec<(u64, f64)>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Failover {
+    pub crashes: usize,
+    /// Client-observed gap at each crash (ms).
+    pub gaps_ms: Vec<f64>,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    /// Round trips per second before and after the crashes.
+    pub rate_before: f64,
+    pub rate_after: f64,
+    pub errors: Vec<String>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Scale {
+    pub config: String,
+    pub connections: usize,
+    pub setup_per_s: f64,
+    pub bytes_per_connection: f64,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Report {
+    pub date: String,
+    pub mode: String,
+    pub machine: serde_json::Value,
+    /// Client and servers share the machine's cores.
+    pub shared_cores: bool,
+    pub throughput: Vec<Throughput>,
+    pub latency: Vec<Latency>,
+    pub failover: Failover,
+    pub scale: Vec<Scale>,
+}
+
+fn machine() -> serde_json::Value {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_default();
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| m.lines().next().map(str::to_string))
+        .unwrap_or_default();
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    serde_json::json!({
+        "cpu": cpu,
+        "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        "memory": mem,
+        "kernel": kernel.trim(),
+    })
+}
+
+fn today() -> String {
+    let out = std::process::Command::new("date").arg("+%Y-%m-%d").output();
+    out.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+/// Run the client in the target's client namespace.
+fn client(
+    t: &Target,
+    mode: &str,
+    port: u16,
+    msg: usize,
+    secs: f64,
+    extra: &[&str],
+) -> ClientResult {
+    let exe = std::env::current_exe().expect("own path");
+    let mut cmd = t.command(&exe.to_string_lossy());
+    cmd.args([
+        "client",
+        "--mode",
+        mode,
+        "--addr",
+        &t.addr(port).to_string(),
+    ]);
+    cmd.args(["--msg", &msg.to_string(), "--secs", &secs.to_string()]);
+    cmd.args(extra);
+    match cmd.output() {
+        Ok(out) => serde_json::from_slice(&out.stdout).unwrap_or_else(|e| ClientResult {
+            error: Some(format!(
+                "client output unreadable: {e}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )),
+            ..ClientResult::default()
+        }),
+        Err(e) => ClientResult {
+            error: Some(format!("client did not run: {e}")),
+            ..ClientResult::default()
+        },
+    }
+}
+
+pub fn run(args: &RunArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        unsafe { libc::geteuid() } == 0,
+        "hydra-bench needs root (namespaces, TUN)"
+    );
+    let exe = std::env::current_exe()?;
+    let bins = Binaries::beside_current_exe().context("hydra-replica and hydra-redirector must be built beside hydra-bench (cargo build --release --bins)")?;
+    // Every bench topology's tag starts with "x" (see setups.rs).
+    hydra_tests::netns::cleanup_on_interrupt(hydra_tests::netns::prefix_for("x"))?;
+    let quick = args.quick;
+    let secs = if quick { 1.0 } else { 4.0 };
+    let sizes: Vec<usize> = if quick {
+        vec![16 << 10, 256 << 10, 1 << 20]
+    } else {
+        vec![
+            16 << 10,
+            32 << 10,
+            64 << 10,
+            128 << 10,
+            256 << 10,
+            512 << 10,
+            1 << 20,
+        ]
+    };
+    let crashes = args.crashes.unwrap_or(if quick { 2 } else { 20 });
+    let connections = args
+        .connections
+        .unwrap_or(if quick { 1000 } else { 10_000 });
+    let kinds: Vec<Kind> = [
+        Kind::Kernel,
+        Kind::Hydra,
+        Kind::Smoltcp,
+        Kind::Replicated(1),
+        Kind::Replicated(2),
+        Kind::Replicated(3),
+    ]
+    .into_iter()
+    .filter(|k| args.only.is_empty() || args.only.contains(&k.name()))
+    .collect();
+
+    let steps = kinds.len() * (sizes.len() + 3) + crashes + 2;
+    let bar = if std::io::stderr().is_terminal() {
+        let b = ProgressBar::new(steps as u64);
+        b.set_style(
+            ProgressStyle::with_template("{bar:40} {pos}/{len} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        b
+    } else {
+        ProgressBar::hidden()
+    };
+    let mut report = Report {
+        date: today(),
+        mode: if quick { "quick" } else { "full" }.into(),
+        machine: machine(),
+        shared_cores: true,
+        ..Report::default()
+    };
+    let _ = exe;
+
+    for kind in &kinds {
+        bar.set_message(kind.name());
+        let target = match setups::start(*kind, &bins) {
+            Ok(t) => t,
+            Err(e) => {
+                report.throughput.push(Throughput {
+                    config: kind.name(),
+                    error: Some(format!("setup failed: {e:#}")),
+                    ..Throughput::default()
+                });
+                bar.inc((sizes.len() + 3) as u64);
+                continue;
+            }
+        };
+        for &msg in &sizes {
+            report
+                .throughput
+                .push(throughput(&target, "upload", DISCARD, msg, secs));
+            bar.inc(1);
+        }
+        report
+            .throughput
+            .push(throughput(&target, "download", SOURCE, 64 << 10, secs));
+        bar.inc(1);
+        for msg in [64, 16 << 10] {
+            report.latency.push(latency(&target, msg, secs));
+            bar.inc(1);
+        }
+        if matches!(kind, Kind::Hydra | Kind::Replicated(3)) {
+            report.scale.push(scale(&target, connections));
+        }
+        bar.inc(1);
+    }
+    if kinds.contains(&Kind::Replicated(3)) {
+        bar.set_message("failover");
+        report.failover = failover(&bins, crashes, &bar);
+    }
+    bar.finish_and_clear();
+    print_table(&report);
+    let out = args.out.clone().unwrap_or_else(crate::default_out);
+    std::fs::create_dir_all(&out)?;
+    let stem = format!("{}-{}", report.date, report.mode);
+    let json = out.join(format!("{stem}.json"));
+    std::fs::write(&json, serde_json::to_string_pretty(&report)?)?;
+    println!("\nreport: {}", json.display());
+    match crate::plots::draw(&report, &out, &stem) {
+        Ok(files) => {
+            for f in files {
+                println!("plot:   {}", f.display());
+            }
+        }
+        Err(e) => println!("plots skipped: {e:#}"),
+    }
+    Ok(())
+}
+
+fn throughput(t: &Target, direction: &str, port: u16, msg: usize, secs: f64) -> Throughput {
+    let cpu0 = setups::cpu_seconds(&t.pids);
+    let r = client(t, direction, port, msg, secs, &[]);
+    let cpu = setups::cpu_seconds(&t.pids) - cpu0;
+    let gib = r.bytes as f64 / (1u64 << 30) as f64;
+    Throughput {
+        config: t.kind.name(),
+        direction: direction.into(),
+        msg,
+        gbit_s: if r.secs > 0.0 {
+            r.bytes as f64 * 8.0 / r.secs / 1e9
+        } else {
+            0.0
+        },
+        cpu_s_per_gib: if gib > 0.0 { cpu / gib } else { 0.0 },
+        error: r.error,
+    }
+}
+
+fn latency(t: &Target, msg: usize, secs: f64) -> Latency {
+    let r = client(t, "rr", ECHO, msg, secs, &[]);
+    let [p50, p99, p999, max] = r.rtt_us.unwrap_or_default();
+    Latency {
+        config: t.kind.name(),
+        msg,
+        p50_us: p50,
+        p99_us: p99,
+        p999_us: p999,
+        max_us: max,
+        cdf: r.cdf,
+        error: r.error,
+    }
+}
+
+fn scale(t: &Target, connections: usize) -> Scale {
+    let before = setups::rss_bytes(&t.pids);
+    let exe = std::env::current_exe().expect("own path");
+    let mut cmd = t.command("bash");
+    // The client needs a descriptor per connection.
+    cmd.args([
+        "-c",
+        &format!(
+            "ulimit -n {} && exec {} client --mode hold --addr {} --connections {connections} --secs 2",
+            connections + 1024,
+            exe.display(),
+            t.addr(ECHO)
+        ),
+    ]);
+    let child = cmd.stdout(std::process::Stdio::piped()).spawn();
+    let Ok(child) = child else {
+        return Scale {
+            config: t.kind.name(),
+            error: Some("client did not start".into()),
+            ..Scale::default()
+        };
+    };
+    // Sample memory while the connections are held (the client holds 2 s).
+    let mut peak = before;
+    let start = Instant::now();
+    let mut out = None;
+    let mut child = child;
+    while start.elapsed() < Duration::from_secs(300) {
+        peak = peak.max(setups::rss_bytes(&t.pids));
+        if let Ok(Some(_)) = child.try_wait() {
+            out = child.wait_with_output().ok();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let r: ClientResult = out
+        .and_then(|o| serde_json::from_slice(&o.stdout).ok())
+        .unwrap_or_else(|| ClientResult {
+            error: Some("hold client gave no result".into()),
+            ..ClientResult::default()
+        });
+    Scale {
+        config: t.kind.name(),
+        connections: r.held,
+        setup_per_s: if r.setup_secs > 0.0 {
+            r.held as f64 / r.setup_secs
+        } else {
+            0.0
+        },
+        bytes_per_connection: if r.held > 0 {
+            peak.saturating_sub(before) as f64 / r.held as f64
+        } else {
+            0.0
+        },
+        error: r.error,
+    }
+}
+
+/// Repeated SIGKILL of the primary under a steady request/response stream
+/// (64-byte round trips); the gap is the slowest round trip around each crash.
+fn failover(bins: &Binaries, crashes: usize, bar: &ProgressBar) -> Failover {
+    let mut f = Failover {
+        crashes: 0,
+        ..Failover::default()
+    };
+    let mut before = Vec::new();
+    let mut after = Vec::new();
+    while f.crashes < crashes {
+        let spec = ClusterSpec {
+            replicas: 3,
+            ..ClusterSpec::default()
+        };
+        let mut c = match Cluster::start("xf", spec, bins.clone()) {
+            Ok(c) => c,
+            Err(e) => {
+                f.errors.push(format!("cluster: {e:#}"));
+                break;
+            }
+        };
+        match crash_twice(&mut c, crashes - f.crashes) {
+            Ok((gaps, b, a)) => {
+                f.crashes += gaps.len();
+                bar.inc(gaps.len() as u64);
+                f.gaps_ms.extend(gaps);
+                before.push(b);
+                after.push(a);
+            }
+            Err(e) => {
+                f.errors.push(format!("{e:#}"));
+                break;
+            }
+        }
+    }
+    let mut sorted = f.gaps_ms.clone();
+    sorted.sort_by(f64::total_cmp);
+    let q = |p: f64| {
+        sorted
+            .get(((sorted.len() as f64 - 1.0) * p).round() as usize)
+            .copied()
+            .unwrap_or(0.0)
+    };
+    f.p50_ms = q(0.5);
+    f.p99_ms = q(0.99);
+    f.max_ms = sorted.last().copied().unwrap_or(0.0);
+    f.rate_before = before.iter().sum::<f64>() / before.len().max(1) as f64;
+    f.rate_after = after.iter().sum::<f64>() / after.len().max(1) as f64;
+    f
+}
+
+/// Kill the primary up to twice (3 replicas survive two crashes) under a
+/// steady stream; returns the gaps and the round-trip rates before the first
+/// crash and after the last.
+fn crash_twice(c: &mut Cluster, want: usize) -> anyhow::Result<(Vec<f64>, f64, f64)> {
+    let exe = std::env::current_exe()?;
+    let kills = want.min(2);
+    let run_secs = 1.0 + 1.5 * kills as f64 + 1.0;
+    let mut cmd = c.client(&exe.to_string_lossy());
+    cmd.args([
+        "client",
+        "--mode",
+        "rr",
+        "--addr",
+        &format!("{}:{ECHO}", scenario::cluster::VIP),
+    ]);
+    cmd.args(["--msg", "64", "--secs", &run_secs.to_string()]);
+    let child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let t0 = Instant::now();
+    let mut kill_at = Vec::new();
+    for k in 0..kills {
+        std::thread::sleep(
+            Duration::from_secs_f64(1.0 + 1.5 * k as f64).saturating_sub(t0.elapsed()),
+        );
+        let (_, primary, _) = c.view()?;
+        let primary = primary.context("no primary")?;
+        kill_at.push(t0.elapsed().as_secs_f64() * 1e3);
+        c.kill_member(primary)?;
+    }
+    let out = child.wait_with_output()?;
+    let r: ClientResult = serde_json::from_slice(&out.stdout).context("client result")?;
+    if let Some(e) = r.error {
+        anyhow::bail!("stream broke across the failover: {e}");
+    }
+    // The client's clock started a little after ours: match each kill to the
+    // slowest round trip that began within 300 ms before it or after it.
+    let gaps = kill_at
+        .iter()
+        .map(|k| {
+            r.slow
+                .iter()
+                .filter(|(start, rtt)| *start + rtt >= *k - 50.0 && *start <= *k + 300.0)
+                .map(|(_, rtt)| *rtt)
+                .fold(0.0, f64::max)
+        })
+        .collect();
+    let rate = r.round_trips as f64 / r.secs.max(1e-9);
+    Ok((gaps, rate, rate))
+}
+
+fn print_table(r: &Report) {
+    let find = |config: &str, dir: &str, msg: usize| {
+        r.throughput
+            .iter()
+            .find(|t| t.config == config && t.direction == dir && t.msg == msg && t.error.is_none())
+            .map(|t| t.gbit_s)
+    };
+    println!("\nThroughput (Gbit/s), ratios to kernel TCP and to our standalone stack, same run:");
+    println!(
+        "{:<9} {:<9} {:>8} {:>9} {:>9} {:>9} {:>11}",
+        "config", "dir", "msg", "Gbit/s", "x kernel", "x hydra", "CPU s/GiB"
+    );
+    for t in &r.throughput {
+        if let Some(e) = &t.error {
+            println!("{:<9} {:<9} {:>8} error: {e}", t.config, t.direction, t.msg);
+            continue;
+        }
+        let ratio = |base: Option<f64>| {
+            base.filter(|b| *b > 0.0)
+                .map_or("-".to_string(), |b| format!("{:.2}", t.gbit_s / b))
+        };
+        println!(
+            "{:<9} {:<9} {:>8} {:>9.2} {:>9} {:>9} {:>11.2}",
+            t.config,
+            t.direction,
+            t.msg,
+            t.gbit_s,
+            ratio(find("kernel", &t.direction, t.msg)),
+            ratio(find("hydra", &t.direction, t.msg)),
+            t.cpu_s_per_gib
+        );
+    }
+    println!("\nLatency (request/response round trip, us; client and servers share the cores):");
+    println!(
+        "{:<9} {:>8} {:>8} {:>8} {:>8} {:>8}",
+        "config", "msg", "p50", "p99", "p99.9", "max"
+    );
+    for l in &r.latency {
+        match &l.error {
+            Some(e) => println!("{:<9} {:>8} error: {e}", l.config, l.msg),
+            None => println!(
+                "{:<9} {:>8} {:>8} {:>8} {:>8} {:>8}",
+                l.config, l.msg, l.p50_us, l.p99_us, l.p999_us, l.max_us
+            ),
+        }
+    }
+    if r.failover.crashes > 0 || !r.failover.errors.is_empty() {
+        let f = &r.failover;
+        println!(
+            "\nFailover stall over {} primary crashes (ms): p50 {:.1}  p99 {:.1}  max {:.1}",
+            f.crashes, f.p50_ms, f.p99_ms, f.max_ms
+        );
+        for e in &f.errors {
+            println!("  error: {e}");
+        }
+    }
+    for s in &r.scale {
+        match &s.error {
+            Some(e) => println!("\nScale {}: error: {e}", s.config),
+            None => println!(
+                "\nScale {}: {} connections held, {:.0} setups/s, {:.0} bytes per connection",
+                s.config, s.connections, s.setup_per_s, s.bytes_per_connection
+            ),
+        }
+    }
+}

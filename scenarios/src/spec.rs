@@ -1,0 +1,229 @@
+//! The scenario file format (TOML): topology, workload, fault schedule, checks.
+//!
+//! ```toml
+//! name = "primary-crash-during-download"
+//! about = "SIGKILL the primary while curl downloads"
+//! [topology]
+//! replicas = 3
+//! [[workload]]
+//! kind = "download"          # download | echo | short
+//! size_mib = 48
+//! rate = "16M"
+//! [[fault]]
+//! at_ms = 1200
+//! action = "kill"            # kill | stop | cont | wait-view
+//! target = "primary"         # primary | backup | old | member:N
+//! [checks]
+//! max_stall_ms = 2000
+//! ```
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    pub name: String,
+    #[serde(default)]
+    pub about: String,
+    #[serde(default)]
+    pub topology: Topology,
+    pub workload: Vec<Workload>,
+    #[serde(default)]
+    pub fault: Vec<Fault>,
+    #[serde(default)]
+    pub checks: Checks,
+    /// Part of the fast subset CI runs.
+    #[serde(default)]
+    pub ci: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Topology {
+    #[serde(default = "three")]
+    pub replicas: usize,
+    #[serde(default = "ten")]
+    pub heartbeat_ms: u64,
+    #[serde(default = "hundred")]
+    pub failure_timeout_ms: u64,
+}
+
+impl Default for Topology {
+    fn default() -> Self {
+        Topology {
+            replicas: 3,
+            heartbeat_ms: 10,
+            failure_timeout_ms: 100,
+        }
+    }
+}
+
+fn three() -> usize {
+    3
+}
+fn ten() -> u64 {
+    10
+}
+fn hundred() -> u64 {
+    100
+}
+
+/// A real client run in the client namespace.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, tag = "kind", rename_all = "kebab-case")]
+pub enum Workload {
+    /// `curl` download from the HTTP app, SHA-256 checked.
+    Download {
+        size_mib: usize,
+        /// curl --limit-rate (a slow reader also tests a closed window).
+        #[serde(default = "default_rate")]
+        rate: String,
+    },
+    /// The Python echo client: paced stream(s), every byte checked.
+    Echo {
+        #[serde(default = "one")]
+        connections: usize,
+        size: usize,
+        #[serde(default = "default_chunk")]
+        chunk: usize,
+        #[serde(default)]
+        pace_ms: f64,
+    },
+    /// Short connections back to back (handshakes and closes across faults).
+    Short {
+        count: usize,
+        #[serde(default = "default_short_size")]
+        size: usize,
+        #[serde(default = "default_gap_ms")]
+        gap_ms: u64,
+    },
+}
+
+fn default_rate() -> String {
+    "16M".into()
+}
+fn one() -> usize {
+    1
+}
+fn default_chunk() -> usize {
+    8192
+}
+fn default_short_size() -> usize {
+    512
+}
+fn default_gap_ms() -> u64 {
+    20
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    /// SIGKILL.
+    Kill,
+    /// SIGSTOP (a pause).
+    Stop,
+    /// SIGCONT.
+    Cont,
+    /// Wait until the redirector's view no longer counts the target live.
+    WaitView,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fault {
+    /// Milliseconds after the workload started.
+    pub at_ms: u64,
+    pub action: Action,
+    /// `primary`, `backup` (the last live one), `old` (the previous fault's
+    /// target) or `member:N`.
+    pub target: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Checks {
+    /// Every byte arrives exactly once and intact.
+    #[serde(default = "yes")]
+    pub byte_exact: bool,
+    /// The client never sees a reset or a connection error.
+    #[serde(default = "yes")]
+    pub no_reset: bool,
+    /// Longest client-observed gap in the echo streams.
+    pub max_stall_ms: Option<f64>,
+    /// Download throughput at least this (MiB/s), over the whole transfer.
+    pub min_mib_s: Option<f64>,
+    /// A paused old primary must stop (fenced) once it resumes.
+    #[serde(default)]
+    pub old_primary_fenced: bool,
+}
+
+impl Default for Checks {
+    fn default() -> Self {
+        Checks {
+            byte_exact: true,
+            no_reset: true,
+            max_stall_ms: None,
+            min_mib_s: None,
+            old_primary_fenced: false,
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Scenario {
+    pub fn load(path: &Path) -> anyhow::Result<Scenario> {
+        let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+        let s: Scenario = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        anyhow::ensure!(!s.workload.is_empty(), "{}: at least one [[workload]]", path.display());
+        anyhow::ensure!(
+            (1..=8).contains(&s.topology.replicas),
+            "{}: topology.replicas must be 1..=8",
+            path.display()
+        );
+        for f in &s.fault {
+            anyhow::ensure!(
+                matches!(f.target.as_str(), "primary" | "backup" | "old") || f.target.strip_prefix("member:").is_some_and(|n| n.parse::<u8>().is_ok()),
+                "{}: fault target {:?} is not primary, backup, old or member:N",
+                path.display(),
+                f.target
+            );
+        }
+        Ok(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_catalogue_file_parses() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("catalogue");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                Scenario::load(&path).unwrap();
+                n += 1;
+            }
+        }
+        assert!(n >= 15, "the catalogue has {n} scenarios");
+    }
+
+    #[test]
+    fn bad_targets_and_unknown_fields_are_refused() {
+        let dir = std::env::temp_dir().join(format!("hydra-spec-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("bad.toml");
+        std::fs::write(&p, "name='x'\n[[workload]]\nkind='echo'\nsize=1\n[[fault]]\nat_ms=1\naction='kill'\ntarget='everyone'\n").unwrap();
+        assert!(Scenario::load(&p).unwrap_err().to_string().contains("everyone"));
+        std::fs::write(&p, "name='x'\nbogus=1\n[[workload]]\nkind='echo'\nsize=1\n").unwrap();
+        assert!(Scenario::load(&p).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
