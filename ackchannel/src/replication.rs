@@ -27,6 +27,8 @@ const DOMAIN: &[u8] = b"hydra ackchannel v1";
 const KIND_APPEND: u8 = 1;
 const KIND_CONFIRM: u8 = 2;
 const KIND_FILL: u8 = 3;
+/// Append flag: the backup should confirm every connection it holds.
+const FLAG_SEND_ALL: u8 = 1;
 /// Client bytes sent in one repair at most.
 pub const MAX_FILL: usize = 32 * 1024;
 
@@ -524,8 +526,12 @@ impl Replicator {
         match header.kind {
             KIND_APPEND if from_primary && !self.is_primary() => {
                 let commit = r.u64()?;
+                let flags = r.u8()?;
                 let entries = decode_entries(&mut r)?;
                 self.last_heard.insert(sender, now);
+                if flags & FLAG_SEND_ALL != 0 {
+                    self.dirty.extend(self.local.keys().copied());
+                }
                 self.on_append(commit, entries);
             }
             KIND_FILL if from_primary && !self.is_primary() => {
@@ -776,6 +782,10 @@ impl Replicator {
                 }
                 let mut body = Vec::with_capacity(16 + entries.len() * 24);
                 body.extend_from_slice(&self.commit.to_be_bytes());
+                // Until this backup has confirmed in our epoch, ask it for its
+                // whole state: its earlier confirmations may have been refused
+                // (sent before we installed the view).
+                body.push(u8::from(!peer.synced) * FLAG_SEND_ALL);
                 encode_entries(&mut body, &entries);
                 let last = entries.last().map(|(i, _)| *i);
                 let commit = self.commit;

@@ -145,7 +145,10 @@ impl Cluster {
             topo.router(&ns)?;
             replica_ns.push(ns);
         }
-        let dir = std::env::temp_dir().join(format!("{}-cluster", topo.prefix()));
+        // One directory per cluster, also when one process starts several.
+        static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("{}-{n}-cluster", topo.prefix()));
         let www = dir.join("www");
         std::fs::create_dir_all(&www)?;
         let key = random_key()?;

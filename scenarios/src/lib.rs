@@ -5,7 +5,13 @@
 //! - [`clients`]: real clients (curl, the Python echo client) run in the
 //!   client namespace, with their verdicts.
 //! - [`demo`]: the README's main command.
+//! - [`spec`] and [`runner`]: scenario files (topology, workload, faults,
+//!   checks) and the runner that plays them.
+//! - [`status`]: the operator's view of a group from the admin endpoints.
 
 pub mod clients;
 pub mod cluster;
 pub mod demo;
+pub mod runner;
+pub mod spec;
+pub mod status;

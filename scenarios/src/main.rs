@@ -17,19 +17,80 @@ struct Cli {
 enum Command {
     /// A replicated service keeps its connections through two primary crashes.
     Demo(scenario::demo::DemoArgs),
+    /// Play scenario files (scenarios/catalogue/*.toml) and judge them.
+    Run(RunArgs),
+    /// Show each group's view and the replicas' state from the admin endpoints.
+    Status(scenario::status::StatusArgs),
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Scenario files.
+    #[arg(required = true)]
+    files: Vec<std::path::PathBuf>,
+    /// Only the scenarios marked `ci = true` (the fast subset).
+    #[arg(long)]
+    ci: bool,
+    /// Write the JSON report here.
+    #[arg(long)]
+    json: Option<std::path::PathBuf>,
+}
+
+fn run_files(args: &RunArgs) -> anyhow::Result<()> {
+    let bins = scenario::cluster::Binaries::beside_current_exe()?;
+    let mut scenarios = Vec::new();
+    for f in &args.files {
+        let s = scenario::spec::Scenario::load(f)?;
+        if !args.ci || s.ci {
+            scenarios.push(s);
+        }
+    }
+    anyhow::ensure!(!scenarios.is_empty(), "no scenario to run");
+    let mut outcomes = Vec::new();
+    for (i, s) in scenarios.iter().enumerate() {
+        eprintln!("[{}/{}] {}: {}", i + 1, scenarios.len(), s.name, s.about);
+        let o = scenario::runner::play(s, &bins, i);
+        eprintln!("    {}", if o.passed { "pass" } else { "FAIL" });
+        outcomes.push(o);
+    }
+    print!("{}", scenario::runner::table(&outcomes));
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&outcomes)?)?;
+        println!("report: {}", path.display());
+    }
+    let failed = outcomes.iter().filter(|o| !o.passed).count();
+    anyhow::ensure!(
+        failed == 0,
+        "{failed} of {} scenarios failed",
+        outcomes.len()
+    );
+    Ok(())
 }
 
 fn main() {
     let cli = Cli::parse();
+    if let Command::Status(args) = &cli.command {
+        if let Err(e) = scenario::status::run(args) {
+            eprintln!("hydra-scenario: {e:#}");
+            std::process::exit(1);
+        }
+        return;
+    }
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         eprintln!("hydra-scenario: needs root (network namespaces, TUN devices)");
         std::process::exit(2);
     }
-    // Ctrl-C must not leave namespaces behind.
+    // Ctrl-C must not leave namespaces behind (tags: "demo", and "sc" for
+    // every scenario, played one after the other).
+    let tag = if matches!(cli.command, Command::Demo(_)) {
+        "demo"
+    } else {
+        "sc"
+    };
     let prefix = format!(
         "{}{}",
-        hydra_tests::netns::prefix_for("demo"),
+        hydra_tests::netns::prefix_for(tag),
         std::process::id() % 100_000
     );
     if let Err(e) = hydra_tests::netns::cleanup_on_interrupt(prefix) {
@@ -38,6 +99,8 @@ fn main() {
     }
     let result = match &cli.command {
         Command::Demo(args) => scenario::demo::run(args),
+        Command::Run(args) => run_files(args),
+        Command::Status(_) => unreachable!("handled above"),
     };
     if let Err(e) = result {
         eprintln!("hydra-scenario: {e:#}");

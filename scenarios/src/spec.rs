@@ -154,9 +154,10 @@ pub struct Checks {
     pub max_stall_ms: Option<f64>,
     /// Download throughput at least this (MiB/s), over the whole transfer.
     pub min_mib_s: Option<f64>,
-    /// A paused old primary must stop (fenced) once it resumes.
+    /// The last fault's target (a paused member the group dropped) must
+    /// stop once it resumes: fenced, it never writes to clients again.
     #[serde(default)]
-    pub old_primary_fenced: bool,
+    pub paused_member_stops: bool,
 }
 
 impl Default for Checks {
@@ -166,7 +167,7 @@ impl Default for Checks {
             no_reset: true,
             max_stall_ms: None,
             min_mib_s: None,
-            old_primary_fenced: false,
+            paused_member_stops: false,
         }
     }
 }
@@ -177,9 +178,15 @@ fn yes() -> bool {
 
 impl Scenario {
     pub fn load(path: &Path) -> anyhow::Result<Scenario> {
-        let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
-        let s: Scenario = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        anyhow::ensure!(!s.workload.is_empty(), "{}: at least one [[workload]]", path.display());
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+        let s: Scenario =
+            toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        anyhow::ensure!(
+            !s.workload.is_empty(),
+            "{}: at least one [[workload]]",
+            path.display()
+        );
         anyhow::ensure!(
             (1..=8).contains(&s.topology.replicas),
             "{}: topology.replicas must be 1..=8",
@@ -187,7 +194,10 @@ impl Scenario {
         );
         for f in &s.fault {
             anyhow::ensure!(
-                matches!(f.target.as_str(), "primary" | "backup" | "old") || f.target.strip_prefix("member:").is_some_and(|n| n.parse::<u8>().is_ok()),
+                matches!(f.target.as_str(), "primary" | "backup" | "old")
+                    || f.target
+                        .strip_prefix("member:")
+                        .is_some_and(|n| n.parse::<u8>().is_ok()),
                 "{}: fault target {:?} is not primary, backup, old or member:N",
                 path.display(),
                 f.target
@@ -221,7 +231,10 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let p = dir.join("bad.toml");
         std::fs::write(&p, "name='x'\n[[workload]]\nkind='echo'\nsize=1\n[[fault]]\nat_ms=1\naction='kill'\ntarget='everyone'\n").unwrap();
-        assert!(Scenario::load(&p).unwrap_err().to_string().contains("everyone"));
+        assert!(Scenario::load(&p)
+            .unwrap_err()
+            .to_string()
+            .contains("everyone"));
         std::fs::write(&p, "name='x'\nbogus=1\n[[workload]]\nkind='echo'\nsize=1\n").unwrap();
         assert!(Scenario::load(&p).is_err());
         std::fs::remove_dir_all(&dir).unwrap();

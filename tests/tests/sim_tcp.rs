@@ -574,8 +574,40 @@ fn a_simulation_replays_exactly_from_its_seed() {
     assert_eq!(run(), run(), "same seed, same simulated completion time");
 }
 
+/// One sweep case: link profile varied by seed, 1 MiB each way, both pairings.
+fn sweep_case(seed: u64) -> Vec<String> {
+    let mut profile = LinkProfile::hostile(1_000 + seed % 7 * 1_000);
+    profile.loss = (seed % 5) as f64 * 0.02;
+    let mut failures = Vec::new();
+    let mut client = Smol::client(App::new(seed, !seed, MIB), seed);
+    let mut server = Hydra::server(App::new(!seed, seed, MIB));
+    if let Err(e) = simulate(seed, &mut client, &mut server, profile) {
+        failures.push(format!("vs smoltcp seed {seed}: {e}"));
+    }
+    let mut client = Hydra::client(App::new(seed, !seed, MIB));
+    let mut server = Hydra::server(App::new(!seed, seed, MIB));
+    if let Err(e) = simulate(seed, &mut client, &mut server, profile) {
+        failures.push(format!("vs self seed {seed}: {e}"));
+    }
+    failures
+}
+
+/// Seeds the long sweep once failed on (see the issue notes for causes).
+#[test]
+fn seeds_that_once_failed_the_sweep() {
+    let seeds = match std::env::var("HYDRA_SIM_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        Some(seed) => vec![seed],
+        None => vec![2779, 2957, 5272],
+    };
+    let failures: Vec<String> = seeds.into_iter().flat_map(sweep_case).collect();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
 /// The long sweep (`cargo test --release -p hydra-tests --test sim_tcp -- --ignored`):
-/// `HYDRA_SIM_SWEEP` seeds (default 500) of both pairings, 1 MiB each way.
+/// `HYDRA_SIM_SWEEP` seeds (default 500) from 1000 on.
 #[test]
 #[ignore = "long sweep; run with --ignored"]
 fn sweep_many_seeds() {
@@ -583,21 +615,7 @@ fn sweep_many_seeds() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(500);
-    let mut failures = Vec::new();
-    for seed in 1000..1000 + n {
-        let mut profile = LinkProfile::hostile(1_000 + seed % 7 * 1_000);
-        profile.loss = (seed % 5) as f64 * 0.02;
-        let mut client = Smol::client(App::new(seed, !seed, MIB), seed);
-        let mut server = Hydra::server(App::new(!seed, seed, MIB));
-        if let Err(e) = simulate(seed, &mut client, &mut server, profile) {
-            failures.push(format!("vs smoltcp seed {seed}: {e}"));
-        }
-        let mut client = Hydra::client(App::new(seed, !seed, MIB));
-        let mut server = Hydra::server(App::new(!seed, seed, MIB));
-        if let Err(e) = simulate(seed, &mut client, &mut server, profile) {
-            failures.push(format!("vs self seed {seed}: {e}"));
-        }
-    }
+    let failures: Vec<String> = (1000..1000 + n).flat_map(sweep_case).collect();
     assert!(
         failures.is_empty(),
         "{} failures:\n{}",

@@ -366,3 +366,30 @@ fn a_backup_stuck_behind_gets_the_missing_bytes_from_the_primary() {
     assert_eq!(repairs(&g).len(), before);
     assert_eq!(g.gate(0, c).unwrap().ack, Seq(5000));
 }
+
+#[test]
+fn a_backup_that_saw_the_view_first_is_asked_again_for_its_state() {
+    let mut g = Group::new(3);
+    g.view(ms(0), 1, &[1, 2, 3]);
+    let c = conn(11);
+    for node in 0..3 {
+        g.progress(ms(1), node, c, 100);
+    }
+    g.pump(ms(1));
+    // Member 3 dies; member 2 learns the new view before the primary does.
+    g.up[2] = false;
+    let v2 = ReplicationView {
+        epoch: 2,
+        members: vec![MemberId(1), MemberId(2)],
+    };
+    g.nodes[1].install_view(ms(2), v2.clone());
+    g.progress(ms(2), 1, c, 200);
+    g.pump(ms(2)); // its confirmations are refused: the primary is in epoch 1
+    assert!(g.nodes[0].stats().refused_epoch > 0);
+    g.progress(ms(3), 0, c, 200);
+    g.nodes[0].install_view(ms(3), v2);
+    g.pump(ms(3));
+    // The backup has nothing new to say, yet the primary gets its state at
+    // once rather than from the periodic full confirmation a second later.
+    assert_eq!(g.gate(0, c).unwrap().ack, Seq(200));
+}

@@ -277,6 +277,7 @@ impl Tcb {
         if len > mss {
             len -= len % mss; // whole segments when super-segmenting
         }
+        let probing = self.persist_probe;
         if self.persist_probe {
             self.persist_probe = false;
             if avail > 0 && len == 0 {
@@ -299,8 +300,11 @@ impl Tcb {
             let all_queued = len == avail;
             let no_small_outstanding = self.snd_sml <= self.snd_una;
             let sws_ok = self.max_snd_wnd > 0 && len as u32 >= self.max_snd_wnd / 2;
+            // A persist probe into a window too small for a full segment
+            // sends what fits (RFC 1122 4.2.3.4's override of SWS avoidance).
             let may_send = full
                 || retransmitting
+                || probing
                 || sws_ok
                 || (all_queued && (no_small_outstanding || self.nodelay || self.fin_queued));
             if may_send {
@@ -313,9 +317,12 @@ impl Tcb {
                 return Some(self.emit_data(now, cfg, self.snd_nxt, len, fin_seq));
             }
         }
-        // Zero window with data waiting: the persist timer probes (RFC 9293 3.8.6.1).
+        // Data waiting, nothing in flight, and a window too small to send it
+        // (zero, or under a segment so SWS avoidance holds it): the persist
+        // timer probes (RFC 9293 3.8.6.1, RFC 1122 4.2.3.4). Without it a
+        // peer that never sends a window update would stall us forever.
         if avail > 0
-            && self.snd_wnd == 0
+            && rwnd_room < avail.min(mss)
             && self.snd_nxt == self.snd_una
             && self.timers.persist.is_none()
         {

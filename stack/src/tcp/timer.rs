@@ -114,7 +114,9 @@ impl Tcb {
 
     /// Zero-window probe: output sends one byte beyond the window.
     fn on_persist(&mut self, now: Instant, cfg: &Config) {
-        if self.role == Role::Backup || self.snd_wnd > 0 || self.snd_nxt >= self.send.end() {
+        let waiting = self.send.end().since(self.snd_nxt) as usize;
+        let window_fits = self.snd_wnd as usize >= waiting.min(usize::from(self.opts.send_mss));
+        if self.role == Role::Backup || self.snd_nxt >= self.send.end() || window_fits {
             return;
         }
         self.persist_probe = true;

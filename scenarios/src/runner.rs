@@ -1,0 +1,296 @@
+//! Plays scenario files on the real binaries and judges them.
+
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde::Serialize;
+
+use crate::clients;
+use crate::cluster::{Binaries, Cluster, ClusterSpec, VIP};
+use crate::spec::{Action, Scenario, Workload};
+
+/// What one scenario did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Outcome {
+    pub name: String,
+    pub passed: bool,
+    pub failures: Vec<String>,
+    /// Longest client-observed gap over the echo streams (ms).
+    pub stall_ms: Option<f64>,
+    /// Download throughput over the whole transfer (MiB/s).
+    pub mib_s: Option<f64>,
+    pub resets: u64,
+    pub seconds: f64,
+    /// What the fault schedule did, with times.
+    pub events: Vec<String>,
+}
+
+enum Running {
+    Download {
+        child: Child,
+        original: std::path::PathBuf,
+        fetched: std::path::PathBuf,
+        size: usize,
+        started: Instant,
+    },
+    Echo(Child),
+    Short(Child),
+}
+
+pub fn play(s: &Scenario, bins: &Binaries, index: usize) -> Outcome {
+    let started = Instant::now();
+    let mut out = Outcome {
+        name: s.name.clone(),
+        ..Outcome::default()
+    };
+    if let Err(e) = play_inner(s, bins, index, &mut out) {
+        out.failures.push(format!("{e:#}"));
+    }
+    out.seconds = started.elapsed().as_secs_f64();
+    out.passed = out.failures.is_empty();
+    out
+}
+
+fn play_inner(
+    s: &Scenario,
+    bins: &Binaries,
+    index: usize,
+    out: &mut Outcome,
+) -> anyhow::Result<()> {
+    let t = &s.topology;
+    let spec = ClusterSpec {
+        replicas: t.replicas,
+        heartbeat_ms: t.heartbeat_ms,
+        failure_timeout_ms: t.failure_timeout_ms,
+        lease_ms: t.failure_timeout_ms * 6 / 10,
+    };
+    let _ = index;
+    let mut c = Cluster::start("sc", spec, bins.clone())?;
+    let mut running = Vec::new();
+    for (i, w) in s.workload.iter().enumerate() {
+        running.push(start(&c, i, w)?);
+    }
+    let t0 = Instant::now();
+    let mut last_target = None;
+    for f in &s.fault {
+        std::thread::sleep(Duration::from_millis(f.at_ms).saturating_sub(t0.elapsed()));
+        let target = resolve(&c, &f.target, last_target)?;
+        let at = t0.elapsed().as_millis();
+        match f.action {
+            Action::Kill => c.kill_member(target)?,
+            Action::Stop => c.signal_member(target, libc::SIGSTOP)?,
+            Action::Cont => c.signal_member(target, libc::SIGCONT)?,
+            Action::WaitView => wait_out_of_view(&c, target)?,
+        }
+        out.events
+            .push(format!("{at} ms: {:?} member {target}", f.action));
+        last_target = Some(target);
+    }
+    for r in running {
+        judge(r, s, out)?;
+    }
+    if s.checks.paused_member_stops {
+        let old = last_target.context("paused_member_stops needs a fault target")?;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while c.member_running(old) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if c.member_running(old) {
+            out.failures.push(format!(
+                "member {old} kept running after the group moved on"
+            ));
+        }
+    }
+    if let (Some(max), Some(stall)) = (s.checks.max_stall_ms, out.stall_ms) {
+        if stall > max {
+            out.failures
+                .push(format!("stall {stall:.0} ms over the {max:.0} ms allowed"));
+        }
+    }
+    if let (Some(min), Some(rate)) = (s.checks.min_mib_s, out.mib_s) {
+        if rate < min {
+            out.failures.push(format!(
+                "download {rate:.1} MiB/s under the {min:.1} required"
+            ));
+        }
+    }
+    if !out.failures.is_empty() {
+        out.failures
+            .push(format!("logs: {}", c.log_dir().display()));
+        // Keep the logs of a failed run.
+        std::env::set_var("HYDRA_KEEP_LOGS", "1");
+    }
+    Ok(())
+}
+
+fn start(c: &Cluster, i: usize, w: &Workload) -> anyhow::Result<Running> {
+    Ok(match w {
+        Workload::Download { size_mib, rate } => {
+            let name = format!("w{i}.bin");
+            let original = c.www.join(&name);
+            clients::write_random_file(&original, size_mib << 20)?;
+            let fetched = c.log_dir().join(format!("got{i}.bin"));
+            let child = clients::start_download(c, &name, &fetched, rate)?;
+            Running::Download {
+                child,
+                original,
+                fetched,
+                size: size_mib << 20,
+                started: Instant::now(),
+            }
+        }
+        Workload::Echo {
+            connections,
+            size,
+            chunk,
+            pace_ms,
+        } => Running::Echo(clients::start_echo(
+            c,
+            *connections,
+            *size,
+            *chunk,
+            Duration::from_secs_f64(pace_ms / 1000.0),
+        )?),
+        Workload::Short {
+            count,
+            size,
+            gap_ms,
+        } => {
+            let script = format!(
+                "for i in $(seq 1 {count}); do python3 {} {VIP} 7 --size {size} --seed $i >/dev/null || {{ echo \"connection $i failed\" >&2; exit 1; }}; sleep {}; done",
+                clients::echo_script().display(),
+                *gap_ms as f64 / 1000.0
+            );
+            let mut cmd = c.client("sh");
+            cmd.args(["-c", &script])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped());
+            Running::Short(cmd.spawn().context("starting short connections")?)
+        }
+    })
+}
+
+fn judge(r: Running, s: &Scenario, out: &mut Outcome) -> anyhow::Result<()> {
+    match r {
+        Running::Download {
+            child,
+            original,
+            fetched,
+            size,
+            started,
+        } => {
+            let o = child.wait_with_output()?;
+            let rate = size as f64 / (1 << 20) as f64 / started.elapsed().as_secs_f64().max(1e-6);
+            out.mib_s = Some(out.mib_s.map_or(rate, |r| r.min(rate)));
+            if !o.status.success() {
+                out.failures.push(format!(
+                    "curl failed: {}",
+                    String::from_utf8_lossy(&o.stderr).trim()
+                ));
+                return Ok(());
+            }
+            let got = std::fs::metadata(&fetched).map(|m| m.len()).unwrap_or(0);
+            if s.checks.byte_exact
+                && (got != size as u64 || clients::sha256(&fetched)? != clients::sha256(&original)?)
+            {
+                out.failures
+                    .push(format!("download differs ({got} of {size} bytes)"));
+            }
+        }
+        Running::Echo(child) => {
+            let v = clients::finish_echo(child)?;
+            let resets = v["resets"].as_u64().unwrap_or(0);
+            out.resets += resets;
+            if let Some(gap) = v["max_gap_ms"].as_f64() {
+                out.stall_ms = Some(out.stall_ms.map_or(gap, |s| s.max(gap)));
+            }
+            if s.checks.no_reset && (resets > 0 || v["ok"].as_bool() != Some(true)) {
+                out.failures.push(format!(
+                    "echo stream broken: resets {resets}, errors {}",
+                    v["errors"]
+                ));
+            }
+            if s.checks.byte_exact && v["mismatches"].as_u64() != Some(0) {
+                out.failures.push(format!("echo bytes differ: {v}"));
+            }
+        }
+        Running::Short(child) => {
+            let o = child.wait_with_output()?;
+            if !o.status.success() {
+                out.failures.push(format!(
+                    "short connections: {}",
+                    String::from_utf8_lossy(&o.stderr).trim()
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn resolve(c: &Cluster, target: &str, last: Option<u8>) -> anyhow::Result<u8> {
+    match target {
+        "primary" => c.view()?.1.context("no primary in the view"),
+        "old" => last.context("\"old\" needs an earlier fault"),
+        "backup" => {
+            let status = c.status()?;
+            status["groups"][0]["members"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|m| m["alive"].as_bool() == Some(true))
+                .filter_map(|m| m["id"].as_u64())
+                .skip(1)
+                .last()
+                .map(|id| id as u8)
+                .context("no live backup")
+        }
+        other => Ok(other.trim_start_matches("member:").parse()?),
+    }
+}
+
+fn wait_out_of_view(c: &Cluster, member: u8) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let s = c.status()?;
+        let alive = s["groups"][0]["members"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|m| {
+                m["id"].as_u64() == Some(u64::from(member)) && m["alive"].as_bool() == Some(true)
+            });
+        if !alive {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "member {member} still in the view after 5 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The terminal table.
+pub fn table(outcomes: &[Outcome]) -> String {
+    let mut t = format!(
+        "{:<40} {:<7} {:>10} {:>9} {:>7} {:>7}\n",
+        "scenario", "verdict", "stall ms", "MiB/s", "resets", "secs"
+    );
+    for o in outcomes {
+        let opt = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));
+        t += &format!(
+            "{:<40} {:<7} {:>10} {:>9} {:>7} {:>7.1}\n",
+            o.name,
+            if o.passed { "pass" } else { "FAIL" },
+            opt(o.stall_ms),
+            opt(o.mib_s),
+            o.resets,
+            o.seconds
+        );
+        for f in &o.failures {
+            t += &format!("    {f}\n");
+        }
+    }
+    t
+}

@@ -1,0 +1,39 @@
+//! The fast subset of the scenario catalogue (files with `ci = true`),
+//! played with the real binaries like `hydra-scenario run --ci` does.
+
+use std::path::Path;
+
+use hydra_tests::netns::privileged;
+use scenario::cluster::Binaries;
+use scenario::runner;
+use scenario::spec::Scenario;
+
+#[test]
+fn ci_subset_of_the_catalogue_passes() {
+    if !privileged("ci_subset_of_the_catalogue_passes") {
+        return;
+    }
+    let bins =
+        Binaries::beside_current_exe().expect("build the binaries first: cargo build --bins");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("catalogue");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    files.sort();
+    let scenarios: Vec<Scenario> = files
+        .iter()
+        .map(|f| Scenario::load(f).unwrap())
+        .filter(|s| s.ci)
+        .collect();
+    assert!(scenarios.len() >= 3, "the CI subset is too small");
+    let outcomes: Vec<_> = scenarios
+        .iter()
+        .enumerate()
+        .map(|(i, s)| runner::play(s, &bins, i))
+        .collect();
+    let table = runner::table(&outcomes);
+    eprintln!("{table}");
+    assert!(outcomes.iter().all(|o| o.passed), "{table}");
+}
