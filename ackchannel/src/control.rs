@@ -297,6 +297,11 @@ impl MemberAgent {
         self.view.as_ref().is_some_and(|v| v.is_alive(self.id))
     }
 
+    /// When the current lease runs out (None: no lease).
+    pub fn lease_until(&self) -> Option<Instant> {
+        self.lease_until
+    }
+
     /// This member is the primary of the newest view it knows and its lease
     /// (renewed by the authority's answers) has not run out.
     pub fn lease_valid(&self, now: Instant) -> bool {
@@ -619,6 +624,15 @@ impl ViewAuthority {
     }
 
     fn condemn(&mut self, now: Instant, id: u8) {
+        // The last live member is never declared dead: a silent lone
+        // survivor may come back, and a group with no member serves nobody.
+        let others_alive = self
+            .members
+            .iter()
+            .any(|m| m.alive && !m.condemned && m.id != id);
+        if !others_alive {
+            return;
+        }
         let lease = self.policy.lease;
         let Some(m) = self
             .members
@@ -659,12 +673,21 @@ impl ViewAuthority {
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let next_silence = self
+        let watched: Vec<&Member> = self
             .members
             .iter()
             .filter(|m| m.alive && !m.condemned)
-            .map(|m| m.last_heard + self.policy.keepalive_timeout)
-            .min();
+            .collect();
+        // A lone live member is never condemned: no deadline for it (a
+        // deadline that never moves would make the caller spin).
+        let next_silence = (watched.len() > 1)
+            .then(|| {
+                watched
+                    .iter()
+                    .map(|m| m.last_heard + self.policy.keepalive_timeout)
+                    .min()
+            })
+            .flatten();
         match (next_silence, self.change_at) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),

@@ -338,7 +338,10 @@ impl Replicator {
             self.last_heard.insert(m, now);
         }
         if self.is_primary() {
-            let keys: Vec<ConnKey> = self.local.keys().copied().collect();
+            // Sorted: the log's order must not depend on hash-map order
+            // (a simulation replays a seed exactly).
+            let mut keys: Vec<ConnKey> = self.local.keys().copied().collect();
+            keys.sort_unstable();
             for key in keys {
                 self.recompute(key);
             }
@@ -659,8 +662,14 @@ impl Replicator {
     /// been delivered) and send them over.
     fn find_lost_copies(&mut self, now: Instant) {
         let mut seen = std::collections::HashSet::new();
-        for (id, peer) in &self.peers {
-            for (key, theirs) in &peer.confirmed {
+        let mut ids: Vec<MemberId> = self.peers.keys().copied().collect();
+        ids.sort_unstable();
+        for id in &ids {
+            let peer = &self.peers[id];
+            let mut keys: Vec<&ConnKey> = peer.confirmed.keys().collect();
+            keys.sort_unstable();
+            for key in keys {
+                let theirs = &peer.confirmed[key];
                 let Some(mine) = self.local.get(key) else {
                     continue;
                 };

@@ -337,6 +337,11 @@ impl Stack {
             if tcb.ack_now {
                 self.schedule(key);
             }
+            if self.role != Role::Standalone {
+                // Reading moved the right edge: replicas report it, or the
+                // group's window would lag behind the buffers.
+                self.push_event(Event::Progress(key));
+            }
             return Ok(n);
         }
         if tcb.at_eof() {
@@ -617,6 +622,10 @@ impl Stack {
             l.half_open += 1;
         }
         self.stats.connections_opened += 1;
+        if self.role != Role::Standalone {
+            // Replicas confirm they hold the SYN: the primary answers it only then.
+            self.push_event(Event::Progress(key));
+        }
         self.schedule(key);
         self.update_timer(key);
     }
@@ -1073,7 +1082,9 @@ impl Stack {
     pub fn set_role(&mut self, now: Instant, role: Role) {
         let takeover = self.role == Role::Backup && role != Role::Backup;
         self.role = role;
-        let keys: Vec<ConnKey> = self.conns.keys().copied().collect();
+        // Sorted: the same input gives the same output order (simulation replays).
+        let mut keys: Vec<ConnKey> = self.conns.keys().copied().collect();
+        keys.sort_unstable();
         for key in keys {
             let Some(tcb) = self.conns.get_mut(&key) else {
                 continue;
@@ -1091,6 +1102,18 @@ impl Stack {
     //# for every connection at once sends the current ACK (and duplicate ACKs where that makes
     //# the client retransmit fast), retransmits unacknowledged output, and resumes timers.
     fn take_over(now: Instant, cfg: &Config, tcb: &mut Tcb) {
+        // Acknowledge only what the log committed (held by every replica)
+        // until the live backups confirm more; advertise our own edge, which
+        // is never left of what the old primary advertised (it was a minimum
+        // that included ours). Every connection gets a gate, half-open ones
+        // too: without one a promoted backup would acknowledge ungated.
+        if !matches!(tcb.state, State::Closed | State::Listen | State::SynSent) {
+            let committed = tcb.delivery_limit.unwrap_or(tcb.rcv_nxt).min(tcb.rcv_nxt);
+            tcb.gate = Some(Gate {
+                ack: committed,
+                right_edge: tcb.right_edge(),
+            });
+        }
         match tcb.state {
             State::SynReceived => tcb.snd_nxt = tcb.iss, // resend the SYN-ACK
             State::Closed | State::TimeWait | State::Listen | State::SynSent => {}
@@ -1103,15 +1126,6 @@ impl Stack {
                 if tcb.snd_max > tcb.snd_una {
                     tcb.timers.rto = Some(now + tcb.rtt.rto());
                 }
-                // Acknowledge only what the log committed (held by every
-                // replica) until the live backups confirm more; advertise our
-                // own edge, which is never left of what the old primary
-                // advertised (it was a minimum that included ours).
-                let committed = tcb.delivery_limit.unwrap_or(tcb.rcv_nxt).min(tcb.rcv_nxt);
-                tcb.gate = Some(Gate {
-                    ack: committed,
-                    right_edge: tcb.right_edge(),
-                });
                 tcb.ack_now = true;
                 if !tcb.recv.ooo.is_empty() {
                     tcb.dupack_burst = 2;
@@ -1138,6 +1152,16 @@ impl Stack {
             return;
         };
         let before = tcb.gate;
+        // The edge we may advertise never moves left: an earlier gate's edge
+        // was justified when it was set, and a shrinking window is what
+        // RFC 9293 tells senders to expect but receivers not to do.
+        let gate = match (before, gate) {
+            (Some(b), Some(g)) => Some(Gate {
+                ack: g.ack,
+                right_edge: g.right_edge.max(b.right_edge),
+            }),
+            (_, g) => g,
+        };
         tcb.gate = gate;
         let raised = match (before, gate) {
             (Some(b), Some(g)) => g.ack > b.ack || g.right_edge > b.right_edge,
@@ -1148,7 +1172,11 @@ impl Stack {
         // A higher gate lets us acknowledge more: tell the client now (rule 2).
         let more_acked = tcb.last_ack_sent < tcb.rcv_nxt.min(gate.map_or(tcb.rcv_nxt, |g| g.ack));
         let wider = gate.is_some_and(|g| g.right_edge > tcb.rcv_adv);
-        if raised && (more_acked || wider) {
+        // A half-open connection whose SYN every backup now holds: SYN-ACK.
+        let syn_ready = tcb.state == State::SynReceived && tcb.snd_nxt == tcb.iss;
+        if raised && syn_ready {
+            self.schedule(key);
+        } else if raised && (more_acked || wider) {
             tcb.ack_now = true;
             self.schedule(key);
         }
@@ -1169,9 +1197,18 @@ impl Stack {
     }
 
     /// In-order receive progress: (rcv_nxt, advertised right edge, FIN received).
-    pub fn receive_progress(&self, key: ConnKey) -> Option<(Seq, Seq, bool)> {
-        let t = self.conns.get(&key)?;
-        Some((t.rcv_nxt, t.right_edge(), t.fin_received()))
+    ///
+    /// A replica confirms its edge to the group, which may advertise up to
+    /// it: from then on the edge is a promise and never moves left (out-of-
+    /// order data would otherwise shrink it, and a promoted backup would then
+    /// advertise less than the old primary did).
+    pub fn receive_progress(&mut self, key: ConnKey) -> Option<(Seq, Seq, bool)> {
+        let t = self.conns.get_mut(&key)?;
+        let edge = t.right_edge();
+        if t.role == Role::Backup {
+            t.rcv_adv = t.rcv_adv.max(edge);
+        }
+        Some((t.rcv_nxt, edge, t.fin_received()))
     }
 
     /// Client bytes held in order from `from` that the application has not

@@ -2,8 +2,11 @@
 //!
 //! - [`netns`]: network namespaces, veth links and processes made by a test
 //!   and removed again, also when the test fails.
+//! - [`groupsim`]: deterministic simulation of whole replica groups with
+//!   faults and invariant checks (`hydra-sim`).
 //! - [`simnet`]: a seeded simulated network (loss, delay, reordering,
 //!   duplication) for deterministic tests of whole stacks.
 
+pub mod groupsim;
 pub mod netns;
 pub mod simnet;

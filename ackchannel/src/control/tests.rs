@@ -235,3 +235,26 @@ fn malformed_bodies_are_refused_without_panic() {
     }
     assert!(auth.stats().refused_malformed > 0);
 }
+
+#[test]
+fn the_last_live_member_is_never_declared_dead() {
+    let (mut auth, mut agents) = group();
+    let mut t = 20;
+    // Members 2 and 3 fall silent: they go, member 1 stays.
+    while auth.view().live().count() > 1 {
+        round(ms(t), &mut auth, &mut agents, &[1]);
+        t += 10;
+        assert!(t < 2000);
+    }
+    // Now member 1 falls silent too: it stays in the view.
+    for _ in 0..50 {
+        round(ms(t), &mut auth, &mut agents, &[]);
+        t += 10;
+    }
+    assert_eq!(auth.view().primary(), Some(1));
+    round(ms(t), &mut auth, &mut agents, &[1]);
+    assert!(
+        agents[0].lease_valid(ms(t)),
+        "it serves again when it comes back"
+    );
+}

@@ -1,18 +1,16 @@
-//! The replication side of the driver loop: the control agent (registration,
-//! keepalives, views, lease) and the ack channel (confirmations, gates, the
-//! delivery log), applied to the stack between device input and output.
+//! The replica binary's driver hooks: the sockets (control UDP, the
+//! ack-channel mesh) around [`ReplicaLogic`], and the admin status.
 
 use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::{Arc, Mutex};
 
-use ackchannel::control::MemberAgent;
-use ackchannel::replication::{Action, MemberId, Replicator};
 use ackchannel::transport::Mesh;
 use stack::iface::Event;
 use stack::socket::Hooks;
-use stack::tcp::snapshot::OpenRecord;
 use stack::{Instant, Role, Stack};
+
+use super::logic::ReplicaLogic;
 
 /// Datagrams read from the control socket per loop turn at most.
 const CONTROL_BATCH: usize = 64;
@@ -40,16 +38,11 @@ pub struct ReplicaStatus {
 }
 
 pub struct ReplicationHooks {
-    me: MemberId,
+    logic: ReplicaLogic,
     control: UdpSocket,
     redirector: SocketAddrV4,
-    agent: MemberAgent,
-    replicator: Replicator,
     mesh: Mesh,
-    role: Role,
-    epoch: u64,
     status: Arc<Mutex<ReplicaStatus>>,
-    lease_valid: bool,
     /// Last time the driver called us; deadlines for backlog are relative to it.
     last_now: Instant,
     next_status: Instant,
@@ -57,26 +50,19 @@ pub struct ReplicationHooks {
 
 impl ReplicationHooks {
     pub fn new(
-        me: u8,
+        logic: ReplicaLogic,
         control: UdpSocket,
         redirector: SocketAddrV4,
-        agent: MemberAgent,
-        replicator: Replicator,
         mesh: Mesh,
         status: Arc<Mutex<ReplicaStatus>>,
     ) -> std::io::Result<ReplicationHooks> {
         control.set_nonblocking(true)?;
         Ok(ReplicationHooks {
-            me: MemberId(me),
+            logic,
             control,
             redirector,
-            agent,
-            replicator,
             mesh,
-            role: Role::Backup,
-            epoch: 0,
             status,
-            lease_valid: false,
             last_now: Instant::ZERO,
             next_status: Instant::ZERO,
         })
@@ -87,7 +73,7 @@ impl ReplicationHooks {
         for _ in 0..CONTROL_BATCH {
             match self.control.recv_from(&mut buf) {
                 Ok((n, SocketAddr::V4(from))) if from == self.redirector => {
-                    if let Err(e) = self.agent.handle_datagram(now, &buf[..n]) {
+                    if let Err(e) = self.logic.on_control(now, &buf[..n]) {
                         tracing::debug!("control datagram refused: {e}");
                     }
                 }
@@ -98,83 +84,12 @@ impl ReplicationHooks {
         }
     }
 
-    /// Adopt a newer view from the redirector: peers, role, takeover.
-    fn follow_view(&mut self, now: Instant, stack: &mut Stack) {
-        let Some(view) = self.agent.view() else {
-            return;
-        };
-        if view.epoch <= self.epoch {
-            return;
-        }
-        self.epoch = view.epoch;
-        let peers: Vec<(MemberId, SocketAddr)> = view
-            .members
-            .iter()
-            .filter(|m| m.alive && m.id != self.me.0)
-            .map(|m| (MemberId(m.id), SocketAddr::V4(m.ack_addr)))
-            .collect();
-        self.mesh.set_peers(peers);
-        self.replicator
-            .install_view(now, view.to_replication_view());
-        let role = if self.replicator.is_primary() {
-            Role::Primary
-        } else {
-            Role::Backup
-        };
-        if role != self.role {
-            // The first view's primary starts the group; later it is a takeover.
-            if role == Role::Primary && self.role == Role::Backup && view.epoch > 1 {
-                tracing::warn!(epoch = view.epoch, "taking over as primary");
-                if let Ok(mut s) = self.status.lock() {
-                    s.failovers += 1;
-                }
-            }
-            stack.set_role(now, role);
-            self.role = role;
-        }
-        tracing::info!(epoch = view.epoch, ?role, "view installed");
-    }
-
-    fn apply_actions(&mut self, now: Instant, stack: &mut Stack) {
-        while let Some(action) = self.replicator.poll_action() {
-            match action {
-                Action::Gate(key, gate) => stack.set_gate(key, Some(gate)),
-                Action::Deliver(key, upto) => stack.set_delivery_limit(key, Some(upto)),
-                Action::Open(key, record) => {
-                    if stack.conn_info(key).is_none() {
-                        match OpenRecord::decode(&record) {
-                            Ok(r) => match stack.import_open(now, &r) {
-                                Ok(_) => {
-                                    if let Ok(mut s) = self.status.lock() {
-                                        s.imported_connections += 1;
-                                    }
-                                }
-                                Err(e) => {
-                                    tracing::warn!(%key.remote, "cannot open logged connection: {e}")
-                                }
-                            },
-                            Err(e) => tracing::warn!("bad opened record in the log: {e:?}"),
-                        }
-                    }
-                }
-                Action::Close(_) => {}
-                Action::Repair { to, key, from, len } => {
-                    if let Some(bytes) = stack.held_bytes(key, from, len as usize) {
-                        self.replicator.send_fill(now, to, key, from, &bytes);
-                    }
-                }
-                Action::Fill(key, seq, data) => stack.fill_received(key, seq, &data),
-                Action::PeerSuspected(member) => self.agent.report_failure(now, member.0),
-            }
-        }
-    }
-
     fn transmit(&mut self) {
-        while let Some((to, frame)) = self.replicator.poll_transmit() {
+        while let Some((to, frame)) = self.logic.poll_frame() {
             self.mesh.send(to, frame);
         }
         self.mesh.flush();
-        while let Some(datagram) = self.agent.poll_transmit() {
+        while let Some(datagram) = self.logic.poll_control() {
             if let Err(e) = self.control.send_to(&datagram, self.redirector) {
                 tracing::debug!("control send failed: {e}");
             }
@@ -190,24 +105,23 @@ impl ReplicationHooks {
         let Ok(mut s) = self.status.lock() else {
             return;
         };
-        s.member = self.me.0;
-        s.epoch = self.epoch;
-        s.role = format!("{:?}", self.role);
-        s.lease_valid = self.lease_valid;
+        let logic = &self.logic;
+        s.member = logic.member();
+        s.epoch = logic.epoch();
+        s.role = format!("{:?}", logic.role());
+        s.lease_valid = logic.may_transmit(now);
         s.connections = stack.connection_count();
-        s.removed = self.agent.removed();
-        s.uncommitted = self.replicator.uncommitted();
-        s.lag = self
-            .replicator
-            .lag()
-            .into_iter()
-            .map(|(m, l)| (m.0, l))
-            .collect();
-        let r = self.replicator.stats();
-        s.frames_refused = r.refused_auth + r.refused_epoch + r.refused_other;
-        s.gate_updates = r.gate_updates;
-        if let Some(v) = self.agent.view() {
-            s.primary = v.members.iter().find(|m| m.alive).map(|m| m.id);
+        s.removed = logic.agent().removed();
+        s.failovers = logic.failovers;
+        s.imported_connections = logic.imported_connections;
+        let r = logic.replicator();
+        s.uncommitted = r.uncommitted();
+        s.lag = r.lag().into_iter().map(|(m, l)| (m.0, l)).collect();
+        s.frames_refused =
+            r.stats().refused_auth + r.stats().refused_epoch + r.stats().refused_other;
+        s.gate_updates = r.stats().gate_updates;
+        if let Some(v) = logic.agent().view() {
+            s.primary = v.primary();
             s.members = v.members.iter().map(|m| (m.id, m.alive)).collect();
         }
     }
@@ -222,16 +136,19 @@ impl Hooks for ReplicationHooks {
 
     fn run(&mut self, now: Instant, stack: &mut Stack) {
         self.read_control(now);
-        self.agent.handle_timeout(now);
-        self.follow_view(now, stack);
+        if let Some(peers) = self.logic.follow(now, stack) {
+            let peers = peers
+                .into_iter()
+                .map(|(m, a)| (m, SocketAddr::V4(a)))
+                .collect();
+            self.mesh.set_peers(peers);
+        }
         for frame in self.mesh.poll() {
-            if let Err(e) = self.replicator.handle_frame(now, &frame) {
+            if let Err(e) = self.logic.on_frame(now, &frame) {
                 tracing::debug!("ack-channel frame refused: {e}");
             }
         }
-        self.replicator.handle_timeout(now);
-        self.apply_actions(now, stack);
-        self.lease_valid = self.role == Role::Primary && self.agent.lease_valid(now);
+        self.logic.settle(now, stack);
         self.last_now = now;
     }
 
@@ -240,46 +157,23 @@ impl Hooks for ReplicationHooks {
             .mesh
             .has_backlog()
             .then_some(self.last_now + stack::Duration::from_millis(1));
-        [
-            self.agent.poll_timeout(),
-            self.replicator.poll_timeout(),
-            backlog,
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        [self.logic.next_deadline(), backlog]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     fn on_event(&mut self, now: Instant, stack: &mut Stack, event: Event) {
-        match event {
-            Event::Progress(key) => {
-                if let Some((held, edge, fin)) = stack.receive_progress(key) {
-                    self.replicator.local_progress(now, key, held, edge, fin);
-                }
-            }
-            Event::Established(key) if self.role == Role::Primary => {
-                if let Some(record) = stack.open_record(key) {
-                    self.replicator.opened(now, key, record.encode());
-                }
-            }
-            Event::Closed(key) => self.replicator.closed(now, key),
-            _ => {}
-        }
+        self.logic.on_event(now, stack, event);
     }
 
     fn after_events(&mut self, now: Instant, stack: &mut Stack) {
-        self.apply_actions(now, stack);
-        self.replicator.flush(now);
-        // Actions from the flush (commits of a one-member group) apply now too.
-        self.apply_actions(now, stack);
+        self.logic.after_events(now, stack);
         self.transmit();
         self.publish_status(now, stack);
     }
 
     fn may_transmit(&self, now: Instant) -> bool {
-        //= DESIGN.md rule 5
-        //# Only the primary of the newest view sends to clients; a replica that loses its lease
-        //# (no confirmation from the group within the timeout) stops sending.
-        self.role == Role::Primary && self.agent.lease_valid(now)
+        self.logic.role() == Role::Primary && self.logic.may_transmit(now)
     }
 }

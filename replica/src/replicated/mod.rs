@@ -6,6 +6,7 @@
 pub mod config;
 pub mod device;
 pub mod hooks;
+pub mod logic;
 
 use std::net::{Ipv4Addr, UdpSocket};
 use std::path::Path;
@@ -27,10 +28,11 @@ use crate::signals::Signals;
 use config::ReplicaConfig;
 use device::ReplicaDevice;
 use hooks::{ReplicaStatus, ReplicationHooks};
+use logic::ReplicaLogic;
 
 /// The RFC 6528 key every member derives from the group key, so all
 /// replicas choose the same ISN for a connection (DESIGN rule 1).
-fn isn_key(group_key: &[u8; 32]) -> [u8; 16] {
+pub fn isn_key(group_key: &[u8; 32]) -> [u8; 16] {
     let digest = Sha256::new()
         .chain_update(b"hydra isn key v1")
         .chain_update(group_key)
@@ -86,15 +88,8 @@ pub fn run(config_path: &Path, signals: Signals) -> anyhow::Result<()> {
         member: cfg.member,
         ..Default::default()
     }));
-    let hooks = ReplicationHooks::new(
-        cfg.member,
-        control,
-        cfg.redirector,
-        agent,
-        replicator,
-        mesh,
-        status.clone(),
-    )?;
+    let logic = ReplicaLogic::new(cfg.member, agent, replicator);
+    let hooks = ReplicationHooks::new(logic, control, cfg.redirector, mesh, status.clone())?;
     let net = NetStack::spawn_with_hooks(core, cfg.vips[0], device, hooks)
         .context("starting the stack")?;
     for app in &app_specs {

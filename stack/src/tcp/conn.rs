@@ -239,9 +239,17 @@ impl Tcb {
         // Until backups confirm, acknowledge nothing beyond the SYN. Every
         // replica has the same configuration, so the initial window is the
         // same everywhere and can be advertised at once.
+        // A SYN too: the SYN-ACK waits until every live backup holds the
+        // connection, or a backup that missed the SYN could be promoted
+        // without it and reset a connection the client thinks is open.
         if role == Role::Primary && state != State::SynSent {
+            let ack = if state == State::SynReceived {
+                rcv_nxt - 1u32
+            } else {
+                rcv_nxt
+            };
             tcb.gate = Some(Gate {
-                ack: rcv_nxt,
+                ack,
                 right_edge: tcb.right_edge(),
             });
         }

@@ -62,8 +62,12 @@ impl Tcb {
         let (ack, edge) = self.ack_and_edge();
         let shift = self.opts.rcv_wscale;
         let span = edge.since(ack) as u64;
-        // Round up so the right edge never moves left (RFC 7323 2.4).
-        let field = (span.div_ceil(1u64 << shift)).min(u16::MAX as u64) as u16;
+        // Round down: the right edge may move left by less than one scale
+        // unit, which RFC 7323 2.4 allows, but never past what we can hold.
+        // Rounding up would let the edge creep beyond the buffer by up to
+        // 2^shift - 1 bytes on every ACK (and, in a group, beyond what the
+        // backups confirmed: the simulator caught that).
+        let field = (span >> shift).min(u16::MAX as u64) as u16;
         // A gated primary must not reveal bytes beyond its gate in SACK blocks.
         let gated = self.role == Role::Primary && self.gate.is_some();
         let sack_ranges = if self.opts.sack && cfg.sack_blocks && !gated {
@@ -95,7 +99,14 @@ impl Tcb {
         if let Some(ack) = hdr.ack_number {
             let ack = Seq(ack.0 as u32);
             self.last_ack_sent = ack;
-            let edge = ack + ((hdr.window_len as u32) << self.opts.rcv_wscale);
+            // The window of a SYN-ACK is not scaled (RFC 7323 2.2): counting
+            // it scaled would promise the peer far more than the buffer.
+            let shift = if hdr.control == TcpControl::Syn {
+                0
+            } else {
+                self.opts.rcv_wscale
+            };
+            let edge = ack + ((hdr.window_len as u32) << shift);
             self.rcv_adv = self.rcv_adv.max(edge);
         }
         self.ack_now = false;
@@ -152,6 +163,17 @@ impl Tcb {
             State::Closed | State::Listen => return None,
             State::SynSent | State::SynReceived => {
                 if self.snd_nxt == self.iss {
+                    let syn_held = match self.gate {
+                        Some(g)
+                            if self.role == Role::Primary && self.state == State::SynReceived =>
+                        {
+                            g.ack >= self.rcv_nxt
+                        }
+                        _ => true,
+                    };
+                    if !syn_held {
+                        return None; // not every backup holds the SYN yet
+                    }
                     return Some(self.syn_segment(now, cfg));
                 }
                 if self.state == State::SynSent {

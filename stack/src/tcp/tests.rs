@@ -176,6 +176,25 @@ impl Harness {
             ts: Some((100, 0)),
             ..Default::default()
         });
+        if self.stack.role() == Role::Primary {
+            // A replicated primary answers the SYN only once the backups
+            // hold it: nothing goes out until the gate covers the SYN.
+            assert!(
+                self.recv_all().is_empty(),
+                "SYN-ACK before the backups held the SYN"
+            );
+            let (_, edge, _) = self
+                .stack
+                .receive_progress(self.key)
+                .expect("half-open connection");
+            self.stack.set_gate(
+                self.key,
+                Some(Gate {
+                    ack: Seq(CLIENT_ISN + 1),
+                    right_edge: edge,
+                }),
+            );
+        }
         let synack = self.recv_one();
         assert_eq!(synack.ctl, Ctl::Syn);
         assert_eq!(synack.ack, Some(CLIENT_ISN + 1));
@@ -969,4 +988,36 @@ fn a_backup_fills_a_lost_copy_from_bytes_the_primary_held() {
     assert!(b.recv_all().is_empty(), "a backup stays silent");
     b.stack.set_delivery_limit(bk, None);
     assert_eq!(b.read_all(), data);
+}
+
+#[test]
+fn the_window_after_a_syn_ack_never_exceeds_the_buffer() {
+    // Found by the group simulator: the SYN-ACK's unscaled window was
+    // recorded as if scaled, so later ACKs offered up to 65535 << shift.
+    let mut s = h();
+    s.send(Seg {
+        ctl: Ctl::Syn,
+        seq: CLIENT_ISN,
+        win: 65535,
+        mss: Some(1460),
+        ws: Some(7),
+        sack_perm: true,
+        ts: Some((100, 0)),
+        ..Default::default()
+    });
+    let synack = s.recv_one();
+    let shift = u32::from(synack.ws.expect("window scaling negotiated"));
+    s.iss = synack.seq;
+    s.send(s.ack_seg(CLIENT_ISN + 1, synack.seq + 1));
+    s.stack.accept(SERVER).expect("established");
+    s.send(s.data_seg(0, &[1u8; 100]));
+    s.send(s.data_seg(100, &[1u8; 100]));
+    let cap = test_config().recv_buffer as u64;
+    for seg in s.recv_all() {
+        let offered = u64::from(seg.win) << shift;
+        assert!(
+            offered <= cap,
+            "offered {offered} bytes of window with a {cap}-byte buffer"
+        );
+    }
 }

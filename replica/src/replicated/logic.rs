@@ -1,0 +1,210 @@
+//! A replica's protocol glue, sans-IO: the control agent (registration,
+//! keepalives, views, lease) and the ack channel (confirmations, gates, the
+//! delivery log) applied to the stack. The binary drives it with sockets
+//! ([`super::hooks`]); the group simulator drives the very same code with
+//! simulated links.
+
+use std::net::SocketAddrV4;
+
+use ackchannel::control::{ControlError, MemberAgent};
+use ackchannel::replication::{Action, FrameError, MemberId, Replicator};
+use stack::iface::Event;
+use stack::tcp::snapshot::OpenRecord;
+use stack::tcp::State;
+use stack::{Instant, Role, Stack};
+
+pub struct ReplicaLogic {
+    me: MemberId,
+    agent: MemberAgent,
+    replicator: Replicator,
+    role: Role,
+    epoch: u64,
+    /// Takeovers by this replica (the first view's primary does not count).
+    pub failovers: u64,
+    /// Connections created from the log's "opened" entries.
+    pub imported_connections: u64,
+}
+
+impl ReplicaLogic {
+    pub fn new(me: u8, agent: MemberAgent, replicator: Replicator) -> ReplicaLogic {
+        ReplicaLogic {
+            me: MemberId(me),
+            agent,
+            replicator,
+            role: Role::Backup,
+            epoch: 0,
+            failovers: 0,
+            imported_connections: 0,
+        }
+    }
+
+    pub fn member(&self) -> u8 {
+        self.me.0
+    }
+
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    pub fn agent(&self) -> &MemberAgent {
+        &self.agent
+    }
+
+    pub fn replicator(&self) -> &Replicator {
+        &self.replicator
+    }
+
+    /// A datagram from the redirector.
+    pub fn on_control(&mut self, now: Instant, datagram: &[u8]) -> Result<(), ControlError> {
+        self.agent.handle_datagram(now, datagram)
+    }
+
+    /// A frame from a peer replica.
+    pub fn on_frame(&mut self, now: Instant, frame: &[u8]) -> Result<(), FrameError> {
+        self.replicator.handle_frame(now, frame)
+    }
+
+    /// Keepalive timers and views: adopt a newer view (peers, role,
+    /// takeover). Returns the new peers' ack-channel addresses when the view
+    /// changed, for the transport.
+    pub fn follow(
+        &mut self,
+        now: Instant,
+        stack: &mut Stack,
+    ) -> Option<Vec<(MemberId, SocketAddrV4)>> {
+        self.agent.handle_timeout(now);
+        let view = self.agent.view()?;
+        if view.epoch <= self.epoch {
+            return None;
+        }
+        self.epoch = view.epoch;
+        let peers = view
+            .members
+            .iter()
+            .filter(|m| m.alive && m.id != self.me.0)
+            .map(|m| (MemberId(m.id), m.ack_addr))
+            .collect();
+        let epoch = view.epoch;
+        self.replicator
+            .install_view(now, view.to_replication_view());
+        let role = if self.replicator.is_primary() {
+            Role::Primary
+        } else {
+            Role::Backup
+        };
+        if role == Role::Primary {
+            // A new epoch starts a new log: "opened" entries that had not
+            // committed are gone, and a backup that missed a SYN would never
+            // learn of that connection. Log every connection again (sorted,
+            // for replay); backups ignore the ones they have.
+            for key in stack.connections() {
+                // Only connections no replica can have closed yet: a closing
+                // one logged again would be resurrected on a backup.
+                let established = stack
+                    .conn_info(key)
+                    .is_some_and(|i| matches!(i.state, State::Established | State::CloseWait));
+                if let (true, Some(record)) = (established, stack.open_record(key)) {
+                    self.replicator.opened(now, key, record.encode());
+                }
+            }
+        }
+        if role != self.role {
+            // The first view's primary starts the group; later it is a takeover.
+            if role == Role::Primary && self.role == Role::Backup && epoch > 1 {
+                tracing::warn!(epoch, "taking over as primary");
+                self.failovers += 1;
+            }
+            stack.set_role(now, role);
+            self.role = role;
+        }
+        tracing::info!(epoch, ?role, "view installed");
+        Some(peers)
+    }
+
+    /// After input: replication timers, then what the protocol decided.
+    pub fn settle(&mut self, now: Instant, stack: &mut Stack) {
+        self.replicator.handle_timeout(now);
+        self.apply_actions(now, stack);
+    }
+
+    pub fn on_event(&mut self, now: Instant, stack: &mut Stack, event: Event) {
+        match event {
+            Event::Progress(key) => {
+                if let Some((held, edge, fin)) = stack.receive_progress(key) {
+                    self.replicator.local_progress(now, key, held, edge, fin);
+                }
+            }
+            Event::Established(key) if self.role == Role::Primary => {
+                if let Some(record) = stack.open_record(key) {
+                    self.replicator.opened(now, key, record.encode());
+                }
+            }
+            Event::Closed(key) => self.replicator.closed(now, key),
+            _ => {}
+        }
+    }
+
+    /// Once per turn after the stack's events: apply decisions, queue frames.
+    pub fn after_events(&mut self, now: Instant, stack: &mut Stack) {
+        self.apply_actions(now, stack);
+        self.replicator.flush(now);
+        // Actions from the flush (commits of a one-member group) apply now too.
+        self.apply_actions(now, stack);
+    }
+
+    fn apply_actions(&mut self, now: Instant, stack: &mut Stack) {
+        while let Some(action) = self.replicator.poll_action() {
+            match action {
+                Action::Gate(key, gate) => stack.set_gate(key, Some(gate)),
+                Action::Deliver(key, upto) => stack.set_delivery_limit(key, Some(upto)),
+                Action::Open(key, record) => {
+                    if stack.conn_info(key).is_none() {
+                        match OpenRecord::decode(&record) {
+                            Ok(r) => match stack.import_open(now, &r) {
+                                Ok(_) => self.imported_connections += 1,
+                                Err(e) => {
+                                    tracing::warn!(%key.remote, "cannot open logged connection: {e}")
+                                }
+                            },
+                            Err(e) => tracing::warn!("bad opened record in the log: {e:?}"),
+                        }
+                    }
+                }
+                Action::Close(_) => {}
+                Action::Repair { to, key, from, len } => {
+                    if let Some(bytes) = stack.held_bytes(key, from, len as usize) {
+                        self.replicator.send_fill(now, to, key, from, &bytes);
+                    }
+                }
+                Action::Fill(key, seq, data) => stack.fill_received(key, seq, &data),
+                Action::PeerSuspected(member) => self.agent.report_failure(now, member.0),
+            }
+        }
+    }
+
+    pub fn poll_frame(&mut self) -> Option<(MemberId, Vec<u8>)> {
+        self.replicator.poll_transmit()
+    }
+
+    pub fn poll_control(&mut self) -> Option<Vec<u8>> {
+        self.agent.poll_transmit()
+    }
+
+    pub fn next_deadline(&self) -> Option<Instant> {
+        match (self.agent.poll_timeout(), self.replicator.poll_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    //= DESIGN.md rule 5
+    //# Only the primary of the newest view sends to clients; a replica that loses its lease
+    //# (no confirmation from the group within the timeout) stops sending.
+    pub fn may_transmit(&self, now: Instant) -> bool {
+        self.role == Role::Primary && self.agent.lease_valid(now)
+    }
+}
