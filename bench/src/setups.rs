@@ -137,7 +137,9 @@ fn single_host(kind: Kind, bins: &Binaries) -> anyhow::Result<Target> {
     };
     let mut cmd = cmd;
     cmd.stdout(std::process::Stdio::null());
-    cmd.stderr(std::process::Stdio::null());
+    // The server's own diagnostics, for when a configuration fails.
+    let log = std::env::temp_dir().join(format!("hydra-bench-{}.log", kind.name()));
+    cmd.stderr(std::fs::File::create(&log)?);
     let pid = topo.spawn("server", cmd)?;
     if kind != Kind::Kernel {
         topo.wait_link(&server, &tun, Duration::from_secs(10))?;
