@@ -18,6 +18,10 @@ pub struct ReplicaLogic {
     agent: MemberAgent,
     replicator: Replicator,
     role: Role,
+    /// The view names us primary but our lease for it is not confirmed yet:
+    /// the stack stays silent until it is, so the takeover's ACKs and
+    /// retransmissions are not thrown away by the lease check.
+    pending_promotion: bool,
     epoch: u64,
     /// Takeovers by this replica (the first view's primary does not count).
     pub failovers: u64,
@@ -32,6 +36,7 @@ impl ReplicaLogic {
             agent,
             replicator,
             role: Role::Backup,
+            pending_promotion: false,
             epoch: 0,
             failovers: 0,
             imported_connections: 0,
@@ -112,21 +117,41 @@ impl ReplicaLogic {
                 }
             }
         }
-        if role != self.role {
-            // The first view's primary starts the group; later it is a takeover.
-            if role == Role::Primary && self.role == Role::Backup && epoch > 1 {
-                tracing::warn!(epoch, "taking over as primary");
-                self.failovers += 1;
+        match (role, self.role) {
+            (Role::Primary, Role::Backup) => self.pending_promotion = true,
+            (Role::Backup, Role::Primary) => {
+                stack.set_role(now, Role::Backup);
+                self.role = Role::Backup;
             }
-            stack.set_role(now, role);
-            self.role = role;
+            _ => {}
         }
+        if role == Role::Backup {
+            self.pending_promotion = false;
+        }
+        self.promote_when_leased(now, stack);
         tracing::info!(epoch, ?role, "view installed");
         Some(peers)
     }
 
+    /// Become the stack's primary once the authority has confirmed our lease
+    /// in the new view (DESIGN rule 6: state first, then output).
+    fn promote_when_leased(&mut self, now: Instant, stack: &mut Stack) {
+        if !self.pending_promotion || !self.agent.lease_valid(now) {
+            return;
+        }
+        self.pending_promotion = false;
+        // The first view's primary starts the group; later it is a takeover.
+        if self.epoch > 1 {
+            tracing::warn!(epoch = self.epoch, "taking over as primary");
+            self.failovers += 1;
+        }
+        stack.set_role(now, Role::Primary);
+        self.role = Role::Primary;
+    }
+
     /// After input: replication timers, then what the protocol decided.
     pub fn settle(&mut self, now: Instant, stack: &mut Stack) {
+        self.promote_when_leased(now, stack);
         self.replicator.handle_timeout(now);
         self.apply_actions(now, stack);
     }
@@ -138,7 +163,7 @@ impl ReplicaLogic {
                     self.replicator.local_progress(now, key, held, edge, fin);
                 }
             }
-            Event::Established(key) if self.role == Role::Primary => {
+            Event::Established(key) if self.replicator.is_primary() => {
                 if let Some(record) = stack.open_record(key) {
                     self.replicator.opened(now, key, record.encode());
                 }
