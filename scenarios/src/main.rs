@@ -88,11 +88,7 @@ fn main() {
     } else {
         "sc"
     };
-    let prefix = format!(
-        "{}{}",
-        hydra_tests::netns::prefix_for(tag),
-        std::process::id() % 100_000
-    );
+    let prefix = hydra_tests::netns::topology_prefix(tag);
     if let Err(e) = hydra_tests::netns::cleanup_on_interrupt(prefix) {
         eprintln!("hydra-scenario: cannot install the interrupt handler: {e}");
         std::process::exit(1);

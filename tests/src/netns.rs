@@ -51,6 +51,18 @@ pub fn prefix_for(tag: &str) -> String {
     format!("hy{tag}")
 }
 
+/// The exact prefix [`Topology::new`] gives this process's topologies for
+/// `tag`: "hy", at most 3 characters of the tag, the pid. With suffixes of
+/// up to 5 characters an interface name stays within Linux's 15 bytes.
+pub fn topology_prefix(tag: &str) -> String {
+    let tag: String = tag
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .take(3)
+        .collect();
+    format!("{}{}", prefix_for(&tag), std::process::id() % 100_000)
+}
+
 /// Namespaces and processes of one test.
 pub struct Topology {
     prefix: String,
@@ -59,15 +71,10 @@ pub struct Topology {
 }
 
 impl Topology {
-    /// `tag`: up to 4 characters naming the test; the prefix adds the pid
+    /// `tag`: up to 3 characters naming the test; the prefix adds the pid
     /// so parallel runs do not collide (interface names stay <= 15 bytes).
     pub fn new(tag: &str) -> Topology {
-        let tag: String = tag
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric())
-            .take(4)
-            .collect();
-        let prefix = format!("{}{}", prefix_for(&tag), std::process::id() % 100_000);
+        let prefix = topology_prefix(tag);
         Topology {
             prefix,
             namespaces: Vec::new(),
