@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use ackchannel::transport::Mesh;
 use stack::iface::Event;
 use stack::socket::Hooks;
-use stack::{Instant, Role, Stack};
+use stack::{Instant, Stack};
 
 use super::logic::ReplicaLogic;
 
@@ -174,6 +174,6 @@ impl Hooks for ReplicationHooks {
     }
 
     fn may_transmit(&self, now: Instant) -> bool {
-        self.logic.role() == Role::Primary && self.logic.may_transmit(now)
+        self.logic.may_transmit(now)
     }
 }
