@@ -1,5 +1,6 @@
-//! A tiny HTTP/1.1 endpoint for operators: `/metrics` (Prometheus text) and
-//! `/status` (JSON), served by one thread from a callback. Both binaries use it.
+//! A tiny HTTP/1.1 endpoint for operators: `GET /metrics` (Prometheus
+//! text), `GET /status` (JSON) and a few `POST` actions, served by one
+//! thread from a callback. Both binaries use it.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -7,8 +8,8 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-/// Answers a GET path with `(content type, body)`, or `None` for 404.
-pub type Handler = dyn Fn(&str) -> Option<(&'static str, String)> + Send + Sync;
+/// Answers `(method, path)` with `(content type, body)`, or `None` for 404.
+pub type Handler = dyn Fn(&str, &str) -> Option<(&'static str, String)> + Send + Sync;
 
 /// Bind `addr` and serve requests on a background thread until the process ends.
 /// Returns the bound address (useful with port 0).
@@ -54,17 +55,13 @@ fn answer(stream: TcpStream, handler: &Handler) -> io::Result<()> {
     }
     let mut parts = line.split_whitespace();
     let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let (status, ctype, body) = if method != "GET" {
-        (
-            "405 Method Not Allowed",
+    let (status, ctype, body) = match handler(method, path) {
+        Some((ctype, body)) => ("200 OK", ctype, body),
+        None => (
+            "404 Not Found",
             "text/plain",
-            "only GET\n".to_string(),
-        )
-    } else {
-        match handler(path) {
-            Some((ctype, body)) => ("200 OK", ctype, body),
-            None => ("404 Not Found", "text/plain", "not found\n".to_string()),
-        }
+            format!("no {method} {path} here\n"),
+        ),
     };
     let mut out = stream;
     write!(

@@ -33,6 +33,7 @@ const KIND_REGISTER: u8 = 1;
 const KIND_KEEPALIVE: u8 = 2;
 const KIND_FAILURE_REPORT: u8 = 3;
 const KIND_REPLY: u8 = 4;
+const KIND_RESIGN: u8 = 5;
 
 /// One member as the view lists it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,6 +115,12 @@ pub enum Message {
     FailureReport {
         suspect: u8,
     },
+    /// The member has stopped sending to clients and gives up its place:
+    /// a primary hands its role to the next live member (staying on as a
+    /// backup when `stay`), a backup with `stay == false` leaves the group.
+    Resign {
+        stay: bool,
+    },
     Reply {
         /// Counter of the keepalive or registration being answered.
         echo: u64,
@@ -164,6 +171,10 @@ pub fn encode(key: &GroupKey, sender: u8, epoch: u64, counter: u64, msg: &Messag
             body.push(*suspect);
             KIND_FAILURE_REPORT
         }
+        Message::Resign { stay } => {
+            body.push(u8::from(*stay));
+            KIND_RESIGN
+        }
         Message::Reply { echo, lease, view } => {
             body.extend_from_slice(&echo.to_be_bytes());
             body.extend_from_slice(&(lease.total_millis() as u32).to_be_bytes());
@@ -196,6 +207,13 @@ pub fn decode(key: &GroupKey, datagram: &[u8]) -> Result<(Header, Message), Cont
         }
         KIND_KEEPALIVE => Message::Keepalive,
         KIND_FAILURE_REPORT => Message::FailureReport { suspect: r.u8()? },
+        KIND_RESIGN => Message::Resign {
+            stay: match r.u8()? {
+                0 => false,
+                1 => true,
+                _ => return Err(Malformed.into()),
+            },
+        },
         KIND_REPLY => Message::Reply {
             echo: r.u64()?,
             lease: Duration::from_millis(u64::from(r.u32()?)),
@@ -233,6 +251,8 @@ pub struct MemberAgent {
     outbox: VecDeque<Vec<u8>>,
     reported: Vec<(u64, u8)>,
     removed: bool,
+    /// A resignation under way (its `stay` flag) until a view shows it done.
+    resigning: Option<bool>,
 }
 
 impl MemberAgent {
@@ -280,6 +300,7 @@ impl MemberAgent {
             outbox: VecDeque::new(),
             reported: Vec::new(),
             removed: false,
+            resigning: None,
         }
     }
 
@@ -306,7 +327,34 @@ impl MemberAgent {
     /// (renewed by the authority's answers) has not run out.
     pub fn lease_valid(&self, now: Instant) -> bool {
         let primary = self.view.as_ref().and_then(View::primary) == Some(self.id);
-        primary && !self.removed && self.lease_until.is_some_and(|t| now < t)
+        primary
+            && !self.removed
+            && self.resigning.is_none()
+            && self.lease_until.is_some_and(|t| now < t)
+    }
+
+    /// Give up this member's place (see [`Message::Resign`]). From now on
+    /// [`lease_valid`](Self::lease_valid) is false, so the caller must
+    /// already have stopped sending to clients: the authority publishes the
+    /// next view at once, without waiting for a lease to run out. The
+    /// request is repeated every heartbeat until a view shows it done.
+    pub fn resign(&mut self, now: Instant, stay: bool) {
+        if self.removed {
+            return;
+        }
+        self.resigning = Some(stay);
+        self.next_send = now;
+        self.handle_timeout(now);
+    }
+
+    /// Give up a resignation the authority did not act on (it never hands
+    /// the role to nobody); the lease is renewed again by keepalives.
+    pub fn cancel_resign(&mut self) {
+        self.resigning = None;
+    }
+
+    pub fn resigning(&self) -> bool {
+        self.resigning.is_some()
     }
 
     pub fn handle_datagram(&mut self, now: Instant, datagram: &[u8]) -> Result<(), ControlError> {
@@ -318,7 +366,6 @@ impl MemberAgent {
         let Message::Reply { echo, lease, view } = msg else {
             return Err(ControlError::Unexpected);
         };
-        let _ = now;
         let known = self.view.as_ref().map_or(0, |v| v.epoch);
         if view.epoch < known {
             return Ok(()); // a late answer from before the current view
@@ -331,6 +378,17 @@ impl MemberAgent {
         if view.epoch > known {
             // A new view: leases granted under an older one do not carry over.
             self.lease_until = None;
+            let done = match self.resigning {
+                Some(true) => view.primary() != Some(self.id),
+                Some(false) => !alive,
+                None => false,
+            };
+            if done {
+                self.resigning = None;
+            } else if self.resigning.is_some() {
+                // Sent under the older view, it was ignored: send it again.
+                self.next_send = now;
+            }
         }
         if alive {
             if let Some(&(_, sent_at)) = self.sent.iter().find(|(c, _)| *c == echo) {
@@ -350,7 +408,9 @@ impl MemberAgent {
         }
         self.next_send = now + self.heartbeat;
         let counter = self.counter.next_value();
-        let msg = if self.admitted() {
+        let msg = if let Some(stay) = self.resigning {
+            Message::Resign { stay }
+        } else if self.admitted() {
             Message::Keepalive
         } else {
             Message::Register {
@@ -433,6 +493,8 @@ pub struct AuthorityStats {
     pub refused_malformed: u64,
     pub view_changes: u64,
     pub failure_reports: u64,
+    /// Handovers and leaves done at a member's own request.
+    pub resignations: u64,
 }
 
 /// The redirector's registrar and view authority for one group.
@@ -553,6 +615,21 @@ impl ViewAuthority {
                 self.failure_report(now, id, suspect);
                 return Ok(None);
             }
+            Message::Resign { stay } => {
+                let Some(m) = self.members.iter_mut().find(|m| m.id == id) else {
+                    return Err(ControlError::NotRegistered(id));
+                };
+                if m.alive {
+                    m.last_heard = now;
+                    // A resignation sent under an older view is stale: the
+                    // member may have been given a new role since.
+                    if header.epoch == self.view.epoch {
+                        self.resign(id, stay);
+                    }
+                }
+                // No lease: a resigning member has promised not to send.
+                return Ok(Some(self.reply(header.counter, Duration::ZERO)));
+            }
             Message::Reply { .. } => return Err(ControlError::Unexpected),
         }
         let Some(m) = self.members.iter_mut().find(|m| m.id == id) else {
@@ -621,6 +698,38 @@ impl ViewAuthority {
             tracing::warn!(group = %self.policy.name, reporter, suspect, silent_ms = silent.total_millis(), "failure report accepted");
             self.condemn(now, suspect);
         }
+    }
+
+    /// A member gives up its place. It has stopped sending, so unlike a
+    /// failure this needs no wait for a lease: the next view goes out now.
+    fn resign(&mut self, id: u8, stay: bool) {
+        let primary = self.view.primary() == Some(id);
+        if stay && !primary {
+            return; // a backup staying a backup changes nothing
+        }
+        let usable = |m: &Member| m.alive && !m.condemned;
+        if !self.members.iter().any(|m| usable(m) && m.id != id) {
+            tracing::warn!(group = %self.policy.name, member = id, "resignation refused: no other live member to take over");
+            return;
+        }
+        let Some(at) = self.members.iter().position(|m| m.id == id) else {
+            return;
+        };
+        let mut m = self.members.remove(at);
+        // Live members that can serve first (one of them becomes primary),
+        // then those awaiting their declared death, then the dead.
+        self.members.sort_by_key(|m| (!m.alive, m.condemned));
+        if stay {
+            let after = self.members.iter().filter(|m| usable(m)).count();
+            self.members.insert(after, m);
+        } else {
+            m.alive = false;
+            m.condemned = false;
+            self.members.push(m);
+        }
+        tracing::info!(group = %self.policy.name, member = id, primary, stay, "member resigned");
+        self.stats.resignations += 1;
+        self.publish();
     }
 
     fn condemn(&mut self, now: Instant, id: u8) {

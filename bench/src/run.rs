@@ -24,6 +24,10 @@ pub struct RunArgs {
     /// Primary crashes to measure the failover stall over (default 20, quick 2).
     #[arg(long)]
     pub crashes: Option<usize>,
+    /// Deliberate handovers (SIGTERM on the primary) to measure the stall
+    /// over, for comparison with crashes (default 20, quick 2).
+    #[arg(long)]
+    pub handovers: Option<usize>,
     /// Connections for the scale test (default 10000, quick 1000).
     #[arg(long)]
     pub connections: Option<usize>,
@@ -89,6 +93,8 @@ pub struct Report {
     pub throughput: Vec<Throughput>,
     pub latency: Vec<Latency>,
     pub failover: Failover,
+    /// The same measurement with deliberate handovers instead of crashes.
+    pub handover: Failover,
     pub scale: Vec<Scale>,
 }
 
@@ -180,6 +186,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         ]
     };
     let crashes = args.crashes.unwrap_or(if quick { 2 } else { 20 });
+    let handovers = args.handovers.unwrap_or(if quick { 2 } else { 20 });
     let connections = args
         .connections
         .unwrap_or(if quick { 1000 } else { 10_000 });
@@ -195,7 +202,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     .filter(|k| args.only.is_empty() || args.only.contains(&k.name()))
     .collect();
 
-    let steps = kinds.len() * (sizes.len() + 3) + crashes + 2;
+    let steps = kinds.len() * (sizes.len() + 3) + crashes + handovers + 2;
     let bar = if std::io::stderr().is_terminal() {
         let b = ProgressBar::new(steps as u64);
         b.set_style(
@@ -250,7 +257,9 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     }
     if kinds.contains(&Kind::Replicated(3)) {
         bar.set_message("failover");
-        report.failover = failover(&bins, crashes, &bar);
+        report.failover = failover(&bins, crashes, Disruption::Crash, &bar);
+        bar.set_message("handover");
+        report.handover = failover(&bins, handovers, Disruption::Handover, &bar);
     }
     bar.finish_and_clear();
     print_table(&report);
@@ -363,9 +372,19 @@ fn scale(t: &Target, connections: usize) -> Scale {
     }
 }
 
-/// Repeated SIGKILL of the primary under a steady request/response stream
-/// (64-byte round trips); the gap is the slowest round trip around each crash.
-fn failover(bins: &Binaries, crashes: usize, bar: &ProgressBar) -> Failover {
+/// What happens to the primary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Disruption {
+    /// SIGKILL: the group notices by missed keepalives.
+    Crash,
+    /// SIGTERM: the primary hands its role over and leaves.
+    Handover,
+}
+
+/// Repeated loss of the primary (crash or handover) under a steady
+/// request/response stream (64-byte round trips); the gap is the slowest
+/// round trip around each one.
+fn failover(bins: &Binaries, crashes: usize, how: Disruption, bar: &ProgressBar) -> Failover {
     let mut f = Failover {
         crashes: 0,
         ..Failover::default()
@@ -384,7 +403,7 @@ fn failover(bins: &Binaries, crashes: usize, bar: &ProgressBar) -> Failover {
                 break;
             }
         };
-        match crash_twice(&mut c, crashes - f.crashes) {
+        match crash_twice(&mut c, crashes - f.crashes, how) {
             Ok((gaps, b, a)) => {
                 f.crashes += gaps.len();
                 bar.inc(gaps.len() as u64);
@@ -417,7 +436,11 @@ fn failover(bins: &Binaries, crashes: usize, bar: &ProgressBar) -> Failover {
 /// Kill the primary up to twice (3 replicas survive two crashes) under a
 /// steady stream; returns the gaps and the round-trip rates before the first
 /// crash and after the last.
-fn crash_twice(c: &mut Cluster, want: usize) -> anyhow::Result<(Vec<f64>, f64, f64)> {
+fn crash_twice(
+    c: &mut Cluster,
+    want: usize,
+    how: Disruption,
+) -> anyhow::Result<(Vec<f64>, f64, f64)> {
     let exe = std::env::current_exe()?;
     let kills = want.min(2);
     let run_secs = 1.0 + 1.5 * kills as f64 + 1.0;
@@ -443,7 +466,10 @@ fn crash_twice(c: &mut Cluster, want: usize) -> anyhow::Result<(Vec<f64>, f64, f
         let (_, primary, _) = c.view()?;
         let primary = primary.context("no primary")?;
         kill_at.push(t0.elapsed().as_secs_f64() * 1e3);
-        c.kill_member(primary)?;
+        match how {
+            Disruption::Crash => c.kill_member(primary)?,
+            Disruption::Handover => c.signal_member(primary, libc::SIGTERM)?,
+        }
     }
     let out = child.wait_with_output()?;
     let r: ClientResult = serde_json::from_slice(&out.stdout).context("client result")?;
@@ -512,15 +538,27 @@ fn print_table(r: &Report) {
             ),
         }
     }
-    if r.failover.crashes > 0 || !r.failover.errors.is_empty() {
-        let f = &r.failover;
+    for (f, what) in [
+        (&r.failover, "primary crashes"),
+        (&r.handover, "handovers (SIGTERM)"),
+    ] {
+        if f.crashes == 0 && f.errors.is_empty() {
+            continue;
+        }
         println!(
-            "\nFailover stall over {} primary crashes (ms): p50 {:.1}  p99 {:.1}  max {:.1}",
+            "\nStall over {} {what} (ms): p50 {:.1}  p99 {:.1}  max {:.1}",
             f.crashes, f.p50_ms, f.p99_ms, f.max_ms
         );
         for e in &f.errors {
             println!("  error: {e}");
         }
+    }
+    if r.failover.crashes > 0 && r.handover.crashes > 0 && r.failover.p50_ms > 0.0 {
+        println!(
+            "Handover vs crash stall: p50 {:.2}x, max {:.2}x",
+            r.handover.p50_ms / r.failover.p50_ms,
+            r.handover.max_ms / r.failover.max_ms.max(1e-9)
+        );
     }
     for s in &r.scale {
         match &s.error {

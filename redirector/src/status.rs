@@ -198,14 +198,14 @@ impl Snapshot {
 pub fn serve(addr: SocketAddr, snapshot: Arc<Mutex<Snapshot>>) -> anyhow::Result<()> {
     let bound = admin::serve(
         addr,
-        Arc::new(move |path: &str| {
+        Arc::new(move |method: &str, path: &str| {
             let s = snapshot.lock().map(|s| s.clone()).unwrap_or_default();
-            match path {
-                "/status" => Some((
+            match (method, path) {
+                ("GET", "/status") => Some((
                     "application/json",
                     serde_json::to_string(&s).unwrap_or_default(),
                 )),
-                "/metrics" => Some(("text/plain; version=0.0.4", s.metrics())),
+                ("GET", "/metrics") => Some(("text/plain; version=0.0.4", s.metrics())),
                 _ => None,
             }
         }),

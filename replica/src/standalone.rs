@@ -60,16 +60,16 @@ pub fn run(args: StandaloneArgs, signals: Signals) -> anyhow::Result<()> {
         let status_net = net.clone();
         let bound = ackchannel::admin::serve(
             addr,
-            Arc::new(move |path: &str| {
+            Arc::new(move |method: &str, path: &str| {
                 let (stats, conns) =
                     status_net.with_stack(|s| (s.stats().clone(), s.connection_count()));
-                match path {
-                    "/metrics" => {
+                match (method, path) {
+                    ("GET", "/metrics") => {
                         let mut out = String::new();
                         crate::metrics::render_stack(&mut out, &stats, conns);
                         Some(("text/plain; version=0.0.4", out))
                     }
-                    "/status" => {
+                    ("GET", "/status") => {
                         let body =
                             serde_json::json!({ "mode": "standalone", "connections": conns });
                         Some(("application/json", body.to_string()))

@@ -354,6 +354,18 @@ admin = "127.0.0.1:{ADMIN_PORT}"
         serde_json::from_slice(&out.stdout).context("replica /status is not JSON")
     }
 
+    /// `POST` to an admin action of member `member` (`/handover`, `/leave`);
+    /// returns the answer's text.
+    pub fn replica_action(&self, member: u8, action: &str) -> anyhow::Result<String> {
+        let url = format!("http://127.0.0.1:{ADMIN_PORT}{action}");
+        let out = self.in_replica(
+            member,
+            "curl",
+            &["-s", "--max-time", "5", "-X", "POST", &url],
+        )?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
     /// Run `program args` in member `member`'s namespace; returns its output.
     pub fn in_replica(
         &self,

@@ -3,32 +3,15 @@
 //! interactive exchange and 100 concurrent connections, with 2 and 3
 //! replicas; the client must see every byte exactly once and no reset.
 
+mod common;
+
 use std::process::Stdio;
-use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use common::{cluster, download_matches, echo_verdict, serial};
 use hydra_tests::netns::privileged;
 use scenario::clients;
-use scenario::cluster::{Binaries, Cluster, ClusterSpec, VIP};
-
-/// One cluster at a time: five processes per cluster on a 2-core machine.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn bins() -> Binaries {
-    Binaries::beside_current_exe().expect("build the binaries first: cargo build --bins")
-}
-
-fn cluster(tag: &str, replicas: usize) -> Cluster {
-    let spec = ClusterSpec {
-        replicas,
-        ..ClusterSpec::default()
-    };
-    Cluster::start(tag, spec, bins()).expect("cluster start")
-}
+use scenario::cluster::{Cluster, VIP};
 
 /// Kill the current primary (or, with `backup`, the last live backup) once
 /// `after` has passed, and wait for the new view.
@@ -68,12 +51,6 @@ fn kill_after(c: &mut Cluster, after: Duration, backup: bool) -> u8 {
     victim
 }
 
-fn echo_verdict(v: &serde_json::Value, what: &str) {
-    assert_eq!(v["ok"].as_bool(), Some(true), "{what}: {v}");
-    assert_eq!(v["resets"], 0, "{what}: client saw a reset: {v}");
-    assert_eq!(v["mismatches"], 0, "{what}: bytes differ: {v}");
-}
-
 fn download_survives(tag: &str, replicas: usize, kill_backup: bool) {
     let mut c = cluster(tag, replicas);
     let original = c.www.join("file.bin");
@@ -81,17 +58,7 @@ fn download_survives(tag: &str, replicas: usize, kill_backup: bool) {
     let dest = c.log_dir().join("got.bin");
     let curl = clients::start_download(&c, "file.bin", &dest, "16M").unwrap();
     kill_after(&mut c, Duration::from_millis(1200), kill_backup);
-    let out = curl.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "curl failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(
-        clients::sha256(&dest).unwrap(),
-        clients::sha256(&original).unwrap(),
-        "download differs"
-    );
+    download_matches(curl, &dest, &original);
 }
 
 fn upload_and_interactive_survive(tag: &str, replicas: usize) {

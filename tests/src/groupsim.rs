@@ -63,6 +63,8 @@ pub enum Verdict {
         sim_ms: u64,
         crashes: usize,
         failovers: u64,
+        /// Deliberate handovers by the primary that started.
+        handovers: usize,
     },
     /// The faults left no replica both running and in the view (bringing one
     /// back needs rejoin, not built yet): no liveness is owed.
@@ -135,6 +137,7 @@ pub struct Sim {
     /// Output reaching the client, tagged with the sender and its epoch.
     writers: HashMap<u64, u8>,
     crashes: usize,
+    handovers: usize,
     plan: Vec<(u64, Fault)>,
 }
 
@@ -144,6 +147,8 @@ enum Fault {
     CrashAny,
     Pause(u64),
     Partition(u64),
+    /// The primary resigns on purpose (`true`: it stays as a backup).
+    Handover(bool),
 }
 
 fn us(ms: u64) -> u64 {
@@ -268,6 +273,10 @@ impl Sim {
                     Fault::Partition(us(20 + rng.below(200))),
                 ));
             }
+            if rng.chance(0.4) {
+                let stay = rng.chance(0.5);
+                plan.push((us(300 + rng.below(1500)), Fault::Handover(stay)));
+            }
             plan.sort_by_key(|(t, _)| *t);
         }
         Sim {
@@ -284,6 +293,7 @@ impl Sim {
             cut: HashMap::new(),
             writers: HashMap::new(),
             crashes: 0,
+            handovers: 0,
             plan,
             nodes,
             rng,
@@ -320,6 +330,7 @@ impl Sim {
                     sim_ms: self.now / 1000,
                     crashes: self.crashes,
                     failovers: self.nodes.iter().map(|n| n.logic.failovers).sum(),
+                    handovers: self.handovers,
                 };
             }
             let next = self.next_time();
@@ -470,6 +481,16 @@ impl Sim {
                     let victim = live[self.rng.below(live.len() as u64) as usize];
                     self.nodes[victim].paused_until = self.now + d;
                     self.trace(|| format!("PAUSE replica {} for {} ms", victim + 1, d / 1000));
+                }
+                Fault::Handover(stay) if live.len() > 1 => {
+                    let Some(p) = view.primary().map(|p| usize::from(p) - 1) else {
+                        continue;
+                    };
+                    let now = self.instant();
+                    if live.contains(&p) && self.nodes[p].logic.resign(now, stay) {
+                        self.handovers += 1;
+                        self.trace(|| format!("HANDOVER by replica {} (stay: {stay})", p + 1));
+                    }
                 }
                 Fault::Partition(d) if live.len() > 1 => {
                     let a = live[0];

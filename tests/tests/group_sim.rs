@@ -15,10 +15,17 @@ fn seeds() -> Vec<u64> {
 
 #[test]
 fn groups_of_three_survive_seeded_crashes_pauses_partitions_and_lossy_links() {
-    let mut failovers = 0;
+    let (mut failovers, mut handovers) = (0, 0);
     for seed in seeds() {
         match run_seed(SimConfig::new(seed)) {
-            Verdict::Pass { failovers: f, .. } => failovers += f,
+            Verdict::Pass {
+                failovers: f,
+                handovers: h,
+                ..
+            } => {
+                failovers += f;
+                handovers += h;
+            }
             Verdict::GroupLost { .. } => {}
             Verdict::Violation { at_ms, what } => {
                 panic!("seed {seed} at {at_ms} ms: {what}\nrepro: cargo run -p hydra-tests --bin hydra-sim -- --trace {seed}")
@@ -26,6 +33,9 @@ fn groups_of_three_survive_seeded_crashes_pauses_partitions_and_lossy_links() {
         }
     }
     assert!(failovers > 0, "the fixed seeds must exercise failovers");
+    if seeds().len() > 1 {
+        assert!(handovers > 0, "the fixed seeds must exercise handovers");
+    }
 }
 
 #[test]

@@ -258,3 +258,87 @@ fn the_last_live_member_is_never_declared_dead() {
         "it serves again when it comes back"
     );
 }
+
+/// Deliver what `agent` queued to the authority and the answers back.
+fn exchange(now: Instant, auth: &mut ViewAuthority, agent: &mut MemberAgent) {
+    while let Some(d) = agent.poll_transmit() {
+        if let Ok(Some(reply)) = auth.handle_datagram(now, &d) {
+            agent.handle_datagram(now, &reply).unwrap();
+        }
+    }
+}
+
+fn order(auth: &ViewAuthority) -> Vec<(u8, bool)> {
+    auth.view()
+        .members
+        .iter()
+        .map(|m| (m.id, m.alive))
+        .collect()
+}
+
+#[test]
+fn a_primary_hands_over_at_once_and_stays_as_the_last_backup() {
+    let (mut auth, mut agents) = group();
+    assert!(agents[0].lease_valid(ms(15)));
+    agents[0].resign(ms(15), true);
+    assert!(
+        !agents[0].lease_valid(ms(15)),
+        "silent from the moment it resigns"
+    );
+    exchange(ms(15), &mut auth, &mut agents[0]);
+    assert_eq!(auth.view().epoch, 2, "no wait for the lease");
+    assert_eq!(order(&auth), vec![(2, true), (3, true), (1, true)]);
+    assert!(!agents[0].resigning(), "the answer shows it done");
+    assert!(!agents[0].lease_valid(ms(16)));
+    // The new primary's next keepalive brings view and lease together.
+    round(ms(20), &mut auth, &mut agents, &[1, 2, 3]);
+    assert!(agents[1].lease_valid(ms(21)));
+    assert!(!agents[0].lease_valid(ms(21)));
+    assert_eq!(auth.stats().resignations, 1);
+}
+
+#[test]
+fn a_leaving_primary_or_backup_is_marked_dead_without_a_timeout() {
+    let (mut auth, mut agents) = group();
+    agents[2].resign(ms(15), false);
+    exchange(ms(15), &mut auth, &mut agents[2]);
+    assert_eq!(order(&auth), vec![(1, true), (2, true), (3, false)]);
+    assert!(agents[2].removed());
+    agents[0].resign(ms(16), false);
+    exchange(ms(16), &mut auth, &mut agents[0]);
+    // It had not seen epoch 2: the answer shows it, and it asks again at once.
+    agents[0].handle_timeout(ms(16));
+    exchange(ms(16), &mut auth, &mut agents[0]);
+    assert_eq!(order(&auth), vec![(2, true), (3, false), (1, false)]);
+    assert!(agents[0].removed());
+    round(ms(20), &mut auth, &mut agents, &[2]);
+    assert!(agents[1].lease_valid(ms(21)));
+}
+
+#[test]
+fn the_last_member_cannot_resign_and_stale_resignations_are_ignored() {
+    let (mut auth, mut agents) = group();
+    // Member 2 resigns under epoch 1, but the message is held back.
+    agents[1].resign(ms(15), false);
+    let stale = agents[1].poll_transmit().unwrap();
+    agents[1].cancel_resign();
+    agents[2].resign(ms(15), false);
+    exchange(ms(15), &mut auth, &mut agents[2]);
+    assert_eq!(auth.view().epoch, 2);
+    auth.handle_datagram(ms(16), &stale).unwrap();
+    assert_eq!(auth.view().epoch, 2, "a resignation from epoch 1 is stale");
+    agents[1].resign(ms(17), false);
+    exchange(ms(17), &mut auth, &mut agents[1]);
+    agents[1].handle_timeout(ms(17));
+    exchange(ms(17), &mut auth, &mut agents[1]);
+    assert_eq!(order(&auth), vec![(1, true), (3, false), (2, false)]);
+    // The lone survivor may not hand its role to nobody.
+    round(ms(18), &mut auth, &mut agents, &[1]);
+    agents[0].resign(ms(19), true);
+    exchange(ms(19), &mut auth, &mut agents[0]);
+    assert_eq!(auth.view().epoch, 3);
+    assert!(agents[0].resigning(), "still waiting: the caller cancels");
+    agents[0].cancel_resign();
+    round(ms(30), &mut auth, &mut agents, &[1]);
+    assert!(agents[0].lease_valid(ms(31)), "it serves on");
+}

@@ -3,6 +3,7 @@
 
 use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
+use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex};
 
 use ackchannel::transport::Mesh;
@@ -14,6 +15,14 @@ use super::logic::ReplicaLogic;
 
 /// Datagrams read from the control socket per loop turn at most.
 const CONTROL_BATCH: usize = 64;
+
+/// Operator requests, carried out on the stack's thread.
+#[derive(Debug)]
+pub enum Command {
+    /// Hand the primary role over (`stay`: remain as a backup) or leave.
+    /// The answer says whether it started (false: nobody to hand over to).
+    Resign { stay: bool, started: Sender<bool> },
+}
 
 /// What the admin endpoint shows; updated by the driver every turn.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -35,6 +44,10 @@ pub struct ReplicaStatus {
     pub lag: Vec<(u8, u64)>,
     pub frames_refused: u64,
     pub gate_updates: u64,
+    /// A handover or leave is under way.
+    pub resigning: bool,
+    /// Handovers or leaves the group did not act on in time.
+    pub resignations_cancelled: u64,
 }
 
 pub struct ReplicationHooks {
@@ -43,6 +56,7 @@ pub struct ReplicationHooks {
     redirector: SocketAddrV4,
     mesh: Mesh,
     status: Arc<Mutex<ReplicaStatus>>,
+    commands: Receiver<Command>,
     /// Last time the driver called us; deadlines for backlog are relative to it.
     last_now: Instant,
     next_status: Instant,
@@ -55,6 +69,7 @@ impl ReplicationHooks {
         redirector: SocketAddrV4,
         mesh: Mesh,
         status: Arc<Mutex<ReplicaStatus>>,
+        commands: Receiver<Command>,
     ) -> std::io::Result<ReplicationHooks> {
         control.set_nonblocking(true)?;
         Ok(ReplicationHooks {
@@ -63,6 +78,7 @@ impl ReplicationHooks {
             redirector,
             mesh,
             status,
+            commands,
             last_now: Instant::ZERO,
             next_status: Instant::ZERO,
         })
@@ -120,6 +136,8 @@ impl ReplicationHooks {
         s.frames_refused =
             r.stats().refused_auth + r.stats().refused_epoch + r.stats().refused_other;
         s.gate_updates = r.stats().gate_updates;
+        s.resigning = logic.resigning();
+        s.resignations_cancelled = logic.resignations_cancelled;
         if let Some(v) = logic.agent().view() {
             s.primary = v.primary();
             s.members = v.members.iter().map(|m| (m.id, m.alive)).collect();
@@ -135,6 +153,19 @@ impl Hooks for ReplicationHooks {
     }
 
     fn run(&mut self, now: Instant, stack: &mut Stack) {
+        while let Ok(command) = self.commands.try_recv() {
+            match command {
+                Command::Resign { stay, started } => {
+                    let ok = self.logic.resign(now, stay);
+                    if !ok {
+                        tracing::warn!(stay, "cannot resign: no other live member in the view");
+                    }
+                    let _ = started.send(ok);
+                    // Status now, not at the next tick: the caller waits on it.
+                    self.next_status = now;
+                }
+            }
+        }
         self.read_control(now);
         if let Some(peers) = self.logic.follow(now, stack) {
             let peers = peers

@@ -23,6 +23,10 @@ pub struct ReplicaLogic {
     /// retransmissions are not thrown away by the lease check.
     pending_promotion: bool,
     epoch: u64,
+    /// A resignation under way: when it was asked for.
+    resign_started: Option<Instant>,
+    /// Resignations the authority did not act on in time.
+    pub resignations_cancelled: u64,
     /// Takeovers by this replica (the first view's primary does not count).
     pub failovers: u64,
     /// Connections created from the log's "opened" entries.
@@ -37,6 +41,8 @@ impl ReplicaLogic {
             replicator,
             role: Role::Backup,
             pending_promotion: false,
+            resign_started: None,
+            resignations_cancelled: 0,
             epoch: 0,
             failovers: 0,
             imported_connections: 0,
@@ -133,6 +139,48 @@ impl ReplicaLogic {
         Some(peers)
     }
 
+    /// Give up this replica's place in the group: a primary hands its role
+    /// to the next live member (and stays as a backup when `stay`), a backup
+    /// with `stay == false` leaves. Output to clients stops now, before the
+    /// authority hears of it, which is what lets the next view go out
+    /// without waiting for a lease. False when there is nobody to hand to.
+    pub fn resign(&mut self, now: Instant, stay: bool) -> bool {
+        let Some(view) = self.agent.view() else {
+            return false;
+        };
+        let others = view.live().any(|m| m.id != self.me.0);
+        if !view.is_alive(self.me.0) || !others {
+            return false;
+        }
+        tracing::info!(stay, role = ?self.role, "resigning");
+        self.resign_started = Some(now);
+        self.agent.resign(now, stay);
+        true
+    }
+
+    /// A resignation is under way.
+    pub fn resigning(&self) -> bool {
+        self.resign_started.is_some()
+    }
+
+    /// A resignation the authority has not acted on within this long is
+    /// given up: the replica serves on rather than leave the group silent.
+    const RESIGN_TIMEOUT: stack::Duration = stack::Duration::from_millis(1000);
+
+    fn check_resignation(&mut self, now: Instant) {
+        let Some(started) = self.resign_started else {
+            return;
+        };
+        if !self.agent.resigning() {
+            self.resign_started = None;
+        } else if now.saturating_since(started) >= Self::RESIGN_TIMEOUT {
+            tracing::warn!("resignation not acted on in time: serving on");
+            self.agent.cancel_resign();
+            self.resign_started = None;
+            self.resignations_cancelled += 1;
+        }
+    }
+
     /// Become the stack's primary once the authority has confirmed our lease
     /// in the new view (DESIGN rule 6: state first, then output).
     fn promote_when_leased(&mut self, now: Instant, stack: &mut Stack) {
@@ -151,6 +199,7 @@ impl ReplicaLogic {
 
     /// After input: replication timers, then what the protocol decided.
     pub fn settle(&mut self, now: Instant, stack: &mut Stack) {
+        self.check_resignation(now);
         self.promote_when_leased(now, stack);
         self.replicator.handle_timeout(now);
         self.apply_actions(now, stack);

@@ -10,6 +10,7 @@ pub mod logic;
 
 use std::net::{Ipv4Addr, UdpSocket};
 use std::path::Path;
+use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -27,7 +28,7 @@ use crate::apps;
 use crate::signals::Signals;
 use config::ReplicaConfig;
 use device::ReplicaDevice;
-use hooks::{ReplicaStatus, ReplicationHooks};
+use hooks::{Command, ReplicaStatus, ReplicationHooks};
 use logic::ReplicaLogic;
 
 /// The RFC 6528 key every member derives from the group key, so all
@@ -89,23 +90,39 @@ pub fn run(config_path: &Path, signals: Signals) -> anyhow::Result<()> {
         ..Default::default()
     }));
     let logic = ReplicaLogic::new(cfg.member, agent, replicator);
-    let hooks = ReplicationHooks::new(logic, control, cfg.redirector, mesh, status.clone())?;
+    let (commands, command_rx) = mpsc::channel();
+    let hooks = ReplicationHooks::new(
+        logic,
+        control,
+        cfg.redirector,
+        mesh,
+        status.clone(),
+        command_rx,
+    )?;
     let net = NetStack::spawn_with_hooks(core, cfg.vips[0], device, hooks)
         .context("starting the stack")?;
     for app in &app_specs {
         apps::start(&net, Ipv4Addr::UNSPECIFIED, app).with_context(|| format!("starting {app}"))?;
     }
+    let leaving = Arc::new(std::sync::atomic::AtomicBool::new(false));
     if let Some(addr) = cfg.admin {
-        serve_admin(addr, net.clone(), status.clone())?;
+        serve_admin(
+            addr,
+            net.clone(),
+            status.clone(),
+            Mutex::new(commands.clone()),
+            leaving.clone(),
+        )?;
     }
     tracing::info!(member = cfg.member, group = %cfg.group, "replica running");
     let removed = loop {
         if let Some(sig) = signals.wait(Duration::from_millis(100)) {
-            tracing::info!(signal = sig, "shutting down");
+            tracing::info!(signal = sig, "leaving the group, then shutting down");
+            leave(&commands, &status);
             break false;
         }
         if status.lock().map(|s| s.removed).unwrap_or(false) {
-            break true;
+            break !leaving.load(std::sync::atomic::Ordering::SeqCst);
         }
     };
     net.stop();
@@ -117,18 +134,76 @@ pub fn run(config_path: &Path, signals: Signals) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Ask to resign; true when the request started (someone can take over).
+fn request_resign(commands: &Sender<Command>, stay: bool) -> bool {
+    let (started, answer) = mpsc::channel();
+    commands.send(Command::Resign { stay, started }).is_ok()
+        && answer.recv_timeout(Duration::from_secs(2)) == Ok(true)
+}
+
+/// Deliberate shutdown: hand the primary role over (or leave as a backup)
+/// so the group goes on without a failure timeout, then return. Bounded:
+/// if the group does not answer, the replica stops anyway.
+fn leave(commands: &Sender<Command>, status: &Mutex<ReplicaStatus>) {
+    if !request_resign(commands, false) {
+        tracing::info!("no other live member: stopping without a handover");
+        return;
+    }
+    let end = std::time::Instant::now() + Duration::from_secs(2);
+    let mut seen_resigning = false;
+    while std::time::Instant::now() < end {
+        let (removed, resigning) = status
+            .lock()
+            .map(|s| (s.removed, s.resigning))
+            .unwrap_or((false, false));
+        if removed {
+            tracing::info!("the group let this replica go");
+            return;
+        }
+        // The status may not show the request yet; once it did, its end
+        // without removal means the group gave up on it.
+        if seen_resigning && !resigning {
+            break;
+        }
+        seen_resigning |= resigning;
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    tracing::warn!("the group did not confirm the leave: stopping anyway");
+}
+
 fn serve_admin(
     addr: std::net::SocketAddr,
     net: NetStack,
     status: Arc<Mutex<ReplicaStatus>>,
+    commands: Mutex<Sender<Command>>,
+    leaving: Arc<std::sync::atomic::AtomicBool>,
 ) -> anyhow::Result<()> {
     use ackchannel::admin::metric;
     let bound = ackchannel::admin::serve(
         addr,
-        Arc::new(move |path: &str| {
+        Arc::new(move |method: &str, path: &str| {
             let snapshot = status.lock().map(|s| s.clone()).unwrap_or_default();
-            match path {
-                "/metrics" => {
+            match (method, path) {
+                ("POST", "/handover" | "/leave") => {
+                    let stay = path == "/handover";
+                    if !stay {
+                        leaving.store(true, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    let started = commands
+                        .lock()
+                        .map(|c| request_resign(&c, stay))
+                        .unwrap_or(false);
+                    if !started {
+                        leaving.store(false, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    let body = if started {
+                        format!("{path}: started\n")
+                    } else {
+                        format!("{path}: refused, no other live member to take over\n")
+                    };
+                    Some(("text/plain", body))
+                }
+                ("GET", "/metrics") => {
                     let (stats, conns) =
                         net.with_stack(|s| (s.stats().clone(), s.connection_count()));
                     let mut out = String::new();
@@ -160,7 +235,7 @@ fn serve_admin(
                     );
                     Some(("text/plain; version=0.0.4", out))
                 }
-                "/status" => Some((
+                ("GET", "/status") => Some((
                     "application/json",
                     serde_json::to_string(&snapshot).unwrap_or_default(),
                 )),

@@ -42,16 +42,18 @@ fn main() {
     }
     let mut failures = 0u64;
     let mut lost = 0u64;
-    let (mut crashes, mut failovers) = (0usize, 0u64);
+    let (mut crashes, mut failovers, mut handovers) = (0usize, 0u64, 0usize);
     for seed in cli.from..cli.from + cli.seeds {
         match run_seed(config(seed)) {
             Verdict::Pass {
                 crashes: c,
                 failovers: f,
+                handovers: h,
                 ..
             } => {
                 crashes += c;
                 failovers += f;
+                handovers += h;
             }
             Verdict::GroupLost { .. } => lost += 1,
             Verdict::Violation { at_ms, what } => {
@@ -70,7 +72,7 @@ fn main() {
         }
     }
     println!(
-        "{} seeds, {} failed, {lost} lost every replica (no liveness owed); {crashes} crashes and {failovers} failovers survived in the passing seeds",
+        "{} seeds, {} failed, {lost} lost every replica (no liveness owed); {crashes} crashes, {handovers} handovers and {failovers} failovers survived in the passing seeds",
         cli.seeds, failures
     );
     if failures > 0 {
