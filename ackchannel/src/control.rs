@@ -547,6 +547,18 @@ impl ViewAuthority {
             .collect()
     }
 
+    /// The group can take new connections: a view exists and a live member
+    /// has been heard from within the keepalive timeout (a group whose last
+    /// member went silent keeps it in the view, but serves nobody new).
+    pub fn serving(&self, now: Instant) -> bool {
+        self.view.epoch > 0
+            && self.members.iter().any(|m| {
+                m.alive
+                    && !m.condemned
+                    && now.saturating_since(m.last_heard) < self.policy.keepalive_timeout
+            })
+    }
+
     /// Data addresses of the live members: where client packets are copied.
     pub fn live_data_addrs(&self) -> Vec<SocketAddrV4> {
         self.view.live().map(|m| m.data_addr).collect()

@@ -9,6 +9,9 @@ use ackchannel::control::GroupPolicy;
 use serde::Deserialize;
 use stack::Duration;
 
+use crate::pool::{Policy, Pool, PoolLimits};
+use crate::services::Target;
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedirectorConfig {
@@ -28,6 +31,9 @@ pub struct RedirectorConfig {
     pub admin: Option<SocketAddr>,
     pub services: Vec<ServiceConfig>,
     pub groups: Vec<GroupConfig>,
+    /// Load sharing: several groups behind one service.
+    #[serde(default)]
+    pub pools: Vec<PoolConfig>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -37,7 +43,30 @@ pub struct ServiceConfig {
     /// TCP ports; empty means every port of the VIP.
     #[serde(default)]
     pub ports: Vec<u16>,
-    pub group: String,
+    /// The group that serves it, or:
+    pub group: Option<String>,
+    /// the pool whose groups share it.
+    pub pool: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolConfig {
+    pub name: String,
+    /// round-robin, weighted-round-robin, least-connections, random, client-hash.
+    pub policy: Policy,
+    /// Group names, in order.
+    pub groups: Vec<String>,
+    /// Weights for weighted-round-robin (default 1 each).
+    #[serde(default)]
+    pub weights: Vec<u32>,
+    /// Connections the pool remembers at most.
+    #[serde(default = "default_max_flows")]
+    pub max_flows: usize,
+    /// An idle connection is forgotten after this long (its next packet is
+    /// then dropped): keep it above the clients' keepalive interval.
+    #[serde(default = "default_flow_idle_timeout_s")]
+    pub flow_idle_timeout_s: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -61,6 +90,12 @@ pub struct GroupConfig {
     pub heartbeat_ms: u64,
 }
 
+fn default_max_flows() -> usize {
+    PoolLimits::default().max_flows
+}
+fn default_flow_idle_timeout_s() -> u64 {
+    PoolLimits::default().idle_timeout.total_millis() / 1000
+}
 fn default_tun() -> String {
     "hydra-vip".into()
 }
@@ -118,15 +153,90 @@ impl RedirectorConfig {
                 g.name
             );
         }
-        for s in &self.services {
+        let group_named = |name: &str| self.groups.iter().any(|g| g.name == name);
+        for p in &self.pools {
+            anyhow::ensure!(!p.groups.is_empty(), "pool {}: no groups", p.name);
+            for g in &p.groups {
+                anyhow::ensure!(group_named(g), "pool {}: no group named {g:?}", p.name);
+            }
             anyhow::ensure!(
-                self.groups.iter().any(|g| g.name == s.group),
-                "service {}: no group named {:?}",
-                s.vip,
-                s.group
+                p.weights.is_empty() || p.weights.len() == p.groups.len(),
+                "pool {}: one weight per group, or none",
+                p.name
+            );
+            anyhow::ensure!(
+                !p.weights.contains(&0),
+                "pool {}: weights must be at least 1",
+                p.name
+            );
+            anyhow::ensure!(
+                p.max_flows > 0,
+                "pool {}: max_flows must be positive",
+                p.name
             );
         }
+        for s in &self.services {
+            match (&s.group, &s.pool) {
+                (Some(g), None) => {
+                    anyhow::ensure!(group_named(g), "service {}: no group named {g:?}", s.vip)
+                }
+                (None, Some(p)) => anyhow::ensure!(
+                    self.pools.iter().any(|x| &x.name == p),
+                    "service {}: no pool named {p:?}",
+                    s.vip
+                ),
+                _ => anyhow::bail!("service {}: give either group or pool", s.vip),
+            }
+        }
         Ok(())
+    }
+
+    /// The target of each service, by index into groups and pools.
+    pub fn targets(&self) -> Vec<Target> {
+        self.services
+            .iter()
+            .map(|s| match (&s.group, &s.pool) {
+                (Some(g), _) => Target::Group(self.group_index(g)),
+                (_, Some(p)) => Target::Pool(
+                    self.pools
+                        .iter()
+                        .position(|x| &x.name == p)
+                        .expect("validated"),
+                ),
+                (None, None) => unreachable!("validated"),
+            })
+            .collect()
+    }
+
+    fn group_index(&self, name: &str) -> usize {
+        self.groups
+            .iter()
+            .position(|g| g.name == name)
+            .expect("validated")
+    }
+
+    /// The configured pools, ready to route (`seed` feeds the random policy).
+    pub fn build_pools(&self, seed: u64) -> Vec<Pool> {
+        self.pools
+            .iter()
+            .map(|p| {
+                let groups = p
+                    .groups
+                    .iter()
+                    .enumerate()
+                    .map(|(i, g)| {
+                        let weight = p.weights.get(i).copied().unwrap_or(1);
+                        (self.group_index(g), g.clone(), weight)
+                    })
+                    .collect();
+                let limits = PoolLimits {
+                    max_flows: p.max_flows,
+                    idle_timeout: Duration::from_secs(p.flow_idle_timeout_s),
+                    ..PoolLimits::default()
+                };
+                Pool::new(p.name.clone(), p.policy, groups, limits, seed)
+            })
+            .collect()
     }
 
     pub fn policies(&self) -> Vec<GroupPolicy> {
@@ -182,8 +292,42 @@ members = [1, 2, 3]
         let e = RedirectorConfig::parse(&GOOD.replace("group = \"web\"", "group = \"db\""))
             .unwrap_err();
         assert!(format!("{e:#}").contains("no group named"), "{e:#}");
+        let e = RedirectorConfig::parse(&GOOD.replace("group = \"web\"", "")).unwrap_err();
+        assert!(format!("{e:#}").contains("either group or pool"), "{e:#}");
         let e = RedirectorConfig::parse(&GOOD.replace("0001", "xx01")).unwrap_err();
         assert!(format!("{e:#}").contains("hex"), "{e:#}");
         assert!(RedirectorConfig::parse(&format!("{GOOD}bogus = 1\n")).is_err());
+    }
+
+    #[test]
+    fn pools_name_their_groups_and_policy() {
+        let text = GOOD.replace("group = \"web\"", "pool = \"both\"")
+            + r#"
+[[groups]]
+name = "web2"
+key = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
+members = [1, 2]
+
+[[pools]]
+name = "both"
+policy = "weighted-round-robin"
+groups = ["web", "web2"]
+weights = [3, 1]
+"#;
+        let c = RedirectorConfig::parse(&text).unwrap();
+        assert_eq!(c.targets(), vec![Target::Pool(0)]);
+        let pools = c.build_pools(1);
+        let s = pools[0].status();
+        assert_eq!(s.policy, "weighted-round-robin");
+        assert_eq!(s.members[1].weight, 1);
+        let e = RedirectorConfig::parse(&text.replace("weights = [3, 1]", "weights = [3]"))
+            .unwrap_err();
+        assert!(format!("{e:#}").contains("one weight per group"), "{e:#}");
+        let e = RedirectorConfig::parse(&text.replace("\"web\", \"web2\"", "\"web\", \"db\""))
+            .unwrap_err();
+        assert!(format!("{e:#}").contains("no group named"), "{e:#}");
+        let e =
+            RedirectorConfig::parse(&text.replace("weighted-round-robin", "fastest")).unwrap_err();
+        assert!(format!("{e:#}").contains("unknown variant"), "{e:#}");
     }
 }

@@ -3,11 +3,13 @@
 //! group that serves it, and is each group's registrar and view authority.
 
 pub mod config;
+pub mod pool;
 pub mod services;
 pub mod status;
 
 use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
 use std::os::fd::AsRawFd;
+use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -20,8 +22,9 @@ use stack::phy::Device;
 use stack::Instant;
 
 use config::RedirectorConfig;
+use pool::Pool;
 use services::{ServiceMap, Verdict};
-use status::{Counters, Snapshot};
+use status::{Counters, DrainRequest, Snapshot};
 
 /// Packets and datagrams handled per loop turn at most, per source.
 const BATCH: usize = 64;
@@ -34,6 +37,12 @@ struct Redirector {
     data: UdpSocket,
     services: ServiceMap,
     groups: Vec<ViewAuthority>,
+    pools: Vec<Pool>,
+    /// Per group: the operator stopped new connections to it.
+    draining: Vec<bool>,
+    /// Per group: it takes new connections (serving and not draining).
+    available: Vec<bool>,
+    drain_requests: Receiver<DrainRequest>,
     /// Live members' data addresses per group, refreshed on view change.
     destinations: Vec<(u64, Vec<SocketAddrV4>)>,
     counters: Counters,
@@ -52,19 +61,22 @@ pub fn run(cfg: RedirectorConfig, signals: Signals) -> anyhow::Result<()> {
     size_socket_buffer(&data, SocketBuffer::Send, 8 << 20)?;
     let groups: Vec<ViewAuthority> = cfg.policies().into_iter().map(ViewAuthority::new).collect();
     let mut services = ServiceMap::default();
-    for s in &cfg.services {
-        let index = cfg
-            .groups
-            .iter()
-            .position(|g| g.name == s.group)
-            .expect("validated");
-        services.add(s.vip, s.ports.clone(), index);
+    for (s, target) in cfg.services.iter().zip(cfg.targets()) {
+        services.add(s.vip, s.ports.clone(), target);
     }
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64);
+    let (drain_tx, drain_requests) = mpsc::channel();
     let mut r = Redirector {
         tun,
         control,
         data,
         services,
+        pools: cfg.build_pools(seed),
+        draining: vec![false; groups.len()],
+        available: vec![false; groups.len()],
+        drain_requests,
         destinations: vec![(0, Vec::new()); groups.len()],
         groups,
         counters: Counters::default(),
@@ -72,7 +84,7 @@ pub fn run(cfg: RedirectorConfig, signals: Signals) -> anyhow::Result<()> {
     };
     let snapshot = Arc::new(Mutex::new(Snapshot::default()));
     if let Some(addr) = cfg.admin {
-        status::serve(addr, snapshot.clone())?;
+        status::serve(addr, snapshot.clone(), Mutex::new(drain_tx))?;
     }
     tracing::info!(tun = %cfg.tun, control = %cfg.control_listen, groups = r.groups.len(), "redirector running");
 
@@ -96,12 +108,13 @@ pub fn run(cfg: RedirectorConfig, signals: Signals) -> anyhow::Result<()> {
         for g in &mut r.groups {
             g.handle_timeout(now);
         }
-        r.refresh_destinations();
-        r.forward();
+        r.apply_drain_requests();
+        r.refresh_destinations(now);
+        r.forward(now);
         if last_publish.elapsed() >= Duration::from_millis(20) {
             last_publish = std::time::Instant::now();
             if let Ok(mut s) = snapshot.lock() {
-                *s = Snapshot::take(now, &r.groups, &r.counters);
+                *s = Snapshot::take(now, &r.groups, &r.draining, &r.pools, &r.counters);
             }
         }
     }
@@ -168,15 +181,26 @@ impl Redirector {
         }
     }
 
-    fn refresh_destinations(&mut self) {
-        for (g, dest) in self.groups.iter().zip(self.destinations.iter_mut()) {
-            if g.view().epoch != dest.0 {
-                *dest = (g.view().epoch, g.live_data_addrs());
+    fn apply_drain_requests(&mut self) {
+        while let Ok((name, on)) = self.drain_requests.try_recv() {
+            if let Some(i) = self.groups.iter().position(|g| g.name() == name) {
+                tracing::info!(group = %name, draining = on, "operator request");
+                self.draining[i] = on;
             }
         }
     }
 
-    fn forward(&mut self) {
+    fn refresh_destinations(&mut self, now: Instant) {
+        for (i, g) in self.groups.iter().enumerate() {
+            let dest = &mut self.destinations[i];
+            if g.view().epoch != dest.0 {
+                *dest = (g.view().epoch, g.live_data_addrs());
+            }
+            self.available[i] = g.serving(now) && !self.draining[i];
+        }
+    }
+
+    fn forward(&mut self, now: Instant) {
         let mut buf = vec![0u8; 65536];
         for _ in 0..BATCH {
             let n = match self.tun.recv(&mut buf) {
@@ -185,7 +209,26 @@ impl Redirector {
                 Err(_) => return,
             };
             let packet = &buf[..n];
-            match self.services.classify(packet) {
+            let verdict = match self.services.classify(packet) {
+                Verdict::Pool(p, flow) => {
+                    let pool = &mut self.pools[p];
+                    let group = match flow {
+                        Some(flow) => pool.route(now, &flow, &self.available),
+                        None => pool.any_group(&self.available),
+                    };
+                    match group {
+                        Some(g) => Verdict::Group(g),
+                        None => {
+                            // Counted by the pool, by reason.
+                            self.counters.dropped_by_pool += 1;
+                            continue;
+                        }
+                    }
+                }
+                v => v,
+            };
+            match verdict {
+                Verdict::Pool(..) => unreachable!("resolved above"),
                 Verdict::Group(g) => {
                     self.counters.packets_in += 1;
                     let targets = &self.destinations[g].1;

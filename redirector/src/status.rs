@@ -1,12 +1,15 @@
 //! What operators see: `/status` (JSON views) and `/metrics` (Prometheus).
 
 use std::net::SocketAddr;
+use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 
 use ackchannel::admin::{self, metric};
 use ackchannel::control::ViewAuthority;
 use serde::Serialize;
 use stack::Instant;
+
+use crate::pool::{Pool, PoolStatus};
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Counters {
@@ -16,6 +19,8 @@ pub struct Counters {
     pub dropped_no_service: u64,
     pub dropped_no_member: u64,
     pub dropped_malformed: u64,
+    /// Packets a pool could not place (reasons in the pool's status).
+    pub dropped_by_pool: u64,
     pub control_unauthenticated: u64,
 }
 
@@ -32,6 +37,10 @@ pub struct MemberStatus {
 pub struct GroupStatus {
     pub name: String,
     pub epoch: u64,
+    /// It has a live member heard from recently.
+    pub serving: bool,
+    /// The operator stopped new connections to it (pools only).
+    pub draining: bool,
     pub primary: Option<u8>,
     /// Primary first, live backups, dead members last.
     pub members: Vec<MemberStatus>,
@@ -47,19 +56,29 @@ pub struct GroupStatus {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Snapshot {
     pub groups: Vec<GroupStatus>,
+    pub pools: Vec<PoolStatus>,
     pub counters: Counters,
 }
 
 impl Snapshot {
-    pub fn take(now: Instant, groups: &[ViewAuthority], counters: &Counters) -> Snapshot {
+    pub fn take(
+        now: Instant,
+        groups: &[ViewAuthority],
+        draining: &[bool],
+        pools: &[Pool],
+        counters: &Counters,
+    ) -> Snapshot {
         let groups = groups
             .iter()
-            .map(|g| {
+            .zip(draining)
+            .map(|(g, &draining)| {
                 let silence = g.silence(now);
                 let s = g.stats();
                 GroupStatus {
                     name: g.name().to_string(),
                     epoch: g.view().epoch,
+                    serving: g.serving(now),
+                    draining,
                     primary: g.view().primary(),
                     members: g
                         .view()
@@ -88,6 +107,7 @@ impl Snapshot {
             .collect();
         Snapshot {
             groups,
+            pools: pools.iter().map(Pool::status).collect(),
             counters: counters.clone(),
         }
     }
@@ -151,6 +171,35 @@ impl Snapshot {
             "",
             c.control_unauthenticated,
         );
+        for p in &self.pools {
+            for m in &p.members {
+                let l = format!("pool=\"{}\",group=\"{}\"", p.name, m.group);
+                metric(
+                    &mut out,
+                    "hydra_pool_assigned_total",
+                    "counter",
+                    "Connections the pool assigned to the group.",
+                    &l,
+                    m.assigned,
+                );
+                metric(
+                    &mut out,
+                    "hydra_pool_open_connections",
+                    "gauge",
+                    "Assigned connections not yet closing.",
+                    &l,
+                    m.open,
+                );
+            }
+            metric(
+                &mut out,
+                "hydra_pool_dropped_total",
+                "counter",
+                "Packets the pool dropped (no group, table full, unknown flow).",
+                &format!("pool=\"{}\"", p.name),
+                p.dropped_no_group + p.dropped_table_full + p.dropped_unknown_flow,
+            );
+        }
         for g in &self.groups {
             let l = format!("group=\"{}\"", g.name);
             metric(
@@ -195,11 +244,38 @@ impl Snapshot {
     }
 }
 
-pub fn serve(addr: SocketAddr, snapshot: Arc<Mutex<Snapshot>>) -> anyhow::Result<()> {
+/// An operator's request to stop (true) or resume new connections to a group.
+pub type DrainRequest = (String, bool);
+
+pub fn serve(
+    addr: SocketAddr,
+    snapshot: Arc<Mutex<Snapshot>>,
+    drain: Mutex<Sender<DrainRequest>>,
+) -> anyhow::Result<()> {
     let bound = admin::serve(
         addr,
         Arc::new(move |method: &str, path: &str| {
             let s = snapshot.lock().map(|s| s.clone()).unwrap_or_default();
+            if method == "POST" {
+                // POST /groups/<name>/drain or /groups/<name>/undrain
+                let rest = path.strip_prefix("/groups/")?;
+                let (name, action) = rest.rsplit_once('/')?;
+                let on = match action {
+                    "drain" => true,
+                    "undrain" => false,
+                    _ => return None,
+                };
+                s.groups.iter().find(|g| g.name == name)?;
+                let sent = drain
+                    .lock()
+                    .is_ok_and(|d| d.send((name.to_string(), on)).is_ok());
+                let body = if sent {
+                    format!("group {name}: {action} requested\n")
+                } else {
+                    "the redirector is shutting down\n".to_string()
+                };
+                return Some(("text/plain", body));
+            }
             match (method, path) {
                 ("GET", "/status") => Some((
                     "application/json",

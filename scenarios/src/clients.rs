@@ -22,8 +22,21 @@ pub fn start_echo(
     chunk: usize,
     pace: Duration,
 ) -> anyhow::Result<Child> {
+    start_echo_on(c, 7, connections, size, chunk, pace)
+}
+
+/// [`start_echo`] to an echo app on another port.
+pub fn start_echo_on(
+    c: &Cluster,
+    port: u16,
+    connections: usize,
+    size: usize,
+    chunk: usize,
+    pace: Duration,
+) -> anyhow::Result<Child> {
     let mut cmd = c.client("python3");
-    cmd.arg(echo_script()).args([&VIP.to_string(), "7"]);
+    cmd.arg(echo_script())
+        .args([&VIP.to_string(), &port.to_string()]);
     cmd.args([
         "--connections",
         &connections.to_string(),

@@ -29,7 +29,15 @@ const ADMIN_PORT: u16 = 9100;
 /// What to build.
 #[derive(Debug, Clone)]
 pub struct ClusterSpec {
+    /// Replicas per group.
     pub replicas: usize,
+    /// Groups: the first is named `demo`, the others `demo1`, `demo2`...
+    pub groups: usize,
+    /// `[[services]]` and `[[pools]]` TOML replacing the default service
+    /// (every port of the VIP to group `demo`).
+    pub services_toml: Option<String>,
+    /// Apps every replica runs besides the default ones.
+    pub extra_apps: Vec<String>,
     pub heartbeat_ms: u64,
     /// The redirector declares a replica dead after this much silence.
     pub failure_timeout_ms: u64,
@@ -41,6 +49,9 @@ impl Default for ClusterSpec {
     fn default() -> Self {
         ClusterSpec {
             replicas: 3,
+            groups: 1,
+            services_toml: None,
+            extra_apps: Vec::new(),
             heartbeat_ms: 10,
             failure_timeout_ms: 100,
             lease_ms: 60,
@@ -92,11 +103,22 @@ pub struct Cluster {
     pub www: PathBuf,
     bins: Binaries,
     spec: ClusterSpec,
-    key: String,
+    /// One key per group.
+    keys: Vec<String>,
 }
 
+/// Replica `i` counts across groups: group `i / replicas`, member `i % replicas + 1`.
 fn replica_ip(i: usize) -> String {
     format!("198.18.1.{}", 11 + i)
+}
+
+/// Name of group `g`.
+pub fn group_name(g: usize) -> String {
+    if g == 0 {
+        "demo".into()
+    } else {
+        format!("demo{g}")
+    }
 }
 
 impl Cluster {
@@ -133,7 +155,7 @@ impl Cluster {
         )?;
         topo.ip(&redirector_ns, &["link", "set", &bridge, "up"])?;
         let mut replica_ns = Vec::new();
-        for i in 0..spec.replicas {
+        for i in 0..spec.replicas * spec.groups {
             let ns = topo.namespace(&format!("p{i}"))?;
             let (_, outer) = topo.veth(
                 (&ns, &format!("{}/24", replica_ip(i))),
@@ -151,7 +173,9 @@ impl Cluster {
         let dir = std::env::temp_dir().join(format!("{}-{n}-cluster", topo.prefix()));
         let www = dir.join("www");
         std::fs::create_dir_all(&www)?;
-        let key = random_key()?;
+        let keys = (0..spec.groups)
+            .map(|_| random_key())
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let mut cluster = Cluster {
             topo,
             client_ns,
@@ -161,13 +185,15 @@ impl Cluster {
             www,
             bins,
             spec,
-            key,
+            keys,
         };
         cluster.start_redirector()?;
-        for i in 0..cluster.spec.replicas {
+        for i in 0..cluster.spec.replicas * cluster.spec.groups {
             cluster.start_replica(i)?;
         }
-        cluster.wait_view(cluster.spec.replicas, Duration::from_secs(20))?;
+        for g in 0..cluster.spec.groups {
+            cluster.wait_group_view(g, cluster.spec.replicas, Duration::from_secs(20))?;
+        }
         Ok(cluster)
     }
 
@@ -180,32 +206,43 @@ impl Cluster {
     fn start_redirector(&mut self) -> anyhow::Result<()> {
         let tun = self.topo.name("rt");
         let members: Vec<String> = (1..=self.spec.replicas).map(|m| m.to_string()).collect();
-        let text = format!(
+        let services = self.spec.services_toml.clone().unwrap_or_else(|| {
+            format!(
+                r#"[[services]]
+vip = "{VIP}"
+ports = []
+group = "demo"
+"#
+            )
+        });
+        let mut text = format!(
             r#"tun = "{tun}"
 mtu = 1500
 control_listen = "{REDIRECTOR_IP}:{CONTROL_PORT}"
 data_bind = "{REDIRECTOR_IP}:0"
 admin = "127.0.0.1:{ADMIN_PORT}"
 
-[[services]]
-vip = "{VIP}"
-ports = []
-group = "demo"
-
+{services}
+"#
+        );
+        for (g, key) in self.keys.iter().enumerate() {
+            text.push_str(&format!(
+                r#"
 [[groups]]
-name = "demo"
+name = "{name}"
 key = "{key}"
 members = [{members}]
 min_members = {n}
 keepalive_timeout_ms = {timeout}
 lease_ms = {lease}
 "#,
-            key = self.key,
-            members = members.join(", "),
-            n = self.spec.replicas,
-            timeout = self.spec.failure_timeout_ms,
-            lease = self.spec.lease_ms,
-        );
+                name = group_name(g),
+                members = members.join(", "),
+                n = self.spec.replicas,
+                timeout = self.spec.failure_timeout_ms,
+                lease = self.spec.lease_ms,
+            ));
+        }
         let path = self.write("redirector.toml", &text)?;
         let mut cmd = self
             .topo
@@ -222,14 +259,23 @@ lease_ms = {lease}
         Ok(())
     }
 
-    /// Start (or restart) replica `i` (member id i + 1).
+    /// Start (or restart) replica `i` (counted across groups; in group 0
+    /// it is member i + 1).
     pub fn start_replica(&mut self, i: usize) -> anyhow::Result<()> {
         let ns = self.replica_ns[i].clone();
         let tun = self.topo.name(&format!("t{i}"));
         let ip = replica_ip(i);
+        let group = i / self.spec.replicas;
+        let mut apps: Vec<String> = ["echo:7", "discard:9", "source:19"]
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+        apps.push(format!("http:80={}", self.www.display()));
+        apps.extend(self.spec.extra_apps.iter().cloned());
+        let apps: Vec<String> = apps.iter().map(|a| format!("{a:?}")).collect();
         let text = format!(
             r#"member = {member}
-group = "demo"
+group = "{group}"
 key = "{key}"
 vips = ["{VIP}"]
 tun = "{tun}"
@@ -240,14 +286,15 @@ ack_listen = "{ip}:{ACK_PORT}"
 redirector = "{REDIRECTOR_IP}:{CONTROL_PORT}"
 heartbeat_ms = {hb}
 peer_timeout_ms = {timeout}
-apps = ["echo:7", "discard:9", "source:19", "http:80={www}"]
+apps = [{apps}]
 admin = "127.0.0.1:{ADMIN_PORT}"
 "#,
-            member = i + 1,
-            key = self.key,
+            member = i % self.spec.replicas + 1,
+            group = group_name(group),
+            key = self.keys[group],
             hb = self.spec.heartbeat_ms,
             timeout = self.spec.failure_timeout_ms,
-            www = self.www.display(),
+            apps = apps.join(", "),
         );
         let path = self.write(&format!("replica{}.toml", i + 1), &text)?;
         let mut cmd = self.topo.command(&ns, &self.bins.replica.to_string_lossy());
@@ -285,8 +332,13 @@ admin = "127.0.0.1:{ADMIN_PORT}"
 
     /// Current (epoch, primary member id, live member count) from the redirector.
     pub fn view(&self) -> anyhow::Result<(u64, Option<u8>, usize)> {
+        self.group_view(0)
+    }
+
+    /// [`view`](Self::view) of group `g`.
+    pub fn group_view(&self, g: usize) -> anyhow::Result<(u64, Option<u8>, usize)> {
         let s = self.status()?;
-        let g = &s["groups"][0];
+        let g = &s["groups"][g];
         let epoch = g["epoch"].as_u64().unwrap_or(0);
         let members = g["members"].as_array().cloned().unwrap_or_default();
         let live: Vec<&serde_json::Value> = members
@@ -302,16 +354,26 @@ admin = "127.0.0.1:{ADMIN_PORT}"
 
     /// Wait until a view with `live` members exists.
     pub fn wait_view(&self, live: usize, timeout: Duration) -> anyhow::Result<(u64, u8)> {
+        self.wait_group_view(0, live, timeout)
+    }
+
+    /// [`wait_view`](Self::wait_view) for group `g`.
+    pub fn wait_group_view(
+        &self,
+        g: usize,
+        live: usize,
+        timeout: Duration,
+    ) -> anyhow::Result<(u64, u8)> {
         let end = Instant::now() + timeout;
         loop {
-            if let Ok((epoch, Some(primary), n)) = self.view() {
+            if let Ok((epoch, Some(primary), n)) = self.group_view(g) {
                 if n == live && epoch > 0 {
                     return Ok((epoch, primary));
                 }
             }
             if Instant::now() > end {
                 bail!(
-                    "no view with {live} live members after {timeout:?}; logs in {}",
+                    "no view with {live} live members in group {g} after {timeout:?}; logs in {}",
                     self.dir.display()
                 );
             }
@@ -319,12 +381,41 @@ admin = "127.0.0.1:{ADMIN_PORT}"
         }
     }
 
-    /// SIGKILL the replica with member id `member`.
+    /// SIGKILL the replica with member id `member` (group 0).
     pub fn kill_member(&mut self, member: u8) -> anyhow::Result<()> {
-        let label = format!("replica{}", member - 1);
+        self.kill_replica(usize::from(member) - 1)
+    }
+
+    /// SIGKILL replica `i` (counted across groups).
+    pub fn kill_replica(&mut self, i: usize) -> anyhow::Result<()> {
+        let label = format!("replica{i}");
         self.topo
             .kill(&label)
             .with_context(|| format!("killing {label}"))
+    }
+
+    /// A counter from replica `i`'s `/metrics` (counted across groups).
+    pub fn replica_metric(&self, i: usize, name: &str) -> anyhow::Result<u64> {
+        let mut cmd = self.topo.command(&self.replica_ns[i], "curl");
+        cmd.args([
+            "-s",
+            "--max-time",
+            "2",
+            &format!("http://127.0.0.1:{ADMIN_PORT}/metrics"),
+        ]);
+        let out = run(&mut cmd)?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+            .with_context(|| format!("no {name} in replica {i}'s metrics"))
+    }
+
+    /// `POST` to the redirector's admin endpoint; returns the answer's text.
+    pub fn redirector_action(&self, path: &str) -> anyhow::Result<String> {
+        let url = format!("http://127.0.0.1:{ADMIN_PORT}{path}");
+        let mut cmd = self.topo.command(&self.redirector_ns, "curl");
+        cmd.args(["-s", "--max-time", "5", "-X", "POST", &url]);
+        Ok(String::from_utf8_lossy(&run(&mut cmd)?.stdout).into_owned())
     }
 
     /// Send `signal` (SIGSTOP, SIGCONT, SIGTERM...) to member `member`.

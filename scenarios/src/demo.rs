@@ -36,6 +36,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         heartbeat_ms: args.heartbeat_ms,
         failure_timeout_ms: args.failure_timeout_ms,
         lease_ms: args.failure_timeout_ms * 6 / 10,
+        ..ClusterSpec::default()
     };
     println!(
         "building: client, redirector and {} replicas in network namespaces",

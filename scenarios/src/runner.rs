@@ -64,6 +64,7 @@ fn play_inner(
         heartbeat_ms: t.heartbeat_ms,
         failure_timeout_ms: t.failure_timeout_ms,
         lease_ms: t.failure_timeout_ms * 6 / 10,
+        ..ClusterSpec::default()
     };
     let _ = index;
     let mut c = Cluster::start("sc", spec, bins.clone())?;

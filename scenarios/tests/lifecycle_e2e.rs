@@ -1,6 +1,7 @@
 //! Issue 6's end-to-end checks with the real binaries on namespaces:
 //! deliberate handover (SIGTERM on the primary, and the admin action that
-//! keeps the old primary as a backup) under load, with byte-exact streams.
+//! keeps the old primary as a backup) under load, with byte-exact streams;
+//! a pool of two groups under each policy, draining, a group going down.
 
 mod common;
 
@@ -9,9 +10,10 @@ use std::time::Duration;
 use common::{cluster, download_matches, echo_verdict, serial, wait_until};
 use hydra_tests::netns::privileged;
 use scenario::clients;
+use scenario::cluster::{Cluster, ClusterSpec, VIP};
 
 /// Live member ids in view order (primary first) from the redirector.
-fn live_members(c: &scenario::cluster::Cluster) -> Vec<u8> {
+fn live_members(c: &Cluster) -> Vec<u8> {
     let s = c.status().unwrap_or_default();
     s["groups"][0]["members"]
         .as_array()
@@ -84,4 +86,146 @@ fn handovers_under_load_keep_every_stream_exact() {
     );
     let failures = c.status().unwrap()["groups"][0]["failure_reports"].clone();
     assert_eq!(failures, 0, "a handover is not a failure");
+}
+
+/// (policy, port, extra pool settings) of the pools the test configures,
+/// each over groups `demo` and `demo1`.
+const POOLS: &[(&str, u16, &str)] = &[
+    ("round-robin", 1007, ""),
+    ("weighted-round-robin", 2007, "weights = [3, 1]"),
+    ("least-connections", 3007, ""),
+    ("random", 4007, ""),
+    ("client-hash", 5007, ""),
+];
+
+fn pool_cluster() -> Cluster {
+    let mut services = format!("[[services]]\nvip = \"{VIP}\"\nports = [80]\ngroup = \"demo\"\n");
+    for (policy, port, extra) in POOLS {
+        services.push_str(&format!(
+            "[[services]]\nvip = \"{VIP}\"\nports = [{port}]\npool = \"{policy}\"\n\n\
+             [[pools]]\nname = \"{policy}\"\npolicy = \"{policy}\"\ngroups = [\"demo\", \"demo1\"]\n{extra}\n"
+        ));
+    }
+    let spec = ClusterSpec {
+        replicas: 2,
+        groups: 2,
+        services_toml: Some(services),
+        extra_apps: POOLS
+            .iter()
+            .map(|(_, port, _)| format!("echo:{port}"))
+            .collect(),
+        ..ClusterSpec::default()
+    };
+    Cluster::start("pl", spec, common::bins()).expect("cluster start")
+}
+
+/// Connections the redirector assigned to (demo, demo1) in `pool`.
+fn assigned(c: &Cluster, pool: &str) -> (u64, u64) {
+    let s = c.status().unwrap();
+    let p = s["pools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == pool)
+        .unwrap_or_else(|| panic!("no pool {pool} in {s}"))
+        .clone();
+    let n = |i: usize| p["members"][i]["assigned"].as_u64().unwrap();
+    (n(0), n(1))
+}
+
+/// Connections opened by each group's stack (member 1 of each).
+fn opened(c: &Cluster) -> (u64, u64) {
+    let n = |i| {
+        c.replica_metric(i, "hydra_stack_connections_opened_total")
+            .unwrap()
+    };
+    (n(0), n(2))
+}
+
+/// Run `connections` concurrent echo connections to `port`, all must be
+/// byte-exact; returns how many each group took, by the redirector's count,
+/// checked against what the groups' stacks opened.
+fn spread(c: &Cluster, pool: &str, port: u16, connections: usize) -> (u64, u64) {
+    let (a0, b0) = assigned(c, pool);
+    let (o0, p0) = opened(c);
+    let echo = clients::start_echo_on(
+        c,
+        port,
+        connections,
+        32 << 10,
+        1024,
+        Duration::from_millis(10),
+    )
+    .unwrap();
+    let v = clients::finish_echo(echo).unwrap();
+    echo_verdict(&v, pool);
+    let (a1, b1) = assigned(c, pool);
+    let (o1, p1) = opened(c);
+    let got = (a1 - a0, b1 - b0);
+    assert_eq!(got.0 + got.1, connections as u64, "{pool}: {got:?}");
+    assert_eq!(
+        (o1 - o0, p1 - p0),
+        got,
+        "{pool}: the groups' stacks opened other counts than the redirector assigned"
+    );
+    got
+}
+
+#[test]
+fn a_pool_of_two_groups_shares_connections_by_each_policy() {
+    if !privileged("a_pool_of_two_groups_shares_connections_by_each_policy") {
+        return;
+    }
+    let _serial = serial();
+    let mut c = pool_cluster();
+    let mut table = Vec::new();
+    for (policy, port, _) in POOLS {
+        let got = spread(&c, policy, *port, 20);
+        match *policy {
+            "round-robin" => assert_eq!(got, (10, 10), "{policy}"),
+            "weighted-round-robin" => assert_eq!(got, (15, 5), "{policy}"),
+            "least-connections" => assert!(got.0.abs_diff(got.1) <= 2, "{policy}: {got:?}"),
+            "random" => assert!(got.0 >= 3 && got.1 >= 3, "{policy}: {got:?}"),
+            // One client address: every connection on the same group.
+            "client-hash" => assert!(got.0 == 0 || got.1 == 0, "{policy}: {got:?}"),
+            _ => unreachable!(),
+        }
+        table.push(format!("{policy} {}/{}", got.0, got.1));
+    }
+    eprintln!("distribution (demo/demo1) over 20 connections: {table:?}");
+
+    // Draining a group: new connections go elsewhere, old ones carry on.
+    let long =
+        clients::start_echo_on(&c, 1007, 4, 256 << 10, 4096, Duration::from_millis(10)).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let answer = c.redirector_action("/groups/demo/drain").unwrap();
+    assert!(answer.contains("requested"), "{answer}");
+    wait_until("demo draining", Duration::from_secs(2), || {
+        c.status().is_ok_and(|s| s["groups"][0]["draining"] == true)
+    });
+    assert_eq!(spread(&c, "round-robin", 1007, 10), (0, 10), "drained");
+    echo_verdict(
+        &clients::finish_echo(long).unwrap(),
+        "connections of a draining group",
+    );
+    c.redirector_action("/groups/demo/undrain").unwrap();
+    wait_until("demo back", Duration::from_secs(2), || {
+        c.status()
+            .is_ok_and(|s| s["groups"][0]["draining"] == false)
+    });
+
+    // A group with no live replica gets no new connections.
+    c.kill_replica(2).unwrap();
+    c.kill_replica(3).unwrap();
+    wait_until("demo1 not serving", Duration::from_secs(3), || {
+        c.status().is_ok_and(|s| s["groups"][1]["serving"] == false)
+    });
+    let (a0, b0) = assigned(&c, "round-robin");
+    let v = clients::finish_echo(
+        clients::start_echo_on(&c, 1007, 10, 8 << 10, 1024, Duration::ZERO).unwrap(),
+    )
+    .unwrap();
+    echo_verdict(&v, "pool with one group down");
+    let (a1, b1) = assigned(&c, "round-robin");
+    assert_eq!((a1 - a0, b1 - b0), (10, 0));
 }
