@@ -194,6 +194,10 @@ impl<'a> Reader<'a> {
         self.bytes = rest;
         Ok(head)
     }
+    /// Everything not read yet.
+    pub fn rest(&mut self) -> &'a [u8] {
+        std::mem::take(&mut self.bytes)
+    }
     pub fn u8(&mut self) -> Result<u8, Malformed> {
         Ok(self.take(1)?[0])
     }

@@ -34,12 +34,20 @@ const KIND_KEEPALIVE: u8 = 2;
 const KIND_FAILURE_REPORT: u8 = 3;
 const KIND_REPLY: u8 = 4;
 const KIND_RESIGN: u8 = 5;
+const KIND_READY: u8 = 6;
+
+const STATUS_DEAD: u8 = 0;
+const STATUS_ALIVE: u8 = 1;
+const STATUS_JOINING: u8 = 2;
 
 /// One member as the view lists it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ViewMember {
     pub id: u8,
     pub alive: bool,
+    /// Rejoining: it receives client packets and the primary's state
+    /// transfer, but is not a live member until it has caught up.
+    pub joining: bool,
     pub data_addr: SocketAddrV4,
     pub ack_addr: SocketAddrV4,
 }
@@ -64,11 +72,22 @@ impl View {
         self.members.iter().filter(|m| m.alive)
     }
 
-    /// The part the replication core needs: epoch and live members in order.
+    pub fn is_joining(&self, id: u8) -> bool {
+        self.members.iter().any(|m| m.id == id && m.joining)
+    }
+
+    /// The part the replication core needs: epoch, live members in order,
+    /// and the members catching up.
     pub fn to_replication_view(&self) -> ReplicationView {
         ReplicationView {
             epoch: self.epoch,
             members: self.live().map(|m| MemberId(m.id)).collect(),
+            joining: self
+                .members
+                .iter()
+                .filter(|m| m.joining)
+                .map(|m| MemberId(m.id))
+                .collect(),
         }
     }
 
@@ -78,7 +97,13 @@ impl View {
         out.push(n as u8);
         for m in &self.members[..n] {
             out.push(m.id);
-            out.push(u8::from(m.alive));
+            out.push(if m.alive {
+                STATUS_ALIVE
+            } else if m.joining {
+                STATUS_JOINING
+            } else {
+                STATUS_DEAD
+            });
             put_addr(out, m.data_addr);
             put_addr(out, m.ack_addr);
         }
@@ -92,9 +117,15 @@ impl View {
         }
         let mut members = Vec::with_capacity(n);
         for _ in 0..n {
+            let id = r.u8()?;
+            let status = r.u8()?;
+            if status > STATUS_JOINING {
+                return Err(Malformed);
+            }
             members.push(ViewMember {
-                id: r.u8()?,
-                alive: r.u8()? != 0,
+                id,
+                alive: status == STATUS_ALIVE,
+                joining: status == STATUS_JOINING,
                 data_addr: r.addr()?,
                 ack_addr: r.addr()?,
             });
@@ -120,6 +151,11 @@ pub enum Message {
     /// backup when `stay`), a backup with `stay == false` leaves the group.
     Resign {
         stay: bool,
+    },
+    /// From the primary: a joining member holds every connection and may
+    /// count in the group from now on.
+    Ready {
+        member: u8,
     },
     Reply {
         /// Counter of the keepalive or registration being answered.
@@ -175,6 +211,10 @@ pub fn encode(key: &GroupKey, sender: u8, epoch: u64, counter: u64, msg: &Messag
             body.push(u8::from(*stay));
             KIND_RESIGN
         }
+        Message::Ready { member } => {
+            body.push(*member);
+            KIND_READY
+        }
         Message::Reply { echo, lease, view } => {
             body.extend_from_slice(&echo.to_be_bytes());
             body.extend_from_slice(&(lease.total_millis() as u32).to_be_bytes());
@@ -207,6 +247,7 @@ pub fn decode(key: &GroupKey, datagram: &[u8]) -> Result<(Header, Message), Cont
         }
         KIND_KEEPALIVE => Message::Keepalive,
         KIND_FAILURE_REPORT => Message::FailureReport { suspect: r.u8()? },
+        KIND_READY => Message::Ready { member: r.u8()? },
         KIND_RESIGN => Message::Resign {
             stay: match r.u8()? {
                 0 => false,
@@ -436,6 +477,15 @@ impl MemberAgent {
         self.outbox.pop_front()
     }
 
+    /// Primary: tell the authority a joining member has caught up.
+    pub fn report_ready(&mut self, member: u8) {
+        let epoch = self.view.as_ref().map_or(0, |v| v.epoch);
+        let counter = self.counter.next_value();
+        let msg = Message::Ready { member };
+        self.outbox
+            .push_back(encode(&self.key, self.id, epoch, counter, &msg));
+    }
+
     /// Tell the authority a peer looks dead (once per peer and epoch).
     pub fn report_failure(&mut self, _now: Instant, suspect: u8) {
         let epoch = self.view.as_ref().map_or(0, |v| v.epoch);
@@ -477,6 +527,8 @@ struct Member {
     data_addr: SocketAddrV4,
     ack_addr: SocketAddrV4,
     alive: bool,
+    /// Dead and back: catching up before it counts (see [`ViewMember::joining`]).
+    joining: bool,
     last_heard: Instant,
     last_answered: Instant,
     /// Declared dead; the view change waits for its lease to run out.
@@ -495,6 +547,8 @@ pub struct AuthorityStats {
     pub failure_reports: u64,
     /// Handovers and leaves done at a member's own request.
     pub resignations: u64,
+    /// Members admitted back after catching up.
+    pub rejoins: u64,
 }
 
 /// The redirector's registrar and view authority for one group.
@@ -559,9 +613,15 @@ impl ViewAuthority {
             })
     }
 
-    /// Data addresses of the live members: where client packets are copied.
+    /// Data addresses of the live and joining members: where client
+    /// packets are copied.
     pub fn live_data_addrs(&self) -> Vec<SocketAddrV4> {
-        self.view.live().map(|m| m.data_addr).collect()
+        self.view
+            .members
+            .iter()
+            .filter(|m| m.alive || m.joining)
+            .map(|m| m.data_addr)
+            .collect()
     }
 
     /// Would this key have sealed `datagram`? (picks the group of a datagram)
@@ -627,6 +687,13 @@ impl ViewAuthority {
                 self.failure_report(now, id, suspect);
                 return Ok(None);
             }
+            Message::Ready { member } => {
+                // Only the primary of the current view knows who caught up.
+                if self.view.primary() == Some(id) && header.epoch == self.view.epoch {
+                    self.admit(member);
+                }
+                return Ok(None);
+            }
             Message::Resign { stay } => {
                 let Some(m) = self.members.iter_mut().find(|m| m.id == id) else {
                     return Err(ControlError::NotRegistered(id));
@@ -662,27 +729,43 @@ impl ViewAuthority {
         ack_addr: SocketAddrV4,
     ) -> Result<(), ControlError> {
         if let Some(m) = self.members.iter_mut().find(|m| m.id == id) {
-            if !m.alive && self.view.epoch > 0 {
-                return Err(ControlError::DeadMember(id));
-            }
             // A repeated registration (its answer was lost) refreshes it.
             m.last_heard = now;
             m.data_addr = data_addr;
             m.ack_addr = ack_addr;
+            if !m.alive && !m.joining && self.view.epoch > 0 {
+                // Dead and back (a restarted process): it must catch up
+                // through a state transfer before it counts.
+                if self.view.primary().is_none() {
+                    return Err(ControlError::DeadMember(id));
+                }
+                tracing::info!(group = %self.policy.name, member = id, "member rejoining: state transfer");
+                m.joining = true;
+                self.order_members();
+                self.publish();
+            }
             return Ok(());
         }
-        tracing::info!(group = %self.policy.name, member = id, %data_addr, %ack_addr, "member registered");
+        // A member never seen joins a running group the same way.
+        let joining = self.view.epoch > 0;
+        tracing::info!(group = %self.policy.name, member = id, %data_addr, %ack_addr, joining, "member registered");
         self.members.push(Member {
             id,
             data_addr,
             ack_addr,
-            alive: true,
+            alive: !joining,
+            joining,
             last_heard: now,
             last_answered: now,
             condemned: false,
         });
+        if joining {
+            self.order_members();
+            self.publish();
+            return Ok(());
+        }
         let registered = self.members.iter().filter(|m| m.alive).count();
-        if self.view.epoch > 0 || registered >= self.policy.min_members {
+        if registered >= self.policy.min_members {
             if self.view.epoch == 0 {
                 // The first view lists members by id; later ones keep the primary first.
                 self.members.sort_by_key(|m| m.id);
@@ -712,6 +795,24 @@ impl ViewAuthority {
         }
     }
 
+    /// Primary, live backups, members catching up, the dead.
+    fn order_members(&mut self) {
+        self.members.sort_by_key(|m| (!m.alive, !m.joining));
+    }
+
+    /// A joining member caught up: it becomes the last live backup.
+    fn admit(&mut self, id: u8) {
+        let Some(m) = self.members.iter_mut().find(|m| m.id == id && m.joining) else {
+            return;
+        };
+        m.joining = false;
+        m.alive = true;
+        tracing::info!(group = %self.policy.name, member = id, "member caught up: live again");
+        self.stats.rejoins += 1;
+        self.order_members();
+        self.publish();
+    }
+
     /// A member gives up its place. It has stopped sending, so unlike a
     /// failure this needs no wait for a lease: the next view goes out now.
     fn resign(&mut self, id: u8, stay: bool) {
@@ -729,8 +830,9 @@ impl ViewAuthority {
         };
         let mut m = self.members.remove(at);
         // Live members that can serve first (one of them becomes primary),
-        // then those awaiting their declared death, then the dead.
-        self.members.sort_by_key(|m| (!m.alive, m.condemned));
+        // then those awaiting their declared death, the joining, the dead.
+        self.members
+            .sort_by_key(|m| (!m.alive, m.condemned, !m.joining));
         if stay {
             let after = self.members.iter().filter(|m| usable(m)).count();
             self.members.insert(after, m);
@@ -781,6 +883,21 @@ impl ViewAuthority {
             tracing::warn!(group = %self.policy.name, member = id, "keepalives missed");
             self.condemn(now, id);
         }
+        // A joining member sends nothing to clients: no lease to wait for.
+        let mut gave_up = false;
+        for m in self
+            .members
+            .iter_mut()
+            .filter(|m| m.joining && now.saturating_since(m.last_heard) >= timeout)
+        {
+            tracing::warn!(group = %self.policy.name, member = m.id, "joining member went silent");
+            m.joining = false;
+            gave_up = true;
+        }
+        if gave_up {
+            self.order_members();
+            self.publish();
+        }
         if self.change_at.is_some_and(|t| now >= t) {
             self.change_at = None;
             for m in self.members.iter_mut().filter(|m| m.condemned) {
@@ -788,7 +905,7 @@ impl ViewAuthority {
                 m.alive = false;
             }
             // Dead members go last; the live keep their order.
-            self.members.sort_by_key(|m| !m.alive);
+            self.order_members();
             self.publish();
         }
     }
@@ -799,6 +916,12 @@ impl ViewAuthority {
             .iter()
             .filter(|m| m.alive && !m.condemned)
             .collect();
+        let joining = self
+            .members
+            .iter()
+            .filter(|m| m.joining)
+            .map(|m| m.last_heard + self.policy.keepalive_timeout)
+            .min();
         // A lone live member is never condemned: no deadline for it (a
         // deadline that never moves would make the caller spin).
         let next_silence = (watched.len() > 1)
@@ -809,10 +932,10 @@ impl ViewAuthority {
                     .min()
             })
             .flatten();
-        match (next_silence, self.change_at) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [next_silence, self.change_at, joining]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     fn publish(&mut self) {
@@ -824,6 +947,7 @@ impl ViewAuthority {
                 .map(|m| ViewMember {
                     id: m.id,
                     alive: m.alive,
+                    joining: m.joining,
                     data_addr: m.data_addr,
                     ack_addr: m.ack_addr,
                 })

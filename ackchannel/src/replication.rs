@@ -27,6 +27,7 @@ const DOMAIN: &[u8] = b"hydra ackchannel v1";
 const KIND_APPEND: u8 = 1;
 const KIND_CONFIRM: u8 = 2;
 const KIND_FILL: u8 = 3;
+const KIND_SNAPSHOT: u8 = 4;
 /// Append flag: the backup should confirm every connection it holds.
 const FLAG_SEND_ALL: u8 = 1;
 /// Client bytes sent in one repair at most.
@@ -45,6 +46,9 @@ pub struct MemberId(pub u8);
 pub struct ReplicationView {
     pub epoch: u64,
     pub members: Vec<MemberId>,
+    /// Members catching up: the primary sends them every connection's
+    /// state and gates on their confirmations, but they hold no log.
+    pub joining: Vec<MemberId>,
 }
 
 #[derive(Debug, Clone)]
@@ -103,6 +107,13 @@ pub enum Action {
     },
     /// Backup: client bytes the primary held for us (a lost copy).
     Fill(ConnKey, Seq, Vec<u8>),
+    /// Primary: joining member `to` lacks this connection; snapshot it and
+    /// pass the bytes to [`Replicator::send_snapshot`].
+    SendSnapshot { to: MemberId, key: ConnKey },
+    /// Joining member: a connection's encoded snapshot to import.
+    Import(Vec<u8>),
+    /// Primary: this joining member holds every connection; tell the authority.
+    JoinerReady(MemberId),
 }
 
 /// One delivery-log entry.
@@ -153,7 +164,22 @@ pub struct ReplicationStats {
     pub confirmations_dropped: u64,
     /// Lost copies repaired from the primary's buffer (primary: sent, backup: received).
     pub repairs: u64,
+    /// Connection snapshots for joining members (primary: sent, joiner: received).
+    pub snapshots: u64,
 }
+
+/// Primary's view of a member catching up.
+#[derive(Debug, Clone, Default)]
+struct Joiner {
+    confirmed: HashMap<ConnKey, Progress>,
+    /// When each connection's snapshot was last sent.
+    sent: HashMap<ConnKey, Instant>,
+    ready_reported: bool,
+}
+
+/// Snapshots sent per timer turn at most (a burst of a thousand would
+/// crowd the ack channel).
+const SNAPSHOTS_PER_TURN: usize = 256;
 
 #[derive(Debug, Clone)]
 struct Peer {
@@ -211,6 +237,9 @@ pub struct Replicator {
     synced: bool,
     next_full_confirm: Instant,
 
+    /// Primary: members catching up.
+    joiners: HashMap<MemberId, Joiner>,
+
     /// Primary: (backup, connection) -> (its held, since when), for repairs.
     behind: HashMap<(MemberId, ConnKey), (Seq, Instant)>,
     next_repair_check: Instant,
@@ -256,6 +285,7 @@ impl Replicator {
             ack_dirty: false,
             synced: false,
             next_full_confirm: Instant::ZERO,
+            joiners: HashMap::new(),
             behind: HashMap::new(),
             next_repair_check: Instant::ZERO,
             last_heard: HashMap::new(),
@@ -329,6 +359,12 @@ impl Replicator {
             .into_iter()
             .map(|b| (b, Peer::new(now)))
             .collect();
+        self.joiners = match &self.view {
+            Some(v) if v.members.first() == Some(&self.me) => {
+                v.joining.iter().map(|j| (*j, Joiner::default())).collect()
+            }
+            _ => HashMap::new(),
+        };
         self.last_heard.clear();
         self.last_sent.clear();
         self.behind.clear();
@@ -393,6 +429,10 @@ impl Replicator {
         for p in self.peers.values_mut() {
             p.confirmed.remove(&key);
         }
+        for j in self.joiners.values_mut() {
+            j.confirmed.remove(&key);
+            j.sent.remove(&key);
+        }
     }
 
     // ---- primary: gating and the log ----
@@ -409,6 +449,18 @@ impl Replicator {
                     edge = edge.min(p.edge);
                 }
                 // A backup that has not confirmed holds nothing we know of.
+                None => return,
+            }
+        }
+        // A joining member counts from its snapshot on: the gate never
+        // passes what it holds, so nothing it lacks can be delivered (and
+        // leave the primary's buffer) before it catches up.
+        for j in self.joiners.values() {
+            match j.confirmed.get(&key) {
+                Some(p) => {
+                    ack = ack.min(p.held);
+                    edge = edge.min(p.edge);
+                }
                 None => return,
             }
         }
@@ -521,7 +573,8 @@ impl Replicator {
             });
         }
         let sender = MemberId(header.sender);
-        if sender == self.me || !view.members.contains(&sender) {
+        if sender == self.me || !(view.members.contains(&sender) || view.joining.contains(&sender))
+        {
             return Err(FrameError::NotMember(header.sender));
         }
         let from_primary = view.members.first() == Some(&sender);
@@ -549,6 +602,7 @@ impl Replicator {
                     return Err(Malformed.into());
                 }
                 self.last_heard.insert(sender, now);
+                self.synced = true;
                 self.stats.repairs += 1;
                 self.actions.push_back(Action::Fill(key, seq, data));
             }
@@ -556,7 +610,17 @@ impl Replicator {
                 let acked = r.u64()?;
                 let confirms = decode_confirms(&mut r)?;
                 self.last_heard.insert(sender, now);
-                self.on_confirm(now, sender, acked, confirms);
+                if self.joiners.contains_key(&sender) {
+                    self.on_joiner_confirm(sender, confirms);
+                } else {
+                    self.on_confirm(now, sender, acked, confirms);
+                }
+            }
+            KIND_SNAPSHOT if from_primary && !self.is_primary() => {
+                self.last_heard.insert(sender, now);
+                self.synced = true;
+                self.stats.snapshots += 1;
+                self.actions.push_back(Action::Import(r.rest().to_vec()));
             }
             kind => return Err(FrameError::Role(kind)),
         }
@@ -619,6 +683,81 @@ impl Replicator {
         self.advance_commit();
     }
 
+    fn on_joiner_confirm(&mut self, sender: MemberId, confirms: Vec<(ConnKey, Progress)>) {
+        let max_connections = self.cfg.max_connections;
+        let Some(j) = self.joiners.get_mut(&sender) else {
+            return;
+        };
+        let mut changed = Vec::with_capacity(confirms.len());
+        for (key, progress) in confirms {
+            // Only connections we have: a joiner may still hold closed ones.
+            if !self.local.contains_key(&key)
+                || (j.confirmed.len() >= max_connections && !j.confirmed.contains_key(&key))
+            {
+                continue;
+            }
+            j.confirmed.insert(key, progress);
+            changed.push(key);
+        }
+        for key in changed {
+            self.recompute(key);
+        }
+    }
+
+    /// A joining member sent a connection's state it imported: it will
+    /// confirm it. Which connections it still lacks, and whether it holds
+    /// them all (then the authority may admit it).
+    fn feed_joiners(&mut self, now: Instant) {
+        let resend_after = self.cfg.repair_after.saturating_mul(5);
+        let mut keys: Vec<ConnKey> = self.local.keys().copied().collect();
+        keys.sort_unstable();
+        let mut ids: Vec<MemberId> = self.joiners.keys().copied().collect();
+        ids.sort_unstable();
+        for id in ids {
+            let j = self.joiners.get_mut(&id).expect("listed");
+            let mut budget = SNAPSHOTS_PER_TURN;
+            let mut missing = 0;
+            for key in &keys {
+                if j.confirmed.contains_key(key) {
+                    continue;
+                }
+                missing += 1;
+                let due = j
+                    .sent
+                    .get(key)
+                    .is_none_or(|t| now.saturating_since(*t) >= resend_after);
+                if due && budget > 0 {
+                    budget -= 1;
+                    j.sent.insert(*key, now);
+                    self.actions
+                        .push_back(Action::SendSnapshot { to: id, key: *key });
+                }
+            }
+            if missing == 0 && !j.ready_reported {
+                j.ready_reported = true;
+                self.actions.push_back(Action::JoinerReady(id));
+            }
+        }
+    }
+
+    /// Primary: send a joining member a connection's encoded snapshot
+    /// (after [`Action::SendSnapshot`]).
+    pub fn send_snapshot(&mut self, now: Instant, to: MemberId, snapshot: &[u8]) {
+        if !self.is_primary() || !self.joiners.contains_key(&to) {
+            return;
+        }
+        self.stats.snapshots += 1;
+        self.send(now, to, KIND_SNAPSHOT, snapshot);
+    }
+
+    /// Joining member: a connection arrived by snapshot; the application
+    /// has been given everything before `delivered`.
+    pub fn imported(&mut self, key: ConnKey, delivered: Option<Seq>) {
+        if let Some(d) = delivered {
+            self.delivered.insert(key, d);
+        }
+    }
+
     // ---- time and output ----
 
     pub fn handle_timeout(&mut self, now: Instant) {
@@ -635,6 +774,7 @@ impl Replicator {
         if self.is_primary() && now >= self.next_repair_check {
             self.next_repair_check = now + self.cfg.heartbeat_interval;
             self.find_lost_copies(now);
+            self.feed_joiners(now);
         }
         if self.is_primary() {
             // Go back: a backup that stopped acknowledging gets the tail again.
@@ -662,14 +802,22 @@ impl Replicator {
     /// been delivered) and send them over.
     fn find_lost_copies(&mut self, now: Instant) {
         let mut seen = std::collections::HashSet::new();
-        let mut ids: Vec<MemberId> = self.peers.keys().copied().collect();
+        let mut ids: Vec<MemberId> = self
+            .peers
+            .keys()
+            .chain(self.joiners.keys())
+            .copied()
+            .collect();
         ids.sort_unstable();
         for id in &ids {
-            let peer = &self.peers[id];
-            let mut keys: Vec<&ConnKey> = peer.confirmed.keys().collect();
+            let confirmed = match self.peers.get(id) {
+                Some(p) => &p.confirmed,
+                None => &self.joiners[id].confirmed,
+            };
+            let mut keys: Vec<&ConnKey> = confirmed.keys().collect();
             keys.sort_unstable();
             for key in keys {
-                let theirs = &peer.confirmed[key];
+                let theirs = &confirmed[key];
                 let Some(mine) = self.local.get(key) else {
                     continue;
                 };

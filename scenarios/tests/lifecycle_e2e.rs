@@ -229,3 +229,59 @@ fn a_pool_of_two_groups_shares_connections_by_each_policy() {
     let (a1, b1) = assigned(&c, "round-robin");
     assert_eq!((a1 - a0, b1 - b0), (10, 0));
 }
+
+/// A backup is killed and restarted; it rejoins by state transfer while
+/// connections run, and then carries them alone after every original
+/// member has crashed.
+#[test]
+fn a_restarted_replica_rejoins_and_outlives_the_original_members() {
+    if !privileged("a_restarted_replica_rejoins_and_outlives_the_original_members") {
+        return;
+    }
+    let _serial = serial();
+    let mut c = cluster("rj3", 3);
+    let bulk = clients::start_echo(&c, 1, 8 << 20, 16384, Duration::from_millis(8)).unwrap();
+    let chat = clients::start_echo(&c, 4, 600 * 512, 512, Duration::from_millis(10)).unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    c.kill_member(3).unwrap();
+    wait_until("member 3 declared dead", Duration::from_secs(5), || {
+        live_members(&c) == vec![1, 2]
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let restarted = std::time::Instant::now();
+    c.start_replica(2).unwrap();
+    wait_until("member 3 live again", Duration::from_secs(10), || {
+        live_members(&c) == vec![1, 2, 3]
+    });
+    let rejoin = restarted.elapsed();
+    wait_until(
+        "the rejoined replica's status shows the live view",
+        Duration::from_secs(2),
+        || {
+            c.replica_status(3).is_ok_and(|s| {
+                s["members"].as_array().is_some_and(|m| m.len() == 3) && s["joining"] == false
+            })
+        },
+    );
+    let s = c.replica_status(3).unwrap();
+    assert!(
+        s["imported_snapshots"].as_u64().unwrap_or(0) >= 5,
+        "the running connections came by state transfer: {s}"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    for (victim, left) in [(1, vec![2, 3]), (2, vec![3])] {
+        c.kill_member(victim).unwrap();
+        wait_until("the next view", Duration::from_secs(5), || {
+            live_members(&c) == left
+        });
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let bulk = clients::finish_echo(bulk).unwrap();
+    let chat = clients::finish_echo(chat).unwrap();
+    echo_verdict(&bulk, "bulk echo carried by the rejoined replica");
+    echo_verdict(&chat, "interactive echo carried by the rejoined replica");
+    eprintln!(
+        "rejoin (process start to live member) {rejoin:?}; longest gap: bulk {} ms, interactive {} ms",
+        bulk["max_gap_ms"], chat["max_gap_ms"]
+    );
+}

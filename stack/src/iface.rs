@@ -197,6 +197,11 @@ pub struct Stack {
     events: VecDeque<Event>,
     queued_events: HashSet<Event>,
     control: VecDeque<Vec<u8>>,
+    /// Joining replica: packets of connections it does not hold yet, replayed
+    /// when their snapshot is imported (see [`Stack::set_parking`]).
+    parking: Option<usize>,
+    parked: HashMap<ConnKey, Vec<Vec<u8>>>,
+    parked_bytes: usize,
 }
 
 impl Stack {
@@ -213,6 +218,9 @@ impl Stack {
             events: VecDeque::new(),
             queued_events: HashSet::new(),
             control: VecDeque::new(),
+            parking: None,
+            parked: HashMap::new(),
+            parked_bytes: 0,
         }
     }
 
@@ -325,6 +333,7 @@ impl Stack {
         if n == 0 {
             return Err(SendError::WouldBlock);
         }
+        tcb.app_written += n as u64;
         self.schedule(key);
         Ok(n)
     }
@@ -334,16 +343,25 @@ impl Stack {
         let tcb = self.conns.get_mut(&key).ok_or(RecvError::NotConnected)?;
         if tcb.readable() > 0 {
             let n = tcb.app_recv(buf);
-            if tcb.ack_now {
-                self.schedule(key);
-            }
-            if self.role != Role::Standalone {
-                // Reading moved the right edge: replicas report it, or the
-                // group's window would lag behind the buffers.
-                self.push_event(Event::Progress(key));
-            }
+            self.after_read(key);
             return Ok(n);
         }
+        Self::recv_status(tcb)
+    }
+
+    fn after_read(&mut self, key: ConnKey) {
+        if self.conns.get(&key).is_some_and(|t| t.ack_now) {
+            self.schedule(key);
+        }
+        if self.role != Role::Standalone {
+            // Reading moved the right edge: replicas report it, or the
+            // group's window would lag behind the buffers.
+            self.push_event(Event::Progress(key));
+        }
+    }
+
+    /// What a read finds when nothing is readable.
+    fn recv_status(tcb: &Tcb) -> Result<usize, RecvError> {
         if tcb.at_eof() {
             return Ok(0);
         }
@@ -447,7 +465,18 @@ impl Stack {
         match wire::parse(packet) {
             Err(ParseError::BadIp) | Err(ParseError::BadOther) => self.stats.drop_bad_ip += 1,
             Err(ParseError::BadTcp) => self.stats.drop_bad_tcp += 1,
-            Ok(wire::Packet::Tcp(seg)) => self.tcp_input(now, seg.dst, seg.src, &seg.tcp),
+            Ok(wire::Packet::Tcp(seg)) => {
+                let key = ConnKey {
+                    local: seg.dst,
+                    remote: seg.src,
+                };
+                let opens = seg.tcp.control == TcpControl::Syn && seg.tcp.ack_number.is_none();
+                if self.parking.is_some() && !opens && !self.conns.contains_key(&key) {
+                    self.park(key, packet);
+                } else {
+                    self.tcp_input(now, seg.dst, seg.src, &seg.tcp)
+                }
+            }
             Ok(wire::Packet::Icmp { src, dst, repr }) => self.icmp_input(now, src, dst, &repr),
             Ok(wire::Packet::Udp { src, dst, quote }) => {
                 self.stats.drop_no_socket += 1;
@@ -487,13 +516,7 @@ impl Stack {
             }
             self.remove(key);
         }
-        let listener = if self.listeners.contains_key(&local) {
-            Some(local)
-        } else {
-            let any = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, local.port());
-            self.listeners.contains_key(&any).then_some(any)
-        };
-        match listener {
+        match self.listener_for(local) {
             Some(l) => self.listen_input(now, l, key, seg),
             None => {
                 self.stats.drop_no_socket += 1;
@@ -1054,7 +1077,10 @@ impl Stack {
         Some(self.conns.get(&key)?.to_snapshot(now))
     }
 
-    /// Put a connection into the stack; it carries on from the snapshot's state.
+    /// Put a connection into the stack; it carries on from the snapshot's
+    /// state. A listener on its address offers it to `accept` (the
+    /// application resumes it from its app state); packets parked for it
+    /// are replayed.
     pub fn import(
         &mut self,
         now: Instant,
@@ -1069,10 +1095,93 @@ impl Stack {
         }
         let mut tcb = Tcb::from_snapshot(now, &self.cfg, self.role, &snapshot);
         tcb.ack_now = self.role != Role::Backup && tcb.is_synchronized();
+        let synchronized = tcb.is_synchronized();
+        tcb.listener = self.listener_for(key.local);
         self.conns.insert(key, tcb);
-        self.schedule(key);
+        self.stats.connections_opened += 1;
+        let sig = Signals {
+            established: synchronized,
+            writable: true,
+            readable: true,
+            ..Default::default()
+        };
+        self.after_change(key, sig);
         self.update_timer(key);
+        for packet in self.parked.remove(&key).unwrap_or_default() {
+            self.parked_bytes -= packet.len();
+            self.handle_packet(now, &packet);
+        }
         Ok(key)
+    }
+
+    /// The listener that accepts connections to `local`, if any.
+    fn listener_for(&self, local: SocketAddrV4) -> Option<SocketAddrV4> {
+        let any = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, local.port());
+        if self.listeners.contains_key(&local) {
+            Some(local)
+        } else {
+            self.listeners.contains_key(&any).then_some(any)
+        }
+    }
+
+    /// Joining replica: hold packets of connections not in the stack (up to
+    /// `limit` bytes; over it they are dropped and counted) until
+    /// [`import`](Self::import) brings the connection. `None` stops and
+    /// forgets what is held.
+    pub fn set_parking(&mut self, limit: Option<usize>) {
+        self.parking = limit;
+        if limit.is_none() {
+            self.parked.clear();
+            self.parked_bytes = 0;
+        }
+    }
+
+    fn park(&mut self, key: ConnKey, packet: &[u8]) {
+        let limit = self.parking.unwrap_or(0);
+        if self.parked_bytes + packet.len() > limit {
+            self.stats.drop_parking_full += 1;
+            return;
+        }
+        self.parked_bytes += packet.len();
+        self.stats.parked_segments += 1;
+        self.parked.entry(key).or_default().push(packet.to_vec());
+    }
+
+    /// Copy up to `buf.len()` readable bytes without consuming them.
+    pub fn peek(&self, key: ConnKey, buf: &mut [u8]) -> Result<usize, RecvError> {
+        let tcb = self.conns.get(&key).ok_or(RecvError::NotConnected)?;
+        if tcb.readable() > 0 {
+            return Ok(tcb.recv.peek(buf, tcb.delivery_limit));
+        }
+        Self::recv_status(tcb)
+    }
+
+    /// Mark up to `n` readable bytes as read (after [`peek`](Self::peek)).
+    pub fn consume(&mut self, key: ConnKey, n: usize) -> usize {
+        let Some(tcb) = self.conns.get_mut(&key) else {
+            return 0;
+        };
+        let n = tcb.app_consume(n);
+        if n > 0 {
+            self.after_read(key);
+        }
+        n
+    }
+
+    /// Replace the application's state blob of a connection (see
+    /// [`Tcb::app_state`](crate::tcp::conn::Tcb)); snapshots carry it.
+    pub fn set_app_state(&mut self, key: ConnKey, state: &[u8]) {
+        if let Some(tcb) = self.conns.get_mut(&key) {
+            tcb.app_state.clear();
+            tcb.app_state.extend_from_slice(state);
+        }
+    }
+
+    /// The application's state blob and its output byte count so far.
+    pub fn app_state(&self, key: ConnKey) -> Option<(Vec<u8>, u64)> {
+        self.conns
+            .get(&key)
+            .map(|t| (t.app_state.clone(), t.app_written))
     }
 
     // ---- replication ----
@@ -1262,13 +1371,7 @@ impl Stack {
         tcb.snd_wnd = record.snd_wnd;
         tcb.max_snd_wnd = record.snd_wnd;
         tcb.ts_recent = record.ts_recent;
-        let listener = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, key.local.port());
-        let listener = if self.listeners.contains_key(&key.local) {
-            Some(key.local)
-        } else {
-            self.listeners.contains_key(&listener).then_some(listener)
-        };
-        tcb.listener = listener;
+        tcb.listener = self.listener_for(key.local);
         self.conns.insert(key, tcb);
         self.stats.connections_opened += 1;
         let sig = Signals {

@@ -39,6 +39,10 @@ pub struct Stats {
     pub connections_closed: u64,
     /// Output dropped because this stack is a backup (suppressed, by design).
     pub suppressed_segments: u64,
+    /// Joining replica: segments of connections not yet transferred, held
+    /// until their snapshot arrives, and those dropped over the limit.
+    pub parked_segments: u64,
+    pub drop_parking_full: u64,
 }
 
 impl Stats {
@@ -71,6 +75,8 @@ impl Stats {
             ("connections_opened", self.connections_opened),
             ("connections_closed", self.connections_closed),
             ("suppressed_segments", self.suppressed_segments),
+            ("parked_segments", self.parked_segments),
+            ("drop_parking_full", self.drop_parking_full),
         ]
     }
 }

@@ -155,16 +155,66 @@ fn silent_primary_is_replaced_only_after_its_lease_ran_out() {
     assert!(agents[0].removed(), "the old primary learns it is out");
     assert!(!agents[0].lease_valid(ms(t)));
     assert!(agents[1].lease_valid(ms(t)));
-    let before = auth.stats().refused_dead_member;
+    // Restarted, it comes back as a joining member: copies and state
+    // transfer, no lease, not live until the primary says it caught up.
     let mut returning = agent(1);
     returning.counter = Counter::starting_at(1 << 40);
     returning.handle_timeout(ms(t));
-    let d = returning.poll_transmit().unwrap();
+    exchange(ms(t), &mut auth, &mut returning);
+    let v = auth.view().clone();
+    assert_eq!(v.epoch, 3);
+    assert!(v.is_joining(1) && !v.is_alive(1));
+    assert_eq!(v.to_replication_view().joining, vec![MemberId(1)]);
+    assert_eq!(auth.live_data_addrs().len(), 3, "copies go to it too");
+    assert!(!returning.lease_valid(ms(t)) && !returning.removed());
+}
+
+#[test]
+fn a_joining_member_is_admitted_by_the_primary_or_dropped_when_silent() {
+    let (mut auth, mut agents) = group();
+    agents[2].resign(ms(15), false);
+    exchange(ms(15), &mut auth, &mut agents[2]);
+    let mut back = agent(3);
+    back.counter = Counter::starting_at(1 << 40);
+    back.handle_timeout(ms(20));
+    exchange(ms(20), &mut auth, &mut back);
+    assert!(auth.view().is_joining(3));
+    // Only the primary's word admits it; a backup's is ignored.
+    round(ms(30), &mut auth, &mut agents, &[1, 2]);
+    agents[1].report_ready(3);
+    exchange(ms(30), &mut auth, &mut agents[1]);
+    assert!(auth.view().is_joining(3));
+    agents[0].report_ready(3);
+    exchange(ms(30), &mut auth, &mut agents[0]);
+    let v = auth.view().clone();
     assert_eq!(
-        auth.handle_datagram(ms(t), &d),
-        Err(ControlError::DeadMember(1))
+        v.members
+            .iter()
+            .map(|m| (m.id, m.alive))
+            .collect::<Vec<_>>(),
+        vec![(1, true), (2, true), (3, true)]
     );
-    assert_eq!(auth.stats().refused_dead_member, before + 1);
+    assert_eq!(auth.stats().rejoins, 1);
+    back.handle_timeout(ms(40));
+    exchange(ms(40), &mut auth, &mut back);
+    assert!(back.view().unwrap().is_alive(3));
+    // A joining member that falls silent is dropped without a lease wait.
+    let (mut auth, mut agents) = group();
+    agents[2].resign(ms(15), false);
+    exchange(ms(15), &mut auth, &mut agents[2]);
+    let mut back = agent(3);
+    back.counter = Counter::starting_at(1 << 40);
+    back.handle_timeout(ms(20));
+    exchange(ms(20), &mut auth, &mut back);
+    let epoch = auth.view().epoch;
+    let mut t = 30;
+    while auth.view().is_joining(3) {
+        round(ms(t), &mut auth, &mut agents, &[1, 2]);
+        t += 10;
+        assert!(t < 300);
+    }
+    assert_eq!(auth.view().epoch, epoch + 1);
+    assert!(!auth.view().is_alive(3));
 }
 
 #[test]

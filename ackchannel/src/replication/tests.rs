@@ -47,6 +47,7 @@ impl Group {
         let v = ReplicationView {
             epoch,
             members: members.iter().map(|m| MemberId(*m)).collect(),
+            joining: Vec::new(),
         };
         for (i, n) in self.nodes.iter_mut().enumerate() {
             if self.up[i] {
@@ -262,6 +263,7 @@ fn frames_of_an_old_epoch_forged_or_replayed_are_refused() {
         ReplicationView {
             epoch: 2,
             members: vec![MemberId(1), MemberId(2)],
+            joining: Vec::new(),
         },
     );
     outsider.local_progress(ms(3), conn(3), Seq(1), Seq(2), false);
@@ -381,6 +383,7 @@ fn a_backup_that_saw_the_view_first_is_asked_again_for_its_state() {
     let v2 = ReplicationView {
         epoch: 2,
         members: vec![MemberId(1), MemberId(2)],
+        joining: Vec::new(),
     };
     g.nodes[1].install_view(ms(2), v2.clone());
     g.progress(ms(2), 1, c, 200);

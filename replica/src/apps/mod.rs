@@ -134,14 +134,20 @@ fn serve(kind: &AppKind, stream: TcpStream) -> io::Result<()> {
     }
 }
 
-fn echo(mut s: TcpStream) -> io::Result<()> {
+/// Echo keeps no bytes of its own: it peeks and writes-and-consumes in one
+/// step, so a snapshot of the connection alone resumes it on a rejoining
+/// replica.
+fn echo(s: TcpStream) -> io::Result<()> {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
-        let n = s.read(&mut buf)?;
+        let n = s.peek(&mut buf)?;
         if n == 0 {
             return s.shutdown(Shutdown::Write);
         }
-        s.write_all(&buf[..n])?;
+        let mut done = 0;
+        while done < n {
+            done += s.write_consuming(&buf[done..n])?;
+        }
     }
 }
 
@@ -151,13 +157,18 @@ fn discard(mut s: TcpStream) -> io::Result<()> {
     s.shutdown(Shutdown::Write)
 }
 
+/// The pattern position is the count of bytes written, which the
+/// connection keeps: a restored connection carries on from it.
 fn source(mut s: TcpStream) -> io::Result<()> {
     // A block length that is a multiple of 251 keeps the pattern seamless.
     let block: Vec<u8> = (0..SOURCE_BLOCK as u64 / 251 * 251)
         .map(source_byte)
         .collect();
+    let (_, written) = s.app_state()?;
+    let mut at = (written % block.len() as u64) as usize;
     loop {
-        s.write_all(&block)?;
+        let n = s.write(&block[at..])?;
+        at = (at + n) % block.len();
     }
 }
 

@@ -36,6 +36,10 @@ pub struct ReplicaStatus {
     pub connections: usize,
     pub failovers: u64,
     pub imported_connections: u64,
+    /// Connections received by state transfer while rejoining.
+    pub imported_snapshots: u64,
+    /// The view lists this replica as catching up.
+    pub joining: bool,
     /// The group declared this replica dead: it must stop.
     pub removed: bool,
     /// Log entries not yet committed.
@@ -130,6 +134,7 @@ impl ReplicationHooks {
         s.removed = logic.agent().removed();
         s.failovers = logic.failovers;
         s.imported_connections = logic.imported_connections;
+        s.imported_snapshots = logic.imported_snapshots;
         let r = logic.replicator();
         s.uncommitted = r.uncommitted();
         s.lag = r.lag().into_iter().map(|(m, l)| (m.0, l)).collect();
@@ -139,6 +144,7 @@ impl ReplicationHooks {
         s.resigning = logic.resigning();
         s.resignations_cancelled = logic.resignations_cancelled;
         if let Some(v) = logic.agent().view() {
+            s.joining = v.is_joining(s.member);
             s.primary = v.primary();
             s.members = v.members.iter().map(|m| (m.id, m.alive)).collect();
         }

@@ -9,9 +9,13 @@ use std::net::SocketAddrV4;
 use ackchannel::control::{ControlError, MemberAgent};
 use ackchannel::replication::{Action, FrameError, MemberId, Replicator};
 use stack::iface::Event;
-use stack::tcp::snapshot::OpenRecord;
+use stack::tcp::snapshot::{ConnSnapshot, OpenRecord};
 use stack::tcp::State;
 use stack::{Instant, Role, Stack};
+
+/// Bytes of client packets a joining replica holds for connections whose
+/// state has not arrived yet.
+const PARKING_LIMIT: usize = 64 << 20;
 
 pub struct ReplicaLogic {
     me: MemberId,
@@ -31,6 +35,10 @@ pub struct ReplicaLogic {
     pub failovers: u64,
     /// Connections created from the log's "opened" entries.
     pub imported_connections: u64,
+    /// Connections received by state transfer while joining.
+    pub imported_snapshots: u64,
+    /// The view lists us as joining: packets of connections we lack wait.
+    parking: bool,
 }
 
 impl ReplicaLogic {
@@ -46,6 +54,8 @@ impl ReplicaLogic {
             epoch: 0,
             failovers: 0,
             imported_connections: 0,
+            imported_snapshots: 0,
+            parking: false,
         }
     }
 
@@ -93,13 +103,20 @@ impl ReplicaLogic {
             return None;
         }
         self.epoch = view.epoch;
+        // Joining members too: the primary streams state to them.
         let peers = view
             .members
             .iter()
-            .filter(|m| m.alive && m.id != self.me.0)
+            .filter(|m| (m.alive || m.joining) && m.id != self.me.0)
             .map(|m| (MemberId(m.id), m.ack_addr))
             .collect();
         let epoch = view.epoch;
+        let joining = view.is_joining(self.me.0);
+        if joining != self.parking {
+            self.parking = joining;
+            stack.set_parking(joining.then_some(PARKING_LIMIT));
+            tracing::info!(joining, "state transfer");
+        }
         self.replicator
             .install_view(now, view.to_replication_view());
         let role = if self.replicator.is_primary() {
@@ -255,8 +272,45 @@ impl ReplicaLogic {
                     }
                 }
                 Action::Fill(key, seq, data) => stack.fill_received(key, seq, &data),
+                Action::SendSnapshot { to, key } => {
+                    if let Some(snapshot) = stack.snapshot(key) {
+                        self.replicator.send_snapshot(now, to, &snapshot.encode());
+                    }
+                }
+                Action::Import(bytes) => self.import(now, stack, &bytes),
+                Action::JoinerReady(member) => {
+                    tracing::info!(member = member.0, "joining member holds every connection");
+                    self.agent.report_ready(member.0);
+                }
                 Action::PeerSuspected(member) => self.agent.report_failure(now, member.0),
             }
+        }
+    }
+
+    /// Joining: a connection's state from the primary. Its application
+    /// resumes it (the stack offers it to the listener's `accept`).
+    fn import(&mut self, now: Instant, stack: &mut Stack, bytes: &[u8]) {
+        let snapshot = match ConnSnapshot::decode(bytes) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("bad connection snapshot from the primary: {e}");
+                return;
+            }
+        };
+        let key = snapshot.key;
+        if stack.conn_info(key).is_some() {
+            return; // we have it (from its SYN, or an earlier snapshot)
+        }
+        let delivered = snapshot.delivery_limit;
+        match stack.import(now, snapshot) {
+            Ok(_) => {
+                self.replicator.imported(key, delivered);
+                self.imported_snapshots += 1;
+                if let Some((held, edge, fin)) = stack.receive_progress(key) {
+                    self.replicator.local_progress(now, key, held, edge, fin);
+                }
+            }
+            Err(e) => tracing::warn!(%key.remote, "cannot import connection: {e}"),
         }
     }
 

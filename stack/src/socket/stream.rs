@@ -218,7 +218,49 @@ impl TcpStream {
             .unwrap_or_else(|p| p.into_inner()));
     }
 
-    fn do_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+    /// Like `read`, but the bytes stay readable: an application that keeps
+    /// no data of its own between calls (see [`write_consuming`]) can be
+    /// resumed on another replica from the connection's state alone.
+    ///
+    /// [`write_consuming`]: TcpStream::write_consuming
+    pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.do_read(buf, false)
+    }
+
+    /// Write up to `data.len()` bytes and, in the same step, mark as many
+    /// peeked bytes read: an echo that holds nothing between the two.
+    pub fn write_consuming(&self, data: &[u8]) -> io::Result<usize> {
+        self.do_write(data, true)
+    }
+
+    /// Replace this connection's application state: opaque bytes that
+    /// snapshots carry, so a replica that rejoins the group can resume the
+    /// application where the others are (it reads them with [`app_state`]).
+    ///
+    /// [`app_state`]: TcpStream::app_state
+    pub fn set_app_state(&self, state: &[u8]) -> io::Result<()> {
+        let key = self.handle.key;
+        self.handle.net.with_stack(|s| {
+            if s.conn_info(key).is_none() {
+                return Err(io::Error::from(io::ErrorKind::NotConnected));
+            }
+            s.set_app_state(key, state);
+            Ok(())
+        })
+    }
+
+    /// The application state last set, and the bytes the application has
+    /// written so far. A connection restored from a snapshot shows the
+    /// values of the replica it came from.
+    pub fn app_state(&self) -> io::Result<(Vec<u8>, u64)> {
+        let key = self.handle.key;
+        self.handle
+            .net
+            .with_stack(|s| s.app_state(key))
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotConnected))
+    }
+
+    fn do_read(&self, buf: &mut [u8], consume: bool) -> io::Result<usize> {
         if buf.is_empty() {
             return Ok(0);
         }
@@ -233,7 +275,12 @@ impl TcpStream {
             if g.stopped {
                 return Err(stopped_error());
             }
-            match g.stack.recv(self.handle.key, buf) {
+            let result = if consume {
+                g.stack.recv(self.handle.key, buf)
+            } else {
+                g.stack.peek(self.handle.key, buf)
+            };
+            match result {
                 Ok(n) => {
                     // Reading may open the window: let the driver send the
                     // update (or tell replication) if there is one.
@@ -261,7 +308,7 @@ impl TcpStream {
         }
     }
 
-    fn do_write(&self, buf: &[u8]) -> io::Result<usize> {
+    fn do_write(&self, buf: &[u8], consume_written: bool) -> io::Result<usize> {
         if buf.is_empty() {
             return Ok(0);
         }
@@ -277,6 +324,9 @@ impl TcpStream {
             }
             match g.stack.send(self.handle.key, buf) {
                 Ok(n) => {
+                    if consume_written {
+                        g.stack.consume(self.handle.key, n);
+                    }
                     drop(g);
                     shared.wake.wake();
                     return Ok(n);
@@ -310,19 +360,19 @@ fn check_timeout(timeout: Option<Duration>) -> io::Result<()> {
 
 impl Read for TcpStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.do_read(buf)
+        self.do_read(buf, true)
     }
 }
 
 impl Read for &TcpStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.do_read(buf)
+        self.do_read(buf, true)
     }
 }
 
 impl Write for TcpStream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.do_write(buf)
+        self.do_write(buf, false)
     }
     /// Data is handed to the core on `write`; there is nothing to flush.
     fn flush(&mut self) -> io::Result<()> {
@@ -332,7 +382,7 @@ impl Write for TcpStream {
 
 impl Write for &TcpStream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.do_write(buf)
+        self.do_write(buf, false)
     }
     fn flush(&mut self) -> io::Result<()> {
         Ok(())

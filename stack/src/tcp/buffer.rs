@@ -129,12 +129,23 @@ impl RecvBuffer {
     }
     /// Read up to `buf.len()` bytes, never at or past `limit`.
     pub fn read(&mut self, buf: &mut [u8], limit: Option<Seq>) -> usize {
-        let avail = self.readable(limit);
-        let n = avail.min(buf.len());
+        let n = self.peek(buf, limit);
+        self.consume(n, limit)
+    }
+
+    /// Copy up to `buf.len()` readable bytes without consuming them.
+    pub fn peek(&self, buf: &mut [u8], limit: Option<Seq>) -> usize {
+        let n = self.readable(limit).min(buf.len());
         let (a, b) = self.data.as_slices();
         let from_a = n.min(a.len());
         buf[..from_a].copy_from_slice(&a[..from_a]);
         buf[from_a..n].copy_from_slice(&b[..n - from_a]);
+        n
+    }
+
+    /// Drop up to `n` readable bytes; returns how many.
+    pub fn consume(&mut self, n: usize, limit: Option<Seq>) -> usize {
+        let n = self.readable(limit).min(n);
         self.data.drain(..n);
         self.start = self.start + n;
         n

@@ -155,6 +155,12 @@ pub struct Tcb {
     // Replication.
     pub gate: Option<Gate>,
     pub delivery_limit: Option<Seq>,
+    /// The application's own state for this connection (opaque bytes it
+    /// keeps current through the socket API), carried by snapshots so a
+    /// rejoining replica's application can resume.
+    pub app_state: Vec<u8>,
+    /// Bytes the application has written since the connection opened.
+    pub app_written: u64,
     /// Earliest deadline this connection has in the stack's timer heap.
     pub scheduled_deadline: Option<Instant>,
 }
@@ -227,6 +233,8 @@ impl Tcb {
             error: None,
             app_closed: false,
             listener: None,
+            app_state: Vec::new(),
+            app_written: 0,
             gate: None,
             // Replicated connections deliver only what the log has committed.
             delivery_limit: (role != Role::Standalone && state != State::SynSent)
@@ -978,8 +986,14 @@ impl Tcb {
 
     /// Read from the receive buffer, honouring the delivery limit.
     pub fn app_recv(&mut self, buf: &mut [u8]) -> usize {
+        let n = self.recv.peek(buf, self.delivery_limit);
+        self.app_consume(n)
+    }
+
+    /// Drop up to `n` readable bytes as read; returns how many.
+    pub fn app_consume(&mut self, n: usize) -> usize {
         let before = self.recv_space();
-        let n = self.recv.read(buf, self.delivery_limit);
+        let n = self.recv.consume(n, self.delivery_limit);
         // RFC 9293 3.8.6.2.2 (receiver SWS avoidance): announce a window that grew
         // by at least min(half the buffer, one MSS).
         let after = self.recv_space();

@@ -55,6 +55,11 @@ pub struct ConnSnapshot {
     /// Logical timer state: a retransmission was pending, TIME-WAIT remaining (µs).
     pub rto_armed: bool,
     pub time_wait_left_us: Option<u64>,
+    /// Replicated roles: the application may read only before this.
+    pub delivery_limit: Option<Seq>,
+    /// The application's state and output count (see `Tcb::app_state`).
+    pub app_state: Vec<u8>,
+    pub app_written: u64,
 }
 
 /// Negotiated parameters of a new connection, identical on every replica.
@@ -80,7 +85,7 @@ pub enum DecodeError {
     Invalid,
 }
 
-const SNAPSHOT_VERSION: u8 = 1;
+const SNAPSHOT_VERSION: u8 = 2;
 const OPEN_VERSION: u8 = 1;
 
 struct Writer(Vec<u8>);
@@ -307,6 +312,9 @@ impl ConnSnapshot {
         w.bool(self.nodelay);
         w.bool(self.rto_armed);
         w.opt_u64(self.time_wait_left_us);
+        w.opt_u64(self.delivery_limit.map(|s| u64::from(s.0)));
+        w.bytes(&self.app_state);
+        w.u64(self.app_written);
         w.0
     }
 
@@ -372,6 +380,9 @@ impl ConnSnapshot {
             nodelay: r.bool()?,
             rto_armed: r.bool()?,
             time_wait_left_us: r.opt_u64()?,
+            delivery_limit: r.opt_u64()?.map(|v| Seq(v as u32)),
+            app_state: r.bytes()?,
+            app_written: r.u64()?,
         };
         if !r.0.is_empty() {
             return Err(DecodeError::Invalid);
@@ -429,6 +440,9 @@ impl Tcb {
             nodelay: self.nodelay,
             rto_armed: self.timers.rto.is_some(),
             time_wait_left_us: self.timers.time_wait.map(|t| (t - now).total_micros()),
+            delivery_limit: self.delivery_limit,
+            app_state: self.app_state.clone(),
+            app_written: self.app_written,
         }
     }
 
@@ -474,6 +488,11 @@ impl Tcb {
         t.timers.time_wait = s
             .time_wait_left_us
             .map(|us| now + Duration::from_micros(us));
+        if role != Role::Standalone {
+            t.delivery_limit = s.delivery_limit;
+        }
+        t.app_state = s.app_state.clone();
+        t.app_written = s.app_written;
         t
     }
 
