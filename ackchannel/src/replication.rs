@@ -28,6 +28,7 @@ const KIND_APPEND: u8 = 1;
 const KIND_CONFIRM: u8 = 2;
 const KIND_FILL: u8 = 3;
 const KIND_SNAPSHOT: u8 = 4;
+const KIND_DELIVER: u8 = 5;
 /// Append flag: the backup should confirm every connection it holds.
 const FLAG_SEND_ALL: u8 = 1;
 /// Client bytes sent in one repair at most.
@@ -239,6 +240,9 @@ pub struct Replicator {
 
     /// Primary: members catching up.
     joiners: HashMap<MemberId, Joiner>,
+    /// Primary: commits to pass on to joining members (they get no log, but
+    /// their applications must keep reading, or their windows would close).
+    joiner_deliveries: Vec<(ConnKey, Seq)>,
 
     /// Primary: (backup, connection) -> (its held, since when), for repairs.
     behind: HashMap<(MemberId, ConnKey), (Seq, Instant)>,
@@ -286,6 +290,7 @@ impl Replicator {
             synced: false,
             next_full_confirm: Instant::ZERO,
             joiners: HashMap::new(),
+            joiner_deliveries: Vec::new(),
             behind: HashMap::new(),
             next_repair_check: Instant::ZERO,
             last_heard: HashMap::new(),
@@ -540,6 +545,9 @@ impl Replicator {
                 if self.delivered.get(&key).is_none_or(|d| upto > *d) {
                     self.delivered.insert(key, upto);
                     self.actions.push_back(Action::Deliver(key, upto));
+                    if !self.joiners.is_empty() {
+                        self.joiner_deliveries.push((key, upto));
+                    }
                 }
             }
             Entry::Closed { key } => {
@@ -614,6 +622,23 @@ impl Replicator {
                     self.on_joiner_confirm(sender, confirms);
                 } else {
                     self.on_confirm(now, sender, acked, confirms);
+                }
+            }
+            KIND_DELIVER if from_primary && !self.is_primary() => {
+                let n = r.u32()? as usize;
+                let mut notes = Vec::with_capacity(n.min(1024));
+                for _ in 0..n {
+                    notes.push((get_key(&mut r)?, Seq(r.u32()?)));
+                }
+                if !r.is_empty() {
+                    return Err(Malformed.into());
+                }
+                self.last_heard.insert(sender, now);
+                for (key, upto) in notes {
+                    if self.delivered.get(&key).is_none_or(|d| upto > *d) {
+                        self.delivered.insert(key, upto);
+                        self.actions.push_back(Action::Deliver(key, upto));
+                    }
                 }
             }
             KIND_SNAPSHOT if from_primary && !self.is_primary() => {
@@ -753,8 +778,15 @@ impl Replicator {
     /// Joining member: a connection arrived by snapshot; the application
     /// has been given everything before `delivered`.
     pub fn imported(&mut self, key: ConnKey, delivered: Option<Seq>) {
-        if let Some(d) = delivered {
-            self.delivered.insert(key, d);
+        match (self.delivered.get(&key).copied(), delivered) {
+            // Commits the primary passed on before the snapshot arrived.
+            (Some(known), Some(d)) if known > d => {
+                self.actions.push_back(Action::Deliver(key, known));
+            }
+            (_, Some(d)) => {
+                self.delivered.insert(key, d);
+            }
+            _ => {}
         }
     }
 
@@ -923,6 +955,22 @@ impl Replicator {
     }
 
     fn flush_primary(&mut self, now: Instant) {
+        if !self.joiner_deliveries.is_empty() {
+            let notes = std::mem::take(&mut self.joiner_deliveries);
+            for chunk in notes.chunks(self.cfg.max_batch.max(1)) {
+                let mut body = Vec::with_capacity(4 + chunk.len() * 16);
+                body.extend_from_slice(&(chunk.len() as u32).to_be_bytes());
+                for (key, upto) in chunk {
+                    put_key(&mut body, key);
+                    body.extend_from_slice(&upto.0.to_be_bytes());
+                }
+                let mut ids: Vec<MemberId> = self.joiners.keys().copied().collect();
+                ids.sort_unstable();
+                for id in ids {
+                    self.send(now, id, KIND_DELIVER, &body);
+                }
+            }
+        }
         let hb = self.cfg.heartbeat_interval;
         for b in self.backups() {
             while let Some(peer) = self.peers.get(&b) {

@@ -16,8 +16,9 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::replication::MemberId;
 
-/// Largest frame accepted or sent.
-pub const MAX_FRAME: usize = 4 << 20;
+/// Largest frame accepted or sent: a connection's snapshot for a rejoining
+/// member (its send and receive buffers, 4 MiB each by default) fits.
+pub const MAX_FRAME: usize = 16 << 20;
 /// Inbound connections kept at most (a group has a handful of members).
 const MAX_INBOUND: usize = 32;
 /// Unsent bytes kept per peer at most.

@@ -231,8 +231,8 @@ fn a_pool_of_two_groups_shares_connections_by_each_policy() {
 }
 
 /// A backup is killed and restarted; it rejoins by state transfer while
-/// connections run, and then carries them alone after every original
-/// member has crashed.
+/// connections run (a download mid-response, echo streams), and then
+/// carries them alone after every original member has crashed.
 #[test]
 fn a_restarted_replica_rejoins_and_outlives_the_original_members() {
     if !privileged("a_restarted_replica_rejoins_and_outlives_the_original_members") {
@@ -240,6 +240,10 @@ fn a_restarted_replica_rejoins_and_outlives_the_original_members() {
     }
     let _serial = serial();
     let mut c = cluster("rj3", 3);
+    let original = c.www.join("file.bin");
+    clients::write_random_file(&original, 32 << 20).unwrap();
+    let dest = c.log_dir().join("got.bin");
+    let curl = clients::start_download(&c, "file.bin", &dest, "6M").unwrap();
     let bulk = clients::start_echo(&c, 1, 8 << 20, 16384, Duration::from_millis(8)).unwrap();
     let chat = clients::start_echo(&c, 4, 600 * 512, 512, Duration::from_millis(10)).unwrap();
     std::thread::sleep(Duration::from_millis(700));
@@ -265,7 +269,7 @@ fn a_restarted_replica_rejoins_and_outlives_the_original_members() {
     );
     let s = c.replica_status(3).unwrap();
     assert!(
-        s["imported_snapshots"].as_u64().unwrap_or(0) >= 5,
+        s["imported_snapshots"].as_u64().unwrap_or(0) >= 6,
         "the running connections came by state transfer: {s}"
     );
     std::thread::sleep(Duration::from_millis(300));
@@ -276,6 +280,7 @@ fn a_restarted_replica_rejoins_and_outlives_the_original_members() {
         });
         std::thread::sleep(Duration::from_millis(300));
     }
+    download_matches(curl, &dest, &original);
     let bulk = clients::finish_echo(bulk).unwrap();
     let chat = clients::finish_echo(chat).unwrap();
     echo_verdict(&bulk, "bulk echo carried by the rejoined replica");

@@ -150,6 +150,17 @@ impl From<RecvError> for std::io::Error {
     }
 }
 
+/// An application's saved state of one connection (see
+/// [`Stack::set_app_state`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AppState {
+    pub state: Vec<u8>,
+    /// Bytes the application had written when it set `state`.
+    pub set_at: u64,
+    /// Bytes it has written so far.
+    pub written: u64,
+}
+
 /// A read-only view of one connection, for status pages and tests.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnInfo {
@@ -1156,6 +1167,12 @@ impl Stack {
         Self::recv_status(tcb)
     }
 
+    /// No byte beyond those readable now will ever be readable (end of
+    /// stream delivered, an error, or no such connection).
+    pub fn input_complete(&self, key: ConnKey) -> bool {
+        self.conns.get(&key).is_none_or(Tcb::input_complete)
+    }
+
     /// Mark up to `n` readable bytes as read (after [`peek`](Self::peek)).
     pub fn consume(&mut self, key: ConnKey, n: usize) -> usize {
         let Some(tcb) = self.conns.get_mut(&key) else {
@@ -1174,14 +1191,18 @@ impl Stack {
         if let Some(tcb) = self.conns.get_mut(&key) {
             tcb.app_state.clear();
             tcb.app_state.extend_from_slice(state);
+            tcb.app_state_at = tcb.app_written;
         }
     }
 
-    /// The application's state blob and its output byte count so far.
-    pub fn app_state(&self, key: ConnKey) -> Option<(Vec<u8>, u64)> {
-        self.conns
-            .get(&key)
-            .map(|t| (t.app_state.clone(), t.app_written))
+    /// The application's state: the blob, the output count when it was
+    /// set, and the output count now.
+    pub fn app_state(&self, key: ConnKey) -> Option<AppState> {
+        self.conns.get(&key).map(|t| AppState {
+            state: t.app_state.clone(),
+            set_at: t.app_state_at,
+            written: t.app_written,
+        })
     }
 
     // ---- replication ----

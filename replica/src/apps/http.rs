@@ -2,7 +2,7 @@
 //! ranges (RFC 9110 section 14), keep-alive. Enough for `curl` as a real client.
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Component, Path, PathBuf};
 
 use stack::socket::TcpStream;
@@ -27,56 +27,137 @@ enum Head {
     Bad(u16, &'static str),
 }
 
+/// Serve requests until the client closes. The connection's app state
+/// (kept in the stack, so snapshots carry it) is the count of requests
+/// served and, while a response is being written, the request itself: a
+/// replica that receives this connection by state transfer regenerates the
+/// same response and continues it from the output position it finds.
 pub fn serve(stream: TcpStream, root: &Path) -> io::Result<()> {
-    let mut reader = BufReader::new(stream.try_clone()?);
     let mut out = stream;
-    for _ in 0..MAX_REQUESTS {
-        match read_head(&mut reader)? {
-            Head::Closed => break,
-            Head::Bad(code, why) => {
-                respond_error(&mut out, code, why)?;
-                break;
-            }
-            Head::Request(req) => {
-                if !respond(&mut out, root, &req)? || !req.keep_alive {
-                    break;
-                }
-            }
+    let saved = out.app_state()?;
+    let (mut served, in_progress) = decode_state(&saved.state);
+    if let Some(raw) = in_progress {
+        let head = split_head(raw).map_or(Head::Bad(400, "truncated request"), |(_, h)| h);
+        let keep = answer(&mut out, root, &head, saved.written - saved.set_at)?;
+        out.set_app_state(&encode_state(served, None))?;
+        if !keep {
+            return out.shutdown(std::net::Shutdown::Write);
+        }
+    }
+    let mut buf = vec![0u8; MAX_HEAD + 1];
+    while served < MAX_REQUESTS {
+        let (len, head) = next_head(&out, &mut buf)?;
+        if head == Head::Closed {
+            break;
+        }
+        served += 1;
+        out.consume_with_state(len, &encode_state(served, Some(&buf[..len])))?;
+        let keep = answer(&mut out, root, &head, 0)?;
+        out.set_app_state(&encode_state(served, None))?;
+        if !keep {
+            break;
         }
     }
     out.shutdown(std::net::Shutdown::Write)
 }
 
-fn read_head(r: &mut impl BufRead) -> io::Result<Head> {
-    let mut lines = Vec::new();
-    let mut total = 0;
+/// App state: requests served (u32), then the raw request being answered.
+fn encode_state(served: usize, request: Option<&[u8]>) -> Vec<u8> {
+    let mut out = (served as u32).to_be_bytes().to_vec();
+    out.extend_from_slice(request.unwrap_or_default());
+    out
+}
+
+fn decode_state(state: &[u8]) -> (usize, Option<&[u8]>) {
+    match state.split_first_chunk::<4>() {
+        Some((n, rest)) => (
+            u32::from_be_bytes(*n) as usize,
+            (!rest.is_empty()).then_some(rest),
+        ),
+        None => (0, None),
+    }
+}
+
+/// Peek until a whole request head is readable; returns its length and
+/// the parsed head (nothing is consumed).
+fn next_head(s: &TcpStream, buf: &mut [u8]) -> io::Result<(usize, Head)> {
+    let mut have = 0;
     loop {
-        let mut line = Vec::new();
-        let n = r
-            .take((MAX_HEAD + 1 - total) as u64)
-            .read_until(b'\n', &mut line)?;
-        if n == 0 {
-            return Ok(if lines.is_empty() {
+        let now = s.peek_beyond(buf, have)?;
+        if let Some(found) = split_head(&buf[..now]) {
+            return Ok(found);
+        }
+        if now > MAX_HEAD {
+            return Ok((now, Head::Bad(431, "request header too large")));
+        }
+        if now == have {
+            // The stream ended without a complete head.
+            let head = if now == 0 || buf[..now].iter().all(|b| matches!(b, b'\r' | b'\n')) {
                 Head::Closed
             } else {
                 Head::Bad(400, "truncated request")
-            });
+            };
+            return Ok((now, head));
         }
-        total += n;
-        if total > MAX_HEAD {
-            return Ok(Head::Bad(431, "request header too large"));
-        }
-        let Ok(text) = String::from_utf8(line) else {
-            return Ok(Head::Bad(400, "request is not UTF-8"));
-        };
-        let text = text.trim_end_matches(['\r', '\n']).to_string();
-        if text.is_empty() {
+        have = now;
+    }
+}
+
+/// The request head at the start of `bytes` (empty lines before it are
+/// skipped, RFC 9112 2.2): its length and parse, or `None` if incomplete.
+fn split_head(bytes: &[u8]) -> Option<(usize, Head)> {
+    let mut lines = Vec::new();
+    let mut pos = 0;
+    while let Some(nl) = bytes[pos..].iter().position(|b| *b == b'\n') {
+        let line = &bytes[pos..pos + nl];
+        pos += nl + 1;
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
             if lines.is_empty() {
-                continue; // RFC 9112 2.2: ignore empty lines before the request line
+                continue;
             }
-            return Ok(parse_head(&lines));
+            return Some((pos, parse_head(&lines)));
         }
-        lines.push(text);
+        let Ok(text) = std::str::from_utf8(line) else {
+            return Some((pos, Head::Bad(400, "request is not UTF-8")));
+        };
+        lines.push(text.to_string());
+    }
+    None
+}
+
+/// Write the response to `head`, skipping its first `skip` bytes (already
+/// sent by the replica this connection came from). False: close after it.
+fn answer(out: &mut TcpStream, root: &Path, head: &Head, skip: u64) -> io::Result<bool> {
+    let mut w = SkipWriter { inner: out, skip };
+    match head {
+        Head::Closed => Ok(false),
+        Head::Bad(code, why) => {
+            respond_error(&mut w, *code, why)?;
+            Ok(false)
+        }
+        Head::Request(req) => respond(&mut w, root, req),
+    }
+}
+
+/// Drops the first `skip` bytes written through it.
+struct SkipWriter<'a, W: Write> {
+    inner: &'a mut W,
+    skip: u64,
+}
+
+impl<W: Write> Write for SkipWriter<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.skip >= buf.len() as u64 {
+            self.skip -= buf.len() as u64;
+            return Ok(buf.len());
+        }
+        let skipped = self.skip as usize;
+        self.skip = 0;
+        Ok(skipped + self.inner.write(&buf[skipped..])?)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
     }
 }
 
@@ -154,7 +235,7 @@ fn parse_range(spec: &str, len: u64) -> Result<Option<(u64, u64)>, ()> {
 }
 
 /// Returns false when the connection must close after this response.
-fn respond(out: &mut TcpStream, root: &Path, req: &Request) -> io::Result<bool> {
+fn respond(out: &mut impl Write, root: &Path, req: &Request) -> io::Result<bool> {
     let head_only = match req.method.as_str() {
         "GET" => false,
         "HEAD" => true,
@@ -212,7 +293,7 @@ fn respond(out: &mut TcpStream, root: &Path, req: &Request) -> io::Result<bool> 
     Ok(req.keep_alive)
 }
 
-fn respond_error(out: &mut TcpStream, code: u16, why: &str) -> io::Result<()> {
+fn respond_error(out: &mut impl Write, code: u16, why: &str) -> io::Result<()> {
     let reason = match code {
         400 => "Bad Request",
         404 => "Not Found",
@@ -259,11 +340,15 @@ mod tests {
 
     #[test]
     fn heads_parse_and_bad_ones_are_rejected() {
-        let mut r = io::Cursor::new(
-            b"\r\nGET /f HTTP/1.1\r\nRange: bytes=1-2\r\nConnection: close\r\n\r\n".to_vec(),
+        let raw = b"\r\nGET /f HTTP/1.1\r\nRange: bytes=1-2\r\nConnection: close\r\n\r\nGET /next";
+        let (len, head) = split_head(raw).unwrap();
+        assert_eq!(
+            &raw[len..],
+            b"GET /next",
+            "the head ends where the next request starts"
         );
         assert_eq!(
-            read_head(&mut r).unwrap(),
+            head,
             Head::Request(Request {
                 method: "GET".into(),
                 path: "/f".into(),
@@ -271,19 +356,40 @@ mod tests {
                 keep_alive: false
             })
         );
-        let mut r = io::Cursor::new(b"GET /f\r\n\r\n".to_vec());
-        assert!(matches!(read_head(&mut r).unwrap(), Head::Bad(400, _)));
-        let mut r = io::Cursor::new(b"GET /f HTTP/2\r\n\r\n".to_vec());
-        assert!(matches!(read_head(&mut r).unwrap(), Head::Bad(505, _)));
-        let mut big = b"GET /f HTTP/1.1\r\nX: ".to_vec();
-        big.extend(std::iter::repeat_n(b'a', MAX_HEAD));
-        assert!(matches!(
-            read_head(&mut io::Cursor::new(big)).unwrap(),
-            Head::Bad(431, _)
-        ));
         assert_eq!(
-            read_head(&mut io::Cursor::new(Vec::new())).unwrap(),
-            Head::Closed
+            split_head(b"GET /f HTTP/1.1\r\nHost: x\r\n"),
+            None,
+            "incomplete"
         );
+        assert!(matches!(
+            split_head(b"GET /f\r\n\r\n"),
+            Some((_, Head::Bad(400, _)))
+        ));
+        assert!(matches!(
+            split_head(b"GET /f HTTP/2\n\n"),
+            Some((_, Head::Bad(505, _)))
+        ));
+        assert!(matches!(
+            split_head(b"GET /\xff HTTP/1.1\r\n\r\n"),
+            Some((_, Head::Bad(400, _)))
+        ));
+    }
+
+    #[test]
+    fn state_round_trips_and_skipping_resumes_a_response() {
+        assert_eq!(
+            decode_state(&encode_state(7, Some(b"GET /"))),
+            (7, Some(&b"GET /"[..]))
+        );
+        assert_eq!(decode_state(&encode_state(7, None)), (7, None));
+        assert_eq!(decode_state(&[]), (0, None));
+        let mut out = Vec::new();
+        let mut w = SkipWriter {
+            inner: &mut out,
+            skip: 5,
+        };
+        w.write_all(b"abc").unwrap();
+        w.write_all(b"defgh").unwrap();
+        assert_eq!(out, b"fgh");
     }
 }

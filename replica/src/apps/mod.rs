@@ -164,7 +164,7 @@ fn source(mut s: TcpStream) -> io::Result<()> {
     let block: Vec<u8> = (0..SOURCE_BLOCK as u64 / 251 * 251)
         .map(source_byte)
         .collect();
-    let (_, written) = s.app_state()?;
+    let written = s.app_state()?.written;
     let mut at = (written % block.len() as u64) as usize;
     loop {
         let n = s.write(&block[at..])?;

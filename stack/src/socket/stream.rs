@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::{local_addr, lock, stopped_error, wait_change, NetStack, WaitKey};
-use crate::iface::{ConnKey, RecvError, SendError};
+use crate::iface::{AppState, ConnKey, RecvError, SendError};
 use crate::tcp::State;
 
 /// Options shared by all clones of one stream, as on a kernel socket.
@@ -249,15 +249,58 @@ impl TcpStream {
         })
     }
 
-    /// The application state last set, and the bytes the application has
-    /// written so far. A connection restored from a snapshot shows the
-    /// values of the replica it came from.
-    pub fn app_state(&self) -> io::Result<(Vec<u8>, u64)> {
+    /// The application state last set (with the output count then) and
+    /// the bytes the application has written so far. A connection restored
+    /// from a snapshot shows the values of the replica it came from.
+    pub fn app_state(&self) -> io::Result<AppState> {
         let key = self.handle.key;
         self.handle
             .net
             .with_stack(|s| s.app_state(key))
             .ok_or_else(|| io::Error::from(io::ErrorKind::NotConnected))
+    }
+
+    /// Mark `n` peeked bytes read and set the application state in one
+    /// step: a request taken off the stream is never lost between the two.
+    pub fn consume_with_state(&self, n: usize, state: &[u8]) -> io::Result<usize> {
+        let key = self.handle.key;
+        let shared = &self.handle.net.shared;
+        let mut g = lock(shared);
+        if g.stack.conn_info(key).is_none() {
+            return Err(io::Error::from(io::ErrorKind::NotConnected));
+        }
+        let done = g.stack.consume(key, n);
+        g.stack.set_app_state(key, state);
+        let driver_has_work = g.stack.has_output() || g.stack.has_event();
+        drop(g);
+        if driver_has_work {
+            shared.wake.wake();
+        }
+        Ok(done)
+    }
+
+    /// Like [`peek`](TcpStream::peek), but waits until more than `have`
+    /// bytes are readable (or the stream ends): for parsers that need more
+    /// than what they saw.
+    pub fn peek_beyond(&self, buf: &mut [u8], have: usize) -> io::Result<usize> {
+        let shared = &self.handle.net.shared;
+        let key = self.handle.key;
+        let mut g = lock(shared);
+        loop {
+            if g.stopped {
+                return Err(stopped_error());
+            }
+            let n = match g.stack.peek(key, buf) {
+                Ok(n) => n,
+                Err(RecvError::WouldBlock) => 0,
+                Err(e) => return Err(e.into()),
+            };
+            if n > have || n == buf.len() || g.stack.input_complete(key) {
+                return Ok(n);
+            }
+            let (g2, _) = wait_change(shared, g, WaitKey::Conn(key), None);
+            g = g2;
+        }
     }
 
     fn do_read(&self, buf: &mut [u8], consume: bool) -> io::Result<usize> {

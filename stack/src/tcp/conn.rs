@@ -159,6 +159,9 @@ pub struct Tcb {
     /// keeps current through the socket API), carried by snapshots so a
     /// rejoining replica's application can resume.
     pub app_state: Vec<u8>,
+    /// `app_written` when `app_state` was set: the state describes the
+    /// application as of that output position.
+    pub app_state_at: u64,
     /// Bytes the application has written since the connection opened.
     pub app_written: u64,
     /// Earliest deadline this connection has in the stack's timer heap.
@@ -234,6 +237,7 @@ impl Tcb {
             app_closed: false,
             listener: None,
             app_state: Vec::new(),
+            app_state_at: 0,
             app_written: 0,
             gate: None,
             // Replicated connections deliver only what the log has committed.
@@ -1008,6 +1012,18 @@ impl Tcb {
     /// Bytes readable now (delivery limit applied).
     pub fn readable(&self) -> usize {
         self.recv.readable(self.delivery_limit)
+    }
+
+    /// Everything the peer will ever send is readable now.
+    pub fn input_complete(&self) -> bool {
+        if self.error.is_some() || self.state == State::Closed {
+            return true;
+        }
+        let limit_past_fin = match (self.peer_fin, self.delivery_limit) {
+            (Some(f), Some(limit)) => limit > f,
+            _ => true,
+        };
+        self.fin_received() && self.readable() == self.recv.len() && limit_past_fin
     }
 
     /// End of stream is visible to the application.

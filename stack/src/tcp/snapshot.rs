@@ -59,6 +59,7 @@ pub struct ConnSnapshot {
     pub delivery_limit: Option<Seq>,
     /// The application's state and output count (see `Tcb::app_state`).
     pub app_state: Vec<u8>,
+    pub app_state_at: u64,
     pub app_written: u64,
 }
 
@@ -314,6 +315,7 @@ impl ConnSnapshot {
         w.opt_u64(self.time_wait_left_us);
         w.opt_u64(self.delivery_limit.map(|s| u64::from(s.0)));
         w.bytes(&self.app_state);
+        w.u64(self.app_state_at);
         w.u64(self.app_written);
         w.0
     }
@@ -382,6 +384,7 @@ impl ConnSnapshot {
             time_wait_left_us: r.opt_u64()?,
             delivery_limit: r.opt_u64()?.map(|v| Seq(v as u32)),
             app_state: r.bytes()?,
+            app_state_at: r.u64()?,
             app_written: r.u64()?,
         };
         if !r.0.is_empty() {
@@ -442,6 +445,7 @@ impl Tcb {
             time_wait_left_us: self.timers.time_wait.map(|t| (t - now).total_micros()),
             delivery_limit: self.delivery_limit,
             app_state: self.app_state.clone(),
+            app_state_at: self.app_state_at,
             app_written: self.app_written,
         }
     }
@@ -492,6 +496,7 @@ impl Tcb {
             t.delivery_limit = s.delivery_limit;
         }
         t.app_state = s.app_state.clone();
+        t.app_state_at = s.app_state_at;
         t.app_written = s.app_written;
         t
     }
