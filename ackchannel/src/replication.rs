@@ -459,14 +459,17 @@ impl Replicator {
         }
         // A joining member counts from its snapshot on: the gate never
         // passes what it holds, so nothing it lacks can be delivered (and
-        // leave the primary's buffer) before it catches up.
+        // leave the primary's buffer) before it catches up. Before the
+        // snapshot is sent the gate moves without it: the snapshot will
+        // hold everything up to the gate of that moment.
         for j in self.joiners.values() {
             match j.confirmed.get(&key) {
                 Some(p) => {
                     ack = ack.min(p.held);
                     edge = edge.min(p.edge);
                 }
-                None => return,
+                None if j.sent.contains_key(&key) => return,
+                None => {}
             }
         }
         // Monotonic: an earlier gate was the minimum over a superset of

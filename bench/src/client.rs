@@ -177,8 +177,19 @@ fn hold(args: &ClientArgs) -> Result<ClientResult, String> {
         streams.push(s);
     }
     let setup = start.elapsed().as_secs_f64();
-    // Hold them while the harness samples the servers' memory.
+    // Hold them while the harness samples the servers' memory (or restarts
+    // replicas), then check every one still echoes.
     std::thread::sleep(Duration::from_secs_f64(args.secs));
+    for (i, s) in streams.iter_mut().enumerate() {
+        let b = [((i + 7) % 251) as u8];
+        let mut r = [0u8];
+        s.write_all(&b)
+            .and_then(|_| s.read_exact(&mut r))
+            .map_err(|e| format!("connection {i} after the hold: {e}"))?;
+        if r != b {
+            return Err(format!("connection {i}: wrong echo after the hold"));
+        }
+    }
     Ok(ClientResult {
         held: streams.len(),
         setup_secs: setup,

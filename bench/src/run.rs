@@ -28,6 +28,13 @@ pub struct RunArgs {
     /// over, for comparison with crashes (default 20, quick 2).
     #[arg(long)]
     pub handovers: Option<usize>,
+    /// Times a backup is restarted and rejoins a group holding
+    /// `--rejoin-connections` connections (default 5, quick 1).
+    #[arg(long)]
+    pub rejoins: Option<usize>,
+    /// Connections held during the rejoin measurement (default 1000).
+    #[arg(long, default_value_t = 1000)]
+    pub rejoin_connections: usize,
     /// Connections for the scale test (default 10000, quick 1000).
     #[arg(long)]
     pub connections: Option<usize>,
@@ -74,6 +81,17 @@ pub struct Failover {
     pub errors: Vec<String>,
 }
 
+/// A backup restarted while the group holds many connections: time from
+/// its process start to live member, and the stall a request/response
+/// stream sees meanwhile.
+#[derive(Debug, Default, Serialize)]
+pub struct Rejoin {
+    pub connections: usize,
+    pub rejoin_ms: Vec<f64>,
+    pub stall_ms: Vec<f64>,
+    pub errors: Vec<String>,
+}
+
 #[derive(Debug, Default, Serialize)]
 pub struct Scale {
     pub config: String,
@@ -95,6 +113,7 @@ pub struct Report {
     pub failover: Failover,
     /// The same measurement with deliberate handovers instead of crashes.
     pub handover: Failover,
+    pub rejoin: Rejoin,
     pub scale: Vec<Scale>,
 }
 
@@ -187,6 +206,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     };
     let crashes = args.crashes.unwrap_or(if quick { 2 } else { 20 });
     let handovers = args.handovers.unwrap_or(if quick { 2 } else { 20 });
+    let rejoins = args.rejoins.unwrap_or(if quick { 1 } else { 5 });
     let connections = args
         .connections
         .unwrap_or(if quick { 1000 } else { 10_000 });
@@ -202,7 +222,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     .filter(|k| args.only.is_empty() || args.only.contains(&k.name()))
     .collect();
 
-    let steps = kinds.len() * (sizes.len() + 3) + crashes + handovers + 2;
+    let steps = kinds.len() * (sizes.len() + 3) + crashes + handovers + rejoins + 2;
     let bar = if std::io::stderr().is_terminal() {
         let b = ProgressBar::new(steps as u64);
         b.set_style(
@@ -260,6 +280,8 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         report.failover = failover(&bins, crashes, Disruption::Crash, &bar);
         bar.set_message("handover");
         report.handover = failover(&bins, handovers, Disruption::Handover, &bar);
+        bar.set_message("rejoin");
+        report.rejoin = rejoin(&bins, rejoins, args.rejoin_connections, &bar);
     }
     bar.finish_and_clear();
     print_table(&report);
@@ -370,6 +392,120 @@ fn scale(t: &Target, connections: usize) -> Scale {
         },
         error: r.error,
     }
+}
+
+/// Restart a backup `reps` times while a client holds `connections` echo
+/// connections and a request/response stream runs; every held connection
+/// must still echo at the end.
+fn rejoin(bins: &Binaries, reps: usize, connections: usize, bar: &ProgressBar) -> Rejoin {
+    let mut r = Rejoin {
+        connections,
+        ..Rejoin::default()
+    };
+    if reps == 0 {
+        return r;
+    }
+    if let Err(e) = rejoin_runs(bins, reps, &mut r, bar) {
+        r.errors.push(format!("{e:#}"));
+    }
+    r
+}
+
+fn rejoin_runs(
+    bins: &Binaries,
+    reps: usize,
+    r: &mut Rejoin,
+    bar: &ProgressBar,
+) -> anyhow::Result<()> {
+    let spec = ClusterSpec {
+        replicas: 3,
+        ..ClusterSpec::default()
+    };
+    let mut c = Cluster::start("xr", spec, bins.clone())?;
+    let exe = std::env::current_exe()?;
+    let addr = format!("{}:{ECHO}", scenario::cluster::VIP);
+    let hold_secs = 6.0 + 2.5 * reps as f64;
+    let mut hold = c.client("bash");
+    hold.args([
+        "-c",
+        &format!(
+            "ulimit -n {} && exec {} client --mode hold --addr {addr} --connections {} --secs {hold_secs}",
+            r.connections + 1024,
+            exe.display(),
+            r.connections
+        ),
+    ]);
+    let hold = hold
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while c.replica_status(1)?["connections"].as_u64().unwrap_or(0) < r.connections as u64 {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the held connections did not open"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let rr_secs = 1.0 + 2.5 * reps as f64;
+    let mut rr = c.client(&exe.to_string_lossy());
+    rr.args(["client", "--mode", "rr", "--addr", &addr]);
+    rr.args(["--msg", "64", "--secs", &rr_secs.to_string()]);
+    let rr = rr
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let t0 = Instant::now();
+    let mut windows = Vec::new();
+    for _ in 0..reps {
+        std::thread::sleep(Duration::from_millis(500));
+        c.kill_member(3)?;
+        let wait_live = |c: &Cluster, n: usize| -> anyhow::Result<()> {
+            let end = Instant::now() + Duration::from_secs(20);
+            while c.view()?.2 != n {
+                anyhow::ensure!(Instant::now() < end, "no view with {n} live members");
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            Ok(())
+        };
+        wait_live(&c, 2)?;
+        let started = Instant::now();
+        let from = t0.elapsed().as_secs_f64() * 1e3;
+        c.start_replica(2)?;
+        wait_live(&c, 3)?;
+        r.rejoin_ms.push(started.elapsed().as_secs_f64() * 1e3);
+        windows.push((from, t0.elapsed().as_secs_f64() * 1e3 + 200.0));
+        bar.inc(1);
+    }
+    let rr: ClientResult =
+        serde_json::from_slice(&rr.wait_with_output()?.stdout).context("rr client result")?;
+    if let Some(e) = rr.error {
+        anyhow::bail!("request/response stream: {e}");
+    }
+    // The slowest round trip begun during each rejoin (not the stall of the
+    // kill before it, which ends as the restart begins). The client's clock
+    // started a little after t0: its times are a little early, so this
+    // errs towards counting more.
+    for (from, to) in windows {
+        let stall = rr
+            .slow
+            .iter()
+            .filter(|(start, _)| *start >= from - 5.0 && *start <= to)
+            .map(|(_, rtt)| *rtt)
+            .fold(0.0, f64::max);
+        r.stall_ms.push(stall);
+    }
+    let held: ClientResult =
+        serde_json::from_slice(&hold.wait_with_output()?.stdout).context("hold client result")?;
+    if let Some(e) = held.error {
+        anyhow::bail!("held connections: {e}");
+    }
+    anyhow::ensure!(
+        held.held == r.connections,
+        "only {} connections held",
+        held.held
+    );
+    Ok(())
 }
 
 /// What happens to the primary.
@@ -550,6 +686,24 @@ fn print_table(r: &Report) {
             f.crashes, f.p50_ms, f.p99_ms, f.max_ms
         );
         for e in &f.errors {
+            println!("  error: {e}");
+        }
+    }
+    if !r.rejoin.rejoin_ms.is_empty() || !r.rejoin.errors.is_empty() {
+        let j = &r.rejoin;
+        let fmt = |v: &[f64]| {
+            v.iter()
+                .map(|x| format!("{x:.0}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        println!(
+            "\nRejoin with {} connections held: process start to live member (ms): {}; slowest 64 B round trip meanwhile (ms): {}",
+            j.connections,
+            fmt(&j.rejoin_ms),
+            fmt(&j.stall_ms)
+        );
+        for e in &j.errors {
             println!("  error: {e}");
         }
     }

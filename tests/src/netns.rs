@@ -188,7 +188,6 @@ impl Topology {
         Ok(pid)
     }
 
-    /// Whether the process started under `label` is still running.
     /// Process ids of the processes started with [`Topology::spawn`], by label.
     pub fn pids(&self) -> Vec<(String, u32)> {
         self.children
@@ -197,18 +196,22 @@ impl Topology {
             .collect()
     }
 
+    /// Whether the newest process started under `label` is still running.
     pub fn alive(&mut self, label: &str) -> bool {
         self.children
             .iter_mut()
+            .rev()
             .find(|(l, _)| l == label)
             .is_some_and(|(_, c)| matches!(c.try_wait(), Ok(None)))
     }
 
-    /// SIGKILL the process started under `label` and reap it.
+    /// SIGKILL the newest process started under `label` (a restarted
+    /// process reuses its label) and reap it.
     pub fn kill(&mut self, label: &str) -> io::Result<()> {
         let (_, child) = self
             .children
             .iter_mut()
+            .rev()
             .find(|(l, _)| l == label)
             .ok_or_else(|| {
                 io::Error::new(io::ErrorKind::NotFound, format!("no process {label}"))
@@ -218,11 +221,12 @@ impl Topology {
         Ok(())
     }
 
-    /// Send `signal` (e.g. `libc::SIGSTOP`) to the process started under `label`.
+    /// Send `signal` (e.g. `libc::SIGSTOP`) to the newest process started under `label`.
     pub fn signal(&self, label: &str, signal: i32) -> io::Result<()> {
         let (_, child) = self
             .children
             .iter()
+            .rev()
             .find(|(l, _)| l == label)
             .ok_or_else(|| {
                 io::Error::new(io::ErrorKind::NotFound, format!("no process {label}"))
