@@ -141,6 +141,9 @@ pub enum Message {
         group: String,
         data_addr: SocketAddrV4,
         ack_addr: SocketAddrV4,
+        /// Differs for each start of the member's process: a registration
+        /// with a new one means the old process is gone, state and all.
+        incarnation: u64,
     },
     Keepalive,
     FailureReport {
@@ -194,12 +197,14 @@ pub fn encode(key: &GroupKey, sender: u8, epoch: u64, counter: u64, msg: &Messag
             group,
             data_addr,
             ack_addr,
+            incarnation,
         } => {
             let name = &group.as_bytes()[..group.len().min(255)];
             body.push(name.len() as u8);
             body.extend_from_slice(name);
             put_addr(&mut body, *data_addr);
             put_addr(&mut body, *ack_addr);
+            body.extend_from_slice(&incarnation.to_be_bytes());
             KIND_REGISTER
         }
         Message::Keepalive => KIND_KEEPALIVE,
@@ -243,6 +248,7 @@ pub fn decode(key: &GroupKey, datagram: &[u8]) -> Result<(Header, Message), Cont
                 group,
                 data_addr: r.addr()?,
                 ack_addr: r.addr()?,
+                incarnation: r.u64()?,
             }
         }
         KIND_KEEPALIVE => Message::Keepalive,
@@ -294,6 +300,9 @@ pub struct MemberAgent {
     removed: bool,
     /// A resignation under way (its `stay` flag) until a view shows it done.
     resigning: Option<bool>,
+    /// This process's registrations carry it (the counter's start: it
+    /// grows with each restart).
+    incarnation: u64,
 }
 
 impl MemberAgent {
@@ -323,8 +332,9 @@ impl MemberAgent {
         data_addr: SocketAddrV4,
         ack_addr: SocketAddrV4,
         heartbeat: Duration,
-        counter: Counter,
+        mut counter: Counter,
     ) -> MemberAgent {
+        let incarnation = counter.next_value();
         MemberAgent {
             group,
             id,
@@ -342,6 +352,7 @@ impl MemberAgent {
             reported: Vec::new(),
             removed: false,
             resigning: None,
+            incarnation,
         }
     }
 
@@ -458,6 +469,7 @@ impl MemberAgent {
                 group: self.group.clone(),
                 data_addr: self.data_addr,
                 ack_addr: self.ack_addr,
+                incarnation: self.incarnation,
             }
         };
         let epoch = self.view.as_ref().map_or(0, |v| v.epoch);
@@ -526,6 +538,8 @@ struct Member {
     id: u8,
     data_addr: SocketAddrV4,
     ack_addr: SocketAddrV4,
+    /// The process's registration stamp (see [`Message::Register`]).
+    incarnation: u64,
     alive: bool,
     /// Dead and back: catching up before it counts (see [`ViewMember::joining`]).
     joining: bool,
@@ -666,11 +680,12 @@ impl ViewAuthority {
                 group,
                 data_addr,
                 ack_addr,
+                incarnation,
             } => {
                 if group != self.policy.name {
                     return Err(ControlError::WrongGroup(group));
                 }
-                self.register(now, id, data_addr, ack_addr)?;
+                self.register(now, id, data_addr, ack_addr, incarnation)?;
             }
             Message::Keepalive => {
                 let Some(m) = self.members.iter_mut().find(|m| m.id == id) else {
@@ -727,8 +742,29 @@ impl ViewAuthority {
         id: u8,
         data_addr: SocketAddrV4,
         ack_addr: SocketAddrV4,
+        incarnation: u64,
     ) -> Result<(), ControlError> {
         if let Some(m) = self.members.iter_mut().find(|m| m.id == id) {
+            if m.incarnation != incarnation {
+                if m.alive {
+                    // Restarted before we noticed it was gone: the old
+                    // process and its state are lost. It is dead once its
+                    // lease ran out; its next registration then rejoins.
+                    if !m.condemned {
+                        tracing::warn!(group = %self.policy.name, member = id, "member restarted");
+                        self.condemn(now, id);
+                    }
+                    return Ok(());
+                }
+                m.incarnation = incarnation;
+                if m.joining {
+                    // Restarted while catching up: start the transfer over
+                    // (a new view makes the primary forget what it sent).
+                    m.last_heard = now;
+                    self.publish();
+                    return Ok(());
+                }
+            }
             // A repeated registration (its answer was lost) refreshes it.
             m.last_heard = now;
             m.data_addr = data_addr;
@@ -753,6 +789,7 @@ impl ViewAuthority {
             id,
             data_addr,
             ack_addr,
+            incarnation,
             alive: !joining,
             joining,
             last_heard: now,

@@ -172,6 +172,9 @@ pub struct ReplicationStats {
 /// Primary's view of a member catching up.
 #[derive(Debug, Clone, Default)]
 struct Joiner {
+    /// It has confirmed in this epoch: its first frame lists every
+    /// connection it holds (a joiner may hold some from an earlier epoch).
+    synced: bool,
     confirmed: HashMap<ConnKey, Progress>,
     /// When each connection's snapshot was last sent.
     sent: HashMap<ConnKey, Instant>,
@@ -468,7 +471,7 @@ impl Replicator {
                     ack = ack.min(p.held);
                     edge = edge.min(p.edge);
                 }
-                None if j.sent.contains_key(&key) => return,
+                None if !j.synced || j.sent.contains_key(&key) => return,
                 None => {}
             }
         }
@@ -716,6 +719,8 @@ impl Replicator {
         let Some(j) = self.joiners.get_mut(&sender) else {
             return;
         };
+        let first = !j.synced;
+        j.synced = true;
         let mut changed = Vec::with_capacity(confirms.len());
         for (key, progress) in confirms {
             // Only connections we have: a joiner may still hold closed ones.
@@ -726,6 +731,11 @@ impl Replicator {
             }
             j.confirmed.insert(key, progress);
             changed.push(key);
+        }
+        if first {
+            // Connections it does not hold no longer wait for it.
+            changed = self.local.keys().copied().collect();
+            changed.sort_unstable();
         }
         for key in changed {
             self.recompute(key);
@@ -746,7 +756,12 @@ impl Replicator {
             let mut budget = SNAPSHOTS_PER_TURN;
             let mut missing = 0;
             for key in &keys {
-                if j.confirmed.contains_key(key) {
+                if let Some(p) = j.confirmed.get(key) {
+                    // Held, and everything acknowledged to the client too
+                    // (a copy lost to it is repaired first).
+                    if self.gates.get(key).is_some_and(|g| p.held < g.ack) {
+                        missing += 1;
+                    }
                     continue;
                 }
                 missing += 1;

@@ -966,16 +966,27 @@ impl Stack {
         self.update_timer(key);
     }
 
+    /// Forget a connection. Replication hears of it (`Closed`) however it
+    /// ended, or a group would keep tracking it forever.
     fn remove(&mut self, key: ConnKey) {
-        if let Some(tcb) = self.conns.remove(&key) {
-            if let Some(l) = tcb.listener.and_then(|l| self.listeners.get_mut(&l)) {
-                if tcb.state == State::SynReceived {
-                    l.half_open = l.half_open.saturating_sub(1);
-                }
-                l.accept_queue.retain(|k| *k != key);
-            }
-            self.in_ready.remove(&key);
+        if self.detach(key) && self.role != Role::Standalone {
+            self.push_event(Event::Closed(key));
         }
+    }
+
+    /// Forget a connection without telling anyone (it moves elsewhere).
+    fn detach(&mut self, key: ConnKey) -> bool {
+        let Some(tcb) = self.conns.remove(&key) else {
+            return false;
+        };
+        if let Some(l) = tcb.listener.and_then(|l| self.listeners.get_mut(&l)) {
+            if tcb.state == State::SynReceived {
+                l.half_open = l.half_open.saturating_sub(1);
+            }
+            l.accept_queue.retain(|k| *k != key);
+        }
+        self.in_ready.remove(&key);
+        true
     }
 
     // ---- time and output ----
@@ -1078,7 +1089,7 @@ impl Stack {
     pub fn export(&mut self, key: ConnKey) -> Option<ConnSnapshot> {
         let now = self.now_of(key);
         let snap = self.conns.get(&key)?.to_snapshot(now);
-        self.remove(key);
+        self.detach(key);
         Some(snap)
     }
 

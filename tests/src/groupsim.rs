@@ -65,6 +65,9 @@ pub enum Verdict {
         failovers: u64,
         /// Deliberate handovers by the primary that started.
         handovers: usize,
+        /// Crashed replicas restarted, and restarted ones that caught up.
+        restarts: usize,
+        rejoins: u64,
     },
     /// The faults left no replica both running and in the view (bringing one
     /// back needs rejoin, not built yet): no liveness is owed.
@@ -97,9 +100,8 @@ struct Node {
 
 #[derive(Default)]
 struct EchoApp {
+    /// Bytes echoed (consumed) so far.
     delivered: u64,
-    out: Vec<u8>,
-    eof: bool,
     closed: bool,
 }
 
@@ -138,6 +140,8 @@ pub struct Sim {
     writers: HashMap<u64, u8>,
     crashes: usize,
     handovers: usize,
+    restarts: usize,
+    key: GroupKey,
     plan: Vec<(u64, Fault)>,
 }
 
@@ -149,6 +153,9 @@ enum Fault {
     Partition(u64),
     /// The primary resigns on purpose (`true`: it stays as a backup).
     Handover(bool),
+    /// A crashed replica's host comes back with a fresh process: it
+    /// rejoins by state transfer.
+    Restart,
 }
 
 fn us(ms: u64) -> u64 {
@@ -185,47 +192,7 @@ impl Sim {
             },
             Counter::starting_at(1),
         );
-        let isn_key = replica::replicated::isn_key(&key.0);
-        let nodes = (0..n)
-            .map(|i| {
-                let id = i as u8 + 1;
-                let addr = |port| SocketAddrV4::new(Ipv4Addr::new(198, 18, 1, 11 + i as u8), port);
-                let agent = MemberAgent::with_counter(
-                    "sim".into(),
-                    id,
-                    key.clone(),
-                    addr(7100),
-                    addr(7200),
-                    Duration::from_millis(HEARTBEAT_MS),
-                    Counter::starting_at(1000),
-                );
-                let replicator = Replicator::with_counter(
-                    MemberId(id),
-                    key.clone(),
-                    ReplicationConfig {
-                        heartbeat_interval: Duration::from_millis(HEARTBEAT_MS),
-                        peer_timeout: Duration::from_millis(TIMEOUT_MS),
-                        ..ReplicationConfig::default()
-                    },
-                    Counter::starting_at(1000),
-                );
-                let mut stack = Stack::new(Config {
-                    isn_key,
-                    ..Config::default()
-                });
-                stack.set_role(Instant::ZERO, Role::Backup);
-                stack.listen(SocketAddrV4::new(VIP, PORT)).expect("listen");
-                Node {
-                    stack,
-                    logic: ReplicaLogic::new(id, agent, replicator),
-                    crashed: false,
-                    paused_until: 0,
-                    apps: std::collections::BTreeMap::new(),
-                    held: HashMap::new(),
-                    edges: HashMap::new(),
-                }
-            })
-            .collect();
+        let nodes = (0..n).map(|i| new_node(i, &key, 1000)).collect();
         let mut mesh = HashMap::new();
         for a in 0..n {
             for b in 0..n {
@@ -277,6 +244,18 @@ impl Sim {
                 let stay = rng.chance(0.5);
                 plan.push((us(300 + rng.below(1500)), Fault::Handover(stay)));
             }
+            // Bring a crashed host back soon after its crash, while
+            // connections still run: it must rejoin by state transfer.
+            let first_crash = plan
+                .iter()
+                .filter(|(_, f)| matches!(f, Fault::CrashPrimary | Fault::CrashAny))
+                .map(|(t, _)| *t)
+                .min();
+            if let Some(t) = first_crash {
+                if rng.chance(0.6) {
+                    plan.push((t + us(120 + rng.below(300)), Fault::Restart));
+                }
+            }
             plan.sort_by_key(|(t, _)| *t);
         }
         Sim {
@@ -294,6 +273,8 @@ impl Sim {
             writers: HashMap::new(),
             crashes: 0,
             handovers: 0,
+            restarts: 0,
+            key,
             plan,
             nodes,
             rng,
@@ -331,6 +312,8 @@ impl Sim {
                     crashes: self.crashes,
                     failovers: self.nodes.iter().map(|n| n.logic.failovers).sum(),
                     handovers: self.handovers,
+                    restarts: self.restarts,
+                    rejoins: self.authority.stats().rejoins,
                 };
             }
             let next = self.next_time();
@@ -430,8 +413,9 @@ impl Sim {
         self.faults();
         // Client side.
         while let Some(p) = self.up.recv(now) {
+            // Copies to the live members and to those catching up.
             let view = self.authority.view().clone();
-            for m in view.live() {
+            for m in view.members.iter().filter(|m| m.alive || m.joining) {
                 self.to_replica[usize::from(m.id) - 1].send(now, &p);
             }
         }
@@ -442,6 +426,7 @@ impl Sim {
         }
         self.client_app()?;
         // Redirector control.
+        let epoch = self.authority.view().epoch;
         self.authority.handle_timeout(inst);
         for i in 0..self.nodes.len() {
             while let Some(d) = self.control_up[i].recv(now) {
@@ -449,6 +434,26 @@ impl Sim {
                     self.control_down[i].send(now, &reply);
                 }
             }
+        }
+        if self.authority.view().epoch != epoch {
+            self.trace(|| {
+                let v = self.authority.view();
+                let members: Vec<String> = v
+                    .members
+                    .iter()
+                    .map(|m| {
+                        let state = if m.alive {
+                            "live"
+                        } else if m.joining {
+                            "joining"
+                        } else {
+                            "dead"
+                        };
+                        format!("{} {state}", m.id)
+                    })
+                    .collect();
+                format!("VIEW {}: {}", v.epoch, members.join(", "))
+            });
         }
         // Replicas.
         for i in 0..self.nodes.len() {
@@ -491,6 +496,15 @@ impl Sim {
                         self.handovers += 1;
                         self.trace(|| format!("HANDOVER by replica {} (stay: {stay})", p + 1));
                     }
+                }
+                Fault::Restart => {
+                    let Some(i) = (0..self.nodes.len()).find(|i| self.nodes[*i].crashed) else {
+                        continue;
+                    };
+                    // Counters above anything the old process used.
+                    self.nodes[i] = new_node(i, &self.key, (1 << 40) + self.now);
+                    self.restarts += 1;
+                    self.trace(|| format!("RESTART replica {}", i + 1));
                 }
                 Fault::Partition(d) if live.len() > 1 => {
                     let a = live[0];
@@ -832,6 +846,11 @@ impl Sim {
             let Some(info) = self.client.conn_info(key) else {
                 continue;
             };
+            // The server has sent its FIN and seen ours: nothing is left
+            // for a replica to carry (one that rejoined since never held it).
+            if matches!(info.state, State::TimeWait | State::Closed) {
+                continue;
+            }
             // Bytes of ours the server acknowledged (SYN and FIN excluded).
             let acked = info.snd_una;
             let server_key = ConnKey {
@@ -840,7 +859,10 @@ impl Sim {
             };
             for (i, n) in self.nodes.iter().enumerate() {
                 let id = i as u8 + 1;
-                if n.crashed || !live.contains(&id) {
+                // A restarted process is not the member the view counts
+                // until a view has admitted it (the old one crashed).
+                let admitted = n.logic.agent().view().is_some_and(|v| v.is_alive(id));
+                if n.crashed || !live.contains(&id) || !admitted {
                     continue;
                 }
                 let held = n.held.get(&server_key).copied();
@@ -851,14 +873,56 @@ impl Sim {
                     _ if acked.since(info_iss(&self.client, key)) <= 1 => {}
                     other => {
                         return Err(format!(
-                            "client port {}: server acknowledged up to {acked} but live replica {id} holds {other:?}",
-                            key.local.port()
+                            "client port {} ({:?}): server acknowledged up to {acked} but live replica {id} holds {other:?}",
+                            key.local.port(),
+                            info.state
                         ));
                     }
                 }
             }
         }
         Ok(())
+    }
+}
+
+/// A fresh replica process: member `i + 1`, its counters starting at
+/// `counter` (a restarted process must not reuse its old counters).
+fn new_node(i: usize, key: &GroupKey, counter: u64) -> Node {
+    let id = i as u8 + 1;
+    let addr = |port| SocketAddrV4::new(Ipv4Addr::new(198, 18, 1, 11 + i as u8), port);
+    let agent = MemberAgent::with_counter(
+        "sim".into(),
+        id,
+        key.clone(),
+        addr(7100),
+        addr(7200),
+        Duration::from_millis(HEARTBEAT_MS),
+        Counter::starting_at(counter),
+    );
+    let replicator = Replicator::with_counter(
+        MemberId(id),
+        key.clone(),
+        ReplicationConfig {
+            heartbeat_interval: Duration::from_millis(HEARTBEAT_MS),
+            peer_timeout: Duration::from_millis(TIMEOUT_MS),
+            ..ReplicationConfig::default()
+        },
+        Counter::starting_at(counter),
+    );
+    let mut stack = Stack::new(Config {
+        isn_key: replica::replicated::isn_key(&key.0),
+        ..Config::default()
+    });
+    stack.set_role(Instant::ZERO, Role::Backup);
+    stack.listen(SocketAddrV4::new(VIP, PORT)).expect("listen");
+    Node {
+        stack,
+        logic: ReplicaLogic::new(id, agent, replicator),
+        crashed: false,
+        paused_until: 0,
+        apps: std::collections::BTreeMap::new(),
+        held: HashMap::new(),
+        edges: HashMap::new(),
     }
 }
 
@@ -869,13 +933,15 @@ fn info_iss(client: &Stack, key: ConnKey) -> stack::tcp::seq::Seq {
         .map_or(stack::tcp::seq::Seq(0), |r| r.iss)
 }
 
-/// Every replica's application: read the committed bytes, check them
-/// against the client's stream, echo them, close after the client's close.
+/// Every replica's application: echo the committed bytes (peek, send,
+/// consume what was sent: it keeps no bytes of its own, so a connection
+/// restored by state transfer resumes), checking them against the client's
+/// stream; close after the client's close.
 fn echo_apps(node: &mut Node, seed: u64) -> Result<(), String> {
+    let mut fresh = Vec::new();
     while let Some(key) = node.stack.accept(SocketAddrV4::new(VIP, PORT)) {
-        node.apps.entry(key).or_default();
+        fresh.push(key);
     }
-    let member = node.logic.member();
     for key in node.stack.connections() {
         if !node.apps.contains_key(&key)
             && node
@@ -883,9 +949,22 @@ fn echo_apps(node: &mut Node, seed: u64) -> Result<(), String> {
                 .conn_info(key)
                 .is_some_and(|i| i.state != State::SynReceived)
         {
-            node.apps.insert(key, EchoApp::default()); // imported from the log
+            fresh.push(key); // imported from the log or a snapshot
         }
     }
+    for key in fresh {
+        // Bytes the application consumed before (on the replica a snapshot
+        // came from); zero for a new connection.
+        let consumed = node
+            .stack
+            .snapshot(key)
+            .map_or(0, |s| u64::from(s.recv_start.since(s.irs + 1u32)));
+        node.apps.entry(key).or_insert(EchoApp {
+            delivered: consumed,
+            ..EchoApp::default()
+        });
+    }
+    let member = node.logic.member();
     let keys: Vec<ConnKey> = node.apps.keys().copied().collect();
     for key in keys {
         let app = node.apps.get_mut(&key).expect("present");
@@ -893,40 +972,36 @@ fn echo_apps(node: &mut Node, seed: u64) -> Result<(), String> {
             continue;
         }
         let mut buf = [0u8; 16384];
-        while !app.eof {
-            match node.stack.recv(key, &mut buf) {
-                Ok(0) => app.eof = true,
-                Ok(n) => {
-                    for (j, b) in buf[..n].iter().enumerate() {
-                        let at = app.delivered + j as u64;
-                        if *b != stream_byte(seed, key.remote.port(), at) {
-                            return Err(format!(
-                                "replica {member}: application got a wrong byte {at} on port {}",
-                                key.remote.port()
-                            ));
-                        }
-                    }
-                    app.delivered += n as u64;
-                    app.out.extend_from_slice(&buf[..n]);
+        loop {
+            let n = match node.stack.peek(key, &mut buf) {
+                Ok(0) => {
+                    node.stack.close(key);
+                    app.closed = true;
+                    break;
                 }
+                Ok(n) => n,
                 Err(RecvError::WouldBlock) => break,
                 Err(_) => {
                     app.closed = true;
                     break;
                 }
-            }
-        }
-        while !app.out.is_empty() {
-            match node.stack.send(key, &app.out) {
-                Ok(n) => {
-                    app.out.drain(..n);
+            };
+            for (j, b) in buf[..n].iter().enumerate() {
+                let at = app.delivered + j as u64;
+                if *b != stream_byte(seed, key.remote.port(), at) {
+                    return Err(format!(
+                        "replica {member}: application got a wrong byte {at} on port {}",
+                        key.remote.port()
+                    ));
                 }
-                Err(_) => break,
             }
-        }
-        if app.eof && app.out.is_empty() {
-            node.stack.close(key);
-            app.closed = true;
+            // A full send buffer (or a closed sending side) takes nothing now.
+            let sent = node.stack.send(key, &buf[..n]).unwrap_or_default();
+            node.stack.consume(key, sent);
+            app.delivered += sent as u64;
+            if sent < n {
+                break;
+            }
         }
     }
     Ok(())

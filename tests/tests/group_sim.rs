@@ -15,16 +15,18 @@ fn seeds() -> Vec<u64> {
 
 #[test]
 fn groups_of_three_survive_seeded_crashes_pauses_partitions_and_lossy_links() {
-    let (mut failovers, mut handovers) = (0, 0);
+    let (mut failovers, mut handovers, mut rejoins) = (0, 0, 0);
     for seed in seeds() {
         match run_seed(SimConfig::new(seed)) {
             Verdict::Pass {
                 failovers: f,
                 handovers: h,
+                rejoins: j,
                 ..
             } => {
                 failovers += f;
                 handovers += h;
+                rejoins += j;
             }
             Verdict::GroupLost { .. } => {}
             Verdict::Violation { at_ms, what } => {
@@ -35,6 +37,7 @@ fn groups_of_three_survive_seeded_crashes_pauses_partitions_and_lossy_links() {
     assert!(failovers > 0, "the fixed seeds must exercise failovers");
     if seeds().len() > 1 {
         assert!(handovers > 0, "the fixed seeds must exercise handovers");
+        assert!(rejoins > 0, "the fixed seeds must exercise rejoins");
     }
 }
 

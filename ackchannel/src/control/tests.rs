@@ -100,6 +100,7 @@ fn forged_replayed_and_unknown_registrations_are_refused_and_counted() {
             group: "g".into(),
             data_addr: addr(9, 1),
             ack_addr: addr(9, 2),
+            incarnation: 1,
         },
     );
     assert!(matches!(
@@ -391,4 +392,28 @@ fn the_last_member_cannot_resign_and_stale_resignations_are_ignored() {
     agents[0].cancel_resign();
     round(ms(30), &mut auth, &mut agents, &[1]);
     assert!(agents[0].lease_valid(ms(31)), "it serves on");
+}
+
+#[test]
+fn a_member_restarted_before_its_death_was_noticed_rejoins_rather_than_resumes() {
+    let (mut auth, mut agents) = group();
+    // Member 3's process dies and a new one registers at once.
+    let mut back = agent(3);
+    back.counter = Counter::starting_at(1 << 40);
+    back.incarnation = back.counter.next_value();
+    back.handle_timeout(ms(15));
+    exchange(ms(15), &mut auth, &mut back);
+    assert!(auth.view().is_alive(3), "not yet: the old lease may run");
+    let mut t = 20;
+    while auth.view().is_alive(3) {
+        round(ms(t), &mut auth, &mut agents[..2], &[1, 2]);
+        back.handle_timeout(ms(t));
+        exchange(ms(t), &mut auth, &mut back);
+        t += 10;
+        assert!(t < 500);
+    }
+    // Declared dead; its next registration makes it a joining member.
+    back.handle_timeout(ms(t));
+    exchange(ms(t), &mut auth, &mut back);
+    assert!(auth.view().is_joining(3), "{:?}", auth.view());
 }

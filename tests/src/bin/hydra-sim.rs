@@ -43,17 +43,22 @@ fn main() {
     let mut failures = 0u64;
     let mut lost = 0u64;
     let (mut crashes, mut failovers, mut handovers) = (0usize, 0u64, 0usize);
+    let (mut restarts, mut rejoins) = (0usize, 0u64);
     for seed in cli.from..cli.from + cli.seeds {
         match run_seed(config(seed)) {
             Verdict::Pass {
                 crashes: c,
                 failovers: f,
                 handovers: h,
+                restarts: r,
+                rejoins: j,
                 ..
             } => {
                 crashes += c;
                 failovers += f;
                 handovers += h;
+                restarts += r;
+                rejoins += j;
             }
             Verdict::GroupLost { .. } => lost += 1,
             Verdict::Violation { at_ms, what } => {
@@ -72,7 +77,7 @@ fn main() {
         }
     }
     println!(
-        "{} seeds, {} failed, {lost} lost every replica (no liveness owed); {crashes} crashes, {handovers} handovers and {failovers} failovers survived in the passing seeds",
+        "{} seeds, {} failed, {lost} lost every replica (no liveness owed); {crashes} crashes, {handovers} handovers, {failovers} failovers, {restarts} restarts ({rejoins} rejoined) survived in the passing seeds",
         cli.seeds, failures
     );
     if failures > 0 {
