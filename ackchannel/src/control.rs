@@ -549,6 +549,17 @@ struct Member {
     condemned: bool,
 }
 
+/// A member as the authority keeps it across a restart of the redirector.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SavedMember {
+    pub id: u8,
+    pub alive: bool,
+    pub joining: bool,
+    pub data_addr: SocketAddrV4,
+    pub ack_addr: SocketAddrV4,
+    pub incarnation: u64,
+}
+
 /// Counters the operator sees.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AuthorityStats {
@@ -975,9 +986,54 @@ impl ViewAuthority {
             .min()
     }
 
-    fn publish(&mut self) {
-        self.view = View {
-            epoch: self.view.epoch + 1,
+    /// The newest view with each member's incarnation, in view order: what
+    /// a restarted redirector needs to carry on (see [`restore`](Self::restore)).
+    pub fn saved(&self) -> (u64, Vec<SavedMember>) {
+        let members = self
+            .members
+            .iter()
+            .map(|m| SavedMember {
+                id: m.id,
+                alive: m.alive,
+                joining: m.joining,
+                data_addr: m.data_addr,
+                ack_addr: m.ack_addr,
+                incarnation: m.incarnation,
+            })
+            .collect();
+        (self.view.epoch, members)
+    }
+
+    /// Carry on from a saved view after a restart: the same epoch and
+    /// members, so the replicas see no change and the primary keeps its
+    /// role. Every member gets a keepalive timeout from `now` to show up.
+    /// Members of other groups' ids are dropped.
+    pub fn restore(&mut self, now: Instant, epoch: u64, saved: &[SavedMember]) {
+        self.members = saved
+            .iter()
+            .filter(|m| self.policy.members.contains(&m.id))
+            .map(|m| Member {
+                id: m.id,
+                data_addr: m.data_addr,
+                ack_addr: m.ack_addr,
+                incarnation: m.incarnation,
+                alive: m.alive,
+                joining: m.joining,
+                last_heard: now,
+                // No answer from us yet: any lease it holds is the old
+                // process's; counting from now only waits longer.
+                last_answered: now,
+                condemned: false,
+            })
+            .collect();
+        self.change_at = None;
+        self.view = self.view_of(epoch);
+        tracing::info!(group = %self.policy.name, epoch, primary = ?self.view.primary(), "view restored");
+    }
+
+    fn view_of(&self, epoch: u64) -> View {
+        View {
+            epoch,
             members: self
                 .members
                 .iter()
@@ -989,7 +1045,11 @@ impl ViewAuthority {
                     ack_addr: m.ack_addr,
                 })
                 .collect(),
-        };
+        }
+    }
+
+    fn publish(&mut self) {
+        self.view = self.view_of(self.view.epoch + 1);
         self.stats.view_changes += 1;
         tracing::info!(
             group = %self.policy.name,

@@ -29,6 +29,9 @@ pub struct RedirectorConfig {
     pub data_bind: SocketAddrV4,
     /// Admin endpoint for /metrics and /status.
     pub admin: Option<SocketAddr>,
+    /// Where the groups' views are kept across a restart of the redirector
+    /// (strongly advised: without it, a restart stops every group).
+    pub state_file: Option<std::path::PathBuf>,
     pub services: Vec<ServiceConfig>,
     pub groups: Vec<GroupConfig>,
     /// Load sharing: several groups behind one service.

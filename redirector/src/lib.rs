@@ -5,6 +5,7 @@
 pub mod config;
 pub mod pool;
 pub mod services;
+pub mod state;
 pub mod status;
 
 use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
@@ -82,6 +83,11 @@ pub fn run(cfg: RedirectorConfig, signals: Signals) -> anyhow::Result<()> {
         counters: Counters::default(),
         clock: std::time::Instant::now(),
     };
+    if let Some(path) = &cfg.state_file {
+        let restored = state::load(path, r.now(), &mut r.groups)?;
+        tracing::info!(file = %path.display(), restored, "views restored from the state file");
+    }
+    let mut saved_epochs: Vec<u64> = r.groups.iter().map(|g| g.view().epoch).collect();
     let snapshot = Arc::new(Mutex::new(Snapshot::default()));
     if let Some(addr) = cfg.admin {
         status::serve(addr, snapshot.clone(), Mutex::new(drain_tx))?;
@@ -110,6 +116,18 @@ pub fn run(cfg: RedirectorConfig, signals: Signals) -> anyhow::Result<()> {
         }
         r.apply_drain_requests();
         r.refresh_destinations(now);
+        if let Some(path) = &cfg.state_file {
+            let epochs: Vec<u64> = r.groups.iter().map(|g| g.view().epoch).collect();
+            if epochs != saved_epochs {
+                match state::save(path, &r.groups) {
+                    Ok(()) => saved_epochs = epochs,
+                    Err(e) => {
+                        r.counters.state_save_errors += 1;
+                        tracing::warn!("cannot save the views: {e:#}");
+                    }
+                }
+            }
+        }
         r.forward(now);
         if last_publish.elapsed() >= Duration::from_millis(20) {
             last_publish = std::time::Instant::now();

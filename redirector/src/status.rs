@@ -22,6 +22,8 @@ pub struct Counters {
     /// Packets a pool could not place (reasons in the pool's status).
     pub dropped_by_pool: u64,
     pub control_unauthenticated: u64,
+    /// Failed writes of the state file (the views survive no restart).
+    pub state_save_errors: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]

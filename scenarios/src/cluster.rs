@@ -221,9 +221,11 @@ mtu = 1500
 control_listen = "{REDIRECTOR_IP}:{CONTROL_PORT}"
 data_bind = "{REDIRECTOR_IP}:0"
 admin = "127.0.0.1:{ADMIN_PORT}"
+state_file = "{state}"
 
 {services}
-"#
+"#,
+            state = self.dir.join("redirector.state").display(),
         );
         for (g, key) in self.keys.iter().enumerate() {
             text.push_str(&format!(
@@ -257,6 +259,15 @@ lease_ms = {lease}
             &["route", "add", &format!("{VIP}/32"), "dev", &tun],
         )?;
         Ok(())
+    }
+
+    /// Kill the redirector and start it again (its views come back from
+    /// its state file).
+    pub fn restart_redirector(&mut self) -> anyhow::Result<()> {
+        self.topo
+            .kill("redirector")
+            .context("killing the redirector")?;
+        self.start_redirector()
     }
 
     /// Start (or restart) replica `i` (counted across groups; in group 0

@@ -283,3 +283,46 @@ s.close()
             .unwrap();
     echo_verdict(&v, "echo after forgeries");
 }
+
+/// The redirector itself crashes and is started again mid-transfer: it
+/// restores the views from its state file, the primary keeps its role (no
+/// failover), and the client's streams come through intact.
+#[test]
+fn a_redirector_restart_keeps_the_views_and_the_connections() {
+    if !privileged("a_redirector_restart_keeps_the_views_and_the_connections") {
+        return;
+    }
+    let _serial = serial();
+    let mut c = cluster("rr3", 3);
+    let original = c.www.join("file.bin");
+    clients::write_random_file(&original, 24 << 20).unwrap();
+    let dest = c.log_dir().join("got.bin");
+    let curl = clients::start_download(&c, "file.bin", &dest, "12M").unwrap();
+    let echo = clients::start_echo(&c, 2, 200 * 1024, 1024, Duration::from_millis(10)).unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    let (epoch, primary, _) = c.view().unwrap();
+    c.restart_redirector().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while c.view().is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the redirector did not come back"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        c.view().unwrap(),
+        (epoch, primary, 3),
+        "views restored as they were"
+    );
+    download_matches(curl, &dest, &original);
+    let v = clients::finish_echo(echo).unwrap();
+    echo_verdict(&v, "echo across a redirector restart");
+    eprintln!(
+        "longest echo gap across the restart: {} ms",
+        v["max_gap_ms"]
+    );
+    let p = c.replica_status(primary.unwrap()).unwrap();
+    assert_eq!(p["failovers"], 0, "no failover: {p}");
+    assert_eq!(c.view().unwrap().0, epoch, "no view change");
+}

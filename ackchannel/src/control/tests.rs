@@ -417,3 +417,24 @@ fn a_member_restarted_before_its_death_was_noticed_rejoins_rather_than_resumes()
     exchange(ms(t), &mut auth, &mut back);
     assert!(auth.view().is_joining(3), "{:?}", auth.view());
 }
+
+#[test]
+fn a_restarted_authority_carries_on_the_saved_view() {
+    let (auth, mut agents) = group();
+    let (epoch, saved) = auth.saved();
+    let mut fresh = ViewAuthority::with_counter(policy(), Counter::starting_at(1 << 50));
+    fresh.restore(ms(100), epoch, &saved);
+    assert_eq!(fresh.view(), auth.view(), "same epoch, same members");
+    // The members see no change: keepalives are answered, leases renewed.
+    round(ms(110), &mut fresh, &mut agents, &[1, 2, 3]);
+    assert!(agents[0].lease_valid(ms(111)));
+    assert_eq!(agents[0].view().unwrap().epoch, epoch);
+    // A member that did not come back is declared dead as usual.
+    let mut t = 120;
+    while fresh.view().is_alive(3) {
+        round(ms(t), &mut fresh, &mut agents, &[1, 2]);
+        t += 10;
+        assert!(t < 600);
+    }
+    assert_eq!(fresh.view().epoch, epoch + 1);
+}

@@ -127,9 +127,11 @@ pub fn run(config_path: &Path, signals: Signals) -> anyhow::Result<()> {
     };
     net.stop();
     if removed {
-        // Rejoining needs a state transfer (not built yet): stop rather than
-        // serve stale state.
-        anyhow::bail!("the group declared this replica dead and moved on without it");
+        // Its state is stale: stop. Started again (systemd does), the
+        // process rejoins by state transfer.
+        anyhow::bail!(
+            "the group declared this replica dead and moved on without it; start it again to rejoin"
+        );
     }
     Ok(())
 }
