@@ -82,7 +82,15 @@ fn play_inner(
             Action::Kill => c.kill_member(target)?,
             Action::Stop => c.signal_member(target, libc::SIGSTOP)?,
             Action::Cont => c.signal_member(target, libc::SIGCONT)?,
-            Action::WaitView => wait_out_of_view(&c, target)?,
+            Action::WaitView => wait_in_view(&c, target, false)?,
+            Action::Term => c.signal_member(target, libc::SIGTERM)?,
+            Action::Handover => {
+                let answer = c.replica_action(target, "/handover")?;
+                anyhow::ensure!(answer.contains("started"), "handover refused: {answer}");
+            }
+            Action::Restart => c.start_replica(usize::from(target) - 1)?,
+            Action::WaitLive => wait_in_view(&c, target, true)?,
+            Action::RestartRedirector => c.restart_redirector()?,
         }
         out.events
             .push(format!("{at} ms: {:?} member {target}", f.action));
@@ -250,23 +258,28 @@ fn resolve(c: &Cluster, target: &str, last: Option<u8>) -> anyhow::Result<u8> {
     }
 }
 
-fn wait_out_of_view(c: &Cluster, member: u8) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(5);
+/// Wait until the view counts `member` live (`live`) or no longer does.
+fn wait_in_view(c: &Cluster, member: u8, live: bool) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let s = c.status()?;
-        let alive = s["groups"][0]["members"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|m| {
-                m["id"].as_u64() == Some(u64::from(member)) && m["alive"].as_bool() == Some(true)
-            });
-        if !alive {
+        // The redirector may be restarting: an unanswered status is retried.
+        let alive = c.status().ok().map(|s| {
+            s["groups"][0]["members"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|m| {
+                    m["id"].as_u64() == Some(u64::from(member))
+                        && m["alive"].as_bool() == Some(true)
+                })
+        });
+        if alive == Some(live) {
             return Ok(());
         }
         anyhow::ensure!(
             Instant::now() < deadline,
-            "member {member} still in the view after 5 s"
+            "member {member} {} the view after 10 s",
+            if live { "not back in" } else { "still in" }
         );
         std::thread::sleep(Duration::from_millis(20));
     }

@@ -128,6 +128,16 @@ pub enum Action {
     Cont,
     /// Wait until the redirector's view no longer counts the target live.
     WaitView,
+    /// SIGTERM: a primary hands its role over and leaves; a backup leaves.
+    Term,
+    /// The admin action: a primary hands its role over and stays a backup.
+    Handover,
+    /// Start the target's process again: it rejoins by state transfer.
+    Restart,
+    /// Wait until the redirector's view counts the target live again.
+    WaitLive,
+    /// Kill the redirector and start it again (the target is ignored).
+    RestartRedirector,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
