@@ -213,6 +213,8 @@ pub struct Stack {
     parking: Option<usize>,
     parked: HashMap<ConnKey, Vec<Vec<u8>>>,
     parked_bytes: usize,
+    /// The group's current view epoch (replicated roles).
+    epoch: u64,
 }
 
 impl Stack {
@@ -232,6 +234,7 @@ impl Stack {
             parking: None,
             parked: HashMap::new(),
             parked_bytes: 0,
+            epoch: 0,
         }
     }
 
@@ -310,7 +313,7 @@ impl Stack {
             ts_offset: isn::ts_offset(&self.cfg.isn_key, local, remote),
             window_scale_ok: false,
         };
-        let tcb = Tcb::new(
+        let mut tcb = Tcb::new(
             now,
             &self.cfg,
             key,
@@ -320,6 +323,7 @@ impl Stack {
             Seq(0),
             opts,
         );
+        tcb.opened_epoch = self.epoch;
         self.conns.insert(key, tcb);
         self.stats.connections_opened += 1;
         self.schedule(key);
@@ -651,6 +655,7 @@ impl Stack {
         if let Some(ts) = seg.timestamp {
             tcb.ts_recent = ts.tsval;
         }
+        tcb.opened_epoch = self.epoch;
         self.conns.insert(key, tcb);
         if let Some(l) = self.listeners.get_mut(&listener) {
             l.half_open += 1;
@@ -774,6 +779,7 @@ impl Stack {
             l.half_open += 1;
         }
         let sig = tcb.input(now, &self.cfg, seg, &mut self.stats);
+        tcb.opened_epoch = self.epoch;
         self.conns.insert(key, tcb);
         self.after_change(key, sig);
         true
@@ -1218,6 +1224,12 @@ impl Stack {
 
     // ---- replication ----
 
+    /// The group's view epoch: connections record the one they open in,
+    /// and a takeover's timestamp floor grows with the epochs since.
+    pub fn set_epoch(&mut self, epoch: u64) {
+        self.epoch = self.epoch.max(epoch);
+    }
+
     /// Change role. Backup -> Primary performs takeover: immediate ACK on every
     /// connection, retransmission of unacknowledged output, timers resumed.
     pub fn set_role(&mut self, now: Instant, role: Role) {
@@ -1232,7 +1244,7 @@ impl Stack {
             };
             tcb.role = role;
             if takeover {
-                Self::take_over(now, &self.cfg, tcb);
+                Self::take_over(now, &self.cfg, self.epoch, tcb);
             }
             self.schedule(key);
             self.update_timer(key);
@@ -1242,7 +1254,7 @@ impl Stack {
     //= DESIGN.md rule 6
     //# for every connection at once sends the current ACK (and duplicate ACKs where that makes
     //# the client retransmit fast), retransmits unacknowledged output, and resumes timers.
-    fn take_over(now: Instant, cfg: &Config, tcb: &mut Tcb) {
+    fn take_over(now: Instant, cfg: &Config, epoch: u64, tcb: &mut Tcb) {
         // Acknowledge only what the log committed (held by every replica)
         // until the live backups confirm more; advertise our own edge, which
         // is never left of what the old primary advertised (it was a minimum
@@ -1273,11 +1285,22 @@ impl Stack {
                 }
             }
         }
+        // The floor is our newest echo plus the time since, plus a margin:
+        // a second per epoch since the connection opened. An earlier
+        // primary whose echoes never reached us (a takeover a few ms
+        // before ours) computed its floor from the same echoes with a
+        // smaller margin, so ours is above it even if our newest echo
+        // arrived a little later than its. Capped: the clock must not run
+        // ahead by more than PAWS tolerates over many takeovers.
         //= DESIGN.md rule 1
         //# a new primary never sends a TSval lower than one the old primary could have sent
         if tcb.opts.timestamps && tcb.max_tsecr != 0 {
             let elapsed = now.total_millis().saturating_sub(tcb.max_tsecr_at_ms) as u32;
-            let floor = tcb.max_tsecr.wrapping_add(elapsed).wrapping_add(1000);
+            let epochs = epoch.saturating_sub(tcb.opened_epoch).clamp(1, 60) as u32;
+            let floor = tcb
+                .max_tsecr
+                .wrapping_add(elapsed)
+                .wrapping_add(1000 * epochs);
             let current = tcb.tsval(now);
             if (current.wrapping_sub(floor) as i32) < 0 {
                 tcb.opts.ts_offset = tcb.opts.ts_offset.wrapping_add(floor.wrapping_sub(current));
@@ -1404,6 +1427,7 @@ impl Stack {
         tcb.max_snd_wnd = record.snd_wnd;
         tcb.ts_recent = record.ts_recent;
         tcb.listener = self.listener_for(key.local);
+        tcb.opened_epoch = record.opened_epoch;
         self.conns.insert(key, tcb);
         self.stats.connections_opened += 1;
         let sig = Signals {

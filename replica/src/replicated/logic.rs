@@ -103,6 +103,7 @@ impl ReplicaLogic {
             return None;
         }
         self.epoch = view.epoch;
+        stack.set_epoch(view.epoch);
         // Joining members too: the primary streams state to them.
         let peers = view
             .members

@@ -111,6 +111,9 @@ pub struct Tcb {
     pub max_tsecr: u32,
     /// Our millisecond clock when `max_tsecr` was last raised.
     pub max_tsecr_at_ms: u64,
+    /// The group's view epoch when the connection opened (replicated
+    /// roles): every replica records the same, a snapshot carries it.
+    pub opened_epoch: u64,
 
     // Loss recovery and congestion control.
     pub cc: Congestion,
@@ -213,6 +216,7 @@ impl Tcb {
             ts_recent: 0,
             max_tsecr: 0,
             max_tsecr_at_ms: 0,
+            opened_epoch: 0,
             cc: Congestion::new(cfg.congestion, opts.send_mss as u32),
             rtt: RttEstimator::new(cfg.rto_initial, cfg.rto_min, cfg.rto_max),
             rtt_probe: None,

@@ -61,6 +61,7 @@ pub struct ConnSnapshot {
     pub app_state: Vec<u8>,
     pub app_state_at: u64,
     pub app_written: u64,
+    pub opened_epoch: u64,
 }
 
 /// Negotiated parameters of a new connection, identical on every replica.
@@ -73,6 +74,8 @@ pub struct OpenRecord {
     pub ts_recent: u32,
     /// Peer's window (scaled) from the segment that completed the handshake.
     pub snd_wnd: u32,
+    /// The group's view epoch when it opened (see `Tcb::opened_epoch`).
+    pub opened_epoch: u64,
 }
 
 /// Why bytes did not decode.
@@ -250,6 +253,7 @@ impl OpenRecord {
         w.opts(&self.opts);
         w.u32(self.ts_recent);
         w.u32(self.snd_wnd);
+        w.u64(self.opened_epoch);
         w.0
     }
 
@@ -266,6 +270,7 @@ impl OpenRecord {
             opts: r.opts()?,
             ts_recent: r.u32()?,
             snd_wnd: r.u32()?,
+            opened_epoch: r.u64()?,
         })
     }
 }
@@ -317,6 +322,7 @@ impl ConnSnapshot {
         w.bytes(&self.app_state);
         w.u64(self.app_state_at);
         w.u64(self.app_written);
+        w.u64(self.opened_epoch);
         w.0
     }
 
@@ -386,6 +392,7 @@ impl ConnSnapshot {
             app_state: r.bytes()?,
             app_state_at: r.u64()?,
             app_written: r.u64()?,
+            opened_epoch: r.u64()?,
         };
         if !r.0.is_empty() {
             return Err(DecodeError::Invalid);
@@ -447,6 +454,7 @@ impl Tcb {
             app_state: self.app_state.clone(),
             app_state_at: self.app_state_at,
             app_written: self.app_written,
+            opened_epoch: self.opened_epoch,
         }
     }
 
@@ -498,6 +506,7 @@ impl Tcb {
         t.app_state = s.app_state.clone();
         t.app_state_at = s.app_state_at;
         t.app_written = s.app_written;
+        t.opened_epoch = s.opened_epoch;
         t
     }
 
@@ -509,6 +518,7 @@ impl Tcb {
             opts: self.opts,
             ts_recent: self.ts_recent,
             snd_wnd: self.snd_wnd,
+            opened_epoch: self.opened_epoch,
         }
     }
 }
