@@ -68,9 +68,13 @@ impl Tcb {
         // 2^shift - 1 bytes on every ACK (and, in a group, beyond what the
         // backups confirmed: the simulator caught that).
         let field = (span >> shift).min(u16::MAX as u64) as u16;
-        // A gated primary must not reveal bytes beyond its gate in SACK blocks.
-        let gated = self.role == Role::Primary && self.gate.is_some();
-        let sack_ranges = if self.opts.sack && cfg.sack_blocks && !gated {
+        // A gated primary reports its out-of-order data too: without SACK
+        // blocks a client that negotiated SACK does not fast-retransmit a
+        // segment every replica lost, and waits for its RTO (the ~0.5-1 s
+        // stalls seen after failovers). A SACK block promises nothing (RFC
+        // 2018 lets a receiver renege): a new primary that lacks such bytes
+        // gets them again once its ACKs stop at them.
+        let sack_ranges = if self.opts.sack && cfg.sack_blocks {
             self.recv.sack_blocks()
         } else {
             [None; 3]
