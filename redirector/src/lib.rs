@@ -227,42 +227,41 @@ impl Redirector {
                 Err(_) => return,
             };
             let packet = &buf[..n];
-            let verdict = match self.services.classify(packet) {
+            let group = match self.services.classify(packet) {
+                Verdict::Group(g) => g,
                 Verdict::Pool(p, flow) => {
                     let pool = &mut self.pools[p];
                     let group = match flow {
                         Some(flow) => pool.route(now, &flow, &self.available),
                         None => pool.any_group(&self.available),
                     };
-                    match group {
-                        Some(g) => Verdict::Group(g),
-                        None => {
-                            // Counted by the pool, by reason.
-                            self.counters.dropped_by_pool += 1;
-                            continue;
-                        }
-                    }
+                    let Some(g) = group else {
+                        // Counted by the pool, by reason.
+                        self.counters.dropped_by_pool += 1;
+                        continue;
+                    };
+                    g
                 }
-                v => v,
+                Verdict::NoService => {
+                    self.counters.dropped_no_service += 1;
+                    continue;
+                }
+                Verdict::NotIpv4 | Verdict::Malformed => {
+                    self.counters.dropped_malformed += 1;
+                    continue;
+                }
             };
-            match verdict {
-                Verdict::Pool(..) => unreachable!("resolved above"),
-                Verdict::Group(g) => {
-                    self.counters.packets_in += 1;
-                    let targets = &self.destinations[g].1;
-                    if targets.is_empty() {
-                        self.counters.dropped_no_member += 1;
-                    }
-                    for to in targets {
-                        match self.data.send_to(packet, SocketAddr::V4(*to)) {
-                            Ok(_) => self.counters.copies_sent += 1,
-                            // A lost copy is recovered by the client's retransmission.
-                            Err(_) => self.counters.copy_errors += 1,
-                        }
-                    }
+            self.counters.packets_in += 1;
+            let targets = &self.destinations[group].1;
+            if targets.is_empty() {
+                self.counters.dropped_no_member += 1;
+            }
+            for to in targets {
+                match self.data.send_to(packet, SocketAddr::V4(*to)) {
+                    Ok(_) => self.counters.copies_sent += 1,
+                    // A lost copy is recovered by the client's retransmission.
+                    Err(_) => self.counters.copy_errors += 1,
                 }
-                Verdict::NoService => self.counters.dropped_no_service += 1,
-                Verdict::NotIpv4 | Verdict::Malformed => self.counters.dropped_malformed += 1,
             }
         }
     }

@@ -8,7 +8,7 @@ mod common;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{cluster, download_matches, echo_verdict, serial};
+use common::{cluster, download_matches, echo_verdict, live_members, serial};
 use hydra_tests::netns::privileged;
 use scenario::clients;
 use scenario::cluster::{Cluster, VIP};
@@ -19,18 +19,7 @@ fn kill_after(c: &mut Cluster, after: Duration, backup: bool) -> u8 {
     std::thread::sleep(after);
     let (epoch, primary, live) = c.view().expect("redirector status");
     let victim = if backup {
-        let status = c.status().unwrap();
-        let members = status["groups"][0]["members"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        members
-            .iter()
-            .filter(|m| m["alive"].as_bool() == Some(true))
-            .filter_map(|m| m["id"].as_u64())
-            .next_back()
-            .map(|id| id as u8)
-            .expect("a live backup")
+        *live_members(c).last().expect("a live backup")
     } else {
         primary.expect("a primary")
     };

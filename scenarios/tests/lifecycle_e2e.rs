@@ -7,24 +7,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{cluster, download_matches, echo_verdict, serial, wait_until};
+use common::{cluster, download_matches, echo_verdict, live_members, serial, wait_until};
 use hydra_tests::netns::privileged;
 use scenario::clients;
 use scenario::cluster::{Cluster, ClusterSpec, VIP};
-
-/// Live member ids in view order (primary first) from the redirector.
-fn live_members(c: &Cluster) -> Vec<u8> {
-    let s = c.status().unwrap_or_default();
-    s["groups"][0]["members"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .iter()
-        .filter(|m| m["alive"].as_bool() == Some(true))
-        .filter_map(|m| m["id"].as_u64())
-        .map(|id| id as u8)
-        .collect()
-}
 
 #[test]
 fn handovers_under_load_keep_every_stream_exact() {

@@ -90,6 +90,8 @@ struct Node {
     stack: Stack,
     logic: ReplicaLogic,
     crashed: bool,
+    /// A fresh process on a crashed replica's host (it rejoins).
+    restarted: bool,
     paused_until: u64,
     apps: std::collections::BTreeMap<ConnKey, EchoApp>,
     /// The most each connection ever held in order (kept after it closes).
@@ -503,6 +505,7 @@ impl Sim {
                     };
                     // Counters above anything the old process used.
                     self.nodes[i] = new_node(i, &self.key, (1 << 40) + self.now);
+                    self.nodes[i].restarted = true;
                     self.restarts += 1;
                     self.trace(|| format!("RESTART replica {}", i + 1));
                 }
@@ -847,10 +850,8 @@ impl Sim {
                 continue;
             };
             // The server has sent its FIN and seen ours: nothing is left
-            // for a replica to carry (one that rejoined since never held it).
-            if matches!(info.state, State::TimeWait | State::Closed) {
-                continue;
-            }
+            // to carry, so a replica that rejoined since need not hold it.
+            let finished = matches!(info.state, State::TimeWait | State::Closed);
             // Bytes of ours the server acknowledged (SYN and FIN excluded).
             let acked = info.snd_una;
             let server_key = ConnKey {
@@ -862,7 +863,8 @@ impl Sim {
                 // A restarted process is not the member the view counts
                 // until a view has admitted it (the old one crashed).
                 let admitted = n.logic.agent().view().is_some_and(|v| v.is_alive(id));
-                if n.crashed || !live.contains(&id) || !admitted {
+                let exempt = n.restarted && (!admitted || finished);
+                if n.crashed || !live.contains(&id) || exempt {
                     continue;
                 }
                 let held = n.held.get(&server_key).copied();
@@ -919,6 +921,7 @@ fn new_node(i: usize, key: &GroupKey, counter: u64) -> Node {
         stack,
         logic: ReplicaLogic::new(id, agent, replicator),
         crashed: false,
+        restarted: false,
         paused_until: 0,
         apps: std::collections::BTreeMap::new(),
         held: HashMap::new(),

@@ -170,8 +170,8 @@ fn silent_primary_is_replaced_only_after_its_lease_ran_out() {
     assert!(!returning.lease_valid(ms(t)) && !returning.removed());
 }
 
-#[test]
-fn a_joining_member_is_admitted_by_the_primary_or_dropped_when_silent() {
+/// A group whose member 3 left, then registered again from a new process.
+fn member_3_left_and_back() -> (ViewAuthority, Vec<MemberAgent>, MemberAgent) {
     let (mut auth, mut agents) = group();
     agents[2].resign(ms(15), false);
     exchange(ms(15), &mut auth, &mut agents[2]);
@@ -179,6 +179,12 @@ fn a_joining_member_is_admitted_by_the_primary_or_dropped_when_silent() {
     back.counter = Counter::starting_at(1 << 40);
     back.handle_timeout(ms(20));
     exchange(ms(20), &mut auth, &mut back);
+    (auth, agents, back)
+}
+
+#[test]
+fn a_joining_member_is_admitted_by_the_primary_or_dropped_when_silent() {
+    let (mut auth, mut agents, mut back) = member_3_left_and_back();
     assert!(auth.view().is_joining(3));
     // Only the primary's word admits it; a backup's is ignored.
     round(ms(30), &mut auth, &mut agents, &[1, 2]);
@@ -200,13 +206,7 @@ fn a_joining_member_is_admitted_by_the_primary_or_dropped_when_silent() {
     exchange(ms(40), &mut auth, &mut back);
     assert!(back.view().unwrap().is_alive(3));
     // A joining member that falls silent is dropped without a lease wait.
-    let (mut auth, mut agents) = group();
-    agents[2].resign(ms(15), false);
-    exchange(ms(15), &mut auth, &mut agents[2]);
-    let mut back = agent(3);
-    back.counter = Counter::starting_at(1 << 40);
-    back.handle_timeout(ms(20));
-    exchange(ms(20), &mut auth, &mut back);
+    let (mut auth, mut agents, _back) = member_3_left_and_back();
     let epoch = auth.view().epoch;
     let mut t = 30;
     while auth.view().is_joining(3) {

@@ -56,3 +56,16 @@ pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool)
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+/// Live member ids in view order (primary first) from the redirector.
+pub fn live_members(c: &Cluster) -> Vec<u8> {
+    let s = c.status().unwrap_or_default();
+    s["groups"][0]["members"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .filter(|m| m["alive"].as_bool() == Some(true))
+        .filter_map(|m| m["id"].as_u64())
+        .map(|id| id as u8)
+        .collect()
+}
