@@ -23,12 +23,17 @@ use crate::auth::{
     self, put_addr, AuthError, Counter, GroupKey, Header, Malformed, Reader, ReplayGuard,
 };
 
+mod checkpoints;
+use checkpoints::CheckpointStream;
+
 const DOMAIN: &[u8] = b"hydra ackchannel v1";
 const KIND_APPEND: u8 = 1;
 const KIND_CONFIRM: u8 = 2;
 const KIND_FILL: u8 = 3;
 const KIND_SNAPSHOT: u8 = 4;
 const KIND_DELIVER: u8 = 5;
+const KIND_CHECKPOINT: u8 = 6;
+const KIND_CHECKPOINT_ACK: u8 = 7;
 /// Append flag: the backup should confirm every connection it holds.
 const FLAG_SEND_ALL: u8 = 1;
 /// Client bytes sent in one repair at most.
@@ -115,6 +120,11 @@ pub enum Action {
     Import(Vec<u8>),
     /// Primary: this joining member holds every connection; tell the authority.
     JoinerReady(MemberId),
+    /// Backup (or a backup becoming primary): apply this passive-mode
+    /// checkpoint of the primary's (encoded `Checkpoint`).
+    ApplyCheckpoint(Vec<u8>),
+    /// Primary: every backup holds this checkpoint: release its output.
+    CheckpointHeld(Vec<u8>),
 }
 
 /// One delivery-log entry.
@@ -247,6 +257,9 @@ pub struct Replicator {
     /// their applications must keep reading, or their windows would close).
     joiner_deliveries: Vec<(ConnKey, Seq)>,
 
+    /// Passive replication's checkpoints, primary to backups.
+    checkpoints: CheckpointStream,
+
     /// Primary: (backup, connection) -> (its held, since when), for repairs.
     behind: HashMap<(MemberId, ConnKey), (Seq, Instant)>,
     next_repair_check: Instant,
@@ -294,6 +307,7 @@ impl Replicator {
             next_full_confirm: Instant::ZERO,
             joiners: HashMap::new(),
             joiner_deliveries: Vec::new(),
+            checkpoints: CheckpointStream::default(),
             behind: HashMap::new(),
             next_repair_check: Instant::ZERO,
             last_heard: HashMap::new(),
@@ -367,6 +381,11 @@ impl Replicator {
             .into_iter()
             .map(|b| (b, Peer::new(now)))
             .collect();
+        let primary = self.is_primary();
+        let followers = if primary { self.backups() } else { Vec::new() };
+        for record in self.checkpoints.reset(now, &followers, primary) {
+            self.actions.push_back(Action::ApplyCheckpoint(record));
+        }
         self.joiners = match &self.view {
             Some(v) if v.members.first() == Some(&self.me) => {
                 v.joining.iter().map(|j| (*j, Joiner::default())).collect()
@@ -426,6 +445,22 @@ impl Replicator {
             // Its last confirmation (the FIN) still goes out with the next flush.
             self.closing.push(key);
         }
+    }
+
+    /// Primary: a passive-mode checkpoint (encoded), to be held by every
+    /// backup before its output may be shown ([`Action::CheckpointHeld`]).
+    pub fn checkpoint(&mut self, _now: Instant, record: Vec<u8>) {
+        if !self.is_primary() {
+            return;
+        }
+        for held in self.checkpoints.append(record) {
+            self.actions.push_back(Action::CheckpointHeld(held));
+        }
+    }
+
+    /// Primary: bytes of checkpoints not yet held by every backup.
+    pub fn checkpoint_backlog(&self) -> usize {
+        self.checkpoints.backlog()
     }
 
     fn forget(&mut self, key: ConnKey) {
@@ -647,6 +682,23 @@ impl Replicator {
                     }
                 }
             }
+            KIND_CHECKPOINT if from_primary && !self.is_primary() => {
+                self.last_heard.insert(sender, now);
+                self.synced = true;
+                for record in self.checkpoints.on_frame(&mut r)? {
+                    self.actions.push_back(Action::ApplyCheckpoint(record));
+                }
+            }
+            KIND_CHECKPOINT_ACK if self.is_primary() => {
+                let received = r.u64()?;
+                if !r.is_empty() {
+                    return Err(Malformed.into());
+                }
+                self.last_heard.insert(sender, now);
+                for held in self.checkpoints.on_ack(now, sender, received) {
+                    self.actions.push_back(Action::CheckpointHeld(held));
+                }
+            }
             KIND_SNAPSHOT if from_primary && !self.is_primary() => {
                 self.last_heard.insert(sender, now);
                 self.synced = true;
@@ -829,6 +881,7 @@ impl Replicator {
         if self.is_primary() {
             // Go back: a backup that stopped acknowledging gets the tail again.
             let stall = self.cfg.heartbeat_interval.saturating_mul(4);
+            self.checkpoints.go_back(now, stall);
             for p in self.peers.values_mut() {
                 if p.acked < p.sent && now.saturating_since(p.last_progress) >= stall {
                     p.sent = p.acked;
@@ -967,6 +1020,7 @@ impl Replicator {
         }
         if self.is_primary() {
             self.flush_primary(now);
+            self.flush_checkpoints(now);
         } else {
             self.flush_backup(now);
         }
@@ -1025,10 +1079,21 @@ impl Replicator {
         }
     }
 
+    fn flush_checkpoints(&mut self, now: Instant) {
+        for b in self.backups() {
+            while let Some(body) = self.checkpoints.frame_for(b) {
+                self.send(now, b, KIND_CHECKPOINT, &body);
+            }
+        }
+    }
+
     fn flush_backup(&mut self, now: Instant) {
         let Some(primary) = self.primary() else {
             return;
         };
+        if let Some(ack) = self.checkpoints.take_ack() {
+            self.send(now, primary, KIND_CHECKPOINT_ACK, &ack);
+        }
         let beat = self.heartbeat_due(now);
         if self.dirty.is_empty() && !self.ack_dirty && !beat {
             self.drop_closing();

@@ -55,6 +55,33 @@ pub fn start_echo_on(
     cmd.spawn().context("starting the echo client")
 }
 
+/// The Python client of the `session` app (tests/clients/session_client.py).
+pub fn session_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/clients/session_client.py")
+}
+
+/// `sessions` concurrent sessions of the passive `session` app on `port`,
+/// each `requests` request/reply rounds `pace` apart. Its verdict is read
+/// with [`finish_echo`].
+pub fn start_sessions(
+    c: &Cluster,
+    port: u16,
+    sessions: usize,
+    requests: usize,
+    pace: Duration,
+) -> anyhow::Result<Child> {
+    let mut cmd = c.client("python3");
+    cmd.arg(session_script())
+        .args([&VIP.to_string(), &port.to_string()])
+        .args(["--sessions", &sessions.to_string()])
+        .args(["--requests", &requests.to_string()])
+        .args(["--pace", &format!("{:.4}", pace.as_secs_f64())]);
+    cmd.stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .stdin(Stdio::null());
+    cmd.spawn().context("starting the session client")
+}
+
 /// Wait for an echo client and parse its JSON verdict.
 pub fn finish_echo(child: Child) -> anyhow::Result<serde_json::Value> {
     let out = child.wait_with_output()?;

@@ -8,7 +8,7 @@
 //! 5. sleep until the device is readable or `poll_timeout()`.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, BinaryHeap, HashMap, HashSet, VecDeque};
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 use smoltcp::wire::{
@@ -23,6 +23,9 @@ use crate::tcp::snapshot::{ConnSnapshot, OpenRecord};
 use crate::tcp::{congestion::Congestion, isn, syncookie, State};
 use crate::time::Instant;
 use crate::wire::{self, ParseError};
+
+mod passive;
+pub use passive::ApplyError;
 
 /// A connection's identity: the same on every replica of a group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -186,6 +189,8 @@ struct Listener {
     accept_queue: VecDeque<ConnKey>,
     /// Connections in SYN-RECEIVED created from this listener.
     half_open: usize,
+    /// Passive replication: only the primary's application accepts.
+    passive: bool,
 }
 
 /// Control packets (RSTs, ICMP) queued at most; beyond this they are dropped.
@@ -215,6 +220,8 @@ pub struct Stack {
     parked_bytes: usize,
     /// The group's current view epoch (replicated roles).
     epoch: u64,
+    /// Passive connections changed since the last checkpoint (primary).
+    passive_dirty: BTreeSet<ConnKey>,
 }
 
 impl Stack {
@@ -235,6 +242,7 @@ impl Stack {
             parked: HashMap::new(),
             parked_bytes: 0,
             epoch: 0,
+            passive_dirty: BTreeSet::new(),
         }
     }
 
@@ -260,6 +268,7 @@ impl Stack {
             Listener {
                 accept_queue: VecDeque::new(),
                 half_open: 0,
+                passive: false,
             },
         );
         Ok(())
@@ -275,6 +284,9 @@ impl Stack {
 
     /// Take one established connection from the listener on `local`.
     pub fn accept(&mut self, local: SocketAddrV4) -> Option<ConnKey> {
+        if self.accept_blocked(local) {
+            return None;
+        }
         let l = self.listeners.get_mut(&local)?;
         while let Some(key) = l.accept_queue.pop_front() {
             if let Some(tcb) = self.conns.get_mut(&key) {
@@ -349,6 +361,7 @@ impl Stack {
             return Err(SendError::WouldBlock);
         }
         tcb.app_written += n as u64;
+        self.passive_touched(key);
         self.schedule(key);
         Ok(n)
     }
@@ -365,6 +378,7 @@ impl Stack {
     }
 
     fn after_read(&mut self, key: ConnKey) {
+        self.passive_touched(key);
         if self.conns.get(&key).is_some_and(|t| t.ack_now) {
             self.schedule(key);
         }
@@ -394,6 +408,7 @@ impl Stack {
         if let Some(tcb) = self.conns.get_mut(&key) {
             let mut sig = Signals::default();
             tcb.app_shutdown_write(now, &self.cfg, &mut sig);
+            self.passive_touched(key);
             self.after_change(key, sig);
         }
     }
@@ -616,7 +631,10 @@ impl Stack {
         let Some(l) = self.listeners.get(&listener) else {
             return;
         };
-        let (half_open, queued) = (l.half_open, l.accept_queue.len());
+        let (half_open, mut queued) = (l.half_open, l.accept_queue.len());
+        if self.accept_blocked(listener) {
+            queued = 0; // no application takes them here: they wait for a takeover
+        }
         if self.conns.len() >= self.cfg.max_connections || queued >= self.cfg.accept_backlog {
             self.stats.drop_syn_overflow += 1;
             return;
@@ -933,6 +951,7 @@ impl Stack {
         let listener = tcb.listener;
         let was_half_open = listener.is_some() && (sig.established || sig.closed);
         if sig.established {
+            self.adopt_passive(key);
             if let Some(l) = listener.and_then(|l| self.listeners.get_mut(&l)) {
                 l.half_open = l.half_open.saturating_sub(1);
                 l.accept_queue.push_back(key);
@@ -992,6 +1011,7 @@ impl Stack {
             l.accept_queue.retain(|k| *k != key);
         }
         self.in_ready.remove(&key);
+        self.passive_dirty.remove(&key);
         true
     }
 
@@ -1179,7 +1199,7 @@ impl Stack {
     pub fn peek(&self, key: ConnKey, buf: &mut [u8]) -> Result<usize, RecvError> {
         let tcb = self.conns.get(&key).ok_or(RecvError::NotConnected)?;
         if tcb.readable() > 0 {
-            return Ok(tcb.recv.peek(buf, tcb.delivery_limit));
+            return Ok(tcb.app_peek(buf));
         }
         Self::recv_status(tcb)
     }
@@ -1234,6 +1254,7 @@ impl Stack {
     /// connection, retransmission of unacknowledged output, timers resumed.
     pub fn set_role(&mut self, now: Instant, role: Role) {
         let takeover = self.role == Role::Backup && role != Role::Backup;
+        let demoted = self.role == Role::Primary && role == Role::Backup;
         self.role = role;
         // Sorted: the same input gives the same output order (simulation replays).
         let mut keys: Vec<ConnKey> = self.conns.keys().copied().collect();
@@ -1248,6 +1269,11 @@ impl Stack {
             }
             self.schedule(key);
             self.update_timer(key);
+        }
+        if demoted {
+            self.passive_demote();
+        } else if takeover {
+            self.passive_promote();
         }
     }
 

@@ -1,8 +1,11 @@
-//! Built-in applications a replica serves. Each is deterministic given its
-//! input, as active replication requires: every replica runs the same app on
-//! the same bytes and produces the same output.
+//! Built-in applications a replica serves. All but `session` are
+//! deterministic given their input, as active replication requires: every
+//! replica runs the same app on the same bytes and produces the same
+//! output. `session` is not, and runs passively replicated: only on the
+//! primary, its steps checkpointed to the backups.
 
 mod http;
+pub mod session;
 
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -33,6 +36,8 @@ pub enum AppKind {
     Source,
     /// HTTP/1.1 file server rooted at a directory.
     Http(PathBuf),
+    /// Dice-rolling sessions with clock and randomness (passive mode).
+    Session,
 }
 
 impl FromStr for AppSpec {
@@ -52,6 +57,7 @@ impl FromStr for AppSpec {
             ("echo", None) => AppKind::Echo,
             ("discard", None) => AppKind::Discard,
             ("source", None) => AppKind::Source,
+            ("session", None) => AppKind::Session,
             ("http", Some(dir)) if !dir.is_empty() => AppKind::Http(PathBuf::from(dir)),
             ("http", _) => {
                 return Err(format!(
@@ -60,7 +66,7 @@ impl FromStr for AppSpec {
             }
             (other, _) => {
                 return Err(format!(
-                    "`{s}`: unknown app `{other}` (echo, discard, source, http)"
+                    "`{s}`: unknown app `{other}` (echo, discard, source, http, session)"
                 ))
             }
         };
@@ -75,6 +81,7 @@ impl fmt::Display for AppSpec {
             AppKind::Discard => write!(f, "discard:{}", self.port),
             AppKind::Source => write!(f, "source:{}", self.port),
             AppKind::Http(dir) => write!(f, "http:{}={}", self.port, dir.display()),
+            AppKind::Session => write!(f, "session:{}", self.port),
         }
     }
 }
@@ -86,7 +93,12 @@ pub fn source_byte(i: u64) -> u8 {
 
 /// Listen on `address:port` and serve `spec` with a thread per connection.
 pub fn start(net: &NetStack, address: Ipv4Addr, spec: &AppSpec) -> io::Result<()> {
-    let listener = TcpListener::bind(net, SocketAddrV4::new(address, spec.port))?;
+    let local = SocketAddrV4::new(address, spec.port);
+    let listener = if spec.kind == AppKind::Session {
+        TcpListener::bind_passive(net, local)?
+    } else {
+        TcpListener::bind(net, local)?
+    };
     let kind = spec.kind.clone();
     if let AppKind::Http(dir) = &kind {
         if !dir.is_dir() {
@@ -131,6 +143,7 @@ fn serve(kind: &AppKind, stream: TcpStream) -> io::Result<()> {
         AppKind::Discard => discard(stream),
         AppKind::Source => source(stream),
         AppKind::Http(root) => http::serve(stream, root),
+        AppKind::Session => session::serve(stream),
     }
 }
 
@@ -178,7 +191,13 @@ mod tests {
 
     #[test]
     fn specs_parse_and_print_back() {
-        for s in ["echo:7", "discard:9", "source:19", "http:80=/srv/www"] {
+        for s in [
+            "echo:7",
+            "discard:9",
+            "source:19",
+            "http:80=/srv/www",
+            "session:7000",
+        ] {
             assert_eq!(s.parse::<AppSpec>().unwrap().to_string(), s);
         }
     }

@@ -52,6 +52,12 @@ pub struct ReplicaStatus {
     pub resigning: bool,
     /// Handovers or leaves the group did not act on in time.
     pub resignations_cancelled: u64,
+    /// Passive mode: checkpoints applied (backup) or released (primary).
+    pub checkpoints_applied: u64,
+    /// Passive mode: checkpoints that did not apply (connection gone).
+    pub checkpoints_refused: u64,
+    /// Passive mode: checkpoint bytes not yet held by every backup.
+    pub checkpoint_backlog: usize,
 }
 
 pub struct ReplicationHooks {
@@ -141,8 +147,11 @@ impl ReplicationHooks {
         s.frames_refused =
             r.stats().refused_auth + r.stats().refused_epoch + r.stats().refused_other;
         s.gate_updates = r.stats().gate_updates;
+        s.checkpoint_backlog = r.checkpoint_backlog();
         s.resigning = logic.resigning();
         s.resignations_cancelled = logic.resignations_cancelled;
+        s.checkpoints_applied = logic.checkpoints_applied;
+        s.checkpoints_refused = logic.checkpoints_refused;
         if let Some(v) = logic.agent().view() {
             s.joining = v.is_joining(s.member);
             s.primary = v.primary();

@@ -9,6 +9,7 @@ use std::net::SocketAddrV4;
 use ackchannel::control::{ControlError, MemberAgent};
 use ackchannel::replication::{Action, FrameError, MemberId, Replicator};
 use stack::iface::Event;
+use stack::tcp::passive::Checkpoint;
 use stack::tcp::snapshot::{ConnSnapshot, OpenRecord};
 use stack::tcp::State;
 use stack::{Instant, Role, Stack};
@@ -16,6 +17,9 @@ use stack::{Instant, Role, Stack};
 /// Bytes of client packets a joining replica holds for connections whose
 /// state has not arrived yet.
 const PARKING_LIMIT: usize = 64 << 20;
+/// Bytes of passive checkpoints not yet held by every backup at most; the
+/// stack keeps later changes (compactly) until there is room.
+const CHECKPOINT_BACKLOG: usize = 32 << 20;
 
 pub struct ReplicaLogic {
     me: MemberId,
@@ -39,6 +43,10 @@ pub struct ReplicaLogic {
     pub imported_snapshots: u64,
     /// The view lists us as joining: packets of connections we lack wait.
     parking: bool,
+    /// Passive checkpoints applied (backup) or released (primary).
+    pub checkpoints_applied: u64,
+    /// Passive checkpoints that did not apply (their connection had gone).
+    pub checkpoints_refused: u64,
 }
 
 impl ReplicaLogic {
@@ -56,6 +64,8 @@ impl ReplicaLogic {
             imported_connections: 0,
             imported_snapshots: 0,
             parking: false,
+            checkpoints_applied: 0,
+            checkpoints_refused: 0,
         }
     }
 
@@ -120,11 +130,20 @@ impl ReplicaLogic {
         }
         self.replicator
             .install_view(now, view.to_replication_view());
+        // Checkpoints held from the old view first: a backup becoming
+        // primary must be where the old primary's client-visible output was.
+        self.apply_actions(now, stack);
         let role = if self.replicator.is_primary() {
             Role::Primary
         } else {
             Role::Backup
         };
+        if role == Role::Primary {
+            // Passive connections: bring every backup exactly to our state.
+            for c in stack.full_checkpoints() {
+                self.replicator.checkpoint(now, c.encode());
+            }
+        }
         if role == Role::Primary {
             // A new epoch starts a new log: "opened" entries that had not
             // committed are gone, and a backup that missed a SYN would never
@@ -243,9 +262,37 @@ impl ReplicaLogic {
     /// Once per turn after the stack's events: apply decisions, queue frames.
     pub fn after_events(&mut self, now: Instant, stack: &mut Stack) {
         self.apply_actions(now, stack);
+        self.cut_checkpoints(now, stack);
         self.replicator.flush(now);
         // Actions from the flush (commits of a one-member group) apply now too.
         self.apply_actions(now, stack);
+    }
+
+    /// Primary: what passive applications did this turn goes to the backups.
+    fn cut_checkpoints(&mut self, now: Instant, stack: &mut Stack) {
+        if !self.replicator.is_primary() || !stack.has_passive_changes() {
+            return;
+        }
+        let room = CHECKPOINT_BACKLOG.saturating_sub(self.replicator.checkpoint_backlog());
+        if room == 0 {
+            return;
+        }
+        for c in stack.take_checkpoints(room) {
+            self.replicator.checkpoint(now, c.encode());
+        }
+    }
+
+    fn apply_checkpoint(&mut self, now: Instant, stack: &mut Stack, bytes: &[u8]) {
+        let applied = Checkpoint::decode(bytes)
+            .map_err(|e| e.to_string())
+            .and_then(|c| stack.apply_checkpoint(now, &c).map_err(|e| e.to_string()));
+        match applied {
+            Ok(()) => self.checkpoints_applied += 1,
+            Err(e) => {
+                self.checkpoints_refused += 1;
+                tracing::debug!("checkpoint not applied: {e}");
+            }
+        }
     }
 
     fn apply_actions(&mut self, now: Instant, stack: &mut Stack) {
@@ -284,6 +331,14 @@ impl ReplicaLogic {
                     self.agent.report_ready(member.0);
                 }
                 Action::PeerSuspected(member) => self.agent.report_failure(now, member.0),
+                Action::ApplyCheckpoint(bytes) => self.apply_checkpoint(now, stack, &bytes),
+                Action::CheckpointHeld(bytes) => match Checkpoint::decode_release(&bytes) {
+                    Ok(release) => {
+                        stack.release_checkpoint(release);
+                        self.checkpoints_applied += 1;
+                    }
+                    Err(e) => tracing::warn!("bad checkpoint in our own log: {e}"),
+                },
             }
         }
     }

@@ -17,7 +17,29 @@ pub struct TcpListener {
 impl TcpListener {
     /// Listen on `local`; `0.0.0.0:port` accepts on any address of the stack.
     pub fn bind(net: &NetStack, local: SocketAddrV4) -> io::Result<TcpListener> {
-        net.with_stack(|s| s.listen(local)).map_err(|e| match e {
+        Self::bind_with(net, local, false)
+    }
+
+    /// Listen for a passively replicated application (DESIGN "Replication
+    /// modes"): `accept` returns connections only while this replica is
+    /// primary, including, after a takeover, every connection the old
+    /// primary's application had; their state blocks
+    /// ([`TcpStream::state_lookup`]) tell the application where it was. A
+    /// handle taken while primary fails with `NotConnected` once the
+    /// replica steps down.
+    pub fn bind_passive(net: &NetStack, local: SocketAddrV4) -> io::Result<TcpListener> {
+        Self::bind_with(net, local, true)
+    }
+
+    fn bind_with(net: &NetStack, local: SocketAddrV4, passive: bool) -> io::Result<TcpListener> {
+        net.with_stack(|s| {
+            if passive {
+                s.listen_passive(local)
+            } else {
+                s.listen(local)
+            }
+        })
+        .map_err(|e| match e {
             ListenError::AddrInUse => {
                 io::Error::new(io::ErrorKind::AddrInUse, format!("{local}: {e}"))
             }
@@ -47,9 +69,10 @@ impl TcpListener {
                 return Err(stopped_error());
             }
             if let Some(key) = g.stack.accept(self.local) {
+                let generation = g.stack.app_generation(key);
                 drop(g);
                 return Ok((
-                    TcpStream::from_key(self.net.clone(), key),
+                    TcpStream::from_accepted(self.net.clone(), key, generation),
                     SocketAddr::V4(key.remote),
                 ));
             }

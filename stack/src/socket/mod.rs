@@ -27,7 +27,7 @@ use crate::Config;
 
 pub use listener::TcpListener;
 pub use poller::Poller;
-pub use stream::TcpStream;
+pub use stream::{AtomicStep, TcpStream};
 
 /// Extension points of the driver loop. The replica implements this to run
 /// the ack channel next to the stack; plain servers use `()`.

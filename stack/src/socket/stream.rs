@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::{local_addr, lock, stopped_error, wait_change, NetStack, WaitKey};
-use crate::iface::{AppState, ConnKey, RecvError, SendError};
+use crate::iface::{AppState, ConnKey, RecvError, Role, SendError, Stack};
+use crate::tcp::passive::StoreError;
 use crate::tcp::State;
 
 /// Options shared by all clones of one stream, as on a kernel socket.
@@ -24,11 +25,38 @@ struct Handle {
     net: NetStack,
     key: ConnKey,
     settings: Mutex<Settings>,
+    /// Passive connections: the generation accepted (see
+    /// [`Stack::app_generation`]); a stale handle must not touch it.
+    generation: Option<u64>,
+}
+
+impl Handle {
+    fn attached(&self, stack: &Stack) -> bool {
+        self.generation.is_none() || stack.app_generation(self.key) == self.generation
+    }
+
+    /// Fails once this replica stepped down from primary (passive
+    /// connections): the connection now belongs to another replica's
+    /// application.
+    fn check(&self, stack: &Stack) -> io::Result<()> {
+        if self.attached(stack) {
+            Ok(())
+        } else {
+            Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "this replica is no longer the primary of the connection",
+            ))
+        }
+    }
 }
 
 impl Drop for Handle {
     fn drop(&mut self) {
-        self.net.with_stack(|s| s.close(self.key));
+        self.net.with_stack(|s| {
+            if self.attached(s) {
+                s.close(self.key)
+            }
+        });
     }
 }
 
@@ -48,11 +76,16 @@ impl std::fmt::Debug for TcpStream {
 
 impl TcpStream {
     pub(super) fn from_key(net: NetStack, key: ConnKey) -> TcpStream {
+        Self::from_accepted(net, key, None)
+    }
+
+    pub(super) fn from_accepted(net: NetStack, key: ConnKey, generation: Option<u64>) -> TcpStream {
         TcpStream {
             handle: Arc::new(Handle {
                 net,
                 key,
                 settings: Mutex::new(Settings::default()),
+                generation,
             }),
         }
     }
@@ -191,6 +224,7 @@ impl TcpStream {
             if s.conn_info(key).is_none() {
                 return Err(io::Error::from(io::ErrorKind::NotConnected));
             }
+            self.handle.check(s)?;
             if matches!(how, Shutdown::Write | Shutdown::Both) {
                 s.shutdown_write(key);
             }
@@ -269,6 +303,7 @@ impl TcpStream {
         if g.stack.conn_info(key).is_none() {
             return Err(io::Error::from(io::ErrorKind::NotConnected));
         }
+        self.handle.check(&g.stack)?;
         let done = g.stack.consume(key, n);
         g.stack.set_app_state(key, state);
         let driver_has_work = g.stack.has_output() || g.stack.has_event();
@@ -290,6 +325,7 @@ impl TcpStream {
             if g.stopped {
                 return Err(stopped_error());
             }
+            self.handle.check(&g.stack)?;
             let n = match g.stack.peek(key, buf) {
                 Ok(n) => n,
                 Err(RecvError::WouldBlock) => 0,
@@ -301,6 +337,60 @@ impl TcpStream {
             let (g2, _) = wait_change(shared, g, WaitKey::Conn(key), None);
             g = g2;
         }
+    }
+
+    /// This replica's role in its group (`Standalone` outside one).
+    pub fn role(&self) -> Role {
+        self.handle.net.with_stack(|s| s.role())
+    }
+
+    /// Run `f` on the core for a state-store operation, as this handle.
+    fn with_store<R>(&self, f: impl FnOnce(&mut Stack) -> Result<R, StoreError>) -> io::Result<R> {
+        self.handle.net.with_stack(|s| {
+            self.handle.check(s)?;
+            f(s).map_err(store_error)
+        })
+    }
+
+    /// Passive connections: create (or resize) the state block `name` of
+    /// `len` bytes (new bytes are zero). Blocks travel to the backups with
+    /// the connection's next checkpoint, atomically with the reads and
+    /// writes made since (see [`atomic`](TcpStream::atomic)).
+    pub fn state_allocate(&self, name: &str, len: usize) -> io::Result<()> {
+        self.with_store(|s| s.store_allocate(self.handle.key, name, len))
+    }
+
+    /// Write `bytes` at `offset` of block `name`: only that range travels.
+    pub fn state_push(&self, name: &str, offset: usize, bytes: &[u8]) -> io::Result<()> {
+        self.with_store(|s| s.store_push(self.handle.key, name, offset, bytes))
+    }
+
+    /// Replace block `name` with `bytes` (allocating it as needed).
+    pub fn state_put(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
+        self.with_store(|s| s.store_put(self.handle.key, name, bytes))
+    }
+
+    /// Block `name`'s bytes, if it exists. After a takeover the new
+    /// primary's application finds here what the old one had pushed.
+    pub fn state_lookup(&self, name: &str) -> io::Result<Option<Vec<u8>>> {
+        self.with_store(|s| s.store_lookup(self.handle.key, name))
+    }
+
+    /// Remove block `name`; false if there was none.
+    pub fn state_remove(&self, name: &str) -> io::Result<bool> {
+        self.with_store(|s| s.store_remove(self.handle.key, name))
+    }
+
+    /// Start an atomic step on a passive connection: until the returned
+    /// guard drops, no checkpoint is cut, so the reads, writes and state
+    /// pushes made meanwhile reach the backups together or not at all. Its
+    /// output is held until the step ends, so it must fit the send buffer.
+    pub fn atomic(&self) -> io::Result<AtomicStep<'_>> {
+        self.handle.net.with_stack(|s| {
+            self.handle.check(s)?;
+            s.set_atomic(self.handle.key, true);
+            Ok(AtomicStep { stream: self })
+        })
     }
 
     fn do_read(&self, buf: &mut [u8], consume: bool) -> io::Result<usize> {
@@ -318,6 +408,7 @@ impl TcpStream {
             if g.stopped {
                 return Err(stopped_error());
             }
+            self.handle.check(&g.stack)?;
             let result = if consume {
                 g.stack.recv(self.handle.key, buf)
             } else {
@@ -365,6 +456,7 @@ impl TcpStream {
             if g.stopped {
                 return Err(stopped_error());
             }
+            self.handle.check(&g.stack)?;
             match g.stack.send(self.handle.key, buf) {
                 Ok(n) => {
                     if consume_written {
@@ -389,6 +481,34 @@ impl TcpStream {
             }
         }
     }
+}
+
+/// An open atomic step of a passive connection (see [`TcpStream::atomic`]).
+#[must_use = "the step ends when this is dropped"]
+pub struct AtomicStep<'a> {
+    stream: &'a TcpStream,
+}
+
+impl Drop for AtomicStep<'_> {
+    fn drop(&mut self) {
+        let h = &self.stream.handle;
+        h.net.with_stack(|s| {
+            if h.attached(s) {
+                s.set_atomic(h.key, false);
+            }
+        });
+    }
+}
+
+fn store_error(e: StoreError) -> io::Error {
+    let kind = match e {
+        StoreError::NotConnected => io::ErrorKind::NotConnected,
+        StoreError::NotPassive => io::ErrorKind::Unsupported,
+        StoreError::NoSuchBlock(_) => io::ErrorKind::NotFound,
+        StoreError::BadName | StoreError::OutOfRange { .. } => io::ErrorKind::InvalidInput,
+        StoreError::TooLarge => io::ErrorKind::OutOfMemory,
+    };
+    io::Error::new(kind, e)
 }
 
 fn check_timeout(timeout: Option<Duration>) -> io::Result<()> {

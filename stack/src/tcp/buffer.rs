@@ -42,6 +42,19 @@ impl SendBuffer {
         self.data.drain(..held);
         self.start = self.start + held;
     }
+    /// Forget held bytes from `seq` on (never sent: a new primary replaces
+    /// them); a `seq` past the end skips to it (the peer acknowledged up to
+    /// there, so those bytes are never needed).
+    pub fn replace_from(&mut self, seq: Seq) {
+        if seq >= self.end() {
+            self.data.clear();
+            self.start = seq;
+        } else if seq > self.start {
+            self.data.truncate(seq.since(self.start) as usize);
+        } else {
+            self.data.clear();
+        }
+    }
     /// Consume `n` bytes the peer already acknowledged without keeping them.
     pub fn skip(&mut self, n: usize) {
         debug_assert!(self.data.is_empty());
@@ -135,11 +148,18 @@ impl RecvBuffer {
 
     /// Copy up to `buf.len()` readable bytes without consuming them.
     pub fn peek(&self, buf: &mut [u8], limit: Option<Seq>) -> usize {
-        let n = self.readable(limit).min(buf.len());
+        self.peek_at(0, buf, limit)
+    }
+
+    /// Like [`peek`](Self::peek), from `offset` bytes past the first unread one.
+    pub fn peek_at(&self, offset: usize, buf: &mut [u8], limit: Option<Seq>) -> usize {
+        let n = self.readable(limit).saturating_sub(offset).min(buf.len());
         let (a, b) = self.data.as_slices();
-        let from_a = n.min(a.len());
-        buf[..from_a].copy_from_slice(&a[..from_a]);
-        buf[from_a..n].copy_from_slice(&b[..n - from_a]);
+        // The bytes offset..offset+n, split where the ring wraps.
+        let in_a = a.len().saturating_sub(offset).min(n);
+        buf[..in_a].copy_from_slice(&a[offset.min(a.len())..offset.min(a.len()) + in_a]);
+        let b_from = (offset + in_a) - a.len().min(offset + in_a);
+        buf[in_a..n].copy_from_slice(&b[b_from..b_from + n - in_a]);
         n
     }
 
@@ -296,6 +316,26 @@ impl RecvBuffer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn peek_at_reads_across_the_ring_wrap() {
+        let mut r = RecvBuffer::new(Seq(0), 1 << 20);
+        // Make the deque wrap: fill, drain the front, fill again.
+        r.insert(Seq(0), &[0u8; 12]);
+        r.consume(10, None);
+        let bytes: Vec<u8> = (1..=20).collect();
+        r.insert(Seq(12), &bytes);
+        for offset in 0..22 {
+            let mut buf = [0u8; 8];
+            let n = r.peek_at(offset, &mut buf, None);
+            let all: Vec<u8> = r.data.iter().copied().collect();
+            let want = &all[offset.min(all.len())..(offset + 8).min(all.len())];
+            assert_eq!(&buf[..n], want, "offset {offset}");
+        }
+        // The delivery limit still bounds what is visible.
+        let mut buf = [0u8; 8];
+        assert_eq!(r.peek_at(3, &mut buf, Some(Seq(15))), 2);
+    }
 
     #[test]
     fn in_order_then_hole_filled() {

@@ -16,6 +16,7 @@ use smoltcp::wire::{TcpControl, TcpRepr};
 
 use super::buffer::{Insert, RecvBuffer, SendBuffer};
 use super::congestion::Congestion;
+use super::passive::PassiveState;
 use super::rtt::RttEstimator;
 use super::sack::Scoreboard;
 use super::seq::Seq;
@@ -167,6 +168,9 @@ pub struct Tcb {
     pub app_state_at: u64,
     /// Bytes the application has written since the connection opened.
     pub app_written: u64,
+    /// Passive replication (accepted on a passive listener): checkpoints,
+    /// the output gate and the application's state blocks.
+    pub passive: Option<Box<PassiveState>>,
     /// Earliest deadline this connection has in the stack's timer heap.
     pub scheduled_deadline: Option<Instant>,
 }
@@ -243,6 +247,7 @@ impl Tcb {
             app_state: Vec::new(),
             app_state_at: 0,
             app_written: 0,
+            passive: None,
             gate: None,
             // Replicated connections deliver only what the log has committed.
             delivery_limit: (role != Role::Standalone && state != State::SynSent)
@@ -994,14 +999,47 @@ impl Tcb {
 
     /// Read from the receive buffer, honouring the delivery limit.
     pub fn app_recv(&mut self, buf: &mut [u8]) -> usize {
-        let n = self.recv.peek(buf, self.delivery_limit);
+        let n = self.app_peek(buf);
         self.app_consume(n)
     }
 
-    /// Drop up to `n` readable bytes as read; returns how many.
+    /// Copy readable bytes without reading them.
+    pub fn app_peek(&self, buf: &mut [u8]) -> usize {
+        self.recv
+            .peek_at(self.read_ahead(), buf, self.delivery_limit)
+    }
+
+    /// Bytes the application read that a passive checkpoint has not
+    /// released yet (they are still in the receive buffer).
+    pub fn read_ahead(&self) -> usize {
+        self.passive.as_ref().map_or(0, |p| p.read_ahead)
+    }
+
+    /// Drop up to `n` readable bytes as read; returns how many. On a
+    /// passive connection they stay buffered until a checkpoint holding
+    /// the read is committed ([`Tcb::release_read`]).
     pub fn app_consume(&mut self, n: usize) -> usize {
+        let n = n.min(self.readable());
+        if let Some(p) = self.passive.as_mut() {
+            p.read_ahead += n;
+            return n;
+        }
+        self.discard_read(n)
+    }
+
+    /// Passive: the group holds the reads before `upto`; free their bytes.
+    pub fn release_read(&mut self, upto: Seq) -> usize {
+        let n = (upto.since(self.recv.start) as usize).min(self.recv.len());
+        if let Some(p) = self.passive.as_mut() {
+            p.read_ahead = p.read_ahead.saturating_sub(n);
+        }
+        self.discard_read(n)
+    }
+
+    fn discard_read(&mut self, n: usize) -> usize {
         let before = self.recv_space();
-        let n = self.recv.consume(n, self.delivery_limit);
+        self.recv.data.drain(..n);
+        self.recv.start = self.recv.start + n;
         // RFC 9293 3.8.6.2.2 (receiver SWS avoidance): announce a window that grew
         // by at least min(half the buffer, one MSS).
         let after = self.recv_space();
@@ -1015,7 +1053,9 @@ impl Tcb {
 
     /// Bytes readable now (delivery limit applied).
     pub fn readable(&self) -> usize {
-        self.recv.readable(self.delivery_limit)
+        self.recv
+            .readable(self.delivery_limit)
+            .saturating_sub(self.read_ahead())
     }
 
     /// Everything the peer will ever send is readable now.
@@ -1027,12 +1067,14 @@ impl Tcb {
             (Some(f), Some(limit)) => limit > f,
             _ => true,
         };
-        self.fin_received() && self.readable() == self.recv.len() && limit_past_fin
+        self.fin_received()
+            && self.readable() + self.read_ahead() == self.recv.len()
+            && limit_past_fin
     }
 
     /// End of stream is visible to the application.
     pub fn at_eof(&self) -> bool {
-        if !self.fin_received() || !self.recv.is_empty() {
+        if !self.fin_received() || self.recv.len() > self.read_ahead() {
             return false;
         }
         match (self.peer_fin, self.delivery_limit) {

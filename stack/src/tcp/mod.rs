@@ -4,6 +4,7 @@ pub mod buffer;
 pub mod congestion;
 pub mod conn;
 pub mod output;
+pub mod passive;
 pub mod sack;
 pub mod timer;
 

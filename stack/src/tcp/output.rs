@@ -227,6 +227,19 @@ impl Tcb {
         None
     }
 
+    /// End of the data we may transmit, and the FIN if we may send it: a
+    /// passive primary only what the backups hold (output commit).
+    fn transmittable(&self) -> (Seq, Option<Seq>) {
+        let (end, fin) = (self.send.end(), self.fin_seq());
+        match &self.passive {
+            Some(p) if self.role != Role::Standalone => {
+                let limit = p.send_limit.max(self.snd_una);
+                (end.min(limit), fin.filter(|f| limit > *f))
+            }
+            _ => (end, fin),
+        }
+    }
+
     /// A backup sends nothing; what its application wrote counts as sent (rule 4).
     fn account_backup_output(&mut self, stats: &mut Stats) -> Option<Outgoing> {
         if self.state == State::SynReceived && self.snd_nxt == self.iss {
@@ -256,8 +269,7 @@ impl Tcb {
         max_payload: usize,
         stats: &mut Stats,
     ) -> Option<Outgoing> {
-        let data_end = self.send.end();
-        let fin_seq = self.fin_seq();
+        let (data_end, fin_seq) = self.transmittable();
         let mss = self.effective_mss();
         let cwnd = self.cc.window();
 

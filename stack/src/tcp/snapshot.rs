@@ -92,44 +92,44 @@ pub enum DecodeError {
 const SNAPSHOT_VERSION: u8 = 2;
 const OPEN_VERSION: u8 = 1;
 
-struct Writer(Vec<u8>);
+pub(crate) struct Writer(pub(crate) Vec<u8>);
 
 impl Writer {
-    fn u8(&mut self, v: u8) {
+    pub(crate) fn u8(&mut self, v: u8) {
         self.0.push(v);
     }
-    fn u16(&mut self, v: u16) {
+    pub(crate) fn u16(&mut self, v: u16) {
         self.0.extend_from_slice(&v.to_be_bytes());
     }
-    fn u32(&mut self, v: u32) {
+    pub(crate) fn u32(&mut self, v: u32) {
         self.0.extend_from_slice(&v.to_be_bytes());
     }
-    fn u64(&mut self, v: u64) {
+    pub(crate) fn u64(&mut self, v: u64) {
         self.0.extend_from_slice(&v.to_be_bytes());
     }
-    fn bool(&mut self, v: bool) {
+    pub(crate) fn bool(&mut self, v: bool) {
         self.u8(v as u8);
     }
-    fn seq(&mut self, v: Seq) {
+    pub(crate) fn seq(&mut self, v: Seq) {
         self.u32(v.0);
     }
-    fn opt_u64(&mut self, v: Option<u64>) {
+    pub(crate) fn opt_u64(&mut self, v: Option<u64>) {
         self.bool(v.is_some());
         self.u64(v.unwrap_or(0));
     }
-    fn bytes(&mut self, v: &[u8]) {
+    pub(crate) fn bytes(&mut self, v: &[u8]) {
         self.u32(v.len() as u32);
         self.0.extend_from_slice(v);
     }
-    fn addr(&mut self, a: SocketAddrV4) {
+    pub(crate) fn addr(&mut self, a: SocketAddrV4) {
         self.u32(u32::from(*a.ip()));
         self.u16(a.port());
     }
-    fn key(&mut self, k: ConnKey) {
+    pub(crate) fn key(&mut self, k: ConnKey) {
         self.addr(k.local);
         self.addr(k.remote);
     }
-    fn opts(&mut self, o: &Options) {
+    pub(crate) fn opts(&mut self, o: &Options) {
         self.u16(o.send_mss);
         self.u8(o.snd_wscale);
         self.u8(o.rcv_wscale);
@@ -140,10 +140,10 @@ impl Writer {
     }
 }
 
-struct Reader<'a>(&'a [u8]);
+pub(crate) struct Reader<'a>(pub(crate) &'a [u8]);
 
 impl Reader<'_> {
-    fn take(&mut self, n: usize) -> Result<&[u8], DecodeError> {
+    pub(crate) fn take(&mut self, n: usize) -> Result<&[u8], DecodeError> {
         if self.0.len() < n {
             return Err(DecodeError::Truncated);
         }
@@ -151,60 +151,60 @@ impl Reader<'_> {
         self.0 = b;
         Ok(a)
     }
-    fn u8(&mut self) -> Result<u8, DecodeError> {
+    pub(crate) fn u8(&mut self) -> Result<u8, DecodeError> {
         Ok(self.take(1)?[0])
     }
-    fn u16(&mut self) -> Result<u16, DecodeError> {
+    pub(crate) fn u16(&mut self) -> Result<u16, DecodeError> {
         Ok(u16::from_be_bytes(
             self.take(2)?
                 .try_into()
                 .map_err(|_| DecodeError::Truncated)?,
         ))
     }
-    fn u32(&mut self) -> Result<u32, DecodeError> {
+    pub(crate) fn u32(&mut self) -> Result<u32, DecodeError> {
         Ok(u32::from_be_bytes(
             self.take(4)?
                 .try_into()
                 .map_err(|_| DecodeError::Truncated)?,
         ))
     }
-    fn u64(&mut self) -> Result<u64, DecodeError> {
+    pub(crate) fn u64(&mut self) -> Result<u64, DecodeError> {
         Ok(u64::from_be_bytes(
             self.take(8)?
                 .try_into()
                 .map_err(|_| DecodeError::Truncated)?,
         ))
     }
-    fn bool(&mut self) -> Result<bool, DecodeError> {
+    pub(crate) fn bool(&mut self) -> Result<bool, DecodeError> {
         match self.u8()? {
             0 => Ok(false),
             1 => Ok(true),
             _ => Err(DecodeError::Invalid),
         }
     }
-    fn seq(&mut self) -> Result<Seq, DecodeError> {
+    pub(crate) fn seq(&mut self) -> Result<Seq, DecodeError> {
         Ok(Seq(self.u32()?))
     }
-    fn opt_u64(&mut self) -> Result<Option<u64>, DecodeError> {
+    pub(crate) fn opt_u64(&mut self) -> Result<Option<u64>, DecodeError> {
         let some = self.bool()?;
         let v = self.u64()?;
         Ok(some.then_some(v))
     }
-    fn bytes(&mut self) -> Result<Vec<u8>, DecodeError> {
+    pub(crate) fn bytes(&mut self) -> Result<Vec<u8>, DecodeError> {
         let n = self.u32()? as usize;
         Ok(self.take(n)?.to_vec())
     }
-    fn addr(&mut self) -> Result<SocketAddrV4, DecodeError> {
+    pub(crate) fn addr(&mut self) -> Result<SocketAddrV4, DecodeError> {
         let ip = Ipv4Addr::from(self.u32()?);
         Ok(SocketAddrV4::new(ip, self.u16()?))
     }
-    fn key(&mut self) -> Result<ConnKey, DecodeError> {
+    pub(crate) fn key(&mut self) -> Result<ConnKey, DecodeError> {
         Ok(ConnKey {
             local: self.addr()?,
             remote: self.addr()?,
         })
     }
-    fn opts(&mut self) -> Result<Options, DecodeError> {
+    pub(crate) fn opts(&mut self) -> Result<Options, DecodeError> {
         let o = Options {
             send_mss: self.u16()?,
             snd_wscale: self.u8()?,

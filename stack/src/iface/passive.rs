@@ -1,0 +1,309 @@
+//! The stack's side of passive replication (see [`crate::tcp::passive`]):
+//! passive listeners, the application's state store, cutting checkpoints
+//! on the primary, applying them on backups, and handing connections to
+//! the application of whichever replica is primary.
+
+use std::net::SocketAddrV4;
+
+use super::{Event, ListenError, Role, Stack};
+use crate::iface::ConnKey;
+use crate::tcp::passive::{Checkpoint, PassiveState, Release, StoreError};
+use crate::tcp::State;
+use crate::time::Instant;
+
+/// Why a backup could not apply a checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApplyError {
+    #[error("no such connection here")]
+    Unknown,
+    #[error("the connection is not passive here (is the same application listening?)")]
+    NotPassive,
+    #[error("output from {from} does not follow ours, which ends at {ours}")]
+    Gap { from: u32, ours: u32 },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl Stack {
+    /// Listen on `local` for a passively replicated application: only the
+    /// primary's application runs. On a backup, `accept` finds nothing;
+    /// the connections wait, kept current by checkpoints, and are offered
+    /// to the application if this replica becomes primary.
+    pub fn listen_passive(&mut self, local: SocketAddrV4) -> Result<(), ListenError> {
+        self.listen(local)?;
+        if let Some(l) = self.listeners.get_mut(&local) {
+            l.passive = true;
+        }
+        Ok(())
+    }
+
+    pub(super) fn listener_is_passive(&self, local: Option<SocketAddrV4>) -> bool {
+        local
+            .and_then(|l| self.listeners.get(&l))
+            .is_some_and(|l| l.passive)
+    }
+
+    /// A connection of a passive listener got established: give it its
+    /// passive state.
+    pub(super) fn adopt_passive(&mut self, key: ConnKey) {
+        let Some(tcb) = self.conns.get(&key) else {
+            return;
+        };
+        if tcb.passive.is_some() || !self.listener_is_passive(tcb.listener) {
+            return;
+        }
+        let tcb = self.conns.get_mut(&key).expect("present");
+        let mut state = PassiveState::new(tcb.send.start, tcb.recv.start);
+        state.send_limit = tcb.snd_una;
+        tcb.passive = Some(Box::new(state));
+    }
+
+    pub fn is_passive(&self, key: ConnKey) -> bool {
+        self.conns.get(&key).is_some_and(|t| t.passive.is_some())
+    }
+
+    /// The generation of application handles that may act on a passive
+    /// connection (`None` for other connections: any handle may).
+    pub fn app_generation(&self, key: ConnKey) -> Option<u64> {
+        self.conns
+            .get(&key)?
+            .passive
+            .as_ref()
+            .map(|p| p.app_generation)
+    }
+
+    /// Note a change of a passive connection the next checkpoint carries.
+    pub(super) fn passive_touched(&mut self, key: ConnKey) {
+        if self.is_passive(key) {
+            self.passive_dirty.insert(key);
+        }
+    }
+
+    fn store_mut(&mut self, key: ConnKey) -> Result<&mut PassiveState, StoreError> {
+        let tcb = self.conns.get_mut(&key).ok_or(StoreError::NotConnected)?;
+        let state = tcb.passive.as_deref_mut().ok_or(StoreError::NotPassive)?;
+        self.passive_dirty.insert(key);
+        Ok(state)
+    }
+
+    /// Create (or resize) state block `name` of a passive connection.
+    pub fn store_allocate(
+        &mut self,
+        key: ConnKey,
+        name: &str,
+        len: usize,
+    ) -> Result<(), StoreError> {
+        self.store_mut(key)?.allocate(name, len)
+    }
+
+    /// Write `bytes` at `offset` of block `name`.
+    pub fn store_push(
+        &mut self,
+        key: ConnKey,
+        name: &str,
+        offset: usize,
+        bytes: &[u8],
+    ) -> Result<(), StoreError> {
+        self.store_mut(key)?.push(name, offset, bytes)
+    }
+
+    /// Replace block `name` with `bytes` (allocated as needed).
+    pub fn store_put(&mut self, key: ConnKey, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        self.store_mut(key)?.put(name, bytes)
+    }
+
+    pub fn store_lookup(&self, key: ConnKey, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let tcb = self.conns.get(&key).ok_or(StoreError::NotConnected)?;
+        let state = tcb.passive.as_deref().ok_or(StoreError::NotPassive)?;
+        Ok(state.lookup(name).map(<[u8]>::to_vec))
+    }
+
+    /// Remove block `name`; false if there was none.
+    pub fn store_remove(&mut self, key: ConnKey, name: &str) -> Result<bool, StoreError> {
+        Ok(self.store_mut(key)?.remove(name))
+    }
+
+    /// Open (`true`) or close an atomic section: a checkpoint never splits one.
+    pub fn set_atomic(&mut self, key: ConnKey, open: bool) {
+        if let Some(p) = self.conns.get_mut(&key).and_then(|t| t.passive.as_mut()) {
+            p.atomic_depth = if open {
+                p.atomic_depth + 1
+            } else {
+                p.atomic_depth.saturating_sub(1)
+            };
+            self.passive_dirty.insert(key);
+        }
+    }
+
+    pub fn has_passive_changes(&self) -> bool {
+        !self.passive_dirty.is_empty()
+    }
+
+    /// Primary: the checkpoints of every passive connection the
+    /// application changed since the last call, up to about `max_bytes`
+    /// of them (the rest wait for the next call). Connections inside an
+    /// atomic section wait for its end.
+    pub fn take_checkpoints(&mut self, max_bytes: usize) -> Vec<Checkpoint> {
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        let keys: Vec<ConnKey> = self.passive_dirty.iter().copied().collect();
+        for key in keys {
+            if bytes >= max_bytes {
+                break;
+            }
+            let Some(tcb) = self.conns.get_mut(&key) else {
+                self.passive_dirty.remove(&key);
+                continue;
+            };
+            let consumed = tcb.recv.start + tcb.read_ahead();
+            let fin = tcb.fin_queued;
+            let Some(p) = tcb.passive.as_deref_mut() else {
+                self.passive_dirty.remove(&key);
+                continue;
+            };
+            if p.atomic_depth > 0 {
+                continue;
+            }
+            self.passive_dirty.remove(&key);
+            if !p.changed(tcb.send.end(), fin, consumed) {
+                continue;
+            }
+            let c = p.take_delta(key, consumed, &tcb.send, fin);
+            bytes += c.output.len() + 64;
+            out.push(c);
+        }
+        out
+    }
+
+    /// Primary of a new view: a full checkpoint of every passive connection,
+    /// which replaces the backups' state (they may be behind, or ahead with
+    /// steps the old primary never got committed).
+    pub fn full_checkpoints(&mut self) -> Vec<Checkpoint> {
+        let mut out = Vec::new();
+        for key in self.connections() {
+            let tcb = self.conns.get_mut(&key).expect("listed");
+            let consumed = tcb.recv.start + tcb.read_ahead();
+            let fin = tcb.fin_queued;
+            if let Some(p) = tcb.passive.as_deref_mut() {
+                out.push(p.take_full(key, consumed, &tcb.send, fin));
+                self.passive_dirty.remove(&key);
+            }
+        }
+        out
+    }
+
+    /// Backup: take over a committed checkpoint of the primary: drop the
+    /// input it consumed, queue its output, apply its state changes.
+    pub fn apply_checkpoint(&mut self, now: Instant, c: &Checkpoint) -> Result<(), ApplyError> {
+        let tcb = self.conns.get_mut(&c.key).ok_or(ApplyError::Unknown)?;
+        let passive = tcb.passive.as_deref_mut().ok_or(ApplyError::NotPassive)?;
+        passive.apply_blocks(c)?;
+        passive.read_ahead = 0;
+        tcb.release_read(c.consumed);
+        if c.sync {
+            // The primary's output from its oldest unacknowledged byte
+            // replaces ours: what we had beyond it was never transmitted.
+            if c.out_from > tcb.snd_una {
+                // The client acknowledged this much (we missed the ACK).
+                tcb.snd_una = c.out_from;
+                tcb.peer_acked = tcb.peer_acked.max(c.out_from);
+            }
+            tcb.send.replace_from(c.out_from);
+            let end = tcb.send.end() + usize::from(tcb.fin_queued);
+            tcb.snd_nxt = tcb.snd_nxt.min(end).max(tcb.snd_una);
+            tcb.snd_max = tcb.snd_max.min(end).max(tcb.snd_una);
+        }
+        let ours = tcb.send.end();
+        if c.out_from > ours {
+            return Err(ApplyError::Gap {
+                from: c.out_from.0,
+                ours: ours.0,
+            });
+        }
+        let skip = (ours.since(c.out_from) as usize).min(c.output.len());
+        let fresh = &c.output[skip..];
+        // What the primary's buffer held fits ours: grow it if a missed
+        // ACK left ours fuller than the primary's.
+        tcb.send.capacity = tcb.send.capacity.max(tcb.send.data.len() + fresh.len());
+        let taken = tcb.app_send(fresh);
+        tcb.app_written += taken as u64;
+        let closing = c.fin && !tcb.fin_queued;
+        if closing {
+            self.shutdown_write(c.key);
+        }
+        self.schedule(c.key);
+        self.update_timer(c.key);
+        let _ = now;
+        Ok(())
+    }
+
+    /// Primary: every backup holds this checkpoint: free the input it
+    /// consumed and let its output (and FIN) go to the client.
+    pub fn release_checkpoint(&mut self, r: Release) {
+        let Some(tcb) = self.conns.get_mut(&r.key) else {
+            return;
+        };
+        let Some(p) = tcb.passive.as_deref_mut() else {
+            return;
+        };
+        p.send_limit = p.send_limit.max(r.send_limit);
+        if tcb.release_read(r.consumed) > 0 {
+            // The window opened: the group's edge moves with ours.
+            self.push_event(Event::Progress(r.key));
+        }
+        self.schedule(r.key);
+    }
+
+    /// The primary stepped down: its applications stop acting on passive
+    /// connections (their handles fail), reads not yet released are
+    /// forgotten, and the connections wait for `accept` again.
+    pub(super) fn passive_demote(&mut self) {
+        for key in self.connections() {
+            let listener = self.listener_for(key.local);
+            let tcb = self.conns.get_mut(&key).expect("listed");
+            let Some(p) = tcb.passive.as_deref_mut() else {
+                continue;
+            };
+            p.read_ahead = 0;
+            p.atomic_depth = 0;
+            p.app_generation += 1;
+            p.send_limit = tcb.snd_una;
+            self.passive_dirty.remove(&key);
+            let closing = !matches!(tcb.state, State::Established | State::CloseWait);
+            if tcb.listener.is_none() {
+                if closing || listener.is_none() {
+                    // No application will take it again: free it when done.
+                    tcb.app_closed = true;
+                } else {
+                    tcb.app_closed = false;
+                    tcb.listener = listener;
+                    if let Some(l) = listener.and_then(|l| self.listeners.get_mut(&l)) {
+                        l.accept_queue.push_back(key);
+                    }
+                }
+            }
+            // Wake the threads that held them: they find their handles stale.
+            self.push_event(Event::Readable(key));
+            self.push_event(Event::Writable(key));
+        }
+    }
+
+    /// This replica became primary: its applications may accept the
+    /// passive connections that waited.
+    pub(super) fn passive_promote(&mut self) {
+        let ready: Vec<SocketAddrV4> = self
+            .listeners
+            .iter()
+            .filter(|(_, l)| l.passive && !l.accept_queue.is_empty())
+            .map(|(a, _)| *a)
+            .collect();
+        for local in ready {
+            self.push_event(Event::Acceptable { local });
+        }
+    }
+
+    /// `accept` on a passive listener finds nothing on a backup.
+    pub(super) fn accept_blocked(&self, local: SocketAddrV4) -> bool {
+        self.role == Role::Backup && self.listener_is_passive(Some(local))
+    }
+}
