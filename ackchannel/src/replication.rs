@@ -34,6 +34,8 @@ const KIND_SNAPSHOT: u8 = 4;
 const KIND_DELIVER: u8 = 5;
 const KIND_CHECKPOINT: u8 = 6;
 const KIND_CHECKPOINT_ACK: u8 = 7;
+/// A confirmation that lists every connection the sender holds.
+const KIND_CONFIRM_ALL: u8 = 8;
 /// Append flag: the backup should confirm every connection it holds.
 const FLAG_SEND_ALL: u8 = 1;
 /// Client bytes sent in one repair at most.
@@ -189,6 +191,9 @@ struct Joiner {
     /// When each connection's snapshot was last sent.
     sent: HashMap<ConnKey, Instant>,
     ready_reported: bool,
+    /// Passive connections: it must have applied the checkpoint stream up
+    /// to here (the full checkpoints that follow its snapshots).
+    must_apply: u64,
 }
 
 /// Snapshots sent per timer turn at most (a burst of a thousand would
@@ -365,7 +370,13 @@ impl Replicator {
         if view.epoch <= self.epoch() {
             return;
         }
+        let was_primary = self.is_primary();
         self.view = Some(view);
+        if !was_primary {
+            // Gates of an earlier term as primary are stale: this one's come
+            // from its members' confirmations.
+            self.gates.clear();
+        }
         self.log.clear();
         self.pending.clear();
         self.next_index = 1;
@@ -382,7 +393,12 @@ impl Replicator {
             .map(|b| (b, Peer::new(now)))
             .collect();
         let primary = self.is_primary();
-        let followers = if primary { self.backups() } else { Vec::new() };
+        // Joining members follow too: they must hold what the client may
+        // see before they can be admitted.
+        let followers: Vec<MemberId> = match &self.view {
+            Some(v) if primary => v.members[1..].iter().chain(&v.joining).copied().collect(),
+            _ => Vec::new(),
+        };
         for record in self.checkpoints.reset(now, &followers, primary) {
             self.actions.push_back(Action::ApplyCheckpoint(record));
         }
@@ -455,6 +471,29 @@ impl Replicator {
         }
         for held in self.checkpoints.append(record) {
             self.actions.push_back(Action::CheckpointHeld(held));
+        }
+    }
+
+    /// Primary: the gate of every connection that has one, in key order.
+    pub fn gates(&self) -> Vec<(ConnKey, Gate)> {
+        let mut v: Vec<(ConnKey, Gate)> = self.gates.iter().map(|(k, g)| (*k, *g)).collect();
+        v.sort_unstable_by_key(|(k, _)| *k);
+        v
+    }
+
+    /// Primary: every backup and joining member has confirmed in this view.
+    pub fn confirmed_by_all(&self) -> bool {
+        self.peers.values().all(|p| p.synced) && self.joiners.values().all(|j| j.synced)
+    }
+
+    /// Primary: a full checkpoint of a passive connection just sent to
+    /// joining member `to` by snapshot; it is admitted only once it has
+    /// applied it.
+    pub fn checkpoint_for_joiner(&mut self, now: Instant, to: MemberId, record: Vec<u8>) {
+        self.checkpoint(now, record);
+        let last = self.checkpoints.last_index();
+        if let Some(j) = self.joiners.get_mut(&to) {
+            j.must_apply = j.must_apply.max(last);
         }
     }
 
@@ -655,12 +694,13 @@ impl Replicator {
                 self.stats.repairs += 1;
                 self.actions.push_back(Action::Fill(key, seq, data));
             }
-            KIND_CONFIRM if self.is_primary() => {
+            KIND_CONFIRM | KIND_CONFIRM_ALL if self.is_primary() => {
                 let acked = r.u64()?;
                 let confirms = decode_confirms(&mut r)?;
                 self.last_heard.insert(sender, now);
                 if self.joiners.contains_key(&sender) {
-                    self.on_joiner_confirm(sender, confirms);
+                    let complete = header.kind == KIND_CONFIRM_ALL;
+                    self.on_joiner_confirm(sender, confirms, complete);
                 } else {
                     self.on_confirm(now, sender, acked, confirms);
                 }
@@ -691,11 +731,12 @@ impl Replicator {
             }
             KIND_CHECKPOINT_ACK if self.is_primary() => {
                 let received = r.u64()?;
+                let applied = r.u64()?;
                 if !r.is_empty() {
                     return Err(Malformed.into());
                 }
                 self.last_heard.insert(sender, now);
-                for held in self.checkpoints.on_ack(now, sender, received) {
+                for held in self.checkpoints.on_ack(now, sender, received, applied) {
                     self.actions.push_back(Action::CheckpointHeld(held));
                 }
             }
@@ -766,13 +807,21 @@ impl Replicator {
         self.advance_commit();
     }
 
-    fn on_joiner_confirm(&mut self, sender: MemberId, confirms: Vec<(ConnKey, Progress)>) {
+    /// A joining member's confirmations; `complete` when, with the frames
+    /// before, they list every connection it holds: only then are the
+    /// connections it does not list known to be missing there.
+    fn on_joiner_confirm(
+        &mut self,
+        sender: MemberId,
+        confirms: Vec<(ConnKey, Progress)>,
+        complete: bool,
+    ) {
         let max_connections = self.cfg.max_connections;
         let Some(j) = self.joiners.get_mut(&sender) else {
             return;
         };
-        let first = !j.synced;
-        j.synced = true;
+        let first = complete && !j.synced;
+        j.synced |= complete;
         let mut changed = Vec::with_capacity(confirms.len());
         for (key, progress) in confirms {
             // Only connections we have: a joiner may still hold closed ones.
@@ -828,7 +877,8 @@ impl Replicator {
                         .push_back(Action::SendSnapshot { to: id, key: *key });
                 }
             }
-            if missing == 0 && !j.ready_reported {
+            let applied = self.checkpoints.applied_by(id) >= j.must_apply;
+            if missing == 0 && applied && !j.ready_reported {
                 j.ready_reported = true;
                 self.actions.push_back(Action::JoinerReady(id));
             }
@@ -888,7 +938,7 @@ impl Replicator {
                     p.last_progress = now;
                 }
             }
-        } else if now >= self.next_full_confirm || !self.synced {
+        } else if now >= self.next_full_confirm || !self.synced || self.is_joining() {
             // Until the primary shows it is in our epoch, or now and then
             // anyway, send everything: it may have refused earlier frames.
             if now >= self.next_full_confirm || self.heartbeat_due(now) {
@@ -962,6 +1012,13 @@ impl Replicator {
         body.extend_from_slice(data);
         self.stats.repairs += 1;
         self.send(now, to, KIND_FILL, &body);
+    }
+
+    /// The view lists us as catching up.
+    fn is_joining(&self) -> bool {
+        self.view
+            .as_ref()
+            .is_some_and(|v| v.joining.contains(&self.me))
     }
 
     /// The peers whose silence we notice: the backups (primary) or the primary.
@@ -1080,7 +1137,10 @@ impl Replicator {
     }
 
     fn flush_checkpoints(&mut self, now: Instant) {
-        for b in self.backups() {
+        let mut followers = self.backups();
+        followers.extend(self.joiners.keys().copied());
+        followers.sort_unstable();
+        for b in followers {
             while let Some(body) = self.checkpoints.frame_for(b) {
                 self.send(now, b, KIND_CHECKPOINT, &body);
             }
@@ -1099,6 +1159,9 @@ impl Replicator {
             self.drop_closing();
             return;
         }
+        // Every connection we hold is in this flush: its last frame says so.
+        let complete = self.dirty.len() >= self.local.len()
+            && self.local.keys().all(|k| self.dirty.contains(k));
         loop {
             let batch: Vec<ConnKey> = self
                 .dirty
@@ -1116,7 +1179,12 @@ impl Replicator {
             let mut body = Vec::with_capacity(16 + confirms.len() * 21);
             body.extend_from_slice(&self.received.to_be_bytes());
             encode_confirms(&mut body, &confirms);
-            self.send(now, primary, KIND_CONFIRM, &body);
+            let kind = if complete && self.dirty.is_empty() {
+                KIND_CONFIRM_ALL
+            } else {
+                KIND_CONFIRM
+            };
+            self.send(now, primary, kind, &body);
             if self.dirty.is_empty() {
                 break;
             }

@@ -90,6 +90,10 @@ pub enum ConnectError {
     /// The stack holds `max_connections` already.
     #[error("too many connections")]
     TooMany,
+    /// This very connection (same 4-tuple and initial sequence number)
+    /// ended here already: a late "opened" log entry must not bring it back.
+    #[error("the connection already ended here")]
+    Finished,
 }
 
 /// Why `send` failed.
@@ -222,7 +226,13 @@ pub struct Stack {
     epoch: u64,
     /// Passive connections changed since the last checkpoint (primary).
     passive_dirty: BTreeSet<ConnKey>,
+    /// Connections that ended, with their peer's ISN, newest last (bounded).
+    ended: HashMap<ConnKey, Seq>,
+    ended_order: VecDeque<ConnKey>,
 }
+
+/// Ended connections remembered (so late log entries cannot revive them).
+const ENDED_REMEMBERED: usize = 4096;
 
 impl Stack {
     pub fn new(config: Config) -> Stack {
@@ -243,6 +253,8 @@ impl Stack {
             parked_bytes: 0,
             epoch: 0,
             passive_dirty: BTreeSet::new(),
+            ended: HashMap::new(),
+            ended_order: VecDeque::new(),
         }
     }
 
@@ -1012,6 +1024,14 @@ impl Stack {
         }
         self.in_ready.remove(&key);
         self.passive_dirty.remove(&key);
+        if self.ended.insert(key, tcb.irs).is_none() {
+            self.ended_order.push_back(key);
+            if self.ended_order.len() > ENDED_REMEMBERED {
+                if let Some(old) = self.ended_order.pop_front() {
+                    self.ended.remove(&old);
+                }
+            }
+        }
         true
     }
 
@@ -1288,6 +1308,14 @@ impl Stack {
         // too: without one a promoted backup would acknowledge ungated.
         if !matches!(tcb.state, State::Closed | State::Listen | State::SynSent) {
             let committed = tcb.delivery_limit.unwrap_or(tcb.rcv_nxt).min(tcb.rcv_nxt);
+            // A half-open connection's SYN is not known to be held by
+            // every backup (nothing is logged for it): its SYN-ACK waits
+            // for their confirmations, as on the old primary.
+            let committed = if tcb.state == State::SynReceived {
+                tcb.irs
+            } else {
+                committed
+            };
             tcb.gate = Some(Gate {
                 ack: committed,
                 right_edge: tcb.right_edge(),
@@ -1372,6 +1400,27 @@ impl Stack {
         }
     }
 
+    /// A new primary's gate from its members' first confirmations, which
+    /// replaces the takeover's conservative one: acknowledge what they all
+    /// hold, advertise no further than every one of them promised (never
+    /// less than the old primary advertised: that was within their
+    /// promises too, and promises only grow).
+    pub fn adopt_gate(&mut self, key: ConnKey, gate: Gate) {
+        let Some(tcb) = self.conns.get_mut(&key) else {
+            return;
+        };
+        if tcb.role != Role::Primary {
+            return;
+        }
+        tcb.gate = Some(gate);
+        tcb.rcv_adv = tcb
+            .rcv_adv
+            .min(gate.right_edge)
+            .max(tcb.rcv_nxt.min(gate.ack));
+        tcb.ack_now = true;
+        self.schedule(key);
+    }
+
     /// Limit what the application may read to bytes before `limit` (log commit).
     /// `None` lets it read everything received in order.
     pub fn set_delivery_limit(&mut self, key: ConnKey, limit: Option<Seq>) {
@@ -1431,6 +1480,11 @@ impl Stack {
         let key = record.key;
         if self.conns.contains_key(&key) {
             return Err(ConnectError::AddrInUse);
+        }
+        // A primary logs its open connections again in each new view; the
+        // entry can commit after the connection ended on this replica.
+        if self.ended.get(&key) == Some(&record.irs) {
+            return Err(ConnectError::Finished);
         }
         if self.conns.len() >= self.cfg.max_connections {
             return Err(ConnectError::TooMany);

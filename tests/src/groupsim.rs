@@ -40,6 +40,10 @@ pub struct SimConfig {
     pub inject_no_gating: bool,
     /// Print every event.
     pub trace: bool,
+    /// Passive replication: the echo runs only on the primary, chunked
+    /// differently on every replica, keeping its position in a state block
+    /// that must always match the stream it consumed.
+    pub passive: bool,
 }
 
 impl SimConfig {
@@ -52,6 +56,7 @@ impl SimConfig {
             faults: true,
             inject_no_gating: false,
             trace: false,
+            passive: false,
         }
     }
 }
@@ -68,6 +73,8 @@ pub enum Verdict {
         /// Crashed replicas restarted, and restarted ones that caught up.
         restarts: usize,
         rejoins: u64,
+        /// Passive checkpoints applied by backups or released by primaries.
+        checkpoints: u64,
     },
     /// The faults left no replica both running and in the view (bringing one
     /// back needs rejoin, not built yet): no liveness is owed.
@@ -105,6 +112,8 @@ struct EchoApp {
     /// Bytes echoed (consumed) so far.
     delivered: u64,
     closed: bool,
+    /// Passive mode: the handle generation it accepted.
+    generation: Option<u64>,
 }
 
 struct ClientConn {
@@ -194,7 +203,9 @@ impl Sim {
             },
             Counter::starting_at(1),
         );
-        let nodes = (0..n).map(|i| new_node(i, &key, 1000)).collect();
+        let nodes = (0..n)
+            .map(|i| new_node(i, &key, 1000, cfg.passive))
+            .collect();
         let mut mesh = HashMap::new();
         for a in 0..n {
             for b in 0..n {
@@ -316,6 +327,7 @@ impl Sim {
                     handovers: self.handovers,
                     restarts: self.restarts,
                     rejoins: self.authority.stats().rejoins,
+                    checkpoints: self.nodes.iter().map(|n| n.logic.checkpoints_applied).sum(),
                 };
             }
             let next = self.next_time();
@@ -456,6 +468,23 @@ impl Sim {
                     .collect();
                 format!("VIEW {}: {}", v.epoch, members.join(", "))
             });
+            if self.cfg.trace {
+                for (i, n) in self.nodes.iter().enumerate() {
+                    let conns: Vec<String> = n
+                        .stack
+                        .connections()
+                        .into_iter()
+                        .filter_map(|k| n.stack.conn_info(k))
+                        .map(|c| format!("{}:{:?}@{}", c.key.remote.port(), c.state, c.rcv_nxt.0))
+                        .collect();
+                    eprintln!(
+                        "      replica {} {:?}: {}",
+                        i + 1,
+                        n.logic.role(),
+                        conns.join(" ")
+                    );
+                }
+            }
         }
         // Replicas.
         for i in 0..self.nodes.len() {
@@ -504,7 +533,7 @@ impl Sim {
                         continue;
                     };
                     // Counters above anything the old process used.
-                    self.nodes[i] = new_node(i, &self.key, (1 << 40) + self.now);
+                    self.nodes[i] = new_node(i, &self.key, (1 << 40) + self.now, self.cfg.passive);
                     self.nodes[i].restarted = true;
                     self.restarts += 1;
                     self.trace(|| format!("RESTART replica {}", i + 1));
@@ -574,7 +603,11 @@ impl Sim {
             while let Some(e) = node.stack.poll_event() {
                 node.logic.on_event(inst, &mut node.stack, e);
             }
-            echo_apps(node, self.cfg.seed)?;
+            if self.cfg.passive {
+                passive_echo_apps(node, self.cfg.seed)?;
+            } else {
+                echo_apps(node, self.cfg.seed)?;
+            }
             node.logic.after_events(inst, &mut node.stack);
             if !node.stack.has_event() {
                 break;
@@ -889,7 +922,7 @@ impl Sim {
 
 /// A fresh replica process: member `i + 1`, its counters starting at
 /// `counter` (a restarted process must not reuse its old counters).
-fn new_node(i: usize, key: &GroupKey, counter: u64) -> Node {
+fn new_node(i: usize, key: &GroupKey, counter: u64, passive: bool) -> Node {
     let id = i as u8 + 1;
     let addr = |port| SocketAddrV4::new(Ipv4Addr::new(198, 18, 1, 11 + i as u8), port);
     let agent = MemberAgent::with_counter(
@@ -916,7 +949,12 @@ fn new_node(i: usize, key: &GroupKey, counter: u64) -> Node {
         ..Config::default()
     });
     stack.set_role(Instant::ZERO, Role::Backup);
-    stack.listen(SocketAddrV4::new(VIP, PORT)).expect("listen");
+    let local = SocketAddrV4::new(VIP, PORT);
+    if passive {
+        stack.listen_passive(local).expect("listen");
+    } else {
+        stack.listen(local).expect("listen");
+    }
     Node {
         stack,
         logic: ReplicaLogic::new(id, agent, replicator),
@@ -1006,6 +1044,82 @@ fn echo_apps(node: &mut Node, seed: u64) -> Result<(), String> {
                 break;
             }
         }
+    }
+    Ok(())
+}
+
+/// The passive application, on the primary only: echo in chunks whose
+/// size differs from replica to replica (a nondeterministic application),
+/// keeping the position in state block `pos`. A connection it accepts
+/// after a takeover must have a block equal to the bytes consumed: a
+/// checkpoint that split the read from the state, or lost either, shows.
+fn passive_echo_apps(node: &mut Node, seed: u64) -> Result<(), String> {
+    let member = node.logic.member();
+    while let Some(key) = node.stack.accept(SocketAddrV4::new(VIP, PORT)) {
+        let pos = match node.stack.store_lookup(key, "pos") {
+            Ok(Some(b)) => u64::from_be_bytes(b.try_into().map_err(|_| "bad pos block")?),
+            Ok(None) => 0,
+            Err(e) => return Err(format!("replica {member}: state store: {e}")),
+        };
+        let consumed = node
+            .stack
+            .snapshot(key)
+            .map_or(0, |s| u64::from(s.recv_start.since(s.irs + 1u32)));
+        if pos != consumed {
+            return Err(format!(
+                "replica {member}: port {} resumes with state block at {pos} but the stream consumed to {consumed}",
+                key.remote.port()
+            ));
+        }
+        let generation = node.stack.app_generation(key);
+        node.apps.insert(
+            key,
+            EchoApp {
+                delivered: pos,
+                closed: false,
+                generation,
+            },
+        );
+    }
+    // Handles of an earlier term as primary are stale.
+    node.apps
+        .retain(|key, app| node.stack.app_generation(*key) == app.generation);
+    let keys: Vec<ConnKey> = node.apps.keys().copied().collect();
+    for key in keys {
+        let app = node.apps.get_mut(&key).expect("present");
+        if app.closed {
+            continue;
+        }
+        let chunk = 1 + ((app.delivered ^ (u64::from(member) * 0x9e37)) % 3000) as usize;
+        let mut buf = vec![0u8; chunk];
+        let n = match node.stack.peek(key, &mut buf) {
+            Ok(0) => {
+                node.stack.close(key);
+                app.closed = true;
+                continue;
+            }
+            Ok(n) => n,
+            Err(RecvError::WouldBlock) => continue,
+            Err(_) => {
+                app.closed = true;
+                continue;
+            }
+        };
+        for (j, b) in buf[..n].iter().enumerate() {
+            let at = app.delivered + j as u64;
+            if *b != stream_byte(seed, key.remote.port(), at) {
+                return Err(format!(
+                    "replica {member}: application got a wrong byte {at} on port {}",
+                    key.remote.port()
+                ));
+            }
+        }
+        let sent = node.stack.send(key, &buf[..n]).unwrap_or_default();
+        node.stack.consume(key, sent);
+        app.delivered += sent as u64;
+        node.stack
+            .store_put(key, "pos", &app.delivered.to_be_bytes())
+            .map_err(|e| format!("replica {member}: state store: {e}"))?;
     }
     Ok(())
 }

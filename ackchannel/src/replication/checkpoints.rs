@@ -24,6 +24,8 @@ const MAX_PENDING_BYTES: usize = 64 << 20;
 struct Follower {
     /// Highest index it holds.
     acked: u64,
+    /// Highest index it has applied (learned committed).
+    applied: u64,
     /// Highest index sent to it.
     sent: u64,
     commit_sent: u64,
@@ -42,6 +44,7 @@ pub(super) struct CheckpointStream {
     pending: VecDeque<(u64, Vec<u8>)>,
     pending_bytes: usize,
     received: u64,
+    applied: u64,
     ack_due: bool,
 }
 
@@ -59,6 +62,7 @@ impl CheckpointStream {
                 .map(|m| {
                     let f = Follower {
                         acked: 0,
+                        applied: 0,
                         sent: 0,
                         commit_sent: 0,
                         last_progress: now,
@@ -73,6 +77,16 @@ impl CheckpointStream {
         } else {
             Vec::new()
         }
+    }
+
+    /// Primary: the index of the newest record.
+    pub fn last_index(&self) -> u64 {
+        self.next - 1
+    }
+
+    /// Primary: the highest index `member` has applied.
+    pub fn applied_by(&self, member: MemberId) -> u64 {
+        self.followers.get(&member).map_or(0, |f| f.applied)
     }
 
     /// Primary: bytes of records not yet held everywhere.
@@ -147,9 +161,16 @@ impl CheckpointStream {
 
     /// Primary: `from` holds records up to `received`; returns the records
     /// now held everywhere.
-    pub fn on_ack(&mut self, now: Instant, from: MemberId, received: u64) -> Vec<Vec<u8>> {
+    pub fn on_ack(
+        &mut self,
+        now: Instant,
+        from: MemberId,
+        received: u64,
+        applied: u64,
+    ) -> Vec<Vec<u8>> {
         let top = self.next - 1;
         if let Some(f) = self.followers.get_mut(&from) {
+            f.applied = f.applied.max(applied.min(top));
             if received > f.acked {
                 f.acked = received.min(top);
                 f.last_progress = now;
@@ -197,16 +218,25 @@ impl CheckpointStream {
         let stable = commit.min(self.received);
         let mut apply = Vec::new();
         while self.pending.front().is_some_and(|(i, _)| *i <= stable) {
-            let (_, record) = self.pending.pop_front().expect("checked");
+            let (index, record) = self.pending.pop_front().expect("checked");
             self.pending_bytes -= record.len();
+            self.applied = index;
             apply.push(record);
+        }
+        if !apply.is_empty() {
+            self.ack_due = true; // the primary waits for what we applied
         }
         Ok(apply)
     }
 
     /// Backup: the acknowledgement body, when one is due.
+    /// The body is what we hold, then what we applied.
     pub fn take_ack(&mut self) -> Option<Vec<u8>> {
-        std::mem::take(&mut self.ack_due).then(|| self.received.to_be_bytes().to_vec())
+        std::mem::take(&mut self.ack_due).then(|| {
+            let mut body = self.received.to_be_bytes().to_vec();
+            body.extend_from_slice(&self.applied.to_be_bytes());
+            body
+        })
     }
 }
 
@@ -231,21 +261,22 @@ mod tests {
         let frame = primary.frame_for(MemberId(2)).unwrap();
         assert!(b2.on_frame(&mut Reader::new(&frame)).unwrap().is_empty());
         let ack = b2.take_ack().unwrap();
-        let held = primary.on_ack(
-            now,
-            MemberId(2),
-            u64::from_be_bytes(ack.try_into().unwrap()),
-        );
+        let received = u64::from_be_bytes(ack[..8].try_into().unwrap());
+        let held = primary.on_ack(now, MemberId(2), received, 0);
         assert!(held.is_empty(), "member 3 has nothing yet");
         let frame = primary.frame_for(MemberId(3)).unwrap();
         b3.on_frame(&mut Reader::new(&frame)).unwrap();
-        let held = primary.on_ack(now, MemberId(3), 2);
+        let held = primary.on_ack(now, MemberId(3), 2, 0);
         assert_eq!(held, vec![b"one".to_vec(), b"two".to_vec()]);
         assert_eq!(primary.backlog(), 0);
         // The commit number reaches member 2 with the next frame.
         let frame = primary.frame_for(MemberId(2)).unwrap();
         let applied = b2.on_frame(&mut Reader::new(&frame)).unwrap();
         assert_eq!(applied, vec![b"one".to_vec(), b"two".to_vec()]);
+        let ack = b2.take_ack().unwrap();
+        assert_eq!(ack[8..], 2u64.to_be_bytes(), "it reports what it applied");
+        primary.on_ack(now, MemberId(2), 2, 2);
+        assert_eq!(primary.applied_by(MemberId(2)), 2);
         assert!(primary.frame_for(MemberId(2)).is_none(), "nothing new");
     }
 
@@ -262,13 +293,13 @@ mod tests {
         let second = primary.frame_for(MemberId(2)).unwrap();
         // The first frame is lost: the second does not fit after nothing.
         b.on_frame(&mut Reader::new(&second)).unwrap();
-        assert_eq!(b.take_ack().unwrap(), 0u64.to_be_bytes());
+        assert_eq!(b.take_ack().unwrap()[..8], 0u64.to_be_bytes());
         // The primary goes back after a stall and sends both again.
         primary.go_back(now + Duration::from_millis(50), Duration::from_millis(40));
         let again = primary.frame_for(MemberId(2)).unwrap();
         assert!(again.len() > first.len());
         b.on_frame(&mut Reader::new(&again)).unwrap();
-        assert_eq!(b.take_ack().unwrap(), 2u64.to_be_bytes());
+        assert_eq!(b.take_ack().unwrap()[..8], 2u64.to_be_bytes());
         // Promoted before learning of the commit: it applies both itself.
         let held = b.reset(now, &ids(&[3]), true);
         assert_eq!(held, vec![b"a".to_vec(), b"b".to_vec()]);

@@ -43,6 +43,8 @@ pub struct ReplicaLogic {
     pub imported_snapshots: u64,
     /// The view lists us as joining: packets of connections we lack wait.
     parking: bool,
+    /// When the current view was installed.
+    view_installed_at: Instant,
     /// Passive checkpoints applied (backup) or released (primary).
     pub checkpoints_applied: u64,
     /// Passive checkpoints that did not apply (their connection had gone).
@@ -64,6 +66,7 @@ impl ReplicaLogic {
             imported_connections: 0,
             imported_snapshots: 0,
             parking: false,
+            view_installed_at: Instant::ZERO,
             checkpoints_applied: 0,
             checkpoints_refused: 0,
         }
@@ -113,6 +116,7 @@ impl ReplicaLogic {
             return None;
         }
         self.epoch = view.epoch;
+        self.view_installed_at = now;
         stack.set_epoch(view.epoch);
         // Joining members too: the primary streams state to them.
         let peers = view
@@ -224,6 +228,13 @@ impl ReplicaLogic {
         if !self.pending_promotion || !self.agent.lease_valid(now) {
             return;
         }
+        // Wait (briefly) for every member's first confirmation in this
+        // view: the window we advertise must be one they all promised,
+        // and only they tell us what they promised.
+        let waited = now.saturating_since(self.view_installed_at) >= Self::CONFIRMATION_WAIT;
+        if !self.replicator.confirmed_by_all() && !waited {
+            return;
+        }
         self.pending_promotion = false;
         // The first view's primary starts the group; later it is a takeover.
         if self.epoch > 1 {
@@ -232,7 +243,15 @@ impl ReplicaLogic {
         }
         stack.set_role(now, Role::Primary);
         self.role = Role::Primary;
+        // The takeover gated every connection conservatively; where every
+        // member has confirmed, gate on what they hold and promised.
+        for (key, gate) in self.replicator.gates() {
+            stack.adopt_gate(key, gate);
+        }
     }
+
+    /// How long a new primary waits for its members' first confirmations.
+    const CONFIRMATION_WAIT: stack::Duration = stack::Duration::from_millis(30);
 
     /// After input: replication timers, then what the protocol decided.
     pub fn settle(&mut self, now: Instant, stack: &mut Stack) {
@@ -305,6 +324,7 @@ impl ReplicaLogic {
                         match OpenRecord::decode(&record) {
                             Ok(r) => match stack.import_open(now, &r) {
                                 Ok(_) => self.imported_connections += 1,
+                                Err(stack::iface::ConnectError::Finished) => {}
                                 Err(e) => {
                                     tracing::warn!(%key.remote, "cannot open logged connection: {e}")
                                 }
@@ -323,6 +343,12 @@ impl ReplicaLogic {
                 Action::SendSnapshot { to, key } => {
                     if let Some(snapshot) = stack.snapshot(key) {
                         self.replicator.send_snapshot(now, to, &snapshot.encode());
+                        // A passive connection's state blocks and exact
+                        // position follow in the checkpoint stream.
+                        if let Some(full) = stack.full_checkpoint(key) {
+                            self.replicator
+                                .checkpoint_for_joiner(now, to, full.encode());
+                        }
                     }
                 }
                 Action::Import(bytes) => self.import(now, stack, &bytes),

@@ -179,17 +179,22 @@ impl Stack {
     /// which replaces the backups' state (they may be behind, or ahead with
     /// steps the old primary never got committed).
     pub fn full_checkpoints(&mut self) -> Vec<Checkpoint> {
-        let mut out = Vec::new();
-        for key in self.connections() {
-            let tcb = self.conns.get_mut(&key).expect("listed");
-            let consumed = tcb.recv.start + tcb.read_ahead();
-            let fin = tcb.fin_queued;
-            if let Some(p) = tcb.passive.as_deref_mut() {
-                out.push(p.take_full(key, consumed, &tcb.send, fin));
-                self.passive_dirty.remove(&key);
-            }
-        }
-        out
+        self.connections()
+            .into_iter()
+            .filter_map(|key| self.full_checkpoint(key))
+            .collect()
+    }
+
+    /// A full checkpoint of one passive connection (for a member that just
+    /// received it by snapshot); `None` for other connections.
+    pub fn full_checkpoint(&mut self, key: ConnKey) -> Option<Checkpoint> {
+        let tcb = self.conns.get_mut(&key)?;
+        let consumed = tcb.recv.start + tcb.read_ahead();
+        let fin = tcb.fin_queued;
+        let p = tcb.passive.as_deref_mut()?;
+        let c = p.take_full(key, consumed, &tcb.send, fin);
+        self.passive_dirty.remove(&key);
+        Some(c)
     }
 
     /// Backup: take over a committed checkpoint of the primary: drop the
@@ -199,7 +204,11 @@ impl Stack {
         let passive = tcb.passive.as_deref_mut().ok_or(ApplyError::NotPassive)?;
         passive.apply_blocks(c)?;
         passive.read_ahead = 0;
-        tcb.release_read(c.consumed);
+        if tcb.release_read(c.consumed) > 0 {
+            // Our window opened: the group must hear of the new edge.
+            self.push_event(Event::Progress(c.key));
+        }
+        let tcb = self.conns.get_mut(&c.key).expect("present");
         if c.sync {
             // The primary's output from its oldest unacknowledged byte
             // replaces ours: what we had beyond it was never transmitted.

@@ -384,7 +384,9 @@ impl TcpStream {
     /// Start an atomic step on a passive connection: until the returned
     /// guard drops, no checkpoint is cut, so the reads, writes and state
     /// pushes made meanwhile reach the backups together or not at all. Its
-    /// output is held until the step ends, so it must fit the send buffer.
+    /// output is held until the step ends: it must fit the send buffer, and
+    /// the step must not wait for the client (peek for a whole request
+    /// first), whose next bytes may wait for that very output.
     pub fn atomic(&self) -> io::Result<AtomicStep<'_>> {
         self.handle.net.with_stack(|s| {
             self.handle.check(s)?;

@@ -179,3 +179,57 @@ fn stopped_stack_fails_handles_cleanly() {
         ErrorKind::NotConnected
     );
 }
+
+/// A passive listener on a stack that is not replicated: the state store
+/// works, reads free their bytes at once (300 KB through a 256 KiB
+/// buffer), and a non-passive connection refuses the store clearly.
+#[test]
+fn passive_listener_alone_keeps_state_and_streams() {
+    let (server, client) = pair();
+    let listener = TcpListener::bind_passive(&server, SocketAddrV4::new(SERVER, 7)).unwrap();
+    let echo = std::thread::spawn(move || {
+        let (s, _) = listener.accept().unwrap();
+        assert_eq!(s.state_lookup("n").unwrap(), None);
+        s.state_allocate("n", 8).unwrap();
+        let mut total = 0u64;
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = (&s).read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            let step = s.atomic().unwrap();
+            total += n as u64;
+            s.state_push("n", 0, &total.to_be_bytes()).unwrap();
+            (&s).write_all(&buf[..n]).unwrap();
+            drop(step);
+        }
+        let err = s.state_push("n", 4, &[0u8; 8]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput);
+        assert_eq!(
+            s.state_lookup("missing").unwrap(),
+            None,
+            "an unknown block is absent"
+        );
+        let saved = s.state_lookup("n").unwrap().unwrap();
+        s.shutdown(Shutdown::Write).unwrap();
+        u64::from_be_bytes(saved.try_into().unwrap())
+    });
+    let mut c = TcpStream::connect(&client, SocketAddrV4::new(SERVER, 7)).unwrap();
+    let err = c.state_put("x", b"y").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
+    let data = pattern(300_000);
+    let writer = {
+        let mut w = c.try_clone().unwrap();
+        let data = data.clone();
+        std::thread::spawn(move || {
+            w.write_all(&data).unwrap();
+            w.shutdown(Shutdown::Write).unwrap();
+        })
+    };
+    let mut got = Vec::new();
+    c.read_to_end(&mut got).unwrap();
+    writer.join().unwrap();
+    assert_eq!(echo.join().unwrap(), data.len() as u64);
+    assert!(got == data, "echoed bytes differ");
+}

@@ -1020,7 +1020,9 @@ impl Tcb {
     /// the read is committed ([`Tcb::release_read`]).
     pub fn app_consume(&mut self, n: usize) -> usize {
         let n = n.min(self.readable());
-        if let Some(p) = self.passive.as_mut() {
+        // Alone, nobody else needs the reads: free the bytes at once.
+        let replicated = self.role != Role::Standalone;
+        if let Some(p) = self.passive.as_mut().filter(|_| replicated) {
             p.read_ahead += n;
             return n;
         }

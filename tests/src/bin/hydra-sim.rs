@@ -26,6 +26,9 @@ struct Cli {
     /// Inject a known bug (ACKs without gating) to see the checker catch it.
     #[arg(long)]
     inject_no_gating: bool,
+    /// Passive replication (the application runs on the primary only).
+    #[arg(long)]
+    passive: bool,
 }
 
 fn main() {
@@ -34,6 +37,7 @@ fn main() {
         replicas: cli.replicas,
         inject_no_gating: cli.inject_no_gating,
         trace: cli.trace.is_some(),
+        passive: cli.passive,
         ..SimConfig::new(seed)
     };
     if let Some(seed) = cli.trace {
@@ -64,11 +68,13 @@ fn main() {
             Verdict::Violation { at_ms, what } => {
                 failures += 1;
                 println!("FAIL seed {seed} at {at_ms} ms: {what}");
-                let bug = if cli.inject_no_gating {
-                    " --inject-no-gating"
-                } else {
-                    ""
-                };
+                let mut bug = String::new();
+                if cli.inject_no_gating {
+                    bug.push_str(" --inject-no-gating");
+                }
+                if cli.passive {
+                    bug.push_str(" --passive");
+                }
                 println!(
                     "  repro: hydra-sim --replicas {} --trace {seed}{bug}",
                     cli.replicas
