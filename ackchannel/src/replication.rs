@@ -208,6 +208,8 @@ struct Peer {
     sent: u64,
     commit_sent: u64,
     last_progress: Instant,
+    /// Last time it was caught up or its acknowledgement moved.
+    acked_at: Instant,
     /// It has confirmed in this epoch (so it saw the view).
     synced: bool,
     confirmed: HashMap<ConnKey, Progress>,
@@ -220,6 +222,7 @@ impl Peer {
             sent: 0,
             commit_sent: 0,
             last_progress: now,
+            acked_at: now,
             synced: false,
             confirmed: HashMap::new(),
         }
@@ -791,6 +794,7 @@ impl Replicator {
         if acked > peer.acked {
             peer.acked = acked.min(top);
             peer.last_progress = now;
+            peer.acked_at = now;
         }
         let mut changed = Vec::with_capacity(confirms.len());
         for (key, progress) in confirms {
@@ -932,11 +936,26 @@ impl Replicator {
             // Go back: a backup that stopped acknowledging gets the tail again.
             let stall = self.cfg.heartbeat_interval.saturating_mul(4);
             self.checkpoints.go_back(now, stall);
-            for p in self.peers.values_mut() {
+            let top = self.next_index - 1;
+            let mut lagging = Vec::new();
+            for (id, p) in self.peers.iter_mut() {
                 if p.acked < p.sent && now.saturating_since(p.last_progress) >= stall {
                     p.sent = p.acked;
                     p.last_progress = now;
                 }
+                // A backup that confirms but never takes the log (it hears
+                // us not, we hear it: a one-way cut) holds every commit
+                // back: report it like a silent one.
+                if p.acked >= top {
+                    p.acked_at = now;
+                } else if now.saturating_since(p.acked_at) >= self.cfg.peer_timeout {
+                    p.acked_at = now;
+                    lagging.push(*id);
+                }
+            }
+            lagging.sort_unstable();
+            for id in lagging {
+                self.actions.push_back(Action::PeerSuspected(id));
             }
         } else if now >= self.next_full_confirm || !self.synced || self.is_joining() {
             // Until the primary shows it is in our epoch, or now and then

@@ -25,6 +25,11 @@ const CONTROL_PORT: u16 = 7000;
 const DATA_PORT: u16 = 7100;
 const ACK_PORT: u16 = 7200;
 const ADMIN_PORT: u16 = 9100;
+/// Relays (when the spec asks for them) listen on the redirector's address:
+/// replica `i`'s data link on `DATA_RELAY_PORT + i`, its ack channel on
+/// `ACK_RELAY_PORT + i`.
+const DATA_RELAY_PORT: u16 = 7300;
+const ACK_RELAY_PORT: u16 = 7400;
 
 /// What to build.
 #[derive(Debug, Clone)]
@@ -43,6 +48,9 @@ pub struct ClusterSpec {
     pub failure_timeout_ms: u64,
     /// The primary may send this long after its last answered keepalive.
     pub lease_ms: u64,
+    /// Put a relay (`hydra-scenario relay`) on each replica's data link
+    /// and ack channel, so links can be impaired or cut ([`Cluster::set_link`]).
+    pub relays: bool,
 }
 
 impl Default for ClusterSpec {
@@ -55,6 +63,7 @@ impl Default for ClusterSpec {
             heartbeat_ms: 10,
             failure_timeout_ms: 100,
             lease_ms: 60,
+            relays: false,
         }
     }
 }
@@ -64,6 +73,8 @@ impl Default for ClusterSpec {
 pub struct Binaries {
     pub redirector: PathBuf,
     pub replica: PathBuf,
+    /// `hydra-scenario` itself (its `relay` command), for relayed links.
+    pub scenario: PathBuf,
 }
 
 impl Binaries {
@@ -81,8 +92,9 @@ impl Binaries {
         let b = Binaries {
             redirector: dir.join("hydra-redirector"),
             replica: dir.join("hydra-replica"),
+            scenario: dir.join("hydra-scenario"),
         };
-        for p in [&b.redirector, &b.replica] {
+        for p in [&b.redirector, &b.replica, &b.scenario] {
             if !p.exists() {
                 bail!(
                     "{} not found: build with `cargo build --bins` first",
@@ -189,6 +201,9 @@ impl Cluster {
         };
         cluster.start_redirector()?;
         for i in 0..cluster.spec.replicas * cluster.spec.groups {
+            if cluster.spec.relays {
+                cluster.start_relay(i)?;
+            }
             cluster.start_replica(i)?;
         }
         for g in 0..cluster.spec.groups {
@@ -270,6 +285,50 @@ lease_ms = {lease}
         self.start_redirector()
     }
 
+    /// The relays of replica `i`'s data link and ack channel, in the
+    /// redirector's namespace, reading `link<i>.ctl`.
+    fn start_relay(&mut self, i: usize) -> anyhow::Result<()> {
+        let ip = replica_ip(i);
+        let control = self.dir.join(format!("link{i}.ctl"));
+        std::fs::write(&control, "")?;
+        let mut cmd = self
+            .topo
+            .command(&self.redirector_ns, &self.bins.scenario.to_string_lossy());
+        cmd.arg("relay")
+            .arg("--udp")
+            .arg(format!(
+                "{REDIRECTOR_IP}:{}={ip}:{DATA_PORT}",
+                DATA_RELAY_PORT + i as u16
+            ))
+            .arg("--tcp")
+            .arg(format!(
+                "{REDIRECTOR_IP}:{}={ip}:{ACK_PORT}",
+                ACK_RELAY_PORT + i as u16
+            ))
+            .arg("--control")
+            .arg(&control)
+            .arg("--seed")
+            .arg((i + 1).to_string());
+        cmd.stderr(self.log_file(&format!("relay{i}"))?);
+        self.topo.spawn(&format!("relay{i}"), cmd)?;
+        Ok(())
+    }
+
+    /// Impair replica `i`'s links (relayed clusters): a line such as
+    /// `loss=0.05 delay_ms=2 jitter_ms=3 duplicate=0.01`, `cut_data=1`
+    /// or `cut_ack=1`; an empty line heals. Checked before it is written.
+    pub fn set_link(&self, i: usize, line: &str) -> anyhow::Result<()> {
+        anyhow::ensure!(self.spec.relays, "this cluster has no relays");
+        line.parse::<crate::relay::Impairment>()
+            .map_err(|e| anyhow::anyhow!("link {i}: {e}"))?;
+        let path = self.dir.join(format!("link{i}.ctl"));
+        // Temp file and rename: the relay never reads half a line.
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, line)?;
+        std::fs::rename(&tmp, &path)?;
+        Ok(())
+    }
+
     /// Start (or restart) replica `i` (counted across groups; in group 0
     /// it is member i + 1).
     pub fn start_replica(&mut self, i: usize) -> anyhow::Result<()> {
@@ -299,13 +358,22 @@ heartbeat_ms = {hb}
 peer_timeout_ms = {timeout}
 apps = [{apps}]
 admin = "127.0.0.1:{ADMIN_PORT}"
-"#,
+{advertise}"#,
             member = i % self.spec.replicas + 1,
             group = group_name(group),
             key = self.keys[group],
             hb = self.spec.heartbeat_ms,
             timeout = self.spec.failure_timeout_ms,
             apps = apps.join(", "),
+            advertise = if self.spec.relays {
+                format!(
+                    "data_advertise = \"{REDIRECTOR_IP}:{}\"\nack_advertise = \"{REDIRECTOR_IP}:{}\"\n",
+                    DATA_RELAY_PORT + i as u16,
+                    ACK_RELAY_PORT + i as u16
+                )
+            } else {
+                String::new()
+            },
         );
         let path = self.write(&format!("replica{}.toml", i + 1), &text)?;
         let mut cmd = self.topo.command(&ns, &self.bins.replica.to_string_lossy());

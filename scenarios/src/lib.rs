@@ -8,10 +8,13 @@
 //! - [`spec`] and [`runner`]: scenario files (topology, workload, faults,
 //!   checks) and the runner that plays them.
 //! - [`status`]: the operator's view of a group from the admin endpoints.
+//! - [`relay`]: the userspace link impairer (loss, delay, cuts) scenarios
+//!   put between the redirector and a replica, and on its ack channel.
 
 pub mod clients;
 pub mod cluster;
 pub mod demo;
+pub mod relay;
 pub mod runner;
 pub mod spec;
 pub mod status;

@@ -21,6 +21,8 @@ enum Command {
     Run(RunArgs),
     /// Show each group's view and the replicas' state from the admin endpoints.
     Status(scenario::status::StatusArgs),
+    /// Relay a link with loss, delay, duplication and cuts (used by scenarios).
+    Relay(scenario::relay::RelayArgs),
 }
 
 #[derive(clap::Args)]
@@ -69,8 +71,13 @@ fn run_files(args: &RunArgs) -> anyhow::Result<()> {
 
 fn main() {
     let cli = Cli::parse();
-    if let Command::Status(args) = &cli.command {
-        if let Err(e) = scenario::status::run(args) {
+    let unprivileged = match &cli.command {
+        Command::Status(args) => Some(scenario::status::run(args)),
+        Command::Relay(args) => Some(scenario::relay::run(args)),
+        _ => None,
+    };
+    if let Some(result) = unprivileged {
+        if let Err(e) = result {
             eprintln!("hydra-scenario: {e:#}");
             std::process::exit(1);
         }
@@ -96,7 +103,7 @@ fn main() {
     let result = match &cli.command {
         Command::Demo(args) => scenario::demo::run(args),
         Command::Run(args) => run_files(args),
-        Command::Status(_) => unreachable!("handled above"),
+        Command::Status(_) | Command::Relay(_) => unreachable!("handled above"),
     };
     if let Err(e) = result {
         eprintln!("hydra-scenario: {e:#}");

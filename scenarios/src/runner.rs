@@ -64,10 +64,16 @@ fn play_inner(
         heartbeat_ms: t.heartbeat_ms,
         failure_timeout_ms: t.failure_timeout_ms,
         lease_ms: t.failure_timeout_ms * 6 / 10,
+        relays: t.relays,
         ..ClusterSpec::default()
     };
     let _ = index;
     let mut c = Cluster::start("sc", spec, bins.clone())?;
+    if let Some(line) = &t.link {
+        for i in 0..t.replicas {
+            c.set_link(i, line)?;
+        }
+    }
     let mut running = Vec::new();
     for (i, w) in s.workload.iter().enumerate() {
         running.push(start(&c, i, w)?);
@@ -91,6 +97,10 @@ fn play_inner(
             Action::Restart => c.start_replica(usize::from(target) - 1)?,
             Action::WaitLive => wait_in_view(&c, target, true)?,
             Action::RestartRedirector => c.restart_redirector()?,
+            Action::Link => c.set_link(
+                usize::from(target) - 1,
+                f.link.as_deref().unwrap_or_default(),
+            )?,
         }
         out.events
             .push(format!("{at} ms: {:?} member {target}", f.action));

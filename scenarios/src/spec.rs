@@ -48,6 +48,14 @@ pub struct Topology {
     pub heartbeat_ms: u64,
     #[serde(default = "hundred")]
     pub failure_timeout_ms: u64,
+    /// Relay every replica's data link and ack channel through
+    /// `hydra-scenario relay`, so `link` faults can impair or cut them.
+    #[serde(default)]
+    pub relays: bool,
+    /// Impairment of every relayed link from the start, e.g.
+    /// `"loss=0.03 delay_ms=1 jitter_ms=2 duplicate=0.01"`.
+    #[serde(default)]
+    pub link: Option<String>,
 }
 
 impl Default for Topology {
@@ -56,6 +64,8 @@ impl Default for Topology {
             replicas: 3,
             heartbeat_ms: 10,
             failure_timeout_ms: 100,
+            relays: false,
+            link: None,
         }
     }
 }
@@ -138,6 +148,9 @@ pub enum Action {
     WaitLive,
     /// Kill the redirector and start it again (the target is ignored).
     RestartRedirector,
+    /// Set the target's relayed links to the fault's `link` line (an empty
+    /// line heals; `cut_data=1`, `cut_ack=1` cut).
+    Link,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -149,6 +162,9 @@ pub struct Fault {
     /// `primary`, `backup` (the last live one), `old` (the previous fault's
     /// target) or `member:N`.
     pub target: String,
+    /// For `link`: the impairment line.
+    #[serde(default)]
+    pub link: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -202,7 +218,26 @@ impl Scenario {
             "{}: topology.replicas must be 1..=8",
             path.display()
         );
+        let links = s
+            .topology
+            .link
+            .iter()
+            .chain(s.fault.iter().filter_map(|f| f.link.as_ref()));
+        for line in links {
+            line.parse::<crate::relay::Impairment>()
+                .map_err(|e| anyhow::anyhow!("{}: link {line:?}: {e}", path.display()))?;
+            anyhow::ensure!(
+                s.topology.relays,
+                "{}: link faults need topology.relays = true",
+                path.display()
+            );
+        }
         for f in &s.fault {
+            anyhow::ensure!(
+                (f.action == Action::Link) == f.link.is_some(),
+                "{}: `link = ...` goes with action = \"link\" (and only with it)",
+                path.display()
+            );
             anyhow::ensure!(
                 matches!(f.target.as_str(), "primary" | "backup" | "old")
                     || f.target

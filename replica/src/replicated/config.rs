@@ -31,6 +31,12 @@ pub struct ReplicaConfig {
     pub data_listen: SocketAddrV4,
     /// TCP address of this replica's ack-channel endpoint.
     pub ack_listen: SocketAddrV4,
+    /// Where the redirector should send the copies, if not `data_listen`
+    /// (a NAT or a relay in between).
+    pub data_advertise: Option<SocketAddrV4>,
+    /// Where the other replicas should reach our ack channel, if not
+    /// `ack_listen`.
+    pub ack_advertise: Option<SocketAddrV4>,
     /// The redirector's control (UDP) address.
     pub redirector: SocketAddrV4,
     /// Keepalive period to the redirector and heartbeat period among replicas.

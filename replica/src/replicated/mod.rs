@@ -61,8 +61,8 @@ pub fn run(config_path: &Path, signals: Signals) -> anyhow::Result<()> {
         cfg.group.clone(),
         cfg.member,
         group_key.clone(),
-        cfg.data_listen,
-        cfg.ack_listen,
+        cfg.data_advertise.unwrap_or(cfg.data_listen),
+        cfg.ack_advertise.unwrap_or(cfg.ack_listen),
         heartbeat,
     );
     let replicator = Replicator::new(
