@@ -547,6 +547,10 @@ struct Member {
     last_answered: Instant,
     /// Declared dead; the view change waits for its lease to run out.
     condemned: bool,
+    /// A newer process of this member registered while the view still
+    /// counts the old one: its stamp. That process holds none of the old
+    /// one's state and gets no lease until it has rejoined.
+    successor: Option<u64>,
 }
 
 /// A member as the authority keeps it across a restart of the redirector.
@@ -743,6 +747,12 @@ impl ViewAuthority {
         if m.condemned {
             return Ok(None); // no answer, so no lease renewal
         }
+        // Counters only grow, and a process's first value is its stamp:
+        // this is the newer process, which must not act as the old one (a
+        // last member cannot be condemned, so this is what fences it).
+        if m.successor.is_some_and(|s| header.counter >= s) {
+            return Ok(Some(self.reply(header.counter, Duration::ZERO)));
+        }
         m.last_answered = now;
         Ok(Some(self.reply(header.counter, self.policy.lease)))
     }
@@ -758,6 +768,7 @@ impl ViewAuthority {
         if let Some(m) = self.members.iter_mut().find(|m| m.id == id) {
             if m.incarnation != incarnation {
                 if m.alive {
+                    m.successor = Some(m.successor.map_or(incarnation, |s| s.max(incarnation)));
                     // Restarted before we noticed it was gone: the old
                     // process and its state are lost. It is dead once its
                     // lease ran out; its next registration then rejoins.
@@ -768,6 +779,7 @@ impl ViewAuthority {
                     return Ok(());
                 }
                 m.incarnation = incarnation;
+                m.successor = None;
                 if m.joining {
                     // Restarted while catching up: start the transfer over
                     // (a new view makes the primary forget what it sent).
@@ -806,6 +818,7 @@ impl ViewAuthority {
             last_heard: now,
             last_answered: now,
             condemned: false,
+            successor: None,
         });
         if joining {
             self.order_members();
@@ -1024,6 +1037,7 @@ impl ViewAuthority {
                 // process's; counting from now only waits longer.
                 last_answered: now,
                 condemned: false,
+                successor: None,
             })
             .collect();
         self.change_at = None;

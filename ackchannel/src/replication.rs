@@ -212,6 +212,8 @@ struct Peer {
     acked_at: Instant,
     /// It has confirmed in this epoch (so it saw the view).
     synced: bool,
+    /// It has listed every connection it holds in this epoch.
+    complete: bool,
     confirmed: HashMap<ConnKey, Progress>,
 }
 
@@ -224,6 +226,7 @@ impl Peer {
             last_progress: now,
             acked_at: now,
             synced: false,
+            complete: false,
             confirmed: HashMap::new(),
         }
     }
@@ -486,7 +489,7 @@ impl Replicator {
 
     /// Primary: every backup and joining member has confirmed in this view.
     pub fn confirmed_by_all(&self) -> bool {
-        self.peers.values().all(|p| p.synced) && self.joiners.values().all(|j| j.synced)
+        self.peers.values().all(|p| p.complete) && self.joiners.values().all(|j| j.synced)
     }
 
     /// Primary: a full checkpoint of a passive connection just sent to
@@ -705,6 +708,9 @@ impl Replicator {
                     let complete = header.kind == KIND_CONFIRM_ALL;
                     self.on_joiner_confirm(sender, confirms, complete);
                 } else {
+                    if let Some(p) = self.peers.get_mut(&sender) {
+                        p.complete |= header.kind == KIND_CONFIRM_ALL;
+                    }
                     self.on_confirm(now, sender, acked, confirms);
                 }
             }
@@ -1135,10 +1141,10 @@ impl Replicator {
                 }
                 let mut body = Vec::with_capacity(16 + entries.len() * 24);
                 body.extend_from_slice(&self.commit.to_be_bytes());
-                // Until this backup has confirmed in our epoch, ask it for its
-                // whole state: its earlier confirmations may have been refused
+                // Until this backup has listed everything in our epoch, ask it
+                // for its whole state: its earlier confirmations may have been refused
                 // (sent before we installed the view).
-                body.push(u8::from(!peer.synced) * FLAG_SEND_ALL);
+                body.push(u8::from(!peer.complete) * FLAG_SEND_ALL);
                 encode_entries(&mut body, &entries);
                 let last = entries.last().map(|(i, _)| *i);
                 let commit = self.commit;

@@ -99,6 +99,9 @@ struct Node {
     crashed: bool,
     /// A fresh process on a crashed replica's host (it rejoins).
     restarted: bool,
+    /// The authority's epoch when it restarted: views up to it describe
+    /// the process that crashed.
+    restart_epoch: u64,
     paused_until: u64,
     apps: std::collections::BTreeMap<ConnKey, EchoApp>,
     /// The most each connection ever held in order (kept after it closes).
@@ -364,7 +367,15 @@ impl Sim {
             };
         }
         let view = self.authority.view().clone();
-        if !(0..self.nodes.len()).any(|i| !self.nodes[i].crashed && view.is_alive(i as u8 + 1)) {
+        // A restarted process the view still counts as the old one holds
+        // none of its state: it does not keep the group alive.
+        let serving = |i: usize| {
+            let n = &self.nodes[i];
+            !n.crashed
+                && view.is_alive(i as u8 + 1)
+                && (!n.restarted || view.epoch > n.restart_epoch)
+        };
+        if !(0..self.nodes.len()).any(serving) {
             return Verdict::GroupLost {
                 at_ms: self.now / 1000,
             };
@@ -535,6 +546,7 @@ impl Sim {
                     // Counters above anything the old process used.
                     self.nodes[i] = new_node(i, &self.key, (1 << 40) + self.now, self.cfg.passive);
                     self.nodes[i].restarted = true;
+                    self.nodes[i].restart_epoch = self.authority.view().epoch;
                     self.restarts += 1;
                     self.trace(|| format!("RESTART replica {}", i + 1));
                 }
@@ -895,7 +907,11 @@ impl Sim {
                 let id = i as u8 + 1;
                 // A restarted process is not the member the view counts
                 // until a view has admitted it (the old one crashed).
-                let admitted = n.logic.agent().view().is_some_and(|v| v.is_alive(id));
+                let admitted = n
+                    .logic
+                    .agent()
+                    .view()
+                    .is_some_and(|v| v.epoch > n.restart_epoch && v.is_alive(id));
                 let exempt = n.restarted && (!admitted || finished);
                 if n.crashed || !live.contains(&id) || exempt {
                     continue;
@@ -960,6 +976,7 @@ fn new_node(i: usize, key: &GroupKey, counter: u64, passive: bool) -> Node {
         logic: ReplicaLogic::new(id, agent, replicator),
         crashed: false,
         restarted: false,
+        restart_epoch: 0,
         paused_until: 0,
         apps: std::collections::BTreeMap::new(),
         held: HashMap::new(),

@@ -117,14 +117,24 @@ fn a_seed_replays_exactly() {
 /// replica took over with a timestamp below the short-lived primary's.
 /// Passive 16: a connection the new primary logged again in its view
 /// ended on a backup before that entry committed, which then revived it
-/// with nothing held.
+/// with nothing held. 977: a new primary advertised a window another
+/// member had not promised. 4115: the last live member's process restarted
+/// before its death was noticed and, named primary by the old view, reset
+/// the clients. Passive 4647: a demoted primary kept a FIN its application
+/// queued in a step the group never held.
 #[test]
 fn seeds_that_once_failed_the_sweep() {
     let passive = |seed| SimConfig {
         passive: true,
         ..SimConfig::new(seed)
     };
-    for cfg in [SimConfig::new(907), passive(16)] {
+    for cfg in [
+        SimConfig::new(907),
+        SimConfig::new(977),
+        SimConfig::new(4115),
+        passive(16),
+        passive(4647),
+    ] {
         let seed = cfg.seed;
         if let Verdict::Violation { at_ms, what } = run_seed(cfg) {
             panic!("seed {seed} at {at_ms} ms: {what}");

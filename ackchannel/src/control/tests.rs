@@ -418,6 +418,36 @@ fn a_member_restarted_before_its_death_was_noticed_rejoins_rather_than_resumes()
     assert!(auth.view().is_joining(3), "{:?}", auth.view());
 }
 
+/// The last live member's process restarts before anyone noticed: it
+/// cannot be condemned (a group is never left with no member), and the
+/// view still names it primary, but the new process holds none of the old
+/// one's state: it must get no lease, or it would answer every client of
+/// the group with resets (simulator seed 4115).
+#[test]
+fn a_restarted_last_member_gets_no_lease_as_the_old_one() {
+    let (mut auth, mut agents) = group();
+    let mut t = 20;
+    while auth.view().live().count() > 1 {
+        round(ms(t), &mut auth, &mut agents[..1], &[1]);
+        t += 10;
+        assert!(t < 1000);
+    }
+    assert_eq!(auth.view().primary(), Some(1));
+    let mut back = agent(1);
+    back.counter = Counter::starting_at(1 << 40);
+    back.incarnation = back.counter.next_value();
+    for _ in 0..10 {
+        back.handle_timeout(ms(t));
+        exchange(ms(t), &mut auth, &mut back);
+        t += 10;
+    }
+    assert_eq!(auth.view().primary(), Some(1), "the view is unchanged");
+    assert!(
+        !back.lease_valid(ms(t)),
+        "the new process must not act as the primary it replaced"
+    );
+}
+
 #[test]
 fn a_restarted_authority_carries_on_the_saved_view() {
     let (auth, mut agents) = group();

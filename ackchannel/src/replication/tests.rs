@@ -396,3 +396,39 @@ fn a_backup_that_saw_the_view_first_is_asked_again_for_its_state() {
     // once rather than from the periodic full confirmation a second later.
     assert_eq!(g.gate(0, c).unwrap().ack, Seq(200));
 }
+
+/// A one-way cut: the backup's confirmations reach the primary, the
+/// primary's log never reaches the backup. It is not silent, but it holds
+/// every commit back: the primary reports it after the peer timeout.
+#[test]
+fn a_backup_that_never_takes_the_log_is_suspected() {
+    let mut g = Group::new(2);
+    g.view(ms(0), 1, &[1, 2]);
+    g.pump(ms(0));
+    let c = conn(1000);
+    let mut suspected_at = None;
+    for t in (1..=300).step_by(5) {
+        let now = ms(t);
+        g.progress(now, 0, c, 100 + t as u32);
+        g.progress(now, 1, c, 100 + t as u32);
+        for i in 0..2 {
+            g.nodes[i].handle_timeout(now);
+            g.nodes[i].flush(now);
+            while let Some((to, frame)) = g.nodes[i].poll_transmit() {
+                if to == MemberId(1) {
+                    let _ = g.nodes[0].handle_frame(now, &frame); // backup -> primary only
+                }
+            }
+        }
+        let primary_actions: Vec<Action> =
+            std::iter::from_fn(|| g.nodes[0].poll_action()).collect();
+        if primary_actions.contains(&Action::PeerSuspected(MemberId(2))) {
+            suspected_at = Some(t);
+            break;
+        }
+        // Backup-side suspicion of the primary is the authority's to weigh.
+        while g.nodes[1].poll_action().is_some() {}
+    }
+    let t = suspected_at.expect("the primary never reported the backup");
+    assert!((100..=130).contains(&t), "reported at {t} ms");
+}

@@ -210,6 +210,16 @@ impl Stack {
         }
         let tcb = self.conns.get_mut(&c.key).expect("present");
         if c.sync {
+            // A demoted primary's application may have closed in a step
+            // the group never held: its FIN (never sent) goes too.
+            if !c.fin && tcb.fin_queued && !tcb.fin_acked() {
+                tcb.fin_queued = false;
+                match tcb.state {
+                    State::FinWait1 => tcb.set_state(State::Established),
+                    State::LastAck | State::Closing => tcb.set_state(State::CloseWait),
+                    _ => {}
+                }
+            }
             // The primary's output from its oldest unacknowledged byte
             // replaces ours: what we had beyond it was never transmitted.
             if c.out_from > tcb.snd_una {
@@ -278,9 +288,20 @@ impl Stack {
             p.app_generation += 1;
             p.send_limit = tcb.snd_una;
             self.passive_dirty.remove(&key);
-            let closing = !matches!(tcb.state, State::Established | State::CloseWait);
+            // Its application may have closed in a step the group never
+            // held (the next primary's full checkpoint takes the FIN back):
+            // only a FIN the client acknowledged is final.
+            let done = tcb.fin_acked()
+                || !matches!(
+                    tcb.state,
+                    State::Established
+                        | State::CloseWait
+                        | State::FinWait1
+                        | State::LastAck
+                        | State::Closing
+                );
             if tcb.listener.is_none() {
-                if closing || listener.is_none() {
+                if done || listener.is_none() {
                     // No application will take it again: free it when done.
                     tcb.app_closed = true;
                 } else {
