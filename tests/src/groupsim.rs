@@ -1030,33 +1030,8 @@ fn echo_apps(node: &mut Node, seed: u64) -> Result<(), String> {
             continue;
         }
         let mut buf = [0u8; 16384];
-        loop {
-            let n = match node.stack.peek(key, &mut buf) {
-                Ok(0) => {
-                    node.stack.close(key);
-                    app.closed = true;
-                    break;
-                }
-                Ok(n) => n,
-                Err(RecvError::WouldBlock) => break,
-                Err(_) => {
-                    app.closed = true;
-                    break;
-                }
-            };
-            for (j, b) in buf[..n].iter().enumerate() {
-                let at = app.delivered + j as u64;
-                if *b != stream_byte(seed, key.remote.port(), at) {
-                    return Err(format!(
-                        "replica {member}: application got a wrong byte {at} on port {}",
-                        key.remote.port()
-                    ));
-                }
-            }
-            // A full send buffer (or a closed sending side) takes nothing now.
-            let sent = node.stack.send(key, &buf[..n]).unwrap_or_default();
-            node.stack.consume(key, sent);
-            app.delivered += sent as u64;
+        // A full send buffer (or a closed sending side) takes less: stop.
+        while let Some((n, sent)) = echo_step(&mut node.stack, app, key, &mut buf, seed, member)? {
             if sent < n {
                 break;
             }
@@ -1109,36 +1084,53 @@ fn passive_echo_apps(node: &mut Node, seed: u64) -> Result<(), String> {
         }
         let chunk = 1 + ((app.delivered ^ (u64::from(member) * 0x9e37)) % 3000) as usize;
         let mut buf = vec![0u8; chunk];
-        let n = match node.stack.peek(key, &mut buf) {
-            Ok(0) => {
-                node.stack.close(key);
-                app.closed = true;
-                continue;
-            }
-            Ok(n) => n,
-            Err(RecvError::WouldBlock) => continue,
-            Err(_) => {
-                app.closed = true;
-                continue;
-            }
-        };
-        for (j, b) in buf[..n].iter().enumerate() {
-            let at = app.delivered + j as u64;
-            if *b != stream_byte(seed, key.remote.port(), at) {
-                return Err(format!(
-                    "replica {member}: application got a wrong byte {at} on port {}",
-                    key.remote.port()
-                ));
-            }
+        if echo_step(&mut node.stack, app, key, &mut buf, seed, member)?.is_none() {
+            continue;
         }
-        let sent = node.stack.send(key, &buf[..n]).unwrap_or_default();
-        node.stack.consume(key, sent);
-        app.delivered += sent as u64;
         node.stack
             .store_put(key, "pos", &app.delivered.to_be_bytes())
             .map_err(|e| format!("replica {member}: state store: {e}"))?;
     }
     Ok(())
+}
+
+/// One echo step on `key`: peek committed bytes, check them against the
+/// client's stream, send and consume what the send buffer takes. `None`
+/// when nothing was readable (at end of stream the application closes).
+fn echo_step(
+    stack: &mut Stack,
+    app: &mut EchoApp,
+    key: ConnKey,
+    buf: &mut [u8],
+    seed: u64,
+    member: u8,
+) -> Result<Option<(usize, usize)>, String> {
+    let n = match stack.peek(key, buf) {
+        Ok(0) => {
+            stack.close(key);
+            app.closed = true;
+            return Ok(None);
+        }
+        Ok(n) => n,
+        Err(RecvError::WouldBlock) => return Ok(None),
+        Err(_) => {
+            app.closed = true;
+            return Ok(None);
+        }
+    };
+    for (j, b) in buf[..n].iter().enumerate() {
+        let at = app.delivered + j as u64;
+        if *b != stream_byte(seed, key.remote.port(), at) {
+            return Err(format!(
+                "replica {member}: application got a wrong byte {at} on port {}",
+                key.remote.port()
+            ));
+        }
+    }
+    let sent = stack.send(key, &buf[..n]).unwrap_or_default();
+    stack.consume(key, sent);
+    app.delivered += sent as u64;
+    Ok(Some((n, sent)))
 }
 
 /// Run one seed.

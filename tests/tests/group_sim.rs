@@ -85,6 +85,27 @@ fn passive_groups_survive_the_same_faults() {
     assert!(checkpoints > 0, "the passive runs must checkpoint");
 }
 
+/// Many short connections (16 of 1,500 bytes, opened 150 ms apart) under
+/// the same faults, both modes: handshakes and closes fall in every phase
+/// of the failovers, handovers and rejoins.
+#[test]
+fn many_short_connections_survive_too() {
+    for seed in seeds() {
+        for passive in [false, true] {
+            let cfg = SimConfig {
+                connections: 16,
+                bytes_per_connection: 1500,
+                passive,
+                ..SimConfig::new(seed)
+            };
+            if let Verdict::Violation { at_ms, what } = run_seed(cfg) {
+                let flag = if passive { " --passive" } else { "" };
+                panic!("seed {seed} at {at_ms} ms: {what}\nrepro: cargo run -p hydra-tests --bin hydra-sim -- --connections 16 --bytes 1500{flag} --trace {seed}");
+            }
+        }
+    }
+}
+
 /// A simulator that finds nothing may be blind: inject "ACK without
 /// gating" and the checker must report acknowledged bytes a live replica
 /// does not hold.

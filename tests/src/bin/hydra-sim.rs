@@ -29,6 +29,12 @@ struct Cli {
     /// Passive replication (the application runs on the primary only).
     #[arg(long)]
     passive: bool,
+    /// Client connections per run (opened 150 ms apart).
+    #[arg(long, default_value_t = 4)]
+    connections: usize,
+    /// Bytes each connection sends (and gets back).
+    #[arg(long, default_value_t = 48 * 1024)]
+    bytes: usize,
 }
 
 fn main() {
@@ -38,6 +44,8 @@ fn main() {
         inject_no_gating: cli.inject_no_gating,
         trace: cli.trace.is_some(),
         passive: cli.passive,
+        connections: cli.connections,
+        bytes_per_connection: cli.bytes,
         ..SimConfig::new(seed)
     };
     if let Some(seed) = cli.trace {
@@ -74,6 +82,12 @@ fn main() {
                 }
                 if cli.passive {
                     bug.push_str(" --passive");
+                }
+                if (cli.connections, cli.bytes) != (4, 48 * 1024) {
+                    bug.push_str(&format!(
+                        " --connections {} --bytes {}",
+                        cli.connections, cli.bytes
+                    ));
                 }
                 println!(
                     "  repro: hydra-sim --replicas {} --trace {seed}{bug}",
