@@ -1071,9 +1071,17 @@ impl Replicator {
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.view.as_ref()?;
         let hb = self.cfg.heartbeat_interval;
-        let next_beat = self.last_sent.values().map(|t| *t + hb).min();
-        let next_suspicion = self
-            .watched()
+        // Beats go to the members we watch (and they to us); a joining
+        // member gets frames only when there is something for it, so its
+        // last send time must not count (a stale one would be a deadline
+        // in the past for ever: a busy loop).
+        let watched = self.watched();
+        let next_beat = watched
+            .iter()
+            .filter_map(|m| self.last_sent.get(m))
+            .map(|t| *t + hb)
+            .min();
+        let next_suspicion = watched
             .iter()
             .filter_map(|m| self.last_heard.get(m))
             .map(|t| *t + self.cfg.peer_timeout)
