@@ -142,7 +142,8 @@ fn a_seed_replays_exactly() {
 /// member had not promised. 4115: the last live member's process restarted
 /// before its death was noticed and, named primary by the old view, reset
 /// the clients. Passive 4647: a demoted primary kept a FIN its application
-/// queued in a step the group never held.
+/// queued in a step the group never held. 7149: a joiner's stale send time
+/// left the primary a deadline in the past (a busy loop).
 #[test]
 fn seeds_that_once_failed_the_sweep() {
     let passive = |seed| SimConfig {
@@ -153,6 +154,7 @@ fn seeds_that_once_failed_the_sweep() {
         SimConfig::new(907),
         SimConfig::new(977),
         SimConfig::new(4115),
+        SimConfig::new(7149),
         passive(16),
         passive(4647),
     ] {
