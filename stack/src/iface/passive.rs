@@ -201,6 +201,14 @@ impl Stack {
     /// input it consumed, queue its output, apply its state changes.
     pub fn apply_checkpoint(&mut self, now: Instant, c: &Checkpoint) -> Result<(), ApplyError> {
         let tcb = self.conns.get_mut(&c.key).ok_or(ApplyError::Unknown)?;
+        // All or nothing: refuse before changing anything.
+        let ours = tcb.send.end();
+        if !c.sync && c.out_from > ours {
+            return Err(ApplyError::Gap {
+                from: c.out_from.0,
+                ours: ours.0,
+            });
+        }
         let passive = tcb.passive.as_deref_mut().ok_or(ApplyError::NotPassive)?;
         passive.apply_blocks(c)?;
         passive.read_ahead = 0;
@@ -232,13 +240,9 @@ impl Stack {
             tcb.snd_nxt = tcb.snd_nxt.min(end).max(tcb.snd_una);
             tcb.snd_max = tcb.snd_max.min(end).max(tcb.snd_una);
         }
+        // After a sync our buffer ends at `out_from` (or past it: the client
+        // acknowledged beyond what the primary had seen).
         let ours = tcb.send.end();
-        if c.out_from > ours {
-            return Err(ApplyError::Gap {
-                from: c.out_from.0,
-                ours: ours.0,
-            });
-        }
         let skip = (ours.since(c.out_from) as usize).min(c.output.len());
         let fresh = &c.output[skip..];
         // What the primary's buffer held fits ours: grow it if a missed
