@@ -545,13 +545,15 @@ impl Replicator {
         // leave the primary's buffer) before it catches up. Before the
         // snapshot is sent the gate moves without it: the snapshot will
         // hold everything up to the gate of that moment.
+        // Once we have reported it ready it may be admitted any moment, and
+        // a member gets no snapshots: from then on it counts like a backup.
         for j in self.joiners.values() {
             match j.confirmed.get(&key) {
                 Some(p) => {
                     ack = ack.min(p.held);
                     edge = edge.min(p.edge);
                 }
-                None if !j.synced || j.sent.contains_key(&key) => return,
+                None if !j.synced || j.ready_reported || j.sent.contains_key(&key) => return,
                 None => {}
             }
         }

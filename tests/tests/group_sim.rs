@@ -143,7 +143,9 @@ fn a_seed_replays_exactly() {
 /// before its death was noticed and, named primary by the old view, reset
 /// the clients. Passive 4647: a demoted primary kept a FIN its application
 /// queued in a step the group never held. 7149: a joiner's stale send time
-/// left the primary a deadline in the past (a busy loop).
+/// left the primary a deadline in the past (a busy loop). 8388: a joiner
+/// reported ready was admitted while the primary still skipped it for a
+/// new connection, whose bytes it then acknowledged without it.
 #[test]
 fn seeds_that_once_failed_the_sweep() {
     let passive = |seed| SimConfig {
@@ -155,6 +157,7 @@ fn seeds_that_once_failed_the_sweep() {
         SimConfig::new(977),
         SimConfig::new(4115),
         SimConfig::new(7149),
+        SimConfig::new(8388),
         passive(16),
         passive(4647),
     ] {
