@@ -145,7 +145,9 @@ fn a_seed_replays_exactly() {
 /// queued in a step the group never held. 7149: a joiner's stale send time
 /// left the primary a deadline in the past (a busy loop). 8388: a joiner
 /// reported ready was admitted while the primary still skipped it for a
-/// new connection, whose bytes it then acknowledged without it.
+/// new connection, whose bytes it then acknowledged without it. Passive
+/// 98: a demoted primary rewound its reads but kept its state blocks, and
+/// was primary again before any full checkpoint came.
 #[test]
 fn seeds_that_once_failed_the_sweep() {
     let passive = |seed| SimConfig {
@@ -159,6 +161,7 @@ fn seeds_that_once_failed_the_sweep() {
         SimConfig::new(7149),
         SimConfig::new(8388),
         passive(16),
+        passive(98),
         passive(4647),
     ] {
         let seed = cfg.seed;

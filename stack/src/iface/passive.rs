@@ -278,8 +278,8 @@ impl Stack {
     }
 
     /// The primary stepped down: its applications stop acting on passive
-    /// connections (their handles fail), reads not yet released are
-    /// forgotten, and the connections wait for `accept` again.
+    /// connections (their handles fail) and the connections wait for
+    /// `accept` again.
     pub(super) fn passive_demote(&mut self) {
         for key in self.connections() {
             let listener = self.listener_for(key.local);
@@ -287,7 +287,10 @@ impl Stack {
             let Some(p) = tcb.passive.as_deref_mut() else {
                 continue;
             };
-            p.read_ahead = 0;
+            // Its reads, output and state blocks stay as its application
+            // left them, consistent with one another: a full checkpoint
+            // from the next primary replaces all three, and if none came
+            // before it is primary again, it carries on from them.
             p.atomic_depth = 0;
             p.app_generation += 1;
             p.send_limit = tcb.snd_una;
