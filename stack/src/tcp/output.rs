@@ -23,17 +23,34 @@ fn seqn(s: Seq) -> TcpSeqNumber {
     TcpSeqNumber(s.0 as i32)
 }
 
-const TIMESTAMP_OPTION_LEN: usize = 12;
+/// TCP options on our data segments: timestamps (10 bytes) and SACK
+/// blocks (2 + 8 per block), padded to a multiple of 4 (as encoded).
+fn options_len(timestamps: bool, sack_blocks: usize) -> usize {
+    let ts = if timestamps { 10 } else { 0 };
+    let sack = if sack_blocks > 0 {
+        2 + 8 * sack_blocks
+    } else {
+        0
+    };
+    (ts + sack).div_ceil(4) * 4
+}
 
 impl Tcb {
-    /// Payload bytes per segment once our per-segment options are paid for.
-    pub fn effective_mss(&self) -> usize {
-        let ts = if self.opts.timestamps {
-            TIMESTAMP_OPTION_LEN
+    /// Payload bytes the next segment may carry once its options are paid
+    /// for. The peer's MSS counts data only (RFC 9293 3.7.1): SACK blocks,
+    /// which a gated primary sends while it holds out-of-order data, must
+    /// come out of the payload too, or full segments exceed the path MTU
+    /// and are lost at every retransmission (seen as multi-second stalls
+    /// on lossy redirector links).
+    pub fn effective_mss(&self, cfg: &Config) -> usize {
+        let blocks = if self.opts.sack && cfg.sack_blocks {
+            self.recv.sack_blocks().iter().flatten().count()
         } else {
             0
         };
-        (self.mss() as usize).saturating_sub(ts).max(1)
+        (self.mss() as usize)
+            .saturating_sub(options_len(self.opts.timestamps, blocks))
+            .max(1)
     }
 
     /// ACK number and right window edge to announce, gated on a primary (DESIGN rule 2).
@@ -270,7 +287,7 @@ impl Tcb {
         stats: &mut Stats,
     ) -> Option<Outgoing> {
         let (data_end, fin_seq) = self.transmittable();
-        let mss = self.effective_mss();
+        let mss = self.effective_mss(cfg);
         let cwnd = self.cc.window();
 
         // Loss recovery: resend holes first (RFC 6675 NextSeg, RFC 6582 partial ACK rule).

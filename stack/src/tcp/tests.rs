@@ -371,6 +371,38 @@ fn out_of_order_data_gets_immediate_dup_ack_with_sack() {
     assert_eq!(h.read_all().len(), 150);
 }
 
+//= RFC 9293 section 3.7.1
+//# the TCP sender SHOULD reduce the segment size by the TCP options length
+#[test]
+fn data_segments_carrying_sack_blocks_still_fit_the_peers_mss() {
+    let mut h = h();
+    h.establish();
+    h.send(Seg {
+        win: 65535,
+        ..h.ack_seg(CLIENT_ISN + 1, h.iss + 1)
+    });
+    // Three holes in what the client sent: every segment we send carries
+    // SACK blocks (2 + 8 per block) besides the timestamps.
+    for off in [100, 300, 500] {
+        h.send(h.data_seg(off, &[9u8; 50]));
+    }
+    h.recv_all();
+    h.stack.send(h.key, &vec![7u8; 8 * 1460]).unwrap();
+    let mut buf = vec![0u8; 70000];
+    let mut sent = 0;
+    while let Some(n) = h.stack.poll_transmit(h.now, &mut buf) {
+        let seg = Seg::from_packet(&buf[..n]).unwrap();
+        assert_eq!(seg.sacks.len(), 3, "the segments report the holes");
+        // IP (20) and TCP (20) headers plus at most the MSS of 1460.
+        assert!(n <= 1500, "a {n}-byte packet for an MSS of 1460");
+        sent += seg.payload.len();
+    }
+    assert!(
+        sent >= 4 * 1400,
+        "the initial window went out ({sent} bytes)"
+    );
+}
+
 //= RFC 5961 section 3.2
 //# If the RST bit is set and the sequence number exactly matches the next expected sequence
 //# number (RCV.NXT), then TCP MUST reset the connection.
