@@ -61,14 +61,23 @@ pub fn run(args: StandaloneArgs, signals: Signals) -> anyhow::Result<()> {
         let bound = ackchannel::admin::serve(
             addr,
             Arc::new(move |method: &str, path: &str| {
-                let (stats, conns) =
-                    status_net.with_stack(|s| (s.stats().clone(), s.connection_count()));
+                let (stats, conns, ooo) = status_net.with_stack(|s| {
+                    (
+                        s.stats().clone(),
+                        s.connection_count(),
+                        s.out_of_order_bytes(),
+                    )
+                });
                 match (method, path) {
                     ("GET", "/metrics") => {
                         let mut out = String::new();
-                        crate::metrics::render_stack(&mut out, &stats, conns);
+                        crate::metrics::render_stack(&mut out, &stats, conns, ooo);
                         Some(("text/plain; version=0.0.4", out))
                     }
+                    ("GET", "/connections") => Some((
+                        "text/plain",
+                        status_net.with_stack(|s| crate::metrics::render_connections(s)),
+                    )),
                     ("GET", "/status") => {
                         let body =
                             serde_json::json!({ "mode": "standalone", "connections": conns });

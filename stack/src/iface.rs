@@ -266,6 +266,12 @@ impl Stack {
         &self.stats
     }
 
+    /// Count packets from `poll_transmit` that never reached the wire.
+    pub fn count_dropped_output(&mut self, no_lease: usize, device: usize) {
+        self.stats.drop_output_no_lease += no_lease as u64;
+        self.stats.drop_output_device += device as u64;
+    }
+
     pub fn role(&self) -> Role {
         self.role
     }
@@ -492,6 +498,12 @@ impl Stack {
 
     pub fn connection_count(&self) -> usize {
         self.conns.len()
+    }
+
+    /// Bytes held out of order (waiting for a hole to fill), over all
+    /// connections.
+    pub fn out_of_order_bytes(&self) -> usize {
+        self.conns.values().map(|t| t.recv.ooo_bytes).sum()
     }
 
     /// Free space in a connection's send buffer.

@@ -43,6 +43,10 @@ pub struct Stats {
     /// until their snapshot arrives, and those dropped over the limit.
     pub parked_segments: u64,
     pub drop_parking_full: u64,
+    /// Output the driver discarded: the replica had no lease to send (a
+    /// primary whose keepalives went unanswered), or the device refused it.
+    pub drop_output_no_lease: u64,
+    pub drop_output_device: u64,
 }
 
 impl Stats {
@@ -77,6 +81,8 @@ impl Stats {
             ("suppressed_segments", self.suppressed_segments),
             ("parked_segments", self.parked_segments),
             ("drop_parking_full", self.drop_parking_full),
+            ("drop_output_no_lease", self.drop_output_no_lease),
+            ("drop_output_device", self.drop_output_device),
         ]
     }
 }

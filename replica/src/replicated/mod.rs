@@ -206,10 +206,15 @@ fn serve_admin(
                     Some(("text/plain", body))
                 }
                 ("GET", "/metrics") => {
-                    let (stats, conns) =
-                        net.with_stack(|s| (s.stats().clone(), s.connection_count()));
+                    let (stats, conns, ooo) = net.with_stack(|s| {
+                        (
+                            s.stats().clone(),
+                            s.connection_count(),
+                            s.out_of_order_bytes(),
+                        )
+                    });
                     let mut out = String::new();
-                    crate::metrics::render_stack(&mut out, &stats, conns);
+                    crate::metrics::render_stack(&mut out, &stats, conns, ooo);
                     metric(
                         &mut out,
                         "hydra_view_epoch",
@@ -237,6 +242,10 @@ fn serve_admin(
                     );
                     Some(("text/plain; version=0.0.4", out))
                 }
+                ("GET", "/connections") => Some((
+                    "text/plain",
+                    net.with_stack(|s| crate::metrics::render_connections(s)),
+                )),
                 ("GET", "/status") => Some((
                     "application/json",
                     serde_json::to_string(&snapshot).unwrap_or_default(),

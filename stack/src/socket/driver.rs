@@ -86,6 +86,7 @@ pub(super) fn run<D: Device, H: Hooks>(shared: Arc<Shared>, mut device: D, mut h
     let mut input = Batch::new(slot);
     let mut output = Batch::new(slot);
     let mut more_output = false;
+    let mut write_failures = 0usize;
     loop {
         let deadline = {
             let inner = lock(&shared);
@@ -146,6 +147,10 @@ pub(super) fn run<D: Device, H: Hooks>(shared: Arc<Shared>, mut device: D, mut h
         }
         more_output = output.is_full();
         let may_transmit = hooks.may_transmit(now);
+        let unleased = if may_transmit { 0 } else { output.lens.len() };
+        inner
+            .stack
+            .count_dropped_output(unleased, std::mem::take(&mut write_failures));
         drop(inner);
         for cv in to_wake.drain(..) {
             cv.notify_all();
@@ -153,7 +158,9 @@ pub(super) fn run<D: Device, H: Hooks>(shared: Arc<Shared>, mut device: D, mut h
         if may_transmit {
             for packet in output.packets() {
                 if let Err(e) = device.send(packet) {
-                    // Dropped packets are recovered by TCP retransmission.
+                    // Dropped packets are recovered by TCP retransmission;
+                    // counted at the next round.
+                    write_failures += 1;
                     tracing::debug!("device write failed: {e}");
                 }
             }
