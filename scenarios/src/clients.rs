@@ -115,6 +115,104 @@ pub fn start_download(c: &Cluster, path: &str, dest: &Path, rate: &str) -> anyho
     cmd.spawn().context("starting curl")
 }
 
+/// curl upload of `src` to the VIP's HTTP app (POST); its stdout is the
+/// app's answer, `<sha256 hex> <bytes>` of the body it read.
+pub fn start_upload(c: &Cluster, src: &Path, rate: &str) -> anyhow::Result<Child> {
+    let mut cmd: Command = c.client("curl");
+    // `Expect:` off: the app sends no 100 Continue, curl would wait 1 s.
+    cmd.args([
+        "-sS",
+        "--fail",
+        "--max-time",
+        "300",
+        "--limit-rate",
+        rate,
+        "-H",
+        "Expect:",
+        "--data-binary",
+    ])
+    .arg(format!("@{}", src.display()))
+    .arg(format!("http://{VIP}/upload"));
+    cmd.stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .stdin(Stdio::null());
+    cmd.spawn().context("starting curl")
+}
+
+/// `wrk` against `path` on the VIP's HTTP app: `connections` keep-alive
+/// connections for `seconds`.
+pub fn start_wrk(
+    c: &Cluster,
+    path: &str,
+    connections: usize,
+    seconds: u64,
+) -> anyhow::Result<Child> {
+    let mut cmd: Command = c.client("wrk");
+    cmd.args([
+        "-t2".to_string(),
+        format!("-c{connections}"),
+        format!("-d{seconds}s"),
+        "--timeout".into(),
+        "10s".into(),
+        "--latency".into(),
+        format!("http://{VIP}/{path}"),
+    ]);
+    cmd.stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .stdin(Stdio::null());
+    cmd.spawn().context("starting wrk (apt-get install wrk)")
+}
+
+/// What `wrk` reported.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct WrkReport {
+    pub requests: u64,
+    pub requests_per_s: f64,
+    /// connect, read, write and timeout errors (a reset is a read error).
+    pub socket_errors: u64,
+    pub non_2xx: u64,
+    pub p99_ms: Option<f64>,
+}
+
+/// Parse wrk's text report; `None` if it has no request count.
+pub fn parse_wrk(text: &str) -> Option<WrkReport> {
+    let mut r = WrkReport::default();
+    let mut counted = false;
+    for line in text.lines().map(str::trim) {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if line.contains(" requests in ") {
+            r.requests = words.first()?.parse().ok()?;
+            counted = true;
+        } else if let Some(rest) = line.strip_prefix("Requests/sec:") {
+            r.requests_per_s = rest.trim().parse().ok()?;
+        } else if let Some(rest) = line.strip_prefix("Socket errors:") {
+            r.socket_errors = rest
+                .split(',')
+                .filter_map(|part| part.split_whitespace().last()?.parse::<u64>().ok())
+                .sum();
+        } else if let Some(rest) = line.strip_prefix("Non-2xx or 3xx responses:") {
+            r.non_2xx = rest.trim().parse().ok()?;
+        } else if words.first() == Some(&"99%") {
+            r.p99_ms = words.get(1).and_then(|v| duration_ms(v));
+        }
+    }
+    counted.then_some(r)
+}
+
+/// wrk's durations: `812.00us`, `1.25ms`, `2.10s`, `1.00m`.
+fn duration_ms(v: &str) -> Option<f64> {
+    let split = v.find(|c: char| c.is_ascii_alphabetic())?;
+    let (n, unit) = v.split_at(split);
+    let n: f64 = n.parse().ok()?;
+    Some(match unit {
+        "us" => n / 1000.0,
+        "ms" => n,
+        "s" => n * 1000.0,
+        "m" => n * 60_000.0,
+        _ => return None,
+    })
+}
+
 /// A file of `len` pseudo-random bytes (xorshift; deterministic).
 pub fn write_random_file(path: &Path, len: usize) -> std::io::Result<()> {
     use std::io::Write;
@@ -143,4 +241,38 @@ pub fn sha256(path: &Path) -> anyhow::Result<String> {
         .next()
         .unwrap_or_default()
         .to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrk_reports_parse() {
+        let text = "Running 5s test @ http://198.18.0.1/w.bin
+  2 threads and 100 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     5.20ms    2.10ms  110.00ms   90.00%
+    Req/Sec     9.50k   500.00    10.20k    70.00%
+  Latency Distribution
+     50%    4.90ms
+     75%    5.80ms
+     90%    7.00ms
+     99%  105.30ms
+  94800 requests in 5.00s, 1.20GB read
+  Socket errors: connect 0, read 3, write 1, timeout 2
+  Non-2xx or 3xx responses: 4
+Requests/sec:  18960.00
+Transfer/sec:    245.00MB
+";
+        let r = parse_wrk(text).expect("parses");
+        assert_eq!(r.requests, 94800);
+        assert_eq!(r.socket_errors, 6);
+        assert_eq!(r.non_2xx, 4);
+        assert_eq!(r.requests_per_s, 18960.0);
+        assert_eq!(r.p99_ms, Some(105.3));
+        assert_eq!(duration_ms("812.00us"), Some(0.812));
+        assert_eq!(duration_ms("2.10s"), Some(2100.0));
+        assert!(parse_wrk("unable to connect to 198.18.0.1:80 Connection refused").is_none());
+    }
 }

@@ -18,8 +18,11 @@ pub struct Outcome {
     pub failures: Vec<String>,
     /// Longest client-observed gap over the echo streams (ms).
     pub stall_ms: Option<f64>,
-    /// Download throughput over the whole transfer (MiB/s).
+    /// Download or upload throughput over the whole transfer, the lowest
+    /// of them (MiB/s).
     pub mib_s: Option<f64>,
+    /// wrk's request rate, when a wrk workload ran.
+    pub requests_per_s: Option<f64>,
     pub resets: u64,
     pub seconds: f64,
     /// What the fault schedule did, with times.
@@ -34,6 +37,13 @@ enum Running {
         size: usize,
         started: Instant,
     },
+    Upload {
+        child: Child,
+        size: usize,
+        sha256: String,
+        started: Instant,
+    },
+    Wrk(Child),
     Echo(Child),
     Short(Child),
 }
@@ -83,6 +93,16 @@ fn play_inner(
     for f in &s.fault {
         std::thread::sleep(Duration::from_millis(f.at_ms).saturating_sub(t0.elapsed()));
         let target = resolve(&c, &f.target, last_target)?;
+        if f.action == Action::Kill && s.checks.killed_holding_out_of_order {
+            let held = wait_out_of_order(&c, target)?;
+            out.events
+                .push(format!("member {target} held {held} bytes out of order"));
+            if held == 0 {
+                out.failures.push(format!(
+                    "member {target} held no out-of-order data within 2 s (the scenario's premise)"
+                ));
+            }
+        }
         let at = t0.elapsed().as_millis();
         match f.action {
             Action::Kill => c.kill_member(target)?,
@@ -159,6 +179,25 @@ fn start(c: &Cluster, i: usize, w: &Workload) -> anyhow::Result<Running> {
                 started: Instant::now(),
             }
         }
+        Workload::Upload { size_mib, rate } => {
+            let src = c.log_dir().join(format!("up{i}.bin"));
+            clients::write_random_file(&src, size_mib << 20)?;
+            Running::Upload {
+                child: clients::start_upload(c, &src, rate)?,
+                size: size_mib << 20,
+                sha256: clients::sha256(&src)?,
+                started: Instant::now(),
+            }
+        }
+        Workload::Wrk {
+            connections,
+            seconds,
+            size_kib,
+        } => {
+            let name = format!("w{i}.bin");
+            clients::write_random_file(&c.www.join(&name), size_kib << 10)?;
+            Running::Wrk(clients::start_wrk(c, &name, *connections, *seconds)?)
+        }
         Workload::Echo {
             connections,
             size,
@@ -217,6 +256,58 @@ fn judge(r: Running, s: &Scenario, out: &mut Outcome) -> anyhow::Result<()> {
                     .push(format!("download differs ({got} of {size} bytes)"));
             }
         }
+        Running::Upload {
+            child,
+            size,
+            sha256,
+            started,
+        } => {
+            let o = child.wait_with_output()?;
+            let rate = size as f64 / (1 << 20) as f64 / started.elapsed().as_secs_f64().max(1e-6);
+            out.mib_s = Some(out.mib_s.map_or(rate, |r| r.min(rate)));
+            if !o.status.success() {
+                out.failures.push(format!(
+                    "curl upload failed: {}",
+                    String::from_utf8_lossy(&o.stderr).trim()
+                ));
+                return Ok(());
+            }
+            let answer = String::from_utf8_lossy(&o.stdout);
+            let expected = format!("{sha256} {size}");
+            if s.checks.byte_exact && answer.trim() != expected {
+                out.failures.push(format!(
+                    "upload differs: the app read `{}`, curl sent `{expected}`",
+                    answer.trim()
+                ));
+            }
+        }
+        Running::Wrk(child) => {
+            let o = child.wait_with_output()?;
+            let text = String::from_utf8_lossy(&o.stdout);
+            let Some(r) = clients::parse_wrk(&text).filter(|_| o.status.success()) else {
+                out.failures.push(format!(
+                    "wrk failed: {} {}",
+                    text.trim(),
+                    String::from_utf8_lossy(&o.stderr).trim()
+                ));
+                return Ok(());
+            };
+            out.requests_per_s = Some(r.requests_per_s);
+            out.resets += r.socket_errors;
+            if let Some(p99) = r.p99_ms {
+                out.events
+                    .push(format!("wrk: {} requests, p99 {p99:.1} ms", r.requests));
+            }
+            if r.requests == 0 {
+                out.failures.push("wrk completed no request".into());
+            }
+            if s.checks.no_reset && (r.socket_errors > 0 || r.non_2xx > 0) {
+                out.failures.push(format!(
+                    "wrk: {} socket errors, {} non-2xx responses",
+                    r.socket_errors, r.non_2xx
+                ));
+            }
+        }
         Running::Echo(child) => {
             let v = clients::finish_echo(child)?;
             let resets = v["resets"].as_u64().unwrap_or(0);
@@ -268,6 +359,19 @@ fn resolve(c: &Cluster, target: &str, last: Option<u8>) -> anyhow::Result<u8> {
     }
 }
 
+/// Poll `member`'s out-of-order gauge until it holds some (the kill
+/// follows at once), for at most 2 s; returns what it held last.
+fn wait_out_of_order(c: &Cluster, member: u8) -> anyhow::Result<u64> {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let held = c.replica_metric(usize::from(member) - 1, "hydra_out_of_order_bytes")?;
+        if held > 0 || Instant::now() >= deadline {
+            return Ok(held);
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
 /// Wait until the view counts `member` live (`live`) or no longer does.
 fn wait_in_view(c: &Cluster, member: u8, live: bool) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -298,17 +402,19 @@ fn wait_in_view(c: &Cluster, member: u8, live: bool) -> anyhow::Result<()> {
 /// The terminal table.
 pub fn table(outcomes: &[Outcome]) -> String {
     let mut t = format!(
-        "{:<40} {:<7} {:>10} {:>9} {:>7} {:>7}\n",
-        "scenario", "verdict", "stall ms", "MiB/s", "resets", "secs"
+        "{:<40} {:<7} {:>10} {:>9} {:>9} {:>7} {:>7}\n",
+        "scenario", "verdict", "stall ms", "MiB/s", "req/s", "resets", "secs"
     );
     for o in outcomes {
         let opt = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));
         t += &format!(
-            "{:<40} {:<7} {:>10} {:>9} {:>7} {:>7.1}\n",
+            "{:<40} {:<7} {:>10} {:>9} {:>9} {:>7} {:>7.1}\n",
             o.name,
             if o.passed { "pass" } else { "FAIL" },
             opt(o.stall_ms),
             opt(o.mib_s),
+            o.requests_per_s
+                .map_or("-".to_string(), |v| format!("{v:.0}")),
             o.resets,
             o.seconds
         );

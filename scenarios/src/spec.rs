@@ -6,7 +6,7 @@
 //! [topology]
 //! replicas = 3
 //! [[workload]]
-//! kind = "download"          # download | echo | short
+//! kind = "download"          # download | upload | echo | short | wrk
 //! size_mib = 48
 //! rate = "16M"
 //! [[fault]]
@@ -91,6 +91,21 @@ pub enum Workload {
         #[serde(default = "default_rate")]
         rate: String,
     },
+    /// `curl --data-binary` POST to the HTTP app, which answers with the
+    /// SHA-256 and length of what it read: both are checked.
+    Upload {
+        size_mib: usize,
+        #[serde(default = "default_rate")]
+        rate: String,
+    },
+    /// `wrk`: many keep-alive connections fetching a small file for a
+    /// while; any socket error (a reset is one) or non-2xx fails the run.
+    Wrk {
+        connections: usize,
+        seconds: u64,
+        #[serde(default = "default_object_kib")]
+        size_kib: usize,
+    },
     /// The Python echo client: paced stream(s), every byte checked.
     Echo {
         #[serde(default = "one")]
@@ -113,6 +128,9 @@ pub enum Workload {
 
 fn default_rate() -> String {
     "16M".into()
+}
+fn default_object_kib() -> usize {
+    16
 }
 fn one() -> usize {
     1
@@ -184,6 +202,11 @@ pub struct Checks {
     /// stop once it resumes: fenced, it never writes to clients again.
     #[serde(default)]
     pub paused_member_stops: bool,
+    /// Kill only once the target holds received data out of order (its
+    /// metrics are polled, for at most 2 s): the scenario's premise,
+    /// checked rather than assumed.
+    #[serde(default)]
+    pub killed_holding_out_of_order: bool,
 }
 
 impl Default for Checks {
@@ -194,6 +217,7 @@ impl Default for Checks {
             max_stall_ms: None,
             min_mib_s: None,
             paused_member_stops: false,
+            killed_holding_out_of_order: false,
         }
     }
 }

@@ -1,5 +1,8 @@
 //! A small HTTP/1.1 file server: GET and HEAD, Content-Length, single byte
-//! ranges (RFC 9110 section 14), keep-alive. Enough for `curl` as a real client.
+//! ranges (RFC 9110 section 14), keep-alive; and an upload sink: POST or
+//! PUT to any path answers with the SHA-256 and length of the body it read
+//! (`<hex digest> <bytes>`), so `curl --data-binary @file` can check an
+//! upload end to end. Enough for `curl` and `wrk` as real clients.
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -7,10 +10,14 @@ use std::path::{Component, Path, PathBuf};
 
 use stack::socket::TcpStream;
 
+use super::upload::{hex, BodyDigest};
+
 /// Request line plus headers larger than this get 431.
 const MAX_HEAD: usize = 16 * 1024;
 /// Requests served on one connection at most (bounds a client that never closes).
-const MAX_REQUESTS: usize = 10_000;
+const MAX_REQUESTS: usize = 1_000_000;
+/// An upload's body is read (and its digest state saved) this much at a time.
+const BODY_CHUNK: usize = 64 * 1024;
 
 #[derive(Debug, PartialEq, Eq)]
 struct Request {
@@ -18,6 +25,8 @@ struct Request {
     path: String,
     range: Option<String>,
     keep_alive: bool,
+    /// Body length (uploads only; other methods carry no body).
+    content_length: u64,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -27,18 +36,34 @@ enum Head {
     Bad(u16, &'static str),
 }
 
+impl Head {
+    /// An upload: its body follows the head.
+    fn has_body(&self) -> bool {
+        matches!(self, Head::Request(r) if is_upload(&r.method))
+    }
+}
+
+fn is_upload(method: &str) -> bool {
+    matches!(method, "POST" | "PUT")
+}
+
 /// Serve requests until the client closes. The connection's app state
 /// (kept in the stack, so snapshots carry it) is the count of requests
-/// served and, while a response is being written, the request itself: a
-/// replica that receives this connection by state transfer regenerates the
-/// same response and continues it from the output position it finds.
+/// served and, while a request is being answered, the request head and,
+/// for an upload, the digest of its body so far: a replica that receives
+/// this connection by state transfer reads the rest of the body, then
+/// regenerates the same response and continues it from the output
+/// position it finds.
 pub fn serve(stream: TcpStream, root: &Path) -> io::Result<()> {
     let mut out = stream;
     let saved = out.app_state()?;
-    let (mut served, in_progress) = decode_state(&saved.state);
-    if let Some(raw) = in_progress {
+    let state = decode_state(&saved.state)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "corrupt http app state"))?;
+    let mut served = state.served;
+    if let Some((raw, body)) = state.in_progress {
         let head = split_head(raw).map_or(Head::Bad(400, "truncated request"), |(_, h)| h);
-        let keep = answer(&mut out, root, &head, saved.written - saved.set_at)?;
+        let skip = saved.written - saved.set_at;
+        let keep = finish(&mut out, root, &head, raw, served, body, skip)?;
         out.set_app_state(&encode_state(served, None))?;
         if !keep {
             return out.shutdown(std::net::Shutdown::Write);
@@ -51,8 +76,10 @@ pub fn serve(stream: TcpStream, root: &Path) -> io::Result<()> {
             break;
         }
         served += 1;
-        out.consume_with_state(len, &encode_state(served, Some(&buf[..len])))?;
-        let keep = answer(&mut out, root, &head, 0)?;
+        let body = head.has_body().then(BodyDigest::default);
+        let raw = &buf[..len];
+        out.consume_with_state(len, &encode_state(served, Some((raw, body.as_ref()))))?;
+        let keep = finish(&mut out, root, &head, raw, served, body, 0)?;
         out.set_app_state(&encode_state(served, None))?;
         if !keep {
             break;
@@ -61,21 +88,89 @@ pub fn serve(stream: TcpStream, root: &Path) -> io::Result<()> {
     out.shutdown(std::net::Shutdown::Write)
 }
 
-/// App state: requests served (u32), then the raw request being answered.
-fn encode_state(served: usize, request: Option<&[u8]>) -> Vec<u8> {
+/// Read the rest of an upload's body (`body`: its digest so far), then
+/// answer the request, skipping the first `skip` bytes of the answer.
+fn finish(
+    out: &mut TcpStream,
+    root: &Path,
+    head: &Head,
+    raw: &[u8],
+    served: usize,
+    body: Option<BodyDigest>,
+    skip: u64,
+) -> io::Result<bool> {
+    let upload = match (body, head) {
+        (Some(mut digest), Head::Request(req)) => {
+            let total = req.content_length;
+            let mut chunk = vec![0u8; BODY_CHUNK];
+            while digest.len < total {
+                let want = (total - digest.len).min(BODY_CHUNK as u64) as usize;
+                let n = out.peek(&mut chunk[..want])?;
+                if n == 0 {
+                    return Ok(false); // the client ended the body early
+                }
+                digest.update(&chunk[..n]);
+                let state = encode_state(served, Some((raw, Some(&digest))));
+                out.consume_with_state(n, &state)?;
+            }
+            Some(digest)
+        }
+        _ => None,
+    };
+    answer(out, root, head, upload.as_ref(), skip)
+}
+
+/// What the app state says about the connection.
+struct SavedState<'a> {
+    served: usize,
+    /// The request being answered and, for an upload, its body's digest.
+    in_progress: Option<(&'a [u8], Option<BodyDigest>)>,
+}
+
+/// App state: requests served (u32); while answering, the request head's
+/// length (u32), the head, then for an upload the body digest.
+fn encode_state(served: usize, request: Option<(&[u8], Option<&BodyDigest>)>) -> Vec<u8> {
     let mut out = (served as u32).to_be_bytes().to_vec();
-    out.extend_from_slice(request.unwrap_or_default());
+    if let Some((raw, body)) = request {
+        out.extend_from_slice(&(raw.len() as u32).to_be_bytes());
+        out.extend_from_slice(raw);
+        if let Some(digest) = body {
+            digest.encode(&mut out);
+        }
+    }
     out
 }
 
-fn decode_state(state: &[u8]) -> (usize, Option<&[u8]>) {
-    match state.split_first_chunk::<4>() {
-        Some((n, rest)) => (
-            u32::from_be_bytes(*n) as usize,
-            (!rest.is_empty()).then_some(rest),
-        ),
-        None => (0, None),
+/// `None` if the state is not what `encode_state` wrote.
+fn decode_state(state: &[u8]) -> Option<SavedState<'_>> {
+    let Some((n, rest)) = state.split_first_chunk::<4>() else {
+        return state.is_empty().then_some(SavedState {
+            served: 0,
+            in_progress: None,
+        });
+    };
+    let served = u32::from_be_bytes(*n) as usize;
+    if rest.is_empty() {
+        return Some(SavedState {
+            served,
+            in_progress: None,
+        });
     }
+    let (len, rest) = rest.split_first_chunk::<4>()?;
+    let len = u32::from_be_bytes(*len) as usize;
+    if rest.len() < len {
+        return None;
+    }
+    let (raw, body) = rest.split_at(len);
+    let body = if body.is_empty() {
+        None
+    } else {
+        Some(BodyDigest::decode(body)?)
+    };
+    Some(SavedState {
+        served,
+        in_progress: Some((raw, body)),
+    })
 }
 
 /// Peek until a whole request head is readable; returns its length and
@@ -128,7 +223,13 @@ fn split_head(bytes: &[u8]) -> Option<(usize, Head)> {
 
 /// Write the response to `head`, skipping its first `skip` bytes (already
 /// sent by the replica this connection came from). False: close after it.
-fn answer(out: &mut TcpStream, root: &Path, head: &Head, skip: u64) -> io::Result<bool> {
+fn answer(
+    out: &mut TcpStream,
+    root: &Path,
+    head: &Head,
+    upload: Option<&BodyDigest>,
+    skip: u64,
+) -> io::Result<bool> {
     let mut w = SkipWriter { inner: out, skip };
     match head {
         Head::Closed => Ok(false),
@@ -136,7 +237,10 @@ fn answer(out: &mut TcpStream, root: &Path, head: &Head, skip: u64) -> io::Resul
             respond_error(&mut w, *code, why)?;
             Ok(false)
         }
-        Head::Request(req) => respond(&mut w, root, req),
+        Head::Request(req) => match upload {
+            Some(digest) => respond_upload(&mut w, req, digest),
+            None => respond(&mut w, root, req),
+        },
     }
 }
 
@@ -173,6 +277,7 @@ fn parse_head(lines: &[String]) -> Head {
     }
     let mut keep_alive = version == "HTTP/1.1";
     let mut range = None;
+    let mut content_length = None;
     for h in &lines[1..] {
         let Some((name, value)) = h.split_once(':') else {
             return Head::Bad(400, "malformed header");
@@ -182,17 +287,31 @@ fn parse_head(lines: &[String]) -> Head {
             "connection" if value.eq_ignore_ascii_case("close") => keep_alive = false,
             "connection" if value.eq_ignore_ascii_case("keep-alive") => keep_alive = true,
             "range" => range = Some(value.to_string()),
-            "content-length" | "transfer-encoding" => {
-                return Head::Bad(400, "request bodies are not supported")
+            "content-length" => match value.parse::<u64>() {
+                Ok(n) if content_length.is_none_or(|m| m == n) => content_length = Some(n),
+                _ => return Head::Bad(400, "invalid Content-Length"),
+            },
+            "transfer-encoding" => {
+                return Head::Bad(
+                    411,
+                    "chunked bodies are not supported: send a Content-Length",
+                )
             }
             _ => {}
         }
+    }
+    if is_upload(method) && content_length.is_none() {
+        return Head::Bad(411, "an upload needs a Content-Length");
+    }
+    if !is_upload(method) && content_length.unwrap_or(0) > 0 {
+        return Head::Bad(400, "only POST and PUT carry a body");
     }
     Head::Request(Request {
         method: method.to_string(),
         path: target.to_string(),
         range,
         keep_alive,
+        content_length: content_length.unwrap_or(0),
     })
 }
 
@@ -240,7 +359,7 @@ fn respond(out: &mut impl Write, root: &Path, req: &Request) -> io::Result<bool>
         "GET" => false,
         "HEAD" => true,
         _ => {
-            respond_error(out, 405, "only GET and HEAD")?;
+            respond_error(out, 405, "only GET, HEAD, POST and PUT")?;
             return Ok(false);
         }
     };
@@ -293,11 +412,29 @@ fn respond(out: &mut impl Write, root: &Path, req: &Request) -> io::Result<bool>
     Ok(req.keep_alive)
 }
 
+/// The answer to an upload: its body's SHA-256 and length.
+fn respond_upload(out: &mut impl Write, req: &Request, digest: &BodyDigest) -> io::Result<bool> {
+    let body = format!("{} {}\n", hex(&digest.finish()), digest.len);
+    let connection = if req.keep_alive {
+        "keep-alive"
+    } else {
+        "close"
+    };
+    let head = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: {connection}\r\n\r\n",
+        body.len()
+    );
+    out.write_all(head.as_bytes())?;
+    out.write_all(body.as_bytes())?;
+    Ok(req.keep_alive)
+}
+
 fn respond_error(out: &mut impl Write, code: u16, why: &str) -> io::Result<()> {
     let reason = match code {
         400 => "Bad Request",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        411 => "Length Required",
         431 => "Request Header Fields Too Large",
         505 => "HTTP Version Not Supported",
         _ => "Error",
@@ -353,7 +490,8 @@ mod tests {
                 method: "GET".into(),
                 path: "/f".into(),
                 range: Some("bytes=1-2".into()),
-                keep_alive: false
+                keep_alive: false,
+                content_length: 0,
             })
         );
         assert_eq!(
@@ -373,16 +511,52 @@ mod tests {
             split_head(b"GET /\xff HTTP/1.1\r\n\r\n"),
             Some((_, Head::Bad(400, _)))
         ));
+        let upload = split_head(b"POST /up HTTP/1.1\r\nContent-Length: 12\r\n\r\n")
+            .unwrap()
+            .1;
+        assert!(upload.has_body());
+        assert!(matches!(&upload, Head::Request(r) if r.content_length == 12));
+        for (bad, code) in [
+            (&b"POST /up HTTP/1.1\r\n\r\n"[..], 411),
+            (
+                b"PUT /up HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+                411,
+            ),
+            (b"POST /up HTTP/1.1\r\nContent-Length: -1\r\n\r\n", 400),
+            (
+                b"POST /up HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+                400,
+            ),
+            (b"GET /f HTTP/1.1\r\nContent-Length: 3\r\n\r\n", 400),
+        ] {
+            assert!(
+                matches!(split_head(bad), Some((_, Head::Bad(c, _))) if c == code),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
     }
 
     #[test]
     fn state_round_trips_and_skipping_resumes_a_response() {
-        assert_eq!(
-            decode_state(&encode_state(7, Some(b"GET /"))),
-            (7, Some(&b"GET /"[..]))
+        let mut digest = BodyDigest::default();
+        digest.update(b"part of a body");
+        for (raw, body) in [(&b"GET /"[..], None), (b"POST /u", Some(&digest))] {
+            let saved = encode_state(7, Some((raw, body)));
+            let state = decode_state(&saved).expect("decodes");
+            assert_eq!(state.served, 7);
+            assert_eq!(state.in_progress, Some((raw, body.cloned())));
+            assert!(decode_state(&saved[..saved.len() - 1]).is_none(), "torn");
+        }
+        let saved = encode_state(7, None);
+        let idle = decode_state(&saved).expect("decodes");
+        assert_eq!((idle.served, idle.in_progress), (7, None));
+        assert_eq!(decode_state(&[]).map(|s| s.served), Some(0));
+        assert!(decode_state(&[0, 0]).is_none(), "a torn count");
+        assert!(
+            decode_state(&[0, 0, 0, 1, 0, 0, 0, 9, b'G']).is_none(),
+            "a head shorter than its length"
         );
-        assert_eq!(decode_state(&encode_state(7, None)), (7, None));
-        assert_eq!(decode_state(&[]), (0, None));
         let mut out = Vec::new();
         let mut w = SkipWriter {
             inner: &mut out,

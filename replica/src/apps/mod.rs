@@ -6,6 +6,7 @@
 
 mod http;
 pub mod session;
+mod upload;
 
 use std::fmt;
 use std::io::{self, Read, Write};
