@@ -377,6 +377,19 @@ impl Replicator {
             return;
         }
         let was_primary = self.is_primary();
+        // Closes the old log had not committed: the connections are gone
+        // here and nothing would log them again, so the backups' copies
+        // (which may have missed the client's last packets) would linger
+        // for ever (seed 59522 on de7b133).
+        let closes: Vec<ConnKey> = self
+            .log
+            .iter()
+            .filter(|_| was_primary)
+            .filter_map(|(_, e)| match e {
+                Entry::Closed { key } => Some(*key),
+                _ => None,
+            })
+            .collect();
         self.view = Some(view);
         if !was_primary {
             // Gates of an earlier term as primary are stale: this one's come
@@ -429,6 +442,11 @@ impl Replicator {
             keys.sort_unstable();
             for key in keys {
                 self.recompute(key);
+            }
+            for key in closes {
+                if !self.local.contains_key(&key) {
+                    self.append(Entry::Closed { key });
+                }
             }
         }
         self.flush(now);

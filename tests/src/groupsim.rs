@@ -703,11 +703,12 @@ impl Sim {
                 if let Ok(ip) = Ipv4Packet::new_checked(&p[..]) {
                     if let Ok(t) = TcpPacket::new_checked(ip.payload()) {
                         let line = format!(
-                            "replica {member} -> client :{} seq {} ack {} win {} len {}{}{}",
+                            "replica {member} -> client :{} seq {} ack {} win {} ts {:?} len {}{}{}",
                             t.dst_port(),
                             t.seq_number().0 as u32,
                             t.ack_number().0 as u32,
                             t.window_len(),
+                            tcp_options(&t).0,
                             t.payload().len(),
                             if t.syn() { " SYN" } else { "" },
                             if t.fin() { " FIN" } else { "" }
@@ -823,23 +824,7 @@ impl Sim {
                 c.eof
             ));
         }
-        let mut tsval = None;
-        let mut wscale = None;
-        let mut rest = tcp.options();
-        while !rest.is_empty() {
-            match TcpOption::parse(rest) {
-                Ok((r, TcpOption::TimeStamp { tsval: v, .. })) => {
-                    tsval = Some(v);
-                    rest = r;
-                }
-                Ok((r, TcpOption::WindowScale(s))) => {
-                    wscale = Some(s);
-                    rest = r;
-                }
-                Ok((_, TcpOption::EndOfList)) | Err(_) => break,
-                Ok((r, _)) => rest = r,
-            }
-        }
+        let (tsval, wscale) = tcp_options(&tcp);
         if tcp.syn() {
             c.wscale = wscale.unwrap_or(0);
         }
@@ -1137,4 +1122,25 @@ fn echo_step(
 /// Run one seed.
 pub fn run_seed(cfg: SimConfig) -> Verdict {
     Sim::new(cfg).run()
+}
+
+/// A segment's TSval and window scale options.
+fn tcp_options(tcp: &TcpPacket<&[u8]>) -> (Option<u32>, Option<u8>) {
+    let (mut tsval, mut wscale) = (None, None);
+    let mut rest = tcp.options();
+    while !rest.is_empty() {
+        match TcpOption::parse(rest) {
+            Ok((r, TcpOption::TimeStamp { tsval: v, .. })) => {
+                tsval = Some(v);
+                rest = r;
+            }
+            Ok((r, TcpOption::WindowScale(s))) => {
+                wscale = Some(s);
+                rest = r;
+            }
+            Ok((_, TcpOption::EndOfList)) | Err(_) => break,
+            Ok((r, _)) => rest = r,
+        }
+    }
+    (tsval, wscale)
 }

@@ -147,7 +147,16 @@ fn a_seed_replays_exactly() {
 /// reported ready was admitted while the primary still skipped it for a
 /// new connection, whose bytes it then acknowledged without it. Passive
 /// 98: a demoted primary rewound its reads but kept its state blocks, and
-/// was primary again before any full checkpoint came.
+/// was primary again before any full checkpoint came. 57423, 58070,
+/// passive 12859: a replica holding out-of-order bytes counted them
+/// against its window, so its right edge sat below the one another
+/// member had advertised, and it shrank the window when it took over;
+/// 55654 and passive 10240 (no progress for 120 s) came from the same
+/// cause (with the fix alone they pass on the code that failed). 59522: a
+/// view change dropped a primary's uncommitted "closed" entry and backups
+/// ignored committed ones, so a backup that missed the client's last
+/// packets kept the connection for ever; the next primary logged it
+/// again and a later one sent from its stale state (the TSval went back).
 #[test]
 fn seeds_that_once_failed_the_sweep() {
     let passive = |seed| SimConfig {
@@ -163,6 +172,12 @@ fn seeds_that_once_failed_the_sweep() {
         passive(16),
         passive(98),
         passive(4647),
+        SimConfig::new(55654),
+        SimConfig::new(57423),
+        SimConfig::new(58070),
+        SimConfig::new(59522),
+        passive(10240),
+        passive(12859),
     ] {
         let seed = cfg.seed;
         if let Verdict::Violation { at_ms, what } = run_seed(cfg) {

@@ -4,15 +4,17 @@
 //! ([`super::hooks`]); the group simulator drives the very same code with
 //! simulated links.
 
+use std::collections::HashMap;
 use std::net::SocketAddrV4;
 
 use ackchannel::control::{ControlError, MemberAgent};
 use ackchannel::replication::{Action, FrameError, MemberId, Replicator};
 use stack::iface::Event;
 use stack::tcp::passive::Checkpoint;
+use stack::tcp::seq::Seq;
 use stack::tcp::snapshot::{ConnSnapshot, OpenRecord};
 use stack::tcp::State;
-use stack::{Instant, Role, Stack};
+use stack::{ConnKey, Instant, Role, Stack};
 
 /// Bytes of client packets a joining replica holds for connections whose
 /// state has not arrived yet.
@@ -49,6 +51,10 @@ pub struct ReplicaLogic {
     pub checkpoints_applied: u64,
     /// Passive checkpoints that did not apply (their connection had gone).
     pub checkpoints_refused: u64,
+    /// The incarnation (initial receive sequence) of each connection the
+    /// log says is open: its "closed" entry drops our copy only if it is
+    /// that one, not a newer connection on the same addresses.
+    logged_open: HashMap<ConnKey, Seq>,
 }
 
 impl ReplicaLogic {
@@ -69,6 +75,7 @@ impl ReplicaLogic {
             view_installed_at: Instant::ZERO,
             checkpoints_applied: 0,
             checkpoints_refused: 0,
+            logged_open: HashMap::new(),
         }
     }
 
@@ -273,7 +280,10 @@ impl ReplicaLogic {
                     self.replicator.opened(now, key, record.encode());
                 }
             }
-            Event::Closed(key) => self.replicator.closed(now, key),
+            Event::Closed(key) => {
+                self.logged_open.remove(&key);
+                self.replicator.closed(now, key);
+            }
             _ => {}
         }
     }
@@ -319,21 +329,34 @@ impl ReplicaLogic {
             match action {
                 Action::Gate(key, gate) => stack.set_gate(key, Some(gate)),
                 Action::Deliver(key, upto) => stack.set_delivery_limit(key, Some(upto)),
-                Action::Open(key, record) => {
-                    if stack.conn_info(key).is_none() {
-                        match OpenRecord::decode(&record) {
-                            Ok(r) => match stack.import_open(now, &r) {
+                Action::Open(key, record) => match OpenRecord::decode(&record) {
+                    Ok(r) => {
+                        self.logged_open.insert(key, r.irs);
+                        if stack.conn_info(key).is_none() {
+                            match stack.import_open(now, &r) {
                                 Ok(_) => self.imported_connections += 1,
                                 Err(stack::iface::ConnectError::Finished) => {}
                                 Err(e) => {
                                     tracing::warn!(%key.remote, "cannot open logged connection: {e}")
                                 }
-                            },
-                            Err(e) => tracing::warn!("bad opened record in the log: {e:?}"),
+                            }
                         }
                     }
+                    Err(e) => tracing::warn!("bad opened record in the log: {e:?}"),
+                },
+                // The primary's connection ended: every byte both ways was
+                // acknowledged (or it was reset). A backup's copy that is
+                // still open missed the client's last packets; kept, it
+                // would linger forever and be logged again as open by the
+                // next primary (seed 59522 on de7b133).
+                Action::Close(key) => {
+                    let logged = self.logged_open.remove(&key);
+                    let ours = stack.open_record(key).map(|r| r.irs);
+                    if self.role != Role::Primary && logged.is_some() && ours == logged {
+                        tracing::debug!(%key.remote, "closed by the primary: dropping our copy");
+                        stack.abort(key);
+                    }
                 }
-                Action::Close(_) => {}
                 Action::Repair { to, key, from, len } => {
                     if let Some(bytes) = stack.held_bytes(key, from, len as usize) {
                         self.replicator.send_fill(now, to, key, from, &bytes);

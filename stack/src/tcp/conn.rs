@@ -298,8 +298,11 @@ impl Tcb {
 
     /// Free receive space: the window we could offer now.
     pub fn recv_space(&self) -> u32 {
+        // Out-of-order bytes lie inside the window they arrived in: they
+        // fill the space they take and do not move the right edge (counting
+        // them moved it left, below what another replica had advertised).
         self.recv_capacity
-            .saturating_sub(self.recv.len() + self.recv.ooo_bytes)
+            .saturating_sub(self.recv.len())
             .min(u32::MAX as usize >> 2) as u32
     }
 

@@ -371,6 +371,30 @@ fn out_of_order_data_gets_immediate_dup_ack_with_sack() {
     assert_eq!(h.read_all().len(), 150);
 }
 
+#[test]
+fn out_of_order_bytes_do_not_move_the_right_edge_left() {
+    // Two backups hold the same bytes in order; one also holds bytes past
+    // a hole. Both must report the same right edge: the one with fewer
+    // bytes may become primary after the other advertised its edge.
+    let backup = || {
+        let mut b = h();
+        b.stack.set_role(b.now, Role::Backup);
+        b.establish_silently();
+        b.send(b.data_seg(0, &[1u8; 100]));
+        b
+    };
+    let mut plain = backup();
+    let mut holding = backup();
+    holding.send(holding.data_seg(1000, &[2u8; 1400]));
+    let (held, edge, _) = plain.stack.receive_progress(plain.key).unwrap();
+    let (held_too, edge_too, _) = holding.stack.receive_progress(holding.key).unwrap();
+    assert_eq!(held, held_too);
+    assert_eq!(
+        edge_too, edge,
+        "out-of-order bytes moved the right edge left"
+    );
+}
+
 //= RFC 9293 section 3.7.1
 //# the TCP sender SHOULD reduce the segment size by the TCP options length
 #[test]
