@@ -56,7 +56,11 @@ fn main() {
     let mut lost = 0u64;
     let (mut crashes, mut failovers, mut handovers) = (0usize, 0u64, 0usize);
     let (mut restarts, mut rejoins) = (0usize, 0u64);
-    for seed in cli.from..cli.from + cli.seeds {
+    for (done, seed) in (cli.from..cli.from + cli.seeds).enumerate() {
+        // A long sweep says where it is (stderr, so stdout stays the report).
+        if done > 0 && done % 1000 == 0 {
+            eprintln!("hydra-sim: {done} of {} seeds run, {failures} failed", cli.seeds);
+        }
         match run_seed(config(seed)) {
             Verdict::Pass {
                 crashes: c,
