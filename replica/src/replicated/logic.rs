@@ -332,7 +332,13 @@ impl ReplicaLogic {
                 Action::Open(key, record) => match OpenRecord::decode(&record) {
                     Ok(r) => {
                         self.logged_open.insert(key, r.irs);
-                        if stack.conn_info(key).is_none() {
+                        // A joining member takes connections by snapshot:
+                        // made from this entry, its copy would start behind
+                        // what the client was told the group holds, and no
+                        // repair brings back bytes the primary's application
+                        // has already read (seed 62064 on de7b133: stuck for
+                        // ever, and the gate with it).
+                        if stack.conn_info(key).is_none() && !self.parking {
                             match stack.import_open(now, &r) {
                                 Ok(_) => self.imported_connections += 1,
                                 Err(stack::iface::ConnectError::Finished) => {}

@@ -59,7 +59,10 @@ fn main() {
     for (done, seed) in (cli.from..cli.from + cli.seeds).enumerate() {
         // A long sweep says where it is (stderr, so stdout stays the report).
         if done > 0 && done % 1000 == 0 {
-            eprintln!("hydra-sim: {done} of {} seeds run, {failures} failed", cli.seeds);
+            eprintln!(
+                "hydra-sim: {done} of {} seeds run, {failures} failed",
+                cli.seeds
+            );
         }
         match run_seed(config(seed)) {
             Verdict::Pass {
