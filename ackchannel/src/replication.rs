@@ -36,6 +36,10 @@ const KIND_CHECKPOINT: u8 = 6;
 const KIND_CHECKPOINT_ACK: u8 = 7;
 /// A confirmation that lists every connection the sender holds.
 const KIND_CONFIRM_ALL: u8 = 8;
+/// Primary to a backup: send me the client bytes from here (a copy the
+/// primary lost and every backup holds; otherwise only the client's
+/// retransmission, maybe after its RTO, would bring them).
+const KIND_FILL_REQUEST: u8 = 9;
 /// Append flag: the backup should confirm every connection it holds.
 const FLAG_SEND_ALL: u8 = 1;
 /// Client bytes sent in one repair at most.
@@ -177,6 +181,8 @@ pub struct ReplicationStats {
     pub confirmations_dropped: u64,
     /// Lost copies repaired from the primary's buffer (primary: sent, backup: received).
     pub repairs: u64,
+    /// Primary: requests to a backup for bytes only the primary lost.
+    pub fill_requests: u64,
     /// Connection snapshots for joining members (primary: sent, joiner: received).
     pub snapshots: u64,
 }
@@ -548,11 +554,14 @@ impl Replicator {
             return;
         };
         let (mut ack, mut edge) = (mine.held, mine.edge);
+        // What every other member holds in order: our SACK blocks stop there.
+        let mut others = None::<Seq>;
         for b in self.backups() {
             match self.peers.get(&b).and_then(|p| p.confirmed.get(&key)) {
                 Some(p) => {
                     ack = ack.min(p.held);
                     edge = edge.min(p.edge);
+                    others = Some(others.map_or(p.held, |o| o.min(p.held)));
                 }
                 // A backup that has not confirmed holds nothing we know of.
                 None => return,
@@ -570,6 +579,7 @@ impl Replicator {
                 Some(p) => {
                     ack = ack.min(p.held);
                     edge = edge.min(p.edge);
+                    others = Some(others.map_or(p.held, |o| o.min(p.held)));
                 }
                 None if !j.synced || j.ready_reported || j.sent.contains_key(&key) => return,
                 None => {}
@@ -577,14 +587,18 @@ impl Replicator {
         }
         // Monotonic: an earlier gate was the minimum over a superset of
         // today's live members, so it still holds.
+        // Alone, no one else can take over: no limit (the window's edge).
+        let sack_limit = others.unwrap_or(mine.edge);
         let gate = match self.gates.get(&key) {
             Some(g) => Gate {
                 ack: g.ack.max(ack),
                 right_edge: g.right_edge.max(edge),
+                sack_limit,
             },
             None => Gate {
                 ack,
                 right_edge: edge,
+                sack_limit,
             },
         };
         if self.gates.get(&key) != Some(&gate) {
@@ -704,7 +718,25 @@ impl Replicator {
                 }
                 self.on_append(commit, entries);
             }
-            KIND_FILL if from_primary && !self.is_primary() => {
+            KIND_FILL_REQUEST if from_primary && !self.is_primary() => {
+                let key = get_key(&mut r)?;
+                let from = Seq(r.u32()?);
+                let len = r.u32()?;
+                if len as usize > MAX_FILL || !r.is_empty() {
+                    return Err(Malformed.into());
+                }
+                self.last_heard.insert(sender, now);
+                self.actions.push_back(Action::Repair {
+                    to: sender,
+                    key,
+                    from,
+                    len,
+                });
+            }
+            KIND_FILL
+                if (from_primary && !self.is_primary())
+                    || (self.is_primary() && self.peers.contains_key(&sender)) =>
+            {
                 let key = get_key(&mut r)?;
                 let seq = Seq(r.u32()?);
                 let len = r.u32()? as usize;
@@ -716,7 +748,9 @@ impl Replicator {
                     return Err(Malformed.into());
                 }
                 self.last_heard.insert(sender, now);
-                self.synced = true;
+                if !self.is_primary() {
+                    self.synced = true;
+                }
                 self.stats.repairs += 1;
                 self.actions.push_back(Action::Fill(key, seq, data));
             }
@@ -1041,12 +1075,63 @@ impl Replicator {
                 }
             }
         }
+        self.fetch_own_lost_copies(now, &mut seen);
         self.behind.retain(|k, _| seen.contains(k));
+    }
+
+    /// Primary: a connection where every backup holds in order bytes we
+    /// lack (our copy was lost on our link alone): ask the backup that holds
+    /// the most for them, as we repair theirs.
+    fn fetch_own_lost_copies(
+        &mut self,
+        now: Instant,
+        seen: &mut std::collections::HashSet<(MemberId, ConnKey)>,
+    ) {
+        let mut keys: Vec<ConnKey> = self.local.keys().copied().collect();
+        keys.sort_unstable();
+        let me = self.me;
+        for key in keys {
+            let mine = self.local[&key].held;
+            let mut best: Option<(MemberId, Seq)> = None;
+            let mut every_backup_ahead = true;
+            for b in self.backups() {
+                match self.peers.get(&b).and_then(|p| p.confirmed.get(&key)) {
+                    Some(p) if p.held > mine => {
+                        if best.is_none_or(|(_, h)| p.held > h) {
+                            best = Some((b, p.held));
+                        }
+                    }
+                    _ => every_backup_ahead = false,
+                }
+            }
+            let (Some((from_member, theirs)), true) = (best, every_backup_ahead) else {
+                continue;
+            };
+            seen.insert((me, key));
+            match self.behind.get_mut(&(me, key)) {
+                Some((held, since)) if *held == mine => {
+                    if now.saturating_since(*since) >= self.cfg.repair_after {
+                        *since = now;
+                        let mut body = Vec::with_capacity(20);
+                        put_key(&mut body, &key);
+                        body.extend_from_slice(&mine.0.to_be_bytes());
+                        let len = theirs.since(mine).min(MAX_FILL as u32);
+                        body.extend_from_slice(&len.to_be_bytes());
+                        self.stats.fill_requests += 1;
+                        self.send(now, from_member, KIND_FILL_REQUEST, &body);
+                    }
+                }
+                _ => {
+                    self.behind.insert((me, key), (mine, now));
+                }
+            }
+        }
     }
 
     /// Primary: send a backup the client bytes it lacks (after [`Action::Repair`]).
     pub fn send_fill(&mut self, now: Instant, to: MemberId, key: ConnKey, from: Seq, data: &[u8]) {
-        if !self.is_primary() || data.is_empty() {
+        // The primary repairs its members; a backup answers the primary's request.
+        if data.is_empty() || !(self.is_primary() || self.primary() == Some(to)) {
             return;
         }
         let data = &data[..data.len().min(MAX_FILL)];

@@ -301,7 +301,7 @@ fn truncated_or_garbage_bodies_never_panic() {
     let mut g = Group::new(2);
     g.view(ms(0), 1, &[1, 2]);
     for len in 0..64usize {
-        for kind in [KIND_APPEND, KIND_CONFIRM, 9] {
+        for kind in [KIND_APPEND, KIND_CONFIRM, KIND_FILL, KIND_FILL_REQUEST, 99] {
             let body: Vec<u8> = (0..len).map(|i| (i * 37 + len) as u8).collect();
             let header = Header {
                 kind,
@@ -367,6 +367,40 @@ fn a_backup_stuck_behind_gets_the_missing_bytes_from_the_primary() {
     }
     assert_eq!(repairs(&g).len(), before);
     assert_eq!(g.gate(0, c).unwrap().ack, Seq(5000));
+}
+
+#[test]
+fn a_primary_that_lost_a_copy_every_backup_holds_fetches_it() {
+    let mut g = Group::new(3);
+    g.view(ms(0), 1, &[1, 2, 3]);
+    let c = conn(10);
+    g.progress(ms(1), 0, c, 3000); // lost on the primary's link alone
+    g.progress(ms(1), 1, c, 5000);
+    g.progress(ms(1), 2, c, 4000);
+    g.pump(ms(1));
+    let asked = |g: &Group, node: usize| {
+        g.actions[node]
+            .iter()
+            .filter_map(|a| match a {
+                Action::Repair { to, key, from, len } if *key == c => Some((*to, *from, *len)),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    for t in [10, 20, 40] {
+        g.nodes[0].handle_timeout(ms(t));
+        g.pump(ms(t));
+    }
+    // The backup holding the most is asked, for what it holds beyond us.
+    assert_eq!(asked(&g, 1), vec![(MemberId(1), Seq(3000), 2000)]);
+    assert!(asked(&g, 2).is_empty());
+    g.nodes[1].send_fill(ms(40), MemberId(1), c, Seq(3000), &[9u8; 2000]);
+    g.pump(ms(40));
+    assert!(g.actions[0].contains(&Action::Fill(c, Seq(3000), vec![9u8; 2000])));
+    // A backup may answer only its primary.
+    let sent = g.nodes[1].stats().frames_sent;
+    g.nodes[1].send_fill(ms(41), MemberId(3), c, Seq(3000), &[9u8; 10]);
+    assert_eq!(g.nodes[1].stats().frames_sent, sent);
 }
 
 #[test]
