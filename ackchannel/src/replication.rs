@@ -37,7 +37,7 @@ const KIND_CHECKPOINT_ACK: u8 = 7;
 /// A confirmation that lists every connection the sender holds.
 const KIND_CONFIRM_ALL: u8 = 8;
 /// Primary to a backup: send me the client bytes from here (a copy the
-/// primary lost and every backup holds; otherwise only the client's
+/// primary lost that a backup holds; otherwise only the client's
 /// retransmission, maybe after its RTO, would bring them).
 const KIND_FILL_REQUEST: u8 = 9;
 /// Append flag: the backup should confirm every connection it holds.
@@ -181,7 +181,7 @@ pub struct ReplicationStats {
     pub confirmations_dropped: u64,
     /// Lost copies repaired from the primary's buffer (primary: sent, backup: received).
     pub repairs: u64,
-    /// Primary: requests to a backup for bytes only the primary lost.
+    /// Primary: requests to a backup for bytes the primary lost.
     pub fill_requests: u64,
     /// Connection snapshots for joining members (primary: sent, joiner: received).
     pub snapshots: u64,
@@ -554,14 +554,11 @@ impl Replicator {
             return;
         };
         let (mut ack, mut edge) = (mine.held, mine.edge);
-        // What every other member holds in order: our SACK blocks stop there.
-        let mut others = None::<Seq>;
         for b in self.backups() {
             match self.peers.get(&b).and_then(|p| p.confirmed.get(&key)) {
                 Some(p) => {
                     ack = ack.min(p.held);
                     edge = edge.min(p.edge);
-                    others = Some(others.map_or(p.held, |o| o.min(p.held)));
                 }
                 // A backup that has not confirmed holds nothing we know of.
                 None => return,
@@ -579,7 +576,6 @@ impl Replicator {
                 Some(p) => {
                     ack = ack.min(p.held);
                     edge = edge.min(p.edge);
-                    others = Some(others.map_or(p.held, |o| o.min(p.held)));
                 }
                 None if !j.synced || j.ready_reported || j.sent.contains_key(&key) => return,
                 None => {}
@@ -587,18 +583,14 @@ impl Replicator {
         }
         // Monotonic: an earlier gate was the minimum over a superset of
         // today's live members, so it still holds.
-        // Alone, no one else can take over: no limit (the window's edge).
-        let sack_limit = others.unwrap_or(mine.edge);
         let gate = match self.gates.get(&key) {
             Some(g) => Gate {
                 ack: g.ack.max(ack),
                 right_edge: g.right_edge.max(edge),
-                sack_limit,
             },
             None => Gate {
                 ack,
                 right_edge: edge,
-                sack_limit,
             },
         };
         if self.gates.get(&key) != Some(&gate) {
@@ -1079,9 +1071,10 @@ impl Replicator {
         self.behind.retain(|k, _| seen.contains(k));
     }
 
-    /// Primary: a connection where every backup holds in order bytes we
-    /// lack (our copy was lost on our link alone): ask the backup that holds
-    /// the most for them, as we repair theirs.
+    /// Primary: a connection where a backup holds in order bytes we lack
+    /// (our copy was lost on our link): ask the backup that holds the most
+    /// for them, as we repair theirs. The client need not retransmit, and a
+    /// gap we reported in SACK blocks is filled before it matters.
     fn fetch_own_lost_copies(
         &mut self,
         now: Instant,
@@ -1092,19 +1085,13 @@ impl Replicator {
         let me = self.me;
         for key in keys {
             let mine = self.local[&key].held;
-            let mut best: Option<(MemberId, Seq)> = None;
-            let mut every_backup_ahead = true;
-            for b in self.backups() {
-                match self.peers.get(&b).and_then(|p| p.confirmed.get(&key)) {
-                    Some(p) if p.held > mine => {
-                        if best.is_none_or(|(_, h)| p.held > h) {
-                            best = Some((b, p.held));
-                        }
-                    }
-                    _ => every_backup_ahead = false,
-                }
-            }
-            let (Some((from_member, theirs)), true) = (best, every_backup_ahead) else {
+            let best = self
+                .backups()
+                .into_iter()
+                .filter_map(|b| Some((b, self.peers.get(&b)?.confirmed.get(&key)?.held)))
+                .filter(|(_, held)| *held > mine)
+                .max_by_key(|(b, held)| (*held, std::cmp::Reverse(*b)));
+            let Some((from_member, theirs)) = best else {
                 continue;
             };
             seen.insert((me, key));

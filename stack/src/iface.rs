@@ -53,11 +53,6 @@ pub struct Gate {
     pub ack: Seq,
     /// Highest right window edge we may advertise.
     pub right_edge: Seq,
-    /// SACK blocks may report only bytes below this: every other member
-    /// holds them in order. A block of bytes the next primary lacks makes
-    /// the client renege on it, which costs it a retransmission timeout
-    /// with backoff (multi-second stalls on lossy redirector links).
-    pub sack_limit: Seq,
 }
 
 /// Something the application or the replication layer should look at.
@@ -1304,9 +1299,6 @@ impl Stack {
                 continue;
             };
             tcb.role = role;
-            if role != Role::Primary {
-                tcb.gate_provisional = false;
-            }
             if takeover {
                 Self::take_over(now, &self.cfg, self.epoch, tcb);
             }
@@ -1342,7 +1334,6 @@ impl Stack {
             tcb.gate = Some(Gate {
                 ack: committed,
                 right_edge: tcb.right_edge(),
-                sack_limit: committed,
             });
         }
         match tcb.state {
@@ -1390,14 +1381,6 @@ impl Stack {
 
     /// Gate ACKs and window of one connection (primary only); `None` removes the gate.
     pub fn set_gate(&mut self, key: ConnKey, gate: Option<Gate>) {
-        // The first gate computed from every member's confirmations
-        // replaces a takeover's provisional one (see `adopt_gate`).
-        if let (true, Some(g)) = (
-            self.conns.get(&key).is_some_and(|t| t.gate_provisional),
-            gate,
-        ) {
-            return self.adopt_gate(key, g);
-        }
         let Some(tcb) = self.conns.get_mut(&key) else {
             return;
         };
@@ -1407,8 +1390,8 @@ impl Stack {
         // RFC 9293 tells senders to expect but receivers not to do.
         let gate = match (before, gate) {
             (Some(b), Some(g)) => Some(Gate {
+                ack: g.ack,
                 right_edge: g.right_edge.max(b.right_edge),
-                ..g
             }),
             (_, g) => g,
         };
@@ -1432,14 +1415,6 @@ impl Stack {
         }
     }
 
-    /// A new primary's connection that no member's confirmation covers yet:
-    /// send nothing on it until its first gate from them (`set_gate`).
-    pub fn hold_output_until_gated(&mut self, key: ConnKey) {
-        if let Some(tcb) = self.conns.get_mut(&key) {
-            tcb.gate_provisional = tcb.role == Role::Primary;
-        }
-    }
-
     /// A new primary's gate from its members' first confirmations, which
     /// replaces the takeover's conservative one: acknowledge what they all
     /// hold, advertise no further than every one of them promised (never
@@ -1453,7 +1428,6 @@ impl Stack {
             return;
         }
         tcb.gate = Some(gate);
-        tcb.gate_provisional = false;
         tcb.rcv_adv = tcb
             .rcv_adv
             .min(gate.right_edge)

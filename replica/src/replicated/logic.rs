@@ -251,18 +251,9 @@ impl ReplicaLogic {
         stack.set_role(now, Role::Primary);
         self.role = Role::Primary;
         // The takeover gated every connection conservatively; where every
-        // member has confirmed, gate on what they hold and promised. Where
-        // one has not (a confirmation lost or late), our window could
-        // exceed its promise and the primary after us would shrink it
-        // (passive seed 12859): those connections wait for their gate.
-        let gates = self.replicator.gates();
-        for (key, gate) in &gates {
-            stack.adopt_gate(*key, *gate);
-        }
-        for key in stack.connections() {
-            if gates.binary_search_by_key(&key, |(k, _)| *k).is_err() {
-                stack.hold_output_until_gated(key);
-            }
+        // member has confirmed, gate on what they hold and promised.
+        for (key, gate) in self.replicator.gates() {
+            stack.adopt_gate(key, gate);
         }
     }
 

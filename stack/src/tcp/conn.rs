@@ -158,11 +158,6 @@ pub struct Tcb {
 
     // Replication.
     pub gate: Option<Gate>,
-    /// A takeover's gate, until every member has confirmed what it holds
-    /// and promised: nothing goes out (every segment carries a window, and
-    /// ours could exceed what another member promised, so the primary
-    /// after it would shrink the window: passive seed 12859).
-    pub gate_provisional: bool,
     pub delivery_limit: Option<Seq>,
     /// The application's own state for this connection (opaque bytes it
     /// keeps current through the socket API), carried by snapshots so a
@@ -254,7 +249,6 @@ impl Tcb {
             app_written: 0,
             passive: None,
             gate: None,
-            gate_provisional: false,
             // Replicated connections deliver only what the log has committed.
             delivery_limit: (role != Role::Standalone && state != State::SynSent)
                 .then_some(rcv_nxt),
@@ -278,7 +272,6 @@ impl Tcb {
             tcb.gate = Some(Gate {
                 ack,
                 right_edge: tcb.right_edge(),
-                sack_limit: ack,
             });
         }
         tcb

@@ -44,33 +44,13 @@ impl Tcb {
     /// on lossy redirector links).
     pub fn effective_mss(&self, cfg: &Config) -> usize {
         let blocks = if self.opts.sack && cfg.sack_blocks {
-            self.sack_blocks_to_report().iter().flatten().count()
+            self.recv.sack_blocks().iter().flatten().count()
         } else {
             0
         };
         (self.mss() as usize)
             .saturating_sub(options_len(self.opts.timestamps, blocks))
             .max(1)
-    }
-
-    /// Our out-of-order blocks; a gated primary's stop at bytes every
-    /// other member holds in order (see [`Gate::sack_limit`](crate::iface::Gate)).
-    fn sack_blocks_to_report(&self) -> [Option<(u32, u32)>; 3] {
-        let blocks = self.recv.sack_blocks();
-        let limit = match self.gate {
-            Some(g) if self.role == Role::Primary => g.sack_limit,
-            _ => return blocks,
-        };
-        let mut out = [None; 3];
-        let clipped = blocks
-            .into_iter()
-            .flatten()
-            .map(|(start, end)| (Seq(start), Seq(end).min(limit)))
-            .filter(|(start, end)| start < end);
-        for (slot, (start, end)) in out.iter_mut().zip(clipped) {
-            *slot = Some((start.0, end.0));
-        }
-        out
     }
 
     /// ACK number and right window edge to announce, gated on a primary (DESIGN rule 2).
@@ -112,7 +92,7 @@ impl Tcb {
         // 2018 lets a receiver renege): a new primary that lacks such bytes
         // gets them again once its ACKs stop at them.
         let sack_ranges = if self.opts.sack && cfg.sack_blocks {
-            self.sack_blocks_to_report()
+            self.recv.sack_blocks()
         } else {
             [None; 3]
         };
@@ -198,9 +178,6 @@ impl Tcb {
     ) -> Option<Outgoing> {
         if self.role == Role::Backup {
             return self.account_backup_output(stats);
-        }
-        if self.gate_provisional {
-            return None;
         }
         match self.state {
             State::Closed | State::Listen | State::TimeWait if !self.ack_now => return None,

@@ -192,7 +192,6 @@ impl Harness {
                 Some(Gate {
                     ack: Seq(CLIENT_ISN + 1),
                     right_edge: edge,
-                    sack_limit: edge,
                 }),
             );
         }
@@ -370,35 +369,6 @@ fn out_of_order_data_gets_immediate_dup_ack_with_sack() {
     );
     assert!(ack.sacks.is_empty());
     assert_eq!(h.read_all().len(), 150);
-}
-
-#[test]
-fn a_gated_primary_reports_only_sack_blocks_every_backup_holds() {
-    let mut p = h();
-    p.stack.set_role(p.now, Role::Primary);
-    p.establish();
-    let start = Seq(CLIENT_ISN + 1);
-    let gate = |sack_limit| Gate {
-        ack: start,
-        right_edge: start + 65535u32,
-        sack_limit,
-    };
-    // The backups hold 1000 bytes in order; we hold 500..1500 past a hole.
-    p.stack.set_gate(p.key, Some(gate(start + 1000u32)));
-    p.recv_all();
-    p.send(p.data_seg(500, &[3u8; 1000]));
-    let ack = p.recv_one();
-    assert_eq!(ack.ack, Some(CLIENT_ISN + 1));
-    assert_eq!(
-        ack.sacks,
-        vec![(CLIENT_ISN + 501, CLIENT_ISN + 1001)],
-        "the block stops where the backups' bytes do"
-    );
-    // Backups that hold nothing past the hole: no block at all (a client
-    // told of bytes the next primary lacks would wait for its RTO).
-    p.stack.set_gate(p.key, Some(gate(start)));
-    p.send(p.data_seg(2000, &[4u8; 100]));
-    assert!(p.recv_one().sacks.is_empty());
 }
 
 #[test]
@@ -898,7 +868,6 @@ fn backup_sends_nothing_and_primary_gates_acks() {
         Some(Gate {
             ack: start,
             right_edge: start + 65535u32,
-            sack_limit: start,
         }),
     );
     p.send(p.data_seg(0, &[5u8; 1000]));
@@ -914,7 +883,6 @@ fn backup_sends_nothing_and_primary_gates_acks() {
         Some(Gate {
             ack: start + 2000u32,
             right_edge: start + 65535u32,
-            sack_limit: start + 2000u32,
         }),
     );
     assert_eq!(p.recv_one().ack, Some(CLIENT_ISN + 2001));
@@ -1038,7 +1006,6 @@ fn promoted_backup_acknowledges_only_committed_bytes_until_confirmed() {
         Some(Gate {
             ack: start + 3000u32,
             right_edge: start + 65535u32,
-            sack_limit: start + 3000u32,
         }),
     );
     assert_eq!(b.recv_one().ack, Some(CLIENT_ISN + 3001));
