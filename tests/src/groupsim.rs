@@ -950,7 +950,7 @@ fn new_node(i: usize, key: &GroupKey, counter: u64, passive: bool) -> Node {
         isn_key: replica::replicated::isn_key(&key.0),
         ..Config::default()
     });
-    stack.set_role(Instant::ZERO, Role::Backup);
+    ReplicaLogic::prepare_stack(&mut stack);
     let local = SocketAddrV4::new(VIP, PORT);
     if passive {
         stack.listen_passive(local).expect("listen");

@@ -71,12 +71,23 @@ impl ReplicaLogic {
             failovers: 0,
             imported_connections: 0,
             imported_snapshots: 0,
-            parking: false,
+            // Until the first view says otherwise (see `prepare_stack`).
+            parking: true,
             view_installed_at: Instant::ZERO,
             checkpoints_applied: 0,
             checkpoints_refused: 0,
             logged_open: HashMap::new(),
         }
+    }
+
+    /// A new replica's stack: silent (a backup) and taking no connection
+    /// of its own until the first view. A packet still in flight from
+    /// before a restart (a client's SYN, duplicated or late) would
+    /// otherwise open a copy that never follows the stream, and a joiner
+    /// holding it is never sent its snapshot (seed 23102).
+    pub fn prepare_stack(stack: &mut Stack) {
+        stack.set_role(Instant::ZERO, Role::Backup);
+        stack.set_parking(Some(PARKING_LIMIT));
     }
 
     pub fn member(&self) -> u8 {

@@ -22,7 +22,7 @@ use anyhow::Context;
 use sha2::{Digest, Sha256};
 use stack::phy::tun::Tun;
 use stack::socket::NetStack;
-use stack::{Config, Instant, Role, Stack};
+use stack::{Config, Stack};
 
 use crate::apps;
 use crate::signals::Signals;
@@ -84,7 +84,7 @@ pub fn run(config_path: &Path, signals: Signals) -> anyhow::Result<()> {
     };
     let mut core = Stack::new(stack_cfg);
     // Silent until a view names this replica primary.
-    core.set_role(Instant::ZERO, Role::Backup);
+    ReplicaLogic::prepare_stack(&mut core);
     let status = Arc::new(Mutex::new(ReplicaStatus {
         member: cfg.member,
         ..Default::default()
