@@ -159,6 +159,8 @@ pub struct Sim {
     plan: Vec<(u64, Fault)>,
     /// Reused transmit buffer (a fresh zeroed 64 KiB per step dominated the run time).
     scratch: Vec<u8>,
+    /// The client's connection ran out of retransmissions.
+    client_timed_out: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -295,6 +297,7 @@ impl Sim {
             key,
             plan,
             scratch: vec![0u8; 65536],
+            client_timed_out: false,
             nodes,
             rng,
             cfg,
@@ -311,11 +314,31 @@ impl Sim {
         Instant::from_micros(self.now)
     }
 
+    /// Some replica runs, is live in the view and holds the group's state
+    /// (a restarted process the view still counts as the old one holds
+    /// none of it).
+    fn serving_any(&self) -> bool {
+        let view = self.authority.view();
+        (0..self.nodes.len()).any(|i| {
+            let n = &self.nodes[i];
+            !n.crashed
+                && view.is_alive(i as u8 + 1)
+                && (!n.restarted || view.epoch > n.restart_epoch)
+        })
+    }
+
     /// Run to completion or the first violated invariant.
     pub fn run(mut self) -> Verdict {
         let limit = us(120_000);
         for _ in 0..5_000_000u64 {
             if let Err(what) = self.step() {
+                // The client gave up on a group that kept no serving
+                // member (its last one crashed after dropping the others).
+                if self.client_timed_out && !self.serving_any() {
+                    return Verdict::GroupLost {
+                        at_ms: self.now / 1000,
+                    };
+                }
                 return Verdict::Violation {
                     at_ms: self.now / 1000,
                     what,
@@ -369,16 +392,7 @@ impl Sim {
                 ),
             };
         }
-        let view = self.authority.view().clone();
-        // A restarted process the view still counts as the old one holds
-        // none of its state: it does not keep the group alive.
-        let serving = |i: usize| {
-            let n = &self.nodes[i];
-            !n.crashed
-                && view.is_alive(i as u8 + 1)
-                && (!n.restarted || view.epoch > n.restart_epoch)
-        };
-        if !(0..self.nodes.len()).any(serving) {
+        if !self.serving_any() {
             return Verdict::GroupLost {
                 at_ms: self.now / 1000,
             };
@@ -751,7 +765,10 @@ impl Sim {
                 match self.client.send(key, &data) {
                     Ok(m) => c.sent += m as u64,
                     Err(SendError::WouldBlock) => break,
-                    Err(e) => return Err(format!("client connection {k}: send failed: {e} (a reset the scenario did not cause)")),
+                    Err(e) => {
+                        self.client_timed_out |= e == SendError::TimedOut;
+                        return Err(format!("client connection {k}: send failed: {e} (a reset the scenario did not cause)"));
+                    }
                 }
             }
             if established && c.sent == total && !c.closed_write {
@@ -783,9 +800,10 @@ impl Sim {
                     }
                     Err(RecvError::WouldBlock) => break,
                     Err(e) => {
+                        self.client_timed_out |= e == RecvError::TimedOut;
                         return Err(format!(
                             "client connection {k}: {e} (a reset the scenario did not cause)"
-                        ))
+                        ));
                     }
                 }
             }
