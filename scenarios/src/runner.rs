@@ -44,6 +44,12 @@ enum Running {
         started: Instant,
     },
     Wrk(Child),
+    Nc {
+        child: Child,
+        sent: std::path::PathBuf,
+        got: std::path::PathBuf,
+        size: usize,
+    },
     Echo(Child),
     Short(Child),
 }
@@ -189,6 +195,24 @@ fn start(c: &Cluster, i: usize, w: &Workload) -> anyhow::Result<Running> {
                 started: Instant::now(),
             }
         }
+        Workload::Nc { size_mib } => {
+            let sent = c.log_dir().join(format!("nc{i}.bin"));
+            let got = c.log_dir().join(format!("nc{i}.back"));
+            clients::write_random_file(&sent, size_mib << 20)?;
+            // -N: shut the socket down at the end of the file; nc exits
+            // when the echo app closes after echoing everything.
+            let script = format!("nc -N {VIP} 7 < '{}' > '{}'", sent.display(), got.display());
+            let mut cmd = c.client("sh");
+            cmd.args(["-c", &script])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped());
+            Running::Nc {
+                child: cmd.spawn().context("starting nc")?,
+                sent,
+                got,
+                size: size_mib << 20,
+            }
+        }
         Workload::Wrk {
             connections,
             seconds,
@@ -323,6 +347,28 @@ fn judge(r: Running, s: &Scenario, out: &mut Outcome) -> anyhow::Result<()> {
             }
             if s.checks.byte_exact && v["mismatches"].as_u64() != Some(0) {
                 out.failures.push(format!("echo bytes differ: {v}"));
+            }
+        }
+        Running::Nc {
+            child,
+            sent,
+            got,
+            size,
+        } => {
+            let o = child.wait_with_output()?;
+            if !o.status.success() {
+                out.failures.push(format!(
+                    "nc failed: {}",
+                    String::from_utf8_lossy(&o.stderr).trim()
+                ));
+                return Ok(());
+            }
+            let back = std::fs::metadata(&got).map(|m| m.len()).unwrap_or(0);
+            if s.checks.byte_exact
+                && (back != size as u64 || clients::sha256(&got)? != clients::sha256(&sent)?)
+            {
+                out.failures
+                    .push(format!("nc stream differs ({back} of {size} bytes back)"));
             }
         }
         Running::Short(child) => {

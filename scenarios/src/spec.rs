@@ -6,7 +6,7 @@
 //! [topology]
 //! replicas = 3
 //! [[workload]]
-//! kind = "download"          # download | upload | echo | short | wrk
+//! kind = "download"          # download | upload | nc | echo | short | wrk
 //! size_mib = 48
 //! rate = "16M"
 //! [[fault]]
@@ -98,6 +98,9 @@ pub enum Workload {
         #[serde(default = "default_rate")]
         rate: String,
     },
+    /// `nc -N` streams a file through the echo app; what comes back must
+    /// be the file (SHA-256).
+    Nc { size_mib: usize },
     /// `wrk`: many keep-alive connections fetching a small file for a
     /// while; any socket error (a reset is one) or non-2xx fails the run.
     Wrk {
