@@ -94,48 +94,33 @@ pub fn finish_echo(child: Child) -> anyhow::Result<serde_json::Value> {
     })
 }
 
-/// curl download of `path` from the VIP's HTTP app into `dest`, rate-limited
-/// so the transfer spans the failures.
-pub fn start_download(c: &Cluster, path: &str, dest: &Path, rate: &str) -> anyhow::Result<Child> {
+/// curl in the client namespace: failing on HTTP errors, rate-limited so
+/// the transfer spans the failures.
+fn curl(c: &Cluster, rate: &str) -> Command {
     let mut cmd: Command = c.client("curl");
-    cmd.args([
-        "-sS",
-        "--fail",
-        "--max-time",
-        "300",
-        "--limit-rate",
-        rate,
-        "-o",
-    ])
-    .arg(dest);
+    cmd.args(["-sS", "--fail", "--max-time", "300", "--limit-rate", rate]);
+    cmd.stderr(Stdio::piped()).stdin(Stdio::null());
+    cmd
+}
+
+/// curl download of `path` from the VIP's HTTP app into `dest`.
+pub fn start_download(c: &Cluster, path: &str, dest: &Path, rate: &str) -> anyhow::Result<Child> {
+    let mut cmd = curl(c, rate);
+    cmd.arg("-o").arg(dest);
     cmd.arg(format!("http://{VIP}/{path}"));
-    cmd.stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .stdin(Stdio::null());
+    cmd.stdout(Stdio::null());
     cmd.spawn().context("starting curl")
 }
 
 /// curl upload of `src` to the VIP's HTTP app (POST); its stdout is the
 /// app's answer, `<sha256 hex> <bytes>` of the body it read.
 pub fn start_upload(c: &Cluster, src: &Path, rate: &str) -> anyhow::Result<Child> {
-    let mut cmd: Command = c.client("curl");
+    let mut cmd = curl(c, rate);
     // `Expect:` off: the app sends no 100 Continue, curl would wait 1 s.
-    cmd.args([
-        "-sS",
-        "--fail",
-        "--max-time",
-        "300",
-        "--limit-rate",
-        rate,
-        "-H",
-        "Expect:",
-        "--data-binary",
-    ])
-    .arg(format!("@{}", src.display()))
-    .arg(format!("http://{VIP}/upload"));
-    cmd.stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .stdin(Stdio::null());
+    cmd.args(["-H", "Expect:", "--data-binary"])
+        .arg(format!("@{}", src.display()))
+        .arg(format!("http://{VIP}/upload"));
+    cmd.stdout(Stdio::piped());
     cmd.spawn().context("starting curl")
 }
 

@@ -253,6 +253,28 @@ fn start(c: &Cluster, i: usize, w: &Workload) -> anyhow::Result<Running> {
     })
 }
 
+/// Wait for a transfer's client and note its rate; `None` (the failure
+/// noted) if it failed.
+fn wait_transfer(
+    child: Child,
+    what: &str,
+    size: usize,
+    started: Instant,
+    out: &mut Outcome,
+) -> anyhow::Result<Option<std::process::Output>> {
+    let o = child.wait_with_output()?;
+    let rate = size as f64 / (1 << 20) as f64 / started.elapsed().as_secs_f64().max(1e-6);
+    out.mib_s = Some(out.mib_s.map_or(rate, |r| r.min(rate)));
+    if !o.status.success() {
+        out.failures.push(format!(
+            "{what} failed: {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        ));
+        return Ok(None);
+    }
+    Ok(Some(o))
+}
+
 fn judge(r: Running, s: &Scenario, out: &mut Outcome) -> anyhow::Result<()> {
     match r {
         Running::Download {
@@ -262,14 +284,7 @@ fn judge(r: Running, s: &Scenario, out: &mut Outcome) -> anyhow::Result<()> {
             size,
             started,
         } => {
-            let o = child.wait_with_output()?;
-            let rate = size as f64 / (1 << 20) as f64 / started.elapsed().as_secs_f64().max(1e-6);
-            out.mib_s = Some(out.mib_s.map_or(rate, |r| r.min(rate)));
-            if !o.status.success() {
-                out.failures.push(format!(
-                    "curl failed: {}",
-                    String::from_utf8_lossy(&o.stderr).trim()
-                ));
+            if wait_transfer(child, "curl", size, started, out)?.is_none() {
                 return Ok(());
             }
             let got = std::fs::metadata(&fetched).map(|m| m.len()).unwrap_or(0);
@@ -286,16 +301,9 @@ fn judge(r: Running, s: &Scenario, out: &mut Outcome) -> anyhow::Result<()> {
             sha256,
             started,
         } => {
-            let o = child.wait_with_output()?;
-            let rate = size as f64 / (1 << 20) as f64 / started.elapsed().as_secs_f64().max(1e-6);
-            out.mib_s = Some(out.mib_s.map_or(rate, |r| r.min(rate)));
-            if !o.status.success() {
-                out.failures.push(format!(
-                    "curl upload failed: {}",
-                    String::from_utf8_lossy(&o.stderr).trim()
-                ));
+            let Some(o) = wait_transfer(child, "curl upload", size, started, out)? else {
                 return Ok(());
-            }
+            };
             let answer = String::from_utf8_lossy(&o.stdout);
             let expected = format!("{sha256} {size}");
             if s.checks.byte_exact && answer.trim() != expected {

@@ -329,6 +329,17 @@ fn a_closed_connection_sends_its_last_confirmation_then_is_forgotten() {
     assert!(g.nodes[1].local.is_empty());
 }
 
+/// The repairs node `node` was asked to make on `c`: (to, from, len).
+fn repairs_asked(g: &Group, node: usize, c: ConnKey) -> Vec<(MemberId, Seq, u32)> {
+    g.actions[node]
+        .iter()
+        .filter_map(|a| match a {
+            Action::Repair { to, key, from, len } if *key == c => Some((*to, *from, *len)),
+            _ => None,
+        })
+        .collect()
+}
+
 #[test]
 fn a_backup_stuck_behind_gets_the_missing_bytes_from_the_primary() {
     let mut g = Group::new(2);
@@ -337,15 +348,7 @@ fn a_backup_stuck_behind_gets_the_missing_bytes_from_the_primary() {
     g.progress(ms(1), 0, c, 5000);
     g.progress(ms(1), 1, c, 3000); // a copy was lost at the backup
     g.pump(ms(1));
-    let repairs = |g: &Group| {
-        g.actions[0]
-            .iter()
-            .filter_map(|a| match a {
-                Action::Repair { to, key, from, len } if *key == c => Some((*to, *from, *len)),
-                _ => None,
-            })
-            .collect::<Vec<_>>()
-    };
+    let repairs = |g: &Group| repairs_asked(g, 0, c);
     for t in [10, 20] {
         g.nodes[0].handle_timeout(ms(t));
         g.pump(ms(t));
@@ -378,15 +381,7 @@ fn a_primary_that_lost_a_copy_a_backup_holds_fetches_it() {
     g.progress(ms(1), 1, c, 5000);
     g.progress(ms(1), 2, c, 2000); // and further back on another's
     g.pump(ms(1));
-    let asked = |g: &Group, node: usize| {
-        g.actions[node]
-            .iter()
-            .filter_map(|a| match a {
-                Action::Repair { to, key, from, len } if *key == c => Some((*to, *from, *len)),
-                _ => None,
-            })
-            .collect::<Vec<_>>()
-    };
+    let asked = |g: &Group, node: usize| repairs_asked(g, node, c);
     for t in [10, 20] {
         g.nodes[0].handle_timeout(ms(t));
         g.pump(ms(t));
