@@ -1115,7 +1115,8 @@ impl Replicator {
         }
     }
 
-    /// Primary: send a backup the client bytes it lacks (after [`Action::Repair`]).
+    /// Send the client bytes a member lacks (after [`Action::Repair`]): the
+    /// primary to a backup, or a backup to the primary that asked for them.
     pub fn send_fill(&mut self, now: Instant, to: MemberId, key: ConnKey, from: Seq, data: &[u8]) {
         // The primary repairs its members; a backup answers the primary's request.
         if data.is_empty() || !(self.is_primary() || self.primary() == Some(to)) {
