@@ -15,3 +15,4 @@ pub mod control;
 pub mod replication;
 pub mod signals;
 pub mod transport;
+pub mod udp_offload;

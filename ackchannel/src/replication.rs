@@ -975,6 +975,11 @@ impl Replicator {
         for peer in self.watched() {
             let heard = self.last_heard.get(&peer).copied().unwrap_or(now);
             if now.saturating_since(heard) >= self.cfg.peer_timeout {
+                tracing::warn!(
+                    peer = peer.0,
+                    silent_ms = now.saturating_since(heard).total_millis(),
+                    "peer silent"
+                );
                 self.actions.push_back(Action::PeerSuspected(peer));
                 self.last_heard.insert(peer, now); // report again after another timeout
             }
@@ -1001,6 +1006,12 @@ impl Replicator {
                 if p.acked >= top {
                     p.acked_at = now;
                 } else if now.saturating_since(p.acked_at) >= self.cfg.peer_timeout {
+                    tracing::warn!(
+                        peer = id.0,
+                        acked = p.acked,
+                        top,
+                        "backup's log acknowledgements stalled"
+                    );
                     p.acked_at = now;
                     lagging.push(*id);
                 }

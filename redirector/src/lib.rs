@@ -3,12 +3,13 @@
 //! group that serves it, and is each group's registrar and view authority.
 
 pub mod config;
+pub mod copies;
 pub mod pool;
 pub mod services;
 pub mod state;
 pub mod status;
 
-use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
+use std::net::{SocketAddrV4, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex};
@@ -23,6 +24,7 @@ use stack::phy::Device;
 use stack::Instant;
 
 use config::RedirectorConfig;
+use copies::{CopySender, Inbox};
 use pool::Pool;
 use services::{ServiceMap, Verdict};
 use status::{Counters, DrainRequest, Snapshot};
@@ -35,7 +37,8 @@ const MAX_WAIT: Duration = Duration::from_millis(50);
 struct Redirector {
     tun: Tun,
     control: UdpSocket,
-    data: UdpSocket,
+    copies: CopySender,
+    inbox: Inbox,
     services: ServiceMap,
     groups: Vec<ViewAuthority>,
     pools: Vec<Pool>,
@@ -72,7 +75,8 @@ pub fn run(cfg: RedirectorConfig, signals: Signals) -> anyhow::Result<()> {
     let mut r = Redirector {
         tun,
         control,
-        data,
+        copies: CopySender::new(data),
+        inbox: Inbox::new(cfg.mtu, BATCH),
         services,
         pools: cfg.build_pools(seed),
         draining: vec![false; groups.len()],
@@ -219,49 +223,48 @@ impl Redirector {
     }
 
     fn forward(&mut self, now: Instant) {
-        let mut buf = vec![0u8; 65536];
+        self.inbox.clear();
         for _ in 0..BATCH {
-            let n = match self.tun.recv(&mut buf) {
+            let n = match self.tun.recv(self.inbox.next_slot()) {
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(_) => return,
+                Err(_) => break,
             };
-            let packet = &buf[..n];
-            let group = match self.services.classify(packet) {
-                Verdict::Group(g) => g,
-                Verdict::Pool(p, flow) => {
-                    let pool = &mut self.pools[p];
-                    let group = match flow {
-                        Some(flow) => pool.route(now, &flow, &self.available),
-                        None => pool.any_group(&self.available),
-                    };
-                    let Some(g) = group else {
-                        // Counted by the pool, by reason.
-                        self.counters.dropped_by_pool += 1;
-                        continue;
-                    };
-                    g
-                }
-                Verdict::NoService => {
-                    self.counters.dropped_no_service += 1;
-                    continue;
-                }
-                Verdict::NotIpv4 | Verdict::Malformed => {
-                    self.counters.dropped_malformed += 1;
-                    continue;
-                }
+            let Some(group) = self.route(now, n) else {
+                continue;
             };
             self.counters.packets_in += 1;
-            let targets = &self.destinations[group].1;
-            if targets.is_empty() {
-                self.counters.dropped_no_member += 1;
-            }
-            for to in targets {
-                match self.data.send_to(packet, SocketAddr::V4(*to)) {
-                    Ok(_) => self.counters.copies_sent += 1,
-                    // A lost copy is recovered by the client's retransmission.
-                    Err(_) => self.counters.copy_errors += 1,
+            self.inbox.push(n, group);
+        }
+        self.copies
+            .send(&self.inbox, &self.destinations, &mut self.counters);
+    }
+
+    /// The group that takes the packet just read, or None (counted) when
+    /// none does.
+    fn route(&mut self, now: Instant, len: usize) -> Option<usize> {
+        let packet = &self.inbox.next_slot()[..len];
+        match self.services.classify(packet) {
+            Verdict::Group(g) => Some(g),
+            Verdict::Pool(p, flow) => {
+                let pool = &mut self.pools[p];
+                let group = match flow {
+                    Some(flow) => pool.route(now, &flow, &self.available),
+                    None => pool.any_group(&self.available),
+                };
+                if group.is_none() {
+                    // Counted by the pool, by reason.
+                    self.counters.dropped_by_pool += 1;
                 }
+                group
+            }
+            Verdict::NoService => {
+                self.counters.dropped_no_service += 1;
+                None
+            }
+            Verdict::NotIpv4 | Verdict::Malformed => {
+                self.counters.dropped_malformed += 1;
+                None
             }
         }
     }

@@ -16,6 +16,8 @@ pub struct Counters {
     pub packets_in: u64,
     pub copies_sent: u64,
     pub copy_errors: u64,
+    /// Sends that carried several copies as one coalesced datagram.
+    pub coalesced_sends: u64,
     pub dropped_no_service: u64,
     pub dropped_no_member: u64,
     pub dropped_malformed: u64,
@@ -140,6 +142,14 @@ impl Snapshot {
             "Copies the kernel refused to send.",
             "",
             c.copy_errors,
+        );
+        metric(
+            &mut out,
+            "hydra_redirector_coalesced_sends_total",
+            "counter",
+            "Sends carrying several copies to one replica as one datagram (UDP segmentation offload).",
+            "",
+            c.coalesced_sends,
         );
         metric(
             &mut out,

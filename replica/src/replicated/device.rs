@@ -1,11 +1,14 @@
 //! The replica's device: input is the redirector's UDP copies of client
-//! packets, output goes to the TUN device (the kernel routes it to the client).
+//! packets (runs of them coalesced into one datagram, which it cuts back
+//! into packets), output goes to the TUN device (the kernel routes it to
+//! the client).
 
 use std::io;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::UdpSocket;
 use std::os::fd::{AsRawFd, RawFd};
 
 use ackchannel::transport::{size_socket_buffer, SocketBuffer};
+use ackchannel::udp_offload::{enable_gro, recv_coalesced, MAX_COALESCED};
 use stack::phy::tun::Tun;
 use stack::phy::Device;
 
@@ -14,6 +17,9 @@ use stack::phy::Device;
 pub struct DeviceDrops {
     /// Datagrams not from the redirector.
     pub foreign_source: u64,
+    /// Datagrams cut because they did not fit the receive buffer, or
+    /// packets longer than the stack's buffer.
+    pub oversized: u64,
 }
 
 /// Receive buffer of the data socket.
@@ -23,6 +29,11 @@ pub struct ReplicaDevice {
     data: UdpSocket,
     tun: Tun,
     redirector_ip: std::net::Ipv4Addr,
+    /// The last datagram received and how far it has been handed out.
+    datagram: Vec<u8>,
+    datagram_len: usize,
+    segment_size: usize,
+    next_segment: usize,
     pub drops: DeviceDrops,
 }
 
@@ -36,24 +47,62 @@ impl ReplicaDevice {
         // A backup busy with a burst must not lose copies in the kernel: a
         // lost copy costs the client a retransmission timeout.
         size_socket_buffer(&data, SocketBuffer::Receive, DATA_BUFFER)?;
+        if let Err(e) = enable_gro(&data) {
+            // Still correct: the kernel then cuts coalesced datagrams itself.
+            tracing::warn!("UDP_GRO unavailable ({e}); receiving copies one by one");
+        }
         Ok(ReplicaDevice {
             data,
             tun,
             redirector_ip,
+            datagram: vec![0; MAX_COALESCED],
+            datagram_len: 0,
+            segment_size: 0,
+            next_segment: 0,
             drops: DeviceDrops::default(),
         })
     }
 }
 
+impl ReplicaDevice {
+    /// Copy the next packet of the current datagram into `buf`, if any is
+    /// left. A packet longer than `buf` is dropped (counted).
+    fn next_packet(&mut self, buf: &mut [u8]) -> Option<usize> {
+        while self.next_segment < self.datagram_len {
+            let start = self.next_segment;
+            let end = (start + self.segment_size).min(self.datagram_len);
+            self.next_segment = end;
+            let packet = &self.datagram[start..end];
+            if packet.len() > buf.len() {
+                self.drops.oversized += 1;
+                continue;
+            }
+            buf[..packet.len()].copy_from_slice(packet);
+            return Some(packet.len());
+        }
+        None
+    }
+}
+
 impl Device for ReplicaDevice {
     fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        // Bounded: at most one datagram per call; the driver bounds the batch.
+        // Bounded: at most one packet per call; the driver bounds the batch.
         loop {
-            let (n, from) = self.data.recv_from(buf)?;
-            match from {
-                SocketAddr::V4(a) if *a.ip() == self.redirector_ip => return Ok(n),
-                _ => self.drops.foreign_source += 1,
+            if let Some(n) = self.next_packet(buf) {
+                return Ok(n);
             }
+            let got = recv_coalesced(&self.data, &mut self.datagram)?;
+            if got.from.map(|a| *a.ip()) != Some(self.redirector_ip) {
+                self.drops.foreign_source += 1;
+                continue;
+            }
+            if got.truncated {
+                self.drops.oversized += 1;
+                continue;
+            }
+            self.datagram_len = got.len;
+            self.segment_size = got.segment_size.unwrap_or(got.len).max(1);
+            self.next_segment = 0;
         }
     }
 
@@ -67,5 +116,9 @@ impl Device for ReplicaDevice {
 
     fn mtu(&self) -> usize {
         self.tun.mtu()
+    }
+
+    fn has_buffered_input(&self) -> bool {
+        self.next_segment < self.datagram_len
     }
 }

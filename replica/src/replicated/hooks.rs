@@ -47,7 +47,13 @@ pub struct ReplicaStatus {
     /// Per backup: log entries it lacks (primary only).
     pub lag: Vec<(u8, u64)>,
     pub frames_refused: u64,
+    pub frames_sent: u64,
+    pub frames_received: u64,
     pub gate_updates: u64,
+    /// Fills sent: client bytes a member lacked, sent by a member holding them.
+    pub repairs: u64,
+    /// Fills this primary asked a backup for (bytes only it lost).
+    pub fill_requests: u64,
     /// A handover or leave is under way.
     pub resigning: bool,
     /// Handovers or leaves the group did not act on in time.
@@ -146,7 +152,11 @@ impl ReplicationHooks {
         s.lag = r.lag().into_iter().map(|(m, l)| (m.0, l)).collect();
         s.frames_refused =
             r.stats().refused_auth + r.stats().refused_epoch + r.stats().refused_other;
+        s.frames_sent = r.stats().frames_sent;
+        s.frames_received = r.stats().frames_received;
         s.gate_updates = r.stats().gate_updates;
+        s.repairs = r.stats().repairs;
+        s.fill_requests = r.stats().fill_requests;
         s.checkpoint_backlog = r.checkpoint_backlog();
         s.resigning = logic.resigning();
         s.resignations_cancelled = logic.resignations_cancelled;

@@ -21,4 +21,10 @@ pub trait Device {
     fn raw_fd(&self) -> Option<RawFd>;
     /// Largest packet the device carries (its MTU).
     fn mtu(&self) -> usize;
+    /// Packets already read from the fd but not yet returned by `recv`
+    /// (a device that reads several per system call): the driver must call
+    /// `recv` again before it sleeps on the fd.
+    fn has_buffered_input(&self) -> bool {
+        false
+    }
 }

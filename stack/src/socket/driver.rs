@@ -95,7 +95,7 @@ pub(super) fn run<D: Device, H: Hooks>(shared: Arc<Shared>, mut device: D, mut h
             }
             earliest(inner.stack.poll_timeout(), hooks.next_deadline())
         };
-        let timeout = if more_output {
+        let timeout = if more_output || device.has_buffered_input() {
             Some(Instant::ZERO)
         } else {
             deadline

@@ -261,9 +261,16 @@ impl RecvBuffer {
         {
             return Insert::OverLimit;
         }
-        let mut data = vec![0u8; merged_len];
+        // A segment that extends a block at its end (the usual case after a
+        // loss) grows that block's buffer in place: copying the whole block
+        // for every segment would cost quadratic time in the hole's length.
+        let (mut data, merged_from) = match first {
+            Some(f) if self.ooo[f].seq == new_seq => (std::mem::take(&mut self.ooo[f].data), f + 1),
+            _ => (Vec::new(), first.unwrap_or(0)),
+        };
+        data.resize(merged_len, 0);
         if let Some(f) = first {
-            for s in &self.ooo[f..=last] {
+            for s in &self.ooo[merged_from.max(f)..=last] {
                 let off = s.seq.since(new_seq) as usize;
                 data[off..off + s.data.len()].copy_from_slice(&s.data);
             }
@@ -362,6 +369,28 @@ mod tests {
         assert_eq!(&r.ooo[0].data, b"aabbbbbbbbbbcc");
         assert_eq!(r.ooo_bytes, 14);
         assert_eq!(r.insert(Seq(11), b"x"), Insert::Duplicate);
+    }
+
+    #[test]
+    fn a_long_run_after_a_hole_grows_one_block_then_fills_in_order() {
+        let stream: Vec<u8> = (0..200_000u32).map(|i| (i * 31 % 251) as u8).collect();
+        let mut r = RecvBuffer::new(Seq(0), 1 << 20);
+        // Segment 0 is lost; the rest arrive in order, then a block in front
+        // of the first one, then the retransmission of segment 0.
+        for (i, chunk) in stream.chunks(1000).enumerate().skip(3) {
+            assert_eq!(r.insert(Seq(i as u32 * 1000), chunk), Insert::OutOfOrder);
+        }
+        assert_eq!(r.ooo.len(), 1);
+        assert_eq!(r.insert(Seq(1000), &stream[1000..3000]), Insert::OutOfOrder);
+        assert_eq!(r.ooo.len(), 1);
+        assert_eq!(r.ooo_bytes, stream.len() - 1000);
+        assert_eq!(
+            r.insert(Seq(0), &stream[..1000]),
+            Insert::InOrder(stream.len())
+        );
+        let mut out = vec![0u8; stream.len()];
+        assert_eq!(r.read(&mut out, None), stream.len());
+        assert_eq!(out, stream);
     }
 
     #[test]
