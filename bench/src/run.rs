@@ -256,18 +256,21 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
                 continue;
             }
         };
+        let mut target = target;
         for &msg in &sizes {
-            report
-                .throughput
-                .push(throughput(&target, "upload", DISCARD, msg, secs));
+            let mut t = throughput(&target, "upload", DISCARD, msg, secs);
+            t.error = t.error.or_else(|| group_lost_members(&mut target, &bins));
+            report.throughput.push(t);
             bar.inc(1);
         }
-        report
-            .throughput
-            .push(throughput(&target, "download", SOURCE, 64 << 10, secs));
+        let mut t = throughput(&target, "download", SOURCE, 64 << 10, secs);
+        t.error = t.error.or_else(|| group_lost_members(&mut target, &bins));
+        report.throughput.push(t);
         bar.inc(1);
         for msg in [64, 16 << 10] {
-            report.latency.push(latency(&target, msg, secs));
+            let mut l = latency(&target, msg, secs);
+            l.error = l.error.or_else(|| group_lost_members(&mut target, &bins));
+            report.latency.push(l);
             bar.inc(1);
         }
         if matches!(kind, Kind::Hydra | Kind::Replicated(3)) {
@@ -300,6 +303,28 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         Err(e) => println!("plots skipped: {e:#}"),
     }
     Ok(())
+}
+
+/// A replicated configuration's figure counts only if every member stayed
+/// in the group through it (a group that dropped its backups under load
+/// would otherwise pass off as a smaller one). On loss, says so and starts
+/// the configuration again for the next measurement.
+fn group_lost_members(target: &mut Target, bins: &Binaries) -> Option<String> {
+    let Kind::Replicated(members) = target.kind else {
+        return None;
+    };
+    let live = match target.cluster.as_ref()?.view() {
+        Ok((_, _, live)) => live,
+        Err(e) => return Some(format!("cannot read the group's view: {e:#}")),
+    };
+    if live == members {
+        return None;
+    }
+    let why = format!("the group fell to {live} of {members} live members during the run");
+    if let Ok(fresh) = setups::start(target.kind, bins) {
+        *target = fresh;
+    }
+    Some(why)
 }
 
 fn throughput(t: &Target, direction: &str, port: u16, msg: usize, secs: f64) -> Throughput {

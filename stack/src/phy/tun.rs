@@ -24,6 +24,13 @@ struct IfReqFlags {
     _pad: [u8; 22],
 }
 
+/// Packets the kernel queues toward us (the device's transmit queue).
+/// The kernel's default of 500 overflows when a burst of a full TCP window
+/// arrives while our reader is descheduled; each drop costs the sender a
+/// retransmission. TCP windows bound what can ever be queued.
+const QUEUE_LEN: libc::c_int = 8192;
+
+/// ifreq with an int in its union (MTU, queue length).
 #[repr(C)]
 struct IfReqMtu {
     name: [libc::c_char; libc::IFNAMSIZ],
@@ -103,6 +110,15 @@ impl Tun {
             };
             // SAFETY: SIOCSIFMTU takes an ifreq with the MTU in the union.
             if unsafe { libc::ioctl(sock, libc::SIOCSIFMTU as _, &mut mtu_req) } < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let mut qlen_req = IfReqMtu {
+                name: ifname(&self.name)?,
+                mtu: QUEUE_LEN,
+                _pad: [0; 20],
+            };
+            // SAFETY: SIOCSIFTXQLEN takes an ifreq with ifr_qlen in the union.
+            if unsafe { libc::ioctl(sock, libc::SIOCSIFTXQLEN as _, &mut qlen_req) } < 0 {
                 return Err(io::Error::last_os_error());
             }
             let mut flags = IfReqFlags {
