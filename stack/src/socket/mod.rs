@@ -86,7 +86,7 @@ struct Inner {
     next_port: u16,
     /// Blocked threads by what they wait for: the driver wakes only those an
     /// event concerns (a shared condvar would wake every thread per event).
-    waiters: HashMap<WaitKey, Vec<Arc<Condvar>>>,
+    waiters: HashMap<WaitKey, Vec<Arc<Condvar>>, ahash::RandomState>,
 }
 
 impl Inner {
@@ -159,7 +159,7 @@ impl NetStack {
                 pollers: 0,
                 stopped: false,
                 next_port: 49152,
-                waiters: HashMap::new(),
+                waiters: HashMap::default(),
             }),
             wake: driver::Waker::new()?,
             address,
