@@ -185,6 +185,9 @@ pub struct ConnInfo {
     pub send_queued: usize,
     /// Free space in the send buffer.
     pub send_space: usize,
+    /// The next byte the application's read returns (a passive primary
+    /// reads ahead of what its backups have released).
+    pub read_from: Seq,
     pub rcv_nxt: Seq,
     pub snd_una: Seq,
     pub snd_nxt: Seq,
@@ -488,6 +491,7 @@ impl Stack {
             recv_ready: t.readable(),
             send_queued: t.send.data.len(),
             send_space: t.send.space(),
+            read_from: t.recv.start + t.read_ahead(),
             rcv_nxt: t.rcv_nxt,
             snd_una: t.snd_una,
             snd_nxt: t.snd_nxt,
@@ -1369,13 +1373,19 @@ impl Stack {
         // ahead by more than PAWS tolerates over many takeovers.
         //= DESIGN.md rule 1
         //# a new primary never sends a TSval lower than one the old primary could have sent
-        if tcb.opts.timestamps && tcb.max_tsecr != 0 {
-            let elapsed = now.total_millis().saturating_sub(tcb.max_tsecr_at_ms) as u32;
+        if tcb.opts.timestamps {
             let epochs = epoch.saturating_sub(tcb.opened_epoch).clamp(1, 60) as u32;
-            let floor = tcb
-                .max_tsecr
-                .wrapping_add(elapsed)
-                .wrapping_add(1000 * epochs);
+            // No echo yet (the client's packets after its SYN never reached
+            // us): the group's shared clock stands in for it. An earlier
+            // primary that had echoes took them from that clock, with a
+            // smaller margin.
+            let echo = if tcb.max_tsecr != 0 {
+                let elapsed = now.total_millis().saturating_sub(tcb.max_tsecr_at_ms) as u32;
+                tcb.max_tsecr.wrapping_add(elapsed)
+            } else {
+                tcb.tsval(now)
+            };
+            let floor = echo.wrapping_add(1000 * epochs);
             let current = tcb.tsval(now);
             if (current.wrapping_sub(floor) as i32) < 0 {
                 tcb.opts.ts_offset = tcb.opts.ts_offset.wrapping_add(floor.wrapping_sub(current));

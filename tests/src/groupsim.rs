@@ -13,10 +13,12 @@ use ackchannel::control::{GroupPolicy, MemberAgent, ViewAuthority};
 use ackchannel::replication::{MemberId, ReplicationConfig, Replicator};
 use replica::replicated::logic::ReplicaLogic;
 use smoltcp::wire::{Ipv4Packet, TcpOption, TcpPacket};
-use stack::iface::{RecvError, SendError};
+use stack::iface::RecvError;
 use stack::tcp::State;
 use stack::{Config, ConnKey, Duration, Instant, Role, Stack};
 
+pub use crate::simclient::ClientKind;
+use crate::simclient::{Received, SimClient};
 use crate::simnet::{Link, LinkProfile, Rng};
 
 const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
@@ -44,6 +46,12 @@ pub struct SimConfig {
     /// differently on every replica, keeping its position in a state block
     /// that must always match the stream it consumed.
     pub passive: bool,
+    /// The client's TCP: ours or smoltcp's.
+    pub client: ClientKind,
+    /// Request/response: each connection sends this many bytes, waits for
+    /// all of them to come back, then sends the next request. None: it
+    /// streams (bulk both ways at once).
+    pub request: Option<usize>,
 }
 
 impl SimConfig {
@@ -57,6 +65,8 @@ impl SimConfig {
             inject_no_gating: false,
             trace: false,
             passive: false,
+            client: ClientKind::Hydra,
+            request: None,
         }
     }
 }
@@ -138,7 +148,7 @@ pub struct Sim {
     cfg: SimConfig,
     now: u64,
     rng: Rng,
-    client: Stack,
+    client: SimClient,
     conns: Vec<ClientConn>,
     authority: ViewAuthority,
     nodes: Vec<Node>,
@@ -280,7 +290,7 @@ impl Sim {
         }
         Sim {
             now: 0,
-            client: Stack::new(Config::default()),
+            client: SimClient::new(cfg.client, cfg.seed),
             conns,
             authority,
             up: link(profile),
@@ -714,21 +724,8 @@ impl Sim {
                 _ => {}
             }
             if self.cfg.trace {
-                if let Ok(ip) = Ipv4Packet::new_checked(&p[..]) {
-                    if let Ok(t) = TcpPacket::new_checked(ip.payload()) {
-                        let line = format!(
-                            "replica {member} -> client :{} seq {} ack {} win {} ts {:?} len {}{}{}",
-                            t.dst_port(),
-                            t.seq_number().0 as u32,
-                            t.ack_number().0 as u32,
-                            t.window_len(),
-                            tcp_options(&t).0,
-                            t.payload().len(),
-                            if t.syn() { " SYN" } else { "" },
-                            if t.fin() { " FIN" } else { "" }
-                        );
-                        self.trace(|| line);
-                    }
+                if let Some(line) = describe(&p, true) {
+                    self.trace(|| format!("replica {member} -> client {line}"));
                 }
             }
             self.check_server_packet(member, &p)?;
@@ -753,21 +750,28 @@ impl Sim {
             }
             let Some(key) = c.key else { continue };
             let port = key.local.port();
-            let established = self
-                .client
-                .conn_info(key)
-                .is_some_and(|i| i.state != State::SynSent);
-            while established && c.sent < total {
-                let n = ((total - c.sent) as usize).min(4096);
+            let established = self.client.established(key);
+            // Streaming sends everything; request/response sends the next
+            // request once the last one came back whole.
+            let limit = match self.cfg.request {
+                None => total,
+                Some(_) if c.sent > c.received => c.sent,
+                Some(r) => (c.sent + r as u64).min(total),
+            };
+            while established && c.sent < limit {
+                let n = ((limit - c.sent) as usize).min(4096);
                 let data: Vec<u8> = (0..n as u64)
                     .map(|j| stream_byte(self.cfg.seed, port, c.sent + j))
                     .collect();
                 match self.client.send(key, &data) {
+                    Ok(0) => break,
                     Ok(m) => c.sent += m as u64,
-                    Err(SendError::WouldBlock) => break,
                     Err(e) => {
-                        self.client_timed_out |= e == SendError::TimedOut;
-                        return Err(format!("client connection {k}: send failed: {e} (a reset the scenario did not cause)"));
+                        self.client_timed_out |= e.timed_out;
+                        return Err(format!(
+                            "client connection {k}: {} (a reset the scenario did not cause)",
+                            e.what
+                        ));
                     }
                 }
             }
@@ -778,7 +782,7 @@ impl Sim {
             let mut buf = [0u8; 16384];
             while !c.eof {
                 match self.client.recv(key, &mut buf) {
-                    Ok(0) => {
+                    Ok(Received::Eof) => {
                         if c.received != total {
                             return Err(format!(
                                 "client connection {k}: end of stream after {} of {total} bytes",
@@ -787,7 +791,7 @@ impl Sim {
                         }
                         c.eof = true;
                     }
-                    Ok(n) => {
+                    Ok(Received::Data(n)) => {
                         for (j, b) in buf[..n].iter().enumerate() {
                             let at = c.received + j as u64;
                             if at >= total || *b != stream_byte(self.cfg.seed, port, at) {
@@ -798,20 +802,27 @@ impl Sim {
                         }
                         c.received += n as u64;
                     }
-                    Err(RecvError::WouldBlock) => break,
+                    Ok(Received::WouldBlock) => break,
                     Err(e) => {
-                        self.client_timed_out |= e == RecvError::TimedOut;
+                        self.client_timed_out |= e.timed_out;
                         return Err(format!(
-                            "client connection {k}: {e} (a reset the scenario did not cause)"
+                            "client connection {k}: {} (a reset the scenario did not cause)",
+                            e.what
                         ));
                     }
                 }
             }
         }
-        while self.client.poll_event().is_some() {}
-        while let Some(n) = self.client.poll_transmit(inst, &mut self.scratch) {
-            self.up.send(now, &self.scratch[..n]);
-        }
+        let up = &mut self.up;
+        let trace = self.cfg.trace;
+        self.client.transmit(inst, &mut self.scratch, |p| {
+            if trace {
+                if let Some(line) = describe(p, false) {
+                    eprintln!("{:>9.3} ms  client -> group {line}", now as f64 / 1000.0);
+                }
+            }
+            up.send(now, p)
+        });
         Ok(())
     }
 
@@ -895,14 +906,14 @@ impl Sim {
         let live: HashSet<u8> = self.authority.view().live().map(|m| m.id).collect();
         for c in &self.conns {
             let Some(key) = c.key else { continue };
-            let Some(info) = self.client.conn_info(key) else {
+            let Some(progress) = self.client.progress(key) else {
                 continue;
             };
             // The server has sent its FIN and seen ours: nothing is left
             // to carry, so a replica that rejoined since need not hold it.
-            let finished = matches!(info.state, State::TimeWait | State::Closed);
+            let finished = progress.finished;
             // Bytes of ours the server acknowledged (SYN and FIN excluded).
-            let acked = info.snd_una;
+            let acked = progress.acked;
             let server_key = ConnKey {
                 local: key.remote,
                 remote: key.local,
@@ -924,13 +935,12 @@ impl Sim {
                 match held {
                     Some(h) if h >= acked => {}
                     // Nothing beyond the SYN acknowledged yet: nothing to hold.
-                    None if info.state == State::SynSent => {}
-                    _ if acked.since(info_iss(&self.client, key)) <= 1 => {}
+                    None if progress.opening => {}
+                    _ if acked.since(progress.iss) <= 1 => {}
                     other => {
                         return Err(format!(
-                            "client port {} ({:?}): server acknowledged up to {acked} but live replica {id} holds {other:?}",
+                            "client port {}: server acknowledged up to {acked} but live replica {id} holds {other:?}",
                             key.local.port(),
-                            info.state
                         ));
                     }
                 }
@@ -988,13 +998,6 @@ fn new_node(i: usize, key: &GroupKey, counter: u64, passive: bool) -> Node {
     }
 }
 
-/// The client connection's ISS (acknowledging only the SYN holds no data).
-fn info_iss(client: &Stack, key: ConnKey) -> stack::tcp::seq::Seq {
-    client
-        .open_record(key)
-        .map_or(stack::tcp::seq::Seq(0), |r| r.iss)
-}
-
 /// Every replica's application: echo the committed bytes (peek, send,
 /// consume what was sent: it keeps no bytes of its own, so a connection
 /// restored by state transfer resumes), checking them against the client's
@@ -1017,10 +1020,12 @@ fn echo_apps(node: &mut Node, seed: u64) -> Result<(), String> {
     for key in fresh {
         // Bytes the application consumed before (on the replica a snapshot
         // came from); zero for a new connection.
-        let consumed = node
-            .stack
-            .snapshot(key)
-            .map_or(0, |s| u64::from(s.recv_start.since(s.irs + 1u32)));
+        // Where its reads resume: a primary demoted and promoted again
+        // with no full checkpoint in between keeps its read-ahead.
+        let consumed = match (node.stack.snapshot(key), node.stack.conn_info(key)) {
+            (Some(s), Some(i)) => u64::from(i.read_from.since(s.irs + 1u32)),
+            _ => 0,
+        };
         node.apps.entry(key).or_insert(EchoApp {
             delivered: consumed,
             ..EchoApp::default()
@@ -1057,10 +1062,12 @@ fn passive_echo_apps(node: &mut Node, seed: u64) -> Result<(), String> {
             Ok(None) => 0,
             Err(e) => return Err(format!("replica {member}: state store: {e}")),
         };
-        let consumed = node
-            .stack
-            .snapshot(key)
-            .map_or(0, |s| u64::from(s.recv_start.since(s.irs + 1u32)));
+        // Where its reads resume: a primary demoted and promoted again
+        // with no full checkpoint in between keeps its read-ahead.
+        let consumed = match (node.stack.snapshot(key), node.stack.conn_info(key)) {
+            (Some(s), Some(i)) => u64::from(i.read_from.since(s.irs + 1u32)),
+            _ => 0,
+        };
         if pos != consumed {
             return Err(format!(
                 "replica {member}: port {} resumes with state block at {pos} but the stream consumed to {consumed}",
@@ -1143,6 +1150,29 @@ pub fn run_seed(cfg: SimConfig) -> Verdict {
 }
 
 /// A segment's TSval and window scale options.
+/// One line about a TCP packet for the trace: the client's port, sequence
+/// and acknowledgement numbers, window, TSval, length and flags.
+fn describe(p: &[u8], to_client: bool) -> Option<String> {
+    let ip = Ipv4Packet::new_checked(p).ok()?;
+    let t = TcpPacket::new_checked(ip.payload()).ok()?;
+    let port = if to_client {
+        t.dst_port()
+    } else {
+        t.src_port()
+    };
+    Some(format!(
+        ":{port} seq {} ack {} win {} ts {:?} len {}{}{}{}",
+        t.seq_number().0 as u32,
+        t.ack_number().0 as u32,
+        t.window_len(),
+        tcp_options(&t).0,
+        t.payload().len(),
+        if t.syn() { " SYN" } else { "" },
+        if t.fin() { " FIN" } else { "" },
+        if t.rst() { " RST" } else { "" }
+    ))
+}
+
 fn tcp_options(tcp: &TcpPacket<&[u8]>) -> (Option<u32>, Option<u8>) {
     let (mut tsval, mut wscale) = (None, None);
     let mut rest = tcp.options();

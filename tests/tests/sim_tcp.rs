@@ -3,12 +3,11 @@
 //! Both sides send a seeded byte stream, close, and check every byte they
 //! receive. A failure names its seed; `HYDRA_SIM_SEED=<n>` replays one seed.
 
-use std::collections::VecDeque;
 use std::net::SocketAddrV4;
 
+use hydra_tests::simclient::PacketQueue;
 use hydra_tests::simnet::{Link, LinkProfile, Rng};
 use smoltcp::iface::{Config as SmolConfig, Interface, SocketHandle, SocketSet};
-use smoltcp::phy::{self, DeviceCapabilities, Medium};
 use smoltcp::socket::tcp;
 use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, Ipv4Address};
 use stack::{Config, ConnKey, Instant, Stack};
@@ -217,53 +216,9 @@ impl Endpoint for Hydra {
 
 // ---- smoltcp ----
 
-struct Queue {
-    rx: VecDeque<Vec<u8>>,
-    tx: Vec<Vec<u8>>,
-}
-
-struct Rx(Vec<u8>);
-struct Tx<'a>(&'a mut Vec<Vec<u8>>);
-
-impl phy::RxToken for Rx {
-    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
-        f(&self.0)
-    }
-}
-
-impl phy::TxToken for Tx<'_> {
-    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
-        let mut buf = vec![0u8; len];
-        let r = f(&mut buf);
-        self.0.push(buf);
-        r
-    }
-}
-
-impl phy::Device for Queue {
-    type RxToken<'a> = Rx;
-    type TxToken<'a> = Tx<'a>;
-
-    fn receive(&mut self, _t: smoltcp::time::Instant) -> Option<(Rx, Tx<'_>)> {
-        let p = self.rx.pop_front()?;
-        Some((Rx(p), Tx(&mut self.tx)))
-    }
-
-    fn transmit(&mut self, _t: smoltcp::time::Instant) -> Option<Tx<'_>> {
-        Some(Tx(&mut self.tx))
-    }
-
-    fn capabilities(&self) -> DeviceCapabilities {
-        let mut caps = DeviceCapabilities::default();
-        caps.medium = Medium::Ip;
-        caps.max_transmission_unit = 1500;
-        caps
-    }
-}
-
 struct Smol {
     iface: Interface,
-    device: Queue,
+    device: PacketQueue,
     sockets: SocketSet<'static>,
     handle: SocketHandle,
     app: App,
@@ -272,10 +227,7 @@ struct Smol {
 
 impl Smol {
     fn client(app: App, seed: u64) -> Smol {
-        let mut device = Queue {
-            rx: VecDeque::new(),
-            tx: Vec::new(),
-        };
+        let mut device = PacketQueue::default();
         let mut cfg = SmolConfig::new(HardwareAddress::Ip);
         cfg.random_seed = seed;
         let mut iface = Interface::new(cfg, &mut device, smoltcp::time::Instant::ZERO);
@@ -349,7 +301,7 @@ impl Endpoint for Smol {
             self.app.eof = true;
         }
         self.iface.poll(now, &mut self.device, &mut self.sockets);
-        out.append(&mut self.device.tx);
+        out.extend(self.device.tx.drain(..));
         Ok(())
     }
 

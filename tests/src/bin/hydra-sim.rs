@@ -2,7 +2,15 @@
 //! each failure with its seed and a one-line repro command.
 
 use clap::Parser;
-use hydra_tests::groupsim::{run_seed, SimConfig, Verdict};
+use hydra_tests::groupsim::{run_seed, ClientKind, SimConfig, Verdict};
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Client {
+    /// Our own stack.
+    Hydra,
+    /// smoltcp's TCP (no SACK, no timestamps, its own timers).
+    Smoltcp,
+}
 
 #[derive(Parser)]
 #[command(
@@ -35,6 +43,13 @@ struct Cli {
     /// Bytes each connection sends (and gets back).
     #[arg(long, default_value_t = 48 * 1024)]
     bytes: usize,
+    /// The client's TCP.
+    #[arg(long, value_enum, default_value_t = Client::Hydra)]
+    client: Client,
+    /// Request/response: send requests of this many bytes, each after the
+    /// last came back whole (default: stream).
+    #[arg(long)]
+    request: Option<usize>,
 }
 
 fn main() {
@@ -46,6 +61,11 @@ fn main() {
         passive: cli.passive,
         connections: cli.connections,
         bytes_per_connection: cli.bytes,
+        client: match cli.client {
+            Client::Hydra => ClientKind::Hydra,
+            Client::Smoltcp => ClientKind::Smoltcp,
+        },
+        request: cli.request,
         ..SimConfig::new(seed)
     };
     if let Some(seed) = cli.trace {
@@ -89,6 +109,12 @@ fn main() {
                 }
                 if cli.passive {
                     bug.push_str(" --passive");
+                }
+                if cli.client == Client::Smoltcp {
+                    bug.push_str(" --client smoltcp");
+                }
+                if let Some(r) = cli.request {
+                    bug.push_str(&format!(" --request {r}"));
                 }
                 if (cli.connections, cli.bytes) != (4, 48 * 1024) {
                     bug.push_str(&format!(
