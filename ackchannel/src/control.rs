@@ -298,6 +298,8 @@ pub struct MemberAgent {
     outbox: VecDeque<Vec<u8>>,
     reported: Vec<(u64, u8)>,
     removed: bool,
+    /// A view listed it live or catching up.
+    took_part: bool,
     /// A resignation under way (its `stay` flag) until a view shows it done.
     resigning: Option<bool>,
     /// This process's registrations carry it (the counter's start: it
@@ -351,6 +353,7 @@ impl MemberAgent {
             outbox: VecDeque::new(),
             reported: Vec::new(),
             removed: false,
+            took_part: false,
             resigning: None,
             incarnation,
         }
@@ -422,11 +425,15 @@ impl MemberAgent {
         if view.epoch < known {
             return Ok(()); // a late answer from before the current view
         }
-        let was_alive = self.admitted();
         let alive = view.is_alive(self.id);
-        if was_alive && !alive {
+        let listed = alive || view.is_joining(self.id);
+        // Dropped after it took part (live, or catching up): the group moved
+        // on without it and what it holds is stale. It may never have seen
+        // its own admission (a pause), so catching up counts as taking part.
+        if self.took_part && !listed {
             self.removed = true;
         }
+        self.took_part |= listed;
         if view.epoch > known {
             // A new view: leases granted under an older one do not carry over.
             self.lease_until = None;
@@ -747,6 +754,10 @@ impl ViewAuthority {
         if m.condemned {
             return Ok(None); // no answer, so no lease renewal
         }
+        if !m.alive && !m.joining && self.view.epoch > 0 {
+            // Tell it the group moved on; no lease.
+            return Ok(Some(self.reply(header.counter, Duration::ZERO)));
+        }
         // Counters only grow, and a process's first value is its stamp:
         // this is the newer process, which must not act as the old one (a
         // last member cannot be condemned, so this is what fences it).
@@ -766,7 +777,8 @@ impl ViewAuthority {
         incarnation: u64,
     ) -> Result<(), ControlError> {
         if let Some(m) = self.members.iter_mut().find(|m| m.id == id) {
-            if m.incarnation != incarnation {
+            let same_process = m.incarnation == incarnation;
+            if !same_process {
                 if m.alive {
                     m.successor = Some(m.successor.map_or(incarnation, |s| s.max(incarnation)));
                     // Restarted before we noticed it was gone: the old
@@ -793,6 +805,12 @@ impl ViewAuthority {
             m.data_addr = data_addr;
             m.ack_addr = ack_addr;
             if !m.alive && !m.joining && self.view.epoch > 0 {
+                if same_process {
+                    // The process the group declared dead (paused, or cut
+                    // off): what it holds is stale. The answer shows it
+                    // dead, and it stops; restarted, it rejoins.
+                    return Ok(());
+                }
                 // Dead and back (a restarted process): it must catch up
                 // through a state transfer before it counts.
                 if self.view.primary().is_none() {

@@ -233,7 +233,12 @@ fn a_seed_replays_exactly() {
 /// it resent the SYN-ACK on the bare clock and the TSval went back. Passive
 /// request/response 88 was the checker's: a primary demoted and promoted
 /// again with no full checkpoint in between resumes reading where it had
-/// read ahead to, which the checker did not count.
+/// read ahead to, which the checker did not count. 30787 and passive
+/// request/response 323: a joiner, admitted, paused before it saw the
+/// view that admitted it; declared dead, it registered again as the same
+/// process and was taken back as a joiner with the stale copies it held,
+/// which could never confirm the bytes acknowledged without it: the gate
+/// waited for it for ever (now it stops, as a dropped live member does).
 #[test]
 fn seeds_that_once_failed_the_sweep() {
     let passive = |seed| SimConfig {
@@ -267,6 +272,8 @@ fn seeds_that_once_failed_the_sweep() {
         request_response(197, false),
         request_response(106, true),
         request_response(88, true),
+        SimConfig::new(30787),
+        request_response(323, true),
     ] {
         let seed = cfg.seed;
         if let Verdict::Violation { at_ms, what } = run_seed(cfg) {

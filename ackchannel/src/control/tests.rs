@@ -160,6 +160,7 @@ fn silent_primary_is_replaced_only_after_its_lease_ran_out() {
     // transfer, no lease, not live until the primary says it caught up.
     let mut returning = agent(1);
     returning.counter = Counter::starting_at(1 << 40);
+    returning.incarnation = returning.counter.next_value();
     returning.handle_timeout(ms(t));
     exchange(ms(t), &mut auth, &mut returning);
     let v = auth.view().clone();
@@ -177,6 +178,7 @@ fn member_3_left_and_back() -> (ViewAuthority, Vec<MemberAgent>, MemberAgent) {
     exchange(ms(15), &mut auth, &mut agents[2]);
     let mut back = agent(3);
     back.counter = Counter::starting_at(1 << 40);
+    back.incarnation = back.counter.next_value();
     back.handle_timeout(ms(20));
     exchange(ms(20), &mut auth, &mut back);
     (auth, agents, back)
@@ -416,6 +418,47 @@ fn a_member_restarted_before_its_death_was_noticed_rejoins_rather_than_resumes()
     back.handle_timeout(ms(t));
     exchange(ms(t), &mut auth, &mut back);
     assert!(auth.view().is_joining(3), "{:?}", auth.view());
+}
+
+/// A backup paused long enough to be declared dead resumes as the same
+/// process: what it holds is stale (the group acknowledged bytes without
+/// it), so it is not taken back as a joining member; the answer shows it
+/// dead and it stops, even if it never saw a view that admitted it
+/// (simulator seeds 30787 and passive request/response 323).
+#[test]
+fn a_paused_member_declared_dead_stops_rather_than_rejoins() {
+    let (mut auth, mut agents) = group();
+    let mut t = 20;
+    while auth.view().is_alive(3) {
+        round(ms(t), &mut auth, &mut agents[..2], &[1, 2]);
+        t += 10;
+        assert!(t < 500);
+    }
+    let epoch = auth.view().epoch;
+    for _ in 0..5 {
+        round(ms(t), &mut auth, &mut agents, &[1, 2, 3]);
+        t += 10;
+    }
+    assert!(!auth.view().is_joining(3) && !auth.view().is_alive(3));
+    assert_eq!(auth.view().epoch, epoch, "no view takes it back");
+    assert!(agents[2].removed(), "it learns it must stop");
+    assert!(!agents[2].lease_valid(ms(t)));
+
+    // The same while catching up: a joiner that went silent and resumes.
+    let (mut auth, mut agents, mut back) = member_3_left_and_back();
+    back.handle_timeout(ms(25));
+    exchange(ms(25), &mut auth, &mut back);
+    assert!(back.view().unwrap().is_joining(3));
+    let mut t = 30;
+    while auth.view().is_joining(3) {
+        round(ms(t), &mut auth, &mut agents, &[1, 2]);
+        t += 10;
+        assert!(t < 500);
+    }
+    back.handle_timeout(ms(t));
+    exchange(ms(t), &mut auth, &mut back);
+    assert!(!auth.view().is_joining(3));
+    assert!(back.removed());
 }
 
 /// The last live member's process restarts before anyone noticed: it
