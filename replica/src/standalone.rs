@@ -40,7 +40,8 @@ pub fn run(args: StandaloneArgs, signals: Signals) -> anyhow::Result<()> {
         (576..=65535).contains(&args.mtu),
         "--mtu must be within 576..=65535"
     );
-    let tun = Tun::open(&args.tun, args.mtu)
+    // Receive offload: coalesced TCP segments, one read per up to 64 KiB.
+    let tun = Tun::open_offload(&args.tun, args.mtu)
         .with_context(|| format!("opening TUN device {}", args.tun))?;
     let congestion = if args.congestion == "newreno" {
         CongestionKind::NewReno

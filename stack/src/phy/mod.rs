@@ -27,4 +27,9 @@ pub trait Device {
     fn has_buffered_input(&self) -> bool {
         false
     }
+    /// Largest packet `recv` may return: above the MTU for a device with
+    /// receive offload (coalesced TCP segments).
+    fn max_packet_in(&self) -> usize {
+        self.mtu()
+    }
 }

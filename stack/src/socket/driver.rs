@@ -13,7 +13,10 @@ use crate::phy::Device;
 use crate::time::Instant;
 
 /// Packets read or written per loop turn at most (bounds latency and memory).
-const BATCH: usize = 64;
+const BATCH: usize = 256;
+/// Bytes of input buffered per turn at most (a device with receive offload
+/// reads packets of up to 64 KiB).
+const BATCH_BYTES: usize = 4 << 20;
 
 /// An eventfd that application threads write to wake the driver.
 pub(super) struct Waker {
@@ -56,18 +59,21 @@ struct Batch {
     data: Vec<u8>,
     lens: Vec<usize>,
     slot: usize,
+    capacity: usize,
 }
 
 impl Batch {
     fn new(slot: usize) -> Batch {
+        let capacity = (BATCH_BYTES / slot).clamp(1, BATCH);
         Batch {
-            data: vec![0; slot * BATCH],
-            lens: Vec::with_capacity(BATCH),
+            data: vec![0; slot * capacity],
+            lens: Vec::with_capacity(capacity),
             slot,
+            capacity,
         }
     }
     fn is_full(&self) -> bool {
-        self.lens.len() == BATCH
+        self.lens.len() == self.capacity
     }
     fn next_slot(&mut self) -> &mut [u8] {
         let i = self.lens.len();
@@ -82,9 +88,10 @@ impl Batch {
 }
 
 pub(super) fn run<D: Device, H: Hooks>(shared: Arc<Shared>, mut device: D, mut hooks: H) {
-    let slot = device.mtu().clamp(576, MAX_PACKET);
-    let mut input = Batch::new(slot);
-    let mut output = Batch::new(slot);
+    let out_slot = device.mtu().clamp(576, MAX_PACKET);
+    let in_slot = device.max_packet_in().clamp(out_slot, MAX_PACKET);
+    let mut input = Batch::new(in_slot);
+    let mut output = Batch::new(out_slot);
     let mut more_output = false;
     let mut write_failures = 0usize;
     loop {
