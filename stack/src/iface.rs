@@ -1365,29 +1365,28 @@ impl Stack {
             }
         }
         // The floor is our newest echo plus the time since, plus a margin:
-        // a second per epoch since the connection opened. An earlier
-        // primary whose echoes never reached us (a takeover a few ms
-        // before ours) computed its floor from the same echoes with a
-        // smaller margin, so ours is above it even if our newest echo
-        // arrived a little later than its. Capped: the clock must not run
-        // ahead by more than PAWS tolerates over many takeovers.
+        // a second per epoch of the group. An earlier primary whose echoes
+        // never reached us (a takeover a few ms before ours) computed its
+        // floor from the same echoes with a smaller margin, so ours is
+        // above it even if our newest echo arrived a little later than its.
+        // The margin counts from the group's first epoch, not from when the
+        // connection opened: replicas may disagree on that (a SYN the
+        // client had to send again reached them in different epochs), and
+        // disagreeing margins let a later floor fall below an earlier one
+        // (sweep seeds 201087, 301554, 300557). With no echo yet (the
+        // client's packets after its SYN never reached us) the group's
+        // shared clock stands in for it. Capped at an hour: the clock must
+        // not run ahead by more than PAWS tolerates over many takeovers.
         //= DESIGN.md rule 1
         //# a new primary never sends a TSval lower than one the old primary could have sent
         if tcb.opts.timestamps {
-            // No echo yet (the client's packets after its SYN never reached
-            // us): the group's shared clock stands in for it, with the
-            // margin of every epoch since the group's first. Replicas may
-            // not agree when such a connection opened (a copy made from a
-            // SYN the client had to send again), and an earlier primary may
-            // have answered that SYN from an older copy with a larger
-            // margin (sweep seeds 197, 201087).
-            let (echo, since) = if tcb.max_tsecr != 0 {
+            let echo = if tcb.max_tsecr != 0 {
                 let elapsed = now.total_millis().saturating_sub(tcb.max_tsecr_at_ms) as u32;
-                (tcb.max_tsecr.wrapping_add(elapsed), tcb.opened_epoch)
+                tcb.max_tsecr.wrapping_add(elapsed)
             } else {
-                (tcb.tsval(now), 1)
+                tcb.tsval(now)
             };
-            let epochs = epoch.saturating_sub(since).clamp(1, 60) as u32;
+            let epochs = epoch.saturating_sub(1).clamp(1, 3600) as u32;
             let floor = echo.wrapping_add(1000 * epochs);
             let current = tcb.tsval(now);
             if (current.wrapping_sub(floor) as i32) < 0 {
@@ -1503,19 +1502,6 @@ impl Stack {
     /// Negotiated connection parameters, for the replication log's "opened" entry.
     pub fn open_record(&self, key: ConnKey) -> Option<OpenRecord> {
         Some(self.conns.get(&key)?.open_record())
-    }
-
-    /// Take the epoch a logged "opened" entry gives the connection (from
-    /// the primary that opened it): a copy made from an earlier SYN the
-    /// client had to send again counts from another epoch, and replicas that
-    /// disagree on it compute takeover timestamp floors that may go back
-    /// (sweep seed 203454).
-    pub fn adopt_opened_epoch(&mut self, record: &OpenRecord) {
-        if let Some(tcb) = self.conns.get_mut(&record.key) {
-            if tcb.irs == record.irs {
-                tcb.opened_epoch = record.opened_epoch;
-            }
-        }
     }
 
     /// Create a connection from a logged "opened" entry (a backup that missed the SYN).

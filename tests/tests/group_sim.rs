@@ -244,8 +244,10 @@ fn a_seed_replays_exactly() {
 /// the connection opened in, from which the takeover margin counts; a
 /// takeover with no echo to go by (passive 201087: the connection still
 /// half-open) came out below a SYN-ACK an earlier primary had sent from its
-/// older copy. Backups now take the epoch of the logged "opened" entry, and
-/// a floor with no echo counts from the group's first epoch.
+/// older copy; request/response 301554 and passive 300557, the same with
+/// one floor counted from the group's first epoch and the next from the
+/// connection's. Every takeover floor now counts its margin from the
+/// group's first epoch.
 #[test]
 fn seeds_that_once_failed_the_sweep() {
     let passive = |seed| SimConfig {
@@ -283,6 +285,8 @@ fn seeds_that_once_failed_the_sweep() {
         request_response(323, true),
         SimConfig::new(203454),
         passive(201087),
+        request_response(301554, false),
+        request_response(300557, true),
     ] {
         let seed = cfg.seed;
         if let Verdict::Violation { at_ms, what } = run_seed(cfg) {

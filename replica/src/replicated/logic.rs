@@ -349,7 +349,6 @@ impl ReplicaLogic {
                         // repair brings back bytes the primary's application
                         // has already read (seed 62064 on de7b133: stuck for
                         // ever, and the gate with it).
-                        stack.adopt_opened_epoch(&r);
                         if stack.conn_info(key).is_none() && !self.parking {
                             match stack.import_open(now, &r) {
                                 Ok(_) => self.imported_connections += 1,

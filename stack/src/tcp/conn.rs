@@ -112,8 +112,9 @@ pub struct Tcb {
     pub max_tsecr: u32,
     /// Our millisecond clock when `max_tsecr` was last raised.
     pub max_tsecr_at_ms: u64,
-    /// The group's view epoch when the connection opened (replicated
-    /// roles): every replica records the same, a snapshot carries it.
+    /// The group's view epoch when this copy of the connection opened
+    /// (replicated roles; a snapshot carries it). Informational: replicas
+    /// differ when the client's SYN reached them in different epochs.
     pub opened_epoch: u64,
 
     // Loss recovery and congestion control.
