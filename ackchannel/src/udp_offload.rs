@@ -156,16 +156,16 @@ fn sockaddr_in(a: SocketAddrV4) -> libc::sockaddr_in {
     s
 }
 
-/// Cuts a received coalesced datagram back into its packets.
-pub fn segments(datagram: &[u8], segment_size: Option<usize>) -> impl Iterator<Item = &[u8]> {
-    let size = segment_size.unwrap_or(datagram.len()).max(1);
-    datagram.chunks(size)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::net::Ipv4Addr;
+
+    /// Cuts a received coalesced datagram back into its packets.
+    fn segments(datagram: &[u8], segment_size: Option<usize>) -> impl Iterator<Item = &[u8]> {
+        let size = segment_size.unwrap_or(datagram.len()).max(1);
+        datagram.chunks(size)
+    }
 
     fn pair() -> (UdpSocket, UdpSocket, SocketAddrV4) {
         let rx = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
