@@ -67,6 +67,34 @@ pub fn send_segments(
     Ok(())
 }
 
+/// `SO_NO_CHECK` (asm-generic value; the libc crate exports it for L4Re only).
+const SO_NO_CHECK: libc::c_int = 11;
+
+/// Send datagrams from `socket` without a UDP checksum (IPv4 allows it):
+/// the kernel then neither computes one over a copy nor verifies one at
+/// the replica. Worth it for copies of large coalesced segments, which
+/// travel in IP fragments no device checksums; the copied packet's own
+/// TCP checksum, verified by the replica's stack, still covers every byte.
+/// Coalesced (`UDP_SEGMENT`) sends need a checksum: the kernel refuses
+/// them on such a socket.
+pub fn disable_checksums(socket: &UdpSocket) -> io::Result<()> {
+    let on: libc::c_int = 1;
+    // SAFETY: setsockopt reads a c_int from a valid pointer.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            SO_NO_CHECK,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Ask the kernel to deliver coalesced datagrams whole (`UDP_GRO`).
 pub fn enable_gro(socket: &UdpSocket) -> io::Result<()> {
     let on: libc::c_int = 1;

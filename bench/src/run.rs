@@ -38,6 +38,13 @@ pub struct RunArgs {
     /// Connections for the scale test (default 10000, quick 1000).
     #[arg(long)]
     pub connections: Option<usize>,
+    /// Seconds each throughput measurement runs (default 4, quick 1).
+    #[arg(long)]
+    pub seconds: Option<f64>,
+    /// MTU of the links between the redirector and the replicas (copies of
+    /// 64 KiB segments travel whole at 65,535, in IP fragments below).
+    #[arg(long, default_value_t = 65_535)]
+    pub link_mtu: u32,
     /// Only these configurations (kernel, hydra, smoltcp, redir+1, ft-2, ft-3).
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
@@ -108,6 +115,8 @@ pub struct Report {
     pub machine: serde_json::Value,
     /// Client and servers share the machine's cores.
     pub shared_cores: bool,
+    /// MTU of the links between the redirector and the replicas.
+    pub link_mtu: u32,
     pub throughput: Vec<Throughput>,
     pub latency: Vec<Latency>,
     pub failover: Failover,
@@ -190,7 +199,10 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     // Every bench topology's tag starts with "x" (see setups.rs).
     hydra_tests::netns::cleanup_on_interrupt(hydra_tests::netns::prefix_for("x"))?;
     let quick = args.quick;
-    let secs = if quick { 1.0 } else { 4.0 };
+    let secs = args
+        .seconds
+        .filter(|s| *s > 0.0)
+        .unwrap_or(if quick { 1.0 } else { 4.0 });
     let sizes: Vec<usize> = if quick {
         vec![16 << 10, 256 << 10, 1 << 20]
     } else {
@@ -238,13 +250,14 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         mode: if quick { "quick" } else { "full" }.into(),
         machine: machine(),
         shared_cores: true,
+        link_mtu: args.link_mtu,
         ..Report::default()
     };
     let _ = exe;
 
     for kind in &kinds {
         bar.set_message(kind.name());
-        let target = match setups::start(*kind, &bins) {
+        let target = match setups::start(*kind, &bins, args.link_mtu) {
             Ok(t) => t,
             Err(e) => {
                 report.throughput.push(Throughput {
@@ -321,7 +334,7 @@ fn group_lost_members(target: &mut Target, bins: &Binaries) -> Option<String> {
         return None;
     }
     let why = format!("the group fell to {live} of {members} live members during the run");
-    if let Ok(fresh) = setups::start(target.kind, bins) {
+    if let Ok(fresh) = setups::start(target.kind, bins, target.link_mtu) {
         *target = fresh;
     }
     Some(why)

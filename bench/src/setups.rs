@@ -44,6 +44,7 @@ pub struct Target {
     pub server_ip: Ipv4Addr,
     /// Our own binaries serving it (CPU time and memory are read from these).
     pub pids: Vec<u32>,
+    pub link_mtu: u32,
     topo: Option<Topology>,
     pub cluster: Option<Cluster>,
 }
@@ -67,11 +68,13 @@ fn bench_exe() -> anyhow::Result<PathBuf> {
     std::env::current_exe().context("locating hydra-bench")
 }
 
-pub fn start(kind: Kind, bins: &Binaries) -> anyhow::Result<Target> {
+/// Start `kind`; a group's redirector-replica links get `link_mtu`.
+pub fn start(kind: Kind, bins: &Binaries, link_mtu: u32) -> anyhow::Result<Target> {
     match kind {
         Kind::Replicated(n) => {
             let spec = ClusterSpec {
                 replicas: n,
+                link_mtu,
                 ..ClusterSpec::default()
             };
             let cluster = Cluster::start(&format!("x{n}"), spec, bins.clone())?;
@@ -81,15 +84,16 @@ pub fn start(kind: Kind, bins: &Binaries) -> anyhow::Result<Target> {
                 client_ns: cluster.client_ns.clone(),
                 server_ip: VIP,
                 pids,
+                link_mtu,
                 topo: None,
                 cluster: Some(cluster),
             })
         }
-        _ => single_host(kind, bins),
+        _ => single_host(kind, bins, link_mtu),
     }
 }
 
-fn single_host(kind: Kind, bins: &Binaries) -> anyhow::Result<Target> {
+fn single_host(kind: Kind, bins: &Binaries, link_mtu: u32) -> anyhow::Result<Target> {
     let mut topo = Topology::new(&format!("x{}", &kind.name()[..1]));
     let client = topo.namespace("c")?;
     let server = topo.namespace("s")?;
@@ -158,6 +162,7 @@ fn single_host(kind: Kind, bins: &Binaries) -> anyhow::Result<Target> {
         client_ns: client,
         server_ip: ip,
         pids: vec![pid],
+        link_mtu,
         topo: Some(topo),
         cluster: None,
     };

@@ -6,7 +6,8 @@
 use std::io;
 use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
 
-use ackchannel::udp_offload::{send_segments, MAX_COALESCED, MAX_SEGMENTS};
+use ackchannel::udp_offload::{disable_checksums, send_segments, MAX_COALESCED, MAX_SEGMENTS};
+use stack::wire::split_tcp;
 
 use crate::status::Counters;
 
@@ -16,15 +17,21 @@ pub struct Inbox {
     slot: usize,
     capacity: usize,
     packets: Vec<(usize, usize)>,
+    /// Longer packets (coalesced segments) are sent alone: a coalesced
+    /// send's segments must each fit the path's MTU.
+    max_run_packet: usize,
 }
 
 impl Inbox {
-    pub fn new(slot: usize, capacity: usize) -> Inbox {
+    /// Room for `capacity` packets of up to `slot` bytes; packets of up to
+    /// `max_run_packet` bytes travel in runs.
+    pub fn new(slot: usize, capacity: usize, max_run_packet: usize) -> Inbox {
         Inbox {
             data: vec![0; slot * capacity],
             slot,
             capacity,
             packets: Vec::with_capacity(capacity),
+            max_run_packet,
         }
     }
 
@@ -32,8 +39,9 @@ impl Inbox {
         self.packets.clear();
     }
 
-    pub fn is_full(&self) -> bool {
-        self.packets.len() == self.capacity
+    /// Slots left for packets this turn.
+    pub fn room(&self) -> usize {
+        self.capacity - self.packets.len()
     }
 
     /// Where the next packet is read to.
@@ -43,9 +51,27 @@ impl Inbox {
     }
 
     /// Keep the packet just read into [`Inbox::next_slot`] for `group`.
-    pub fn push(&mut self, len: usize, group: usize) {
-        debug_assert!(len <= self.slot && !self.is_full());
-        self.packets.push((len, group));
+    /// One too long for a datagram (a segment the kernel coalesced) is cut
+    /// into two segments in two slots; false (not kept) when it cannot be.
+    pub fn push(&mut self, len: usize, group: usize) -> bool {
+        debug_assert!(len <= self.slot && self.room() > 0);
+        if len <= MAX_COALESCED {
+            self.packets.push((len, group));
+            return true;
+        }
+        if self.room() < 2 {
+            return false;
+        }
+        let at = self.packets.len() * self.slot;
+        let (this, next) = self.data[at..].split_at_mut(self.slot);
+        match split_tcp(&mut this[..len], len / 2, &mut next[..self.slot]) {
+            Some((first, second)) => {
+                self.packets.push((first, group));
+                self.packets.push((second, group));
+                true
+            }
+            None => false,
+        }
     }
 
     fn packet(&self, i: usize) -> &[u8] {
@@ -74,6 +100,7 @@ impl Inbox {
             let joins = match (run.first(), run.last()) {
                 (Some(first), Some(last)) => {
                     len <= first.len()
+                        && first.len() <= self.max_run_packet
                         && last.len() == first.len()
                         && run.len() < MAX_SEGMENTS
                         && bytes + len <= MAX_COALESCED
@@ -94,17 +121,25 @@ impl Inbox {
     }
 }
 
-/// The data socket to the replicas, with segmentation offload while the
-/// kernel accepts it.
+/// The data sockets to the replicas: runs go coalesced (segmentation
+/// offload, while the kernel accepts it), single packets without a UDP
+/// checksum.
 pub struct CopySender {
     socket: UdpSocket,
+    singles: UdpSocket,
     offload: bool,
 }
 
 impl CopySender {
-    pub fn new(socket: UdpSocket) -> CopySender {
+    /// `socket` sends runs; `singles` (bound to the same address) sends
+    /// packets one at a time, with UDP checksums off when the kernel allows.
+    pub fn new(socket: UdpSocket, singles: UdpSocket) -> CopySender {
+        if let Err(e) = disable_checksums(&singles) {
+            tracing::warn!("cannot turn UDP checksums off for copies ({e}); keeping them");
+        }
         CopySender {
             socket,
+            singles,
             offload: true,
         }
     }
@@ -151,7 +186,7 @@ impl CopySender {
             }
         }
         for packet in run {
-            match self.socket.send_to(packet, SocketAddr::V4(to)) {
+            match self.singles.send_to(packet, SocketAddr::V4(to)) {
                 Ok(_) => counters.copies_sent += 1,
                 Err(_) => counters.copy_errors += 1,
             }
@@ -173,10 +208,10 @@ mod tests {
     use super::*;
 
     fn inbox(packets: &[(usize, usize)]) -> Inbox {
-        let mut inbox = Inbox::new(1500, 64);
+        let mut inbox = Inbox::new(1500, 64, 1500);
         for &(len, group) in packets {
             inbox.next_slot()[..len].fill(len as u8);
-            inbox.push(len, group);
+            assert!(inbox.push(len, group));
         }
         inbox
     }
@@ -233,7 +268,10 @@ mod tests {
             .collect();
         let sizes = [1400, 1400, 1400, 60, 1400, 900, 1400, 1400];
         let i = inbox(&sizes.map(|n| (n, 0)));
-        let mut sender = CopySender::new(UdpSocket::bind("127.0.0.1:0").unwrap());
+        let mut sender = CopySender::new(
+            UdpSocket::bind("127.0.0.1:0").unwrap(),
+            UdpSocket::bind("127.0.0.1:0").unwrap(),
+        );
         let mut counters = Counters::default();
         sender.send(&i, &[(1, addrs)], &mut counters);
         assert_eq!(counters.copies_sent, 2 * sizes.len() as u64);

@@ -21,6 +21,9 @@ pub struct Counters {
     pub dropped_no_service: u64,
     pub dropped_no_member: u64,
     pub dropped_malformed: u64,
+    /// Packets too long for one datagram that could not be cut in two (a
+    /// coalesced segment always can).
+    pub dropped_oversized: u64,
     /// Packets a pool could not place (reasons in the pool's status).
     pub dropped_by_pool: u64,
     pub control_unauthenticated: u64,
@@ -174,6 +177,14 @@ impl Snapshot {
             "Packets that are not well-formed IPv4.",
             "",
             c.dropped_malformed,
+        );
+        metric(
+            &mut out,
+            "hydra_redirector_dropped_oversized_total",
+            "counter",
+            "Packets too long for one datagram to a replica that could not be cut in two.",
+            "",
+            c.dropped_oversized,
         );
         metric(
             &mut out,

@@ -51,6 +51,12 @@ pub struct ClusterSpec {
     /// Put a relay (`hydra-scenario relay`) on each replica's data link
     /// and ack channel, so links can be impaired or cut ([`Cluster::set_link`]).
     pub relays: bool,
+    /// MTU of the links between the redirector and the replicas. Copies of
+    /// coalesced client segments are datagrams of up to 64 KiB; on this one
+    /// machine the links carry them whole, as loopback would. A smaller MTU
+    /// (9,000 for jumbo frames between hosts) makes the kernel send them in
+    /// IP fragments: correct, and dearer.
+    pub link_mtu: u32,
 }
 
 impl Default for ClusterSpec {
@@ -64,6 +70,7 @@ impl Default for ClusterSpec {
             failure_timeout_ms: 100,
             lease_ms: 60,
             relays: false,
+            link_mtu: 65_535,
         }
     }
 }
@@ -153,7 +160,15 @@ impl Cluster {
         let bridge = topo.name("br");
         topo.ip(
             &redirector_ns,
-            &["link", "add", &bridge, "mtu", "9000", "type", "bridge"],
+            &[
+                "link",
+                "add",
+                &bridge,
+                "mtu",
+                &spec.link_mtu.to_string(),
+                "type",
+                "bridge",
+            ],
         )?;
         topo.ip(
             &redirector_ns,
@@ -172,7 +187,7 @@ impl Cluster {
             let (_, outer) = topo.veth(
                 (&ns, &format!("{}/24", replica_ip(i))),
                 (&redirector_ns, ""),
-                9000,
+                spec.link_mtu,
             )?;
             topo.ip(&redirector_ns, &["link", "set", &outer, "master", &bridge])?;
             topo.ip(&ns, &["route", "add", "default", "via", REDIRECTOR_IP])?;

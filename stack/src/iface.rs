@@ -1351,6 +1351,7 @@ impl Stack {
             State::Closed | State::TimeWait | State::Listen | State::SynSent => {}
             _ => {
                 tcb.snd_nxt = tcb.snd_una;
+                tcb.inherited_output = true;
                 tcb.cc = Congestion::new(tcb.cc.kind(), tcb.mss());
                 tcb.recovery = None;
                 tcb.scoreboard.clear();

@@ -172,3 +172,129 @@ pub fn emit_icmp(
     repr.emit(&mut icmp, &caps());
     Some(total)
 }
+
+/// Cut the IPv4 TCP segment in `packet` after `at` bytes of its payload:
+/// `packet` keeps the first part, `rest` receives the second (the same
+/// headers, the sequence number moved on by `at`). FIN and PSH stay with the
+/// second part, CWR with the first; both get their lengths and checksums.
+/// Returns the two lengths, or `None` (nothing changed) when the packet is
+/// not such a segment with more than `at` bytes of data, carries SYN or URG
+/// (whose meaning a cut would change), or `rest` is too small.
+pub fn split_tcp(packet: &mut [u8], at: usize, rest: &mut [u8]) -> Option<(usize, usize)> {
+    let ip = Ipv4Packet::new_checked(&*packet).ok()?;
+    if ip.next_header() != IpProtocol::Tcp || ip.more_frags() || ip.frag_offset() != 0 {
+        return None;
+    }
+    let (src, dst) = (
+        IpAddress::Ipv4(ip.src_addr()),
+        IpAddress::Ipv4(ip.dst_addr()),
+    );
+    let (ip_len, total) = (usize::from(ip.header_len()), usize::from(ip.total_len()));
+    let tcp = TcpPacket::new_checked(&packet[ip_len..total]).ok()?;
+    if tcp.syn() || tcp.urg() {
+        return None;
+    }
+    let head = ip_len + usize::from(tcp.header_len());
+    let data_len = total - head;
+    let rest_len = head + data_len.checked_sub(at).filter(|&n| n > 0)?;
+    if at == 0 || rest.len() < rest_len {
+        return None;
+    }
+    rest[..head].copy_from_slice(&packet[..head]);
+    rest[head..rest_len].copy_from_slice(&packet[head + at..total]);
+    let first_len = head + at;
+    finish_part(&mut packet[..first_len], ip_len, &src, &dst, |tcp| {
+        tcp.set_fin(false);
+        tcp.set_psh(false);
+    });
+    finish_part(&mut rest[..rest_len], ip_len, &src, &dst, |tcp| {
+        tcp.set_seq_number(tcp.seq_number() + at);
+        tcp.set_cwr(false);
+    });
+    Some((first_len, rest_len))
+}
+
+/// Give one part of a cut segment its length, its flags and its checksums.
+fn finish_part(
+    part: &mut [u8],
+    ip_len: usize,
+    src: &IpAddress,
+    dst: &IpAddress,
+    flags: impl FnOnce(&mut TcpPacket<&mut [u8]>),
+) {
+    let total = part.len() as u16;
+    let mut ip = Ipv4Packet::new_unchecked(&mut *part);
+    ip.set_total_len(total);
+    ip.fill_checksum();
+    let mut tcp = TcpPacket::new_unchecked(&mut part[ip_len..]);
+    flags(&mut tcp);
+    tcp.fill_checksum(src, dst);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn segment(control: TcpControl, payload: &[u8]) -> Vec<u8> {
+        let header = TcpRepr {
+            src_port: 40000,
+            dst_port: 80,
+            control,
+            seq_number: TcpSeqNumber(1_000),
+            ack_number: Some(TcpSeqNumber(77)),
+            window_len: 512,
+            window_scale: None,
+            max_seg_size: None,
+            sack_permitted: false,
+            sack_ranges: [None; 3],
+            timestamp: Some(TcpTimestampRepr::new(5, 6)),
+            payload: &[],
+        };
+        let mut buf = vec![0u8; 70_000];
+        let src = SocketAddrV4::new([198, 18, 0, 1].into(), 40000);
+        let dst = SocketAddrV4::new([198, 18, 0, 2].into(), 80);
+        let n = emit_tcp(&mut buf, src, dst, 64, &header, (payload, &[])).unwrap();
+        buf.truncate(n);
+        buf
+    }
+
+    fn tcp_of(packet: &[u8]) -> TcpRepr<'_> {
+        match parse(packet) {
+            Ok(Packet::Tcp(s)) => s.tcp,
+            other => panic!("not a valid TCP segment: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_cut_segment_is_two_valid_segments_carrying_the_same_bytes() {
+        let payload: Vec<u8> = (0..65_400u32).map(|i| (i % 251) as u8).collect();
+        let mut packet = segment(TcpControl::Fin, &payload);
+        let mut rest = vec![0u8; 65_535];
+        let (a, b) = split_tcp(&mut packet, 30_000, &mut rest).unwrap();
+        let (first, second) = (tcp_of(&packet[..a]), tcp_of(&rest[..b]));
+        assert_eq!(first.seq_number, TcpSeqNumber(1_000));
+        assert_eq!(second.seq_number, TcpSeqNumber(31_000));
+        assert_eq!(first.control, TcpControl::None);
+        assert_eq!(second.control, TcpControl::Fin);
+        assert_eq!(first.timestamp, second.timestamp);
+        assert_eq!([first.payload, second.payload].concat(), payload);
+    }
+
+    #[test]
+    fn what_cannot_be_cut_is_left_alone() {
+        let mut rest = vec![0u8; 65_535];
+        let mut syn = segment(TcpControl::Syn, &[1; 100]);
+        let before = syn.clone();
+        assert_eq!(split_tcp(&mut syn, 50, &mut rest), None);
+        assert_eq!(syn, before);
+        let mut short = segment(TcpControl::Psh, &[1; 100]);
+        assert_eq!(split_tcp(&mut short, 100, &mut rest), None);
+        assert_eq!(split_tcp(&mut short, 0, &mut rest), None);
+        assert_eq!(split_tcp(&mut short, 50, &mut rest[..60]), None);
+        assert_eq!(split_tcp(&mut short[..30], 10, &mut rest), None);
+        assert_eq!(split_tcp(&mut [0u8; 0], 10, &mut rest), None);
+        let mut udp = short.clone();
+        udp[9] = 17;
+        assert_eq!(split_tcp(&mut udp, 50, &mut rest), None);
+    }
+}

@@ -287,6 +287,7 @@ fn seeds_that_once_failed_the_sweep() {
         passive(201087),
         request_response(301554, false),
         request_response(300557, true),
+        request_response(302386, false),
     ] {
         let seed = cfg.seed;
         if let Verdict::Violation { at_ms, what } = run_seed(cfg) {

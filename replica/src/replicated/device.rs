@@ -118,6 +118,12 @@ impl Device for ReplicaDevice {
         self.tun.mtu()
     }
 
+    /// The redirector passes segments the kernel coalesced (up to a
+    /// datagram's size) on whole.
+    fn max_packet_in(&self) -> usize {
+        MAX_COALESCED
+    }
+
     fn has_buffered_input(&self) -> bool {
         self.next_segment < self.datagram_len
     }

@@ -93,6 +93,10 @@ pub struct Tcb {
     /// Highest ACK number the peer sent. On a backup it may exceed what our
     /// application produced; those bytes are dropped as they are written.
     pub peer_acked: Seq,
+    /// Taken over from another primary: the peer may acknowledge output
+    /// that primary sent and we have not yet (our application writes the
+    /// same bytes, rule 4); such an ACK is taken as a backup takes it.
+    pub inherited_output: bool,
 
     // Receive sequence space.
     pub irs: Seq,
@@ -211,6 +215,7 @@ impl Tcb {
             send: SendBuffer::new(iss + 1u32, cfg.send_buffer),
             fin_queued: false,
             peer_acked: iss,
+            inherited_output: false,
             irs,
             rcv_nxt,
             recv: RecvBuffer::new(rcv_nxt, cfg.ooo_limit),
@@ -603,7 +608,12 @@ impl Tcb {
         //# ((SND.UNA - MAX.SND.WND) =< SEG.ACK =< SND.NXT). All incoming segments whose ACK
         //# value doesn't satisfy the above condition MUST be discarded and an ACK sent back.
         // A backup accepts ACKs above what it "sent": the primary sent that output (rule 4).
-        let above = ack > self.snd_max && self.role != Role::Backup;
+        // So does a new primary, within a window of what it sent: without
+        // that, a client that acknowledged the old primary's last output is
+        // answered with challenge ACKs for ever (sweep seed 302386).
+        let inherited =
+            self.inherited_output && ack <= self.snd_max + self.max_snd_wnd.max(self.mss());
+        let above = ack > self.snd_max && self.role != Role::Backup && !inherited;
         let below = ack < self.snd_una - self.max_snd_wnd.max(self.mss());
         if above || below {
             stats.challenge_acks += 1;
@@ -682,8 +692,8 @@ impl Tcb {
         if ack > self.peer_acked {
             self.peer_acked = ack;
         }
-        if self.role == Role::Backup {
-            // Output we never sent but the primary did: account it as sent.
+        if self.role == Role::Backup || ack > self.snd_max {
+            // Output we never sent but the (old) primary did: account it as sent.
             self.snd_max = self.snd_max.max(ack);
             self.snd_nxt = self.snd_nxt.max(ack);
         }

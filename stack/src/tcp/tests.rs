@@ -984,6 +984,30 @@ fn primary_acknowledges_nothing_before_a_gate_is_set() {
     );
 }
 
+/// Sweep seed 302386: the backup lost the client's segment acknowledging
+/// the old primary's last output, then took over before its application
+/// wrote that output. The client's ACKs are above anything the new primary
+/// sent; answering each with a challenge ACK deadlocked the connection.
+#[test]
+fn promoted_backup_accepts_acks_for_output_the_old_primary_sent() {
+    let mut b = h();
+    b.stack.set_role(b.now, Role::Backup);
+    let key = b.establish_silently();
+    b.stack.set_role(b.now, Role::Primary);
+    b.recv_all();
+    // The old primary had sent 6 bytes; the client acknowledges them.
+    b.send(b.ack_seg(CLIENT_ISN + 1, b.iss + 7));
+    assert_eq!(b.stack.stats().challenge_acks, 0);
+    b.stack.send(key, b"abcdefghij").unwrap();
+    let out = b.recv_all();
+    let sent: Vec<u8> = out.iter().flat_map(|s| s.payload.clone()).collect();
+    assert_eq!(sent, b"ghij", "{out:?}");
+    assert!(out.iter().all(|s| s.seq == b.iss + 7), "{out:?}");
+    // Far above anything a primary could have sent: still refused.
+    b.send(b.ack_seg(CLIENT_ISN + 1, b.iss + 7 + (1 << 30)));
+    assert_eq!(b.stack.stats().challenge_acks, 1);
+}
+
 #[test]
 fn promoted_backup_acknowledges_only_committed_bytes_until_confirmed() {
     let mut b = h();
