@@ -18,6 +18,7 @@
 //! socket; the replication layer drives the same code in the binaries and in
 //! the simulator.
 
+pub mod checksum;
 pub mod config;
 pub mod iface;
 pub mod phy;

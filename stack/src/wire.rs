@@ -7,6 +7,8 @@
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 use smoltcp::phy::ChecksumCapabilities;
+
+use crate::checksum;
 use smoltcp::wire::{
     Icmpv4Packet, Icmpv4Repr, IpAddress, IpProtocol, Ipv4Packet, Ipv4Repr, TcpPacket, TcpRepr,
     UdpPacket,
@@ -69,8 +71,19 @@ pub fn parse(bytes: &[u8]) -> Result<Packet<'_>, ParseError> {
     match ip_repr.next_header {
         IpProtocol::Tcp => {
             let tcp = TcpPacket::new_checked(payload).map_err(|_| ParseError::BadTcp)?;
-            let repr = TcpRepr::parse(&tcp, &IpAddress::Ipv4(src), &IpAddress::Ipv4(dst), &caps())
-                .map_err(|_| ParseError::BadTcp)?;
+            // Verified here, with our faster sum, rather than by smoltcp.
+            if !checksum::tcp_is_valid(src, dst, payload) {
+                return Err(ParseError::BadTcp);
+            }
+            let mut verified = caps();
+            verified.tcp = smoltcp::phy::Checksum::None;
+            let repr = TcpRepr::parse(
+                &tcp,
+                &IpAddress::Ipv4(src),
+                &IpAddress::Ipv4(dst),
+                &verified,
+            )
+            .map_err(|_| ParseError::BadTcp)?;
             Ok(Packet::Tcp(Segment {
                 src: SocketAddrV4::new(src, repr.src_port),
                 dst: SocketAddrV4::new(dst, repr.dst_port),
@@ -142,8 +155,8 @@ pub fn emit_tcp(
     let hl = header.header_len();
     tcp_buf[hl..hl + payload.0.len()].copy_from_slice(payload.0);
     tcp_buf[hl + payload.0.len()..].copy_from_slice(payload.1);
-    let mut tcp = TcpPacket::new_unchecked(tcp_buf);
-    tcp.fill_checksum(&IpAddress::Ipv4(*src.ip()), &IpAddress::Ipv4(*dst.ip()));
+    let sum = checksum::tcp_checksum(*src.ip(), *dst.ip(), tcp_buf);
+    TcpPacket::new_unchecked(tcp_buf).set_checksum(sum);
     Some(total)
 }
 

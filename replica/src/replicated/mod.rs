@@ -27,7 +27,7 @@ use stack::{Config, Stack};
 use crate::apps;
 use crate::signals::Signals;
 use config::ReplicaConfig;
-use device::ReplicaDevice;
+use device::{CopyReceiver, ReplicaDevice};
 use hooks::{Command, ReplicaStatus, ReplicationHooks};
 use logic::ReplicaLogic;
 
@@ -51,7 +51,7 @@ pub fn run(config_path: &Path, signals: Signals) -> anyhow::Result<()> {
         Tun::open(&cfg.tun, cfg.mtu).with_context(|| format!("opening TUN device {}", cfg.tun))?;
     let data = UdpSocket::bind(cfg.data_listen)
         .with_context(|| format!("binding data socket {}", cfg.data_listen))?;
-    let device = ReplicaDevice::new(data, tun, *cfg.redirector.ip())?;
+    let device = ReplicaDevice::new(CopyReceiver::new(data, *cfg.redirector.ip())?, tun);
     let control = UdpSocket::bind(std::net::SocketAddrV4::new(*cfg.data_listen.ip(), 0))
         .context("binding control socket")?;
 

@@ -12,6 +12,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 
 use super::Device;
+use crate::checksum;
 
 const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
 const TUNSETOFFLOAD: libc::c_ulong = 0x4004_54d0;
@@ -198,7 +199,7 @@ fn finish_offloaded(hdr: &[u8; VNET_HDR_LEN], packet: &mut [u8]) {
             let total = packet.len() as u16;
             packet[2..4].copy_from_slice(&total.to_be_bytes());
             packet[10..12].fill(0);
-            let sum = !fold(sum_words(&packet[..ihl]));
+            let sum = !checksum::sum(&packet[..ihl]);
             packet[10..12].copy_from_slice(&sum.to_be_bytes());
         }
     }
@@ -206,34 +207,9 @@ fn finish_offloaded(hdr: &[u8; VNET_HDR_LEN], packet: &mut [u8]) {
         // The field holds the pseudo-header's sum: summing the rest over
         // it gives the full checksum.
         let at = csum_start + csum_offset;
-        let sum = !fold(sum_words(&packet[csum_start..]));
+        let sum = !checksum::sum(&packet[csum_start..]);
         packet[at..at + 2].copy_from_slice(&sum.to_be_bytes());
     }
-}
-
-/// One's-complement sum of big-endian 16-bit words (an odd last byte padded).
-fn sum_words(bytes: &[u8]) -> u64 {
-    let mut sum = 0u64;
-    let mut words = bytes.chunks_exact(8);
-    for w in &mut words {
-        let v = u64::from_be_bytes(w.try_into().expect("8 bytes"));
-        sum += (v >> 48) + ((v >> 32) & 0xffff) + ((v >> 16) & 0xffff) + (v & 0xffff);
-    }
-    let mut pairs = words.remainder().chunks_exact(2);
-    for p in &mut pairs {
-        sum += u64::from(u16::from_be_bytes([p[0], p[1]]));
-    }
-    if let [last] = pairs.remainder() {
-        sum += u64::from(*last) << 8;
-    }
-    sum
-}
-
-fn fold(mut sum: u64) -> u16 {
-    while sum >> 16 != 0 {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    sum as u16
 }
 
 impl AsRawFd for Tun {
@@ -330,9 +306,9 @@ mod tests {
     /// final.
     fn as_offloaded(mut p: Vec<u8>) -> ([u8; VNET_HDR_LEN], Vec<u8>) {
         let tcp_len = p.len() - 20;
-        let mut pseudo = sum_words(&p[12..20]);
-        pseudo += 6 + tcp_len as u64;
-        p[36..38].copy_from_slice(&fold(pseudo).to_be_bytes());
+        let addr = |at: usize| std::net::Ipv4Addr::new(p[at], p[at + 1], p[at + 2], p[at + 3]);
+        let pseudo = checksum::pseudo_header_tcp(addr(12), addr(16), tcp_len);
+        p[36..38].copy_from_slice(&pseudo.to_be_bytes());
         p[2..4].fill(0);
         p[10..12].copy_from_slice(&[0xde, 0xad]);
         let mut hdr = [0u8; VNET_HDR_LEN];
