@@ -1086,13 +1086,31 @@ impl Stack {
 
     /// Write the next packet to send into `buf`; returns its length.
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
+        self.poll_transmit_segmented(now, buf).map(|(n, _)| n)
+    }
+
+    /// Let data segments carry up to `max_payload` bytes (whole multiples
+    /// of the connection's segment size) for a device that cuts them
+    /// (segmentation offload); `None`: one segment's worth, as on the wire.
+    pub fn set_segmentation_offload(&mut self, max_payload: Option<usize>) {
+        self.cfg.max_segment_payload = max_payload;
+    }
+
+    /// Like [`Stack::poll_transmit`]; also returns, for a segment carrying
+    /// more data than one wire segment may, the data bytes per wire segment
+    /// the device must cut it into.
+    pub fn poll_transmit_segmented(
+        &mut self,
+        now: Instant,
+        buf: &mut [u8],
+    ) -> Option<(usize, Option<usize>)> {
         if let Some(pkt) = self.control.pop_front() {
             if buf.len() < pkt.len() {
                 return None;
             }
             buf[..pkt.len()].copy_from_slice(&pkt);
             self.count_out(pkt.len());
-            return Some(pkt.len());
+            return Some((pkt.len(), None));
         }
         while let Some(key) = self.ready.pop_front() {
             let Some(tcb) = self.conns.get_mut(&key) else {
@@ -1101,8 +1119,10 @@ impl Stack {
             };
             let room = buf.len().saturating_sub(wire::IPV4_HEADER_LEN + 60);
             let max_payload = self.cfg.max_segment_payload.unwrap_or(0).min(room);
+            let segment_payload = tcb.effective_mss(&self.cfg);
             match tcb.poll_output(now, &self.cfg, max_payload, &mut self.stats) {
                 Some(out) => {
+                    let cut = (out.payload_len > segment_payload).then_some(segment_payload);
                     let payload = tcb.send.slices(out.payload_seq, out.payload_len);
                     let written = wire::emit_tcp(
                         buf,
@@ -1117,7 +1137,7 @@ impl Stack {
                     self.update_timer(key);
                     if let Some(n) = written {
                         self.count_out(n);
-                        return Some(n);
+                        return Some((n, cut));
                     }
                 }
                 None => {

@@ -143,6 +143,14 @@ impl Device for ReplicaDevice {
         self.tun.send(packet)
     }
 
+    fn segmentation_offload(&self) -> bool {
+        self.tun.segmentation_offload()
+    }
+
+    fn send_segmented(&mut self, packet: &[u8], segment_payload: usize) -> io::Result<()> {
+        self.tun.send_segmented(packet, segment_payload)
+    }
+
     fn raw_fd(&self) -> Option<RawFd> {
         Some(self.copies.data.as_raw_fd())
     }

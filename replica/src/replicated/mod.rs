@@ -47,8 +47,8 @@ pub fn run(config_path: &Path, signals: Signals) -> anyhow::Result<()> {
     let cfg = ReplicaConfig::load(config_path)?;
     let key_bytes = cfg.key_bytes()?;
     let app_specs = cfg.app_specs()?;
-    let tun =
-        Tun::open(&cfg.tun, cfg.mtu).with_context(|| format!("opening TUN device {}", cfg.tun))?;
+    let tun = Tun::open_offload(&cfg.tun, cfg.mtu)
+        .with_context(|| format!("opening TUN device {}", cfg.tun))?;
     let data = UdpSocket::bind(cfg.data_listen)
         .with_context(|| format!("binding data socket {}", cfg.data_listen))?;
     let device = ReplicaDevice::new(CopyReceiver::new(data, *cfg.redirector.ip())?, tun);

@@ -32,4 +32,18 @@ pub trait Device {
     fn max_packet_in(&self) -> usize {
         self.mtu()
     }
+    /// Whether [`Device::send_segmented`] works: the device (the kernel
+    /// behind it) cuts a large TCP segment into MTU-sized ones.
+    fn segmentation_offload(&self) -> bool {
+        false
+    }
+    /// Write one TCP segment larger than the MTU, to be cut into segments
+    /// of `segment_payload` data bytes each (the last may be shorter).
+    fn send_segmented(&mut self, packet: &[u8], segment_payload: usize) -> io::Result<()> {
+        let _ = (packet, segment_payload);
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "no segmentation offload",
+        ))
+    }
 }

@@ -212,6 +212,45 @@ fn finish_offloaded(hdr: &[u8; VNET_HDR_LEN], packet: &mut [u8]) {
     }
 }
 
+/// The virtio-net header asking the kernel to cut the IPv4 TCP segment
+/// `packet` into segments of `segment_payload` data bytes, and a copy of
+/// the packet's IPv4 and TCP headers with what the kernel expects in the
+/// checksum field: the pseudo-header's sum only (it completes the sum for
+/// each segment it makes).
+fn offload_header(
+    packet: &[u8],
+    segment_payload: usize,
+) -> io::Result<([u8; VNET_HDR_LEN], Vec<u8>)> {
+    let invalid = |what: &str| io::Error::new(io::ErrorKind::InvalidInput, what.to_string());
+    if packet.len() < 40 || packet[0] >> 4 != 4 || packet[9] != 6 {
+        return Err(invalid("not an IPv4 TCP segment"));
+    }
+    let ip_len = usize::from(packet[0] & 0x0f) * 4;
+    let tcp_len = packet.len().saturating_sub(ip_len);
+    if ip_len < 20 || tcp_len < 20 {
+        return Err(invalid("truncated headers"));
+    }
+    let head = ip_len + usize::from(packet[ip_len + 12] >> 4) * 4;
+    let segment = u16::try_from(segment_payload).map_err(|_| invalid("segment too large"))?;
+    if head > packet.len() || segment == 0 {
+        return Err(invalid("bad TCP header or segment size"));
+    }
+    let mut headers = packet[..head].to_vec();
+    let addr = |at: usize| {
+        std::net::Ipv4Addr::new(packet[at], packet[at + 1], packet[at + 2], packet[at + 3])
+    };
+    let pseudo = checksum::pseudo_header_tcp(addr(12), addr(16), tcp_len);
+    headers[ip_len + 16..ip_len + 18].copy_from_slice(&pseudo.to_be_bytes());
+    let mut hdr = [0u8; VNET_HDR_LEN];
+    hdr[0] = VNET_F_NEEDS_CSUM;
+    hdr[1] = VNET_GSO_TCPV4;
+    hdr[2..4].copy_from_slice(&(head as u16).to_le_bytes());
+    hdr[4..6].copy_from_slice(&segment.to_le_bytes());
+    hdr[6..8].copy_from_slice(&(ip_len as u16).to_le_bytes());
+    hdr[8..10].copy_from_slice(&16u16.to_le_bytes());
+    Ok((hdr, headers))
+}
+
 impl AsRawFd for Tun {
     fn as_raw_fd(&self) -> RawFd {
         self.file.as_raw_fd()
@@ -222,6 +261,7 @@ impl AsRawFd for Tun {
 const VNET_HDR_LEN: usize = 10;
 const VNET_F_NEEDS_CSUM: u8 = 1;
 const VNET_GSO_NONE: u8 = 0;
+const VNET_GSO_TCPV4: u8 = 1;
 
 impl Device for Tun {
     fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
@@ -248,6 +288,29 @@ impl Device for Tun {
             self.file.write(packet)?
         };
         if n != packet.len() {
+            return Err(io::Error::new(io::ErrorKind::WriteZero, "short TUN write"));
+        }
+        Ok(())
+    }
+
+    fn segmentation_offload(&self) -> bool {
+        self.offload
+    }
+
+    fn send_segmented(&mut self, packet: &[u8], segment_payload: usize) -> io::Result<()> {
+        if !self.offload {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "TUN opened without offload",
+            ));
+        }
+        let (hdr, headers) = offload_header(packet, segment_payload)?;
+        let n = self.file.write_vectored(&[
+            IoSlice::new(&hdr),
+            IoSlice::new(&headers),
+            IoSlice::new(&packet[headers.len()..]),
+        ])?;
+        if n != VNET_HDR_LEN + packet.len() {
             return Err(io::Error::new(io::ErrorKind::WriteZero, "short TUN write"));
         }
         Ok(())
@@ -299,6 +362,23 @@ mod tests {
         let n = wire::emit_tcp(&mut buf, src, dst, 64, &header, (payload, &[])).unwrap();
         buf.truncate(n);
         buf
+    }
+
+    #[test]
+    fn a_segment_handed_to_the_kernel_to_cut_carries_the_partial_checksum_it_expects() {
+        let original = packet(&vec![0x5a; 20_000]);
+        let (hdr, headers) = offload_header(&original, 1448).unwrap();
+        assert_eq!(hdr[1], VNET_GSO_TCPV4);
+        assert_eq!(u16::from_le_bytes([hdr[2], hdr[3]]), 40);
+        assert_eq!(u16::from_le_bytes([hdr[4], hdr[5]]), 1448);
+        // Completing the partial checksum as the kernel does gives back the
+        // packet the stack emitted.
+        let mut written = [headers.as_slice(), &original[headers.len()..]].concat();
+        assert_ne!(written, original);
+        finish_offloaded(&hdr, &mut written);
+        assert_eq!(written, original);
+        assert!(offload_header(&original[..30], 1448).is_err());
+        assert!(offload_header(&original, 0).is_err());
     }
 
     /// What the kernel hands over for a coalesced segment: the TCP checksum

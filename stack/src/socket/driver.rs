@@ -20,6 +20,8 @@ const BATCH: usize = 64;
 /// Bytes of input buffered per turn at most (a device with receive offload
 /// reads packets of up to 64 KiB).
 const BATCH_BYTES: usize = 4 << 20;
+/// Room for the IPv4 and TCP headers, options included, in a packet.
+const MAX_HEADERS: usize = 20 + 60;
 
 /// An eventfd that application threads write to wake the driver.
 pub(super) struct Waker {
@@ -61,6 +63,9 @@ impl Drop for Waker {
 struct Batch {
     data: Vec<u8>,
     lens: Vec<usize>,
+    /// Output only: per packet, the data bytes per wire segment the device
+    /// must cut it into (segmentation offload), if it is that large.
+    cuts: Vec<Option<usize>>,
     slot: usize,
     capacity: usize,
 }
@@ -71,6 +76,7 @@ impl Batch {
         Batch {
             data: vec![0; slot * capacity],
             lens: Vec::with_capacity(capacity),
+            cuts: Vec::with_capacity(capacity),
             slot,
             capacity,
         }
@@ -91,8 +97,18 @@ impl Batch {
 }
 
 pub(super) fn run<D: Device, H: Hooks>(shared: Arc<Shared>, mut device: D, mut hooks: H) {
-    let out_slot = device.mtu().clamp(576, MAX_PACKET);
-    let in_slot = device.max_packet_in().clamp(out_slot, MAX_PACKET);
+    let mtu_slot = device.mtu().clamp(576, MAX_PACKET);
+    let in_slot = device.max_packet_in().clamp(mtu_slot, MAX_PACKET);
+    // With segmentation offload the stack writes segments of up to 64 KiB
+    // and the kernel cuts them: one write per 45 wire packets.
+    let out_slot = if device.segmentation_offload() {
+        lock(&shared)
+            .stack
+            .set_segmentation_offload(Some(MAX_PACKET - MAX_HEADERS));
+        MAX_PACKET
+    } else {
+        mtu_slot
+    };
     let mut input = Batch::new(in_slot);
     let mut output = Batch::new(out_slot);
     let mut more_output = false;
@@ -149,9 +165,13 @@ pub(super) fn run<D: Device, H: Hooks>(shared: Arc<Shared>, mut device: D, mut h
             }
         }
         output.lens.clear();
+        output.cuts.clear();
         while !output.is_full() {
-            match inner.stack.poll_transmit(now, output.next_slot()) {
-                Some(n) => output.lens.push(n),
+            match inner.stack.poll_transmit_segmented(now, output.next_slot()) {
+                Some((n, cut)) => {
+                    output.lens.push(n);
+                    output.cuts.push(cut);
+                }
                 None => break,
             }
         }
@@ -166,8 +186,12 @@ pub(super) fn run<D: Device, H: Hooks>(shared: Arc<Shared>, mut device: D, mut h
             cv.notify_all();
         }
         if may_transmit {
-            for packet in output.packets() {
-                if let Err(e) = device.send(packet) {
+            for (packet, cut) in output.packets().zip(&output.cuts) {
+                let sent = match cut {
+                    Some(payload) => device.send_segmented(packet, *payload),
+                    None => device.send(packet),
+                };
+                if let Err(e) = sent {
                     // Dropped packets are recovered by TCP retransmission;
                     // counted at the next round.
                     write_failures += 1;
