@@ -194,54 +194,94 @@ pub fn emit_icmp(
 /// not such a segment with more than `at` bytes of data, carries SYN or URG
 /// (whose meaning a cut would change), or `rest` is too small.
 pub fn split_tcp(packet: &mut [u8], at: usize, rest: &mut [u8]) -> Option<(usize, usize)> {
-    let ip = Ipv4Packet::new_checked(&*packet).ok()?;
-    if ip.next_header() != IpProtocol::Tcp || ip.more_frags() || ip.frag_offset() != 0 {
-        return None;
-    }
-    let (src, dst) = (
-        IpAddress::Ipv4(ip.src_addr()),
-        IpAddress::Ipv4(ip.dst_addr()),
-    );
-    let (ip_len, total) = (usize::from(ip.header_len()), usize::from(ip.total_len()));
-    let tcp = TcpPacket::new_checked(&packet[ip_len..total]).ok()?;
-    if tcp.syn() || tcp.urg() {
-        return None;
-    }
-    let head = ip_len + usize::from(tcp.header_len());
-    let data_len = total - head;
-    let rest_len = head + data_len.checked_sub(at).filter(|&n| n > 0)?;
+    let h = CuttableSegment::parse(packet)?;
+    let rest_len = h.head + h.data_len().checked_sub(at).filter(|&n| n > 0)?;
     if at == 0 || rest.len() < rest_len {
         return None;
     }
-    rest[..head].copy_from_slice(&packet[..head]);
-    rest[head..rest_len].copy_from_slice(&packet[head + at..total]);
-    let first_len = head + at;
-    finish_part(&mut packet[..first_len], ip_len, &src, &dst, |tcp| {
-        tcp.set_fin(false);
-        tcp.set_psh(false);
-    });
-    finish_part(&mut rest[..rest_len], ip_len, &src, &dst, |tcp| {
-        tcp.set_seq_number(tcp.seq_number() + at);
-        tcp.set_cwr(false);
-    });
+    rest[..h.head].copy_from_slice(&packet[..h.head]);
+    rest[h.head..rest_len].copy_from_slice(&packet[h.head + at..h.total]);
+    let first_len = h.head + at;
+    h.finish_part(&mut packet[..first_len], 0, false);
+    h.finish_part(&mut rest[..rest_len], at, true);
     Some((first_len, rest_len))
 }
 
-/// Give one part of a cut segment its length, its flags and its checksums.
-fn finish_part(
-    part: &mut [u8],
+/// Cut the IPv4 TCP segment in `packet` into segments of `size` data bytes
+/// (the last may be shorter), as a device with segmentation offload does:
+/// FIN and PSH on the last, CWR on the first. `None` when it is not such a
+/// segment or carries SYN or URG.
+pub fn segment_tcp(packet: &[u8], size: usize) -> Option<Vec<Vec<u8>>> {
+    let h = CuttableSegment::parse(packet)?;
+    if size == 0 {
+        return None;
+    }
+    let data = &packet[h.head..h.total];
+    let count = data.len().div_ceil(size).max(1);
+    let mut out = Vec::with_capacity(count);
+    for i in 0..count {
+        let chunk = &data[(i * size).min(data.len())..((i + 1) * size).min(data.len())];
+        let mut part = Vec::with_capacity(h.head + chunk.len());
+        part.extend_from_slice(&packet[..h.head]);
+        part.extend_from_slice(chunk);
+        h.finish_part(&mut part, i * size, i + 1 == count);
+        out.push(part);
+    }
+    Some(out)
+}
+
+/// The headers of an IPv4 TCP segment that can be cut into several.
+struct CuttableSegment {
+    src: IpAddress,
+    dst: IpAddress,
     ip_len: usize,
-    src: &IpAddress,
-    dst: &IpAddress,
-    flags: impl FnOnce(&mut TcpPacket<&mut [u8]>),
-) {
-    let total = part.len() as u16;
-    let mut ip = Ipv4Packet::new_unchecked(&mut *part);
-    ip.set_total_len(total);
-    ip.fill_checksum();
-    let mut tcp = TcpPacket::new_unchecked(&mut part[ip_len..]);
-    flags(&mut tcp);
-    tcp.fill_checksum(src, dst);
+    /// IPv4 and TCP headers' length.
+    head: usize,
+    total: usize,
+    flags_of_last: (bool, bool),
+}
+
+impl CuttableSegment {
+    fn parse(packet: &[u8]) -> Option<CuttableSegment> {
+        let ip = Ipv4Packet::new_checked(packet).ok()?;
+        if ip.next_header() != IpProtocol::Tcp || ip.more_frags() || ip.frag_offset() != 0 {
+            return None;
+        }
+        let (ip_len, total) = (usize::from(ip.header_len()), usize::from(ip.total_len()));
+        let tcp = TcpPacket::new_checked(&packet[ip_len..total]).ok()?;
+        if tcp.syn() || tcp.urg() {
+            return None;
+        }
+        Some(CuttableSegment {
+            src: IpAddress::Ipv4(ip.src_addr()),
+            dst: IpAddress::Ipv4(ip.dst_addr()),
+            ip_len,
+            head: ip_len + usize::from(tcp.header_len()),
+            total,
+            flags_of_last: (tcp.fin(), tcp.psh()),
+        })
+    }
+
+    fn data_len(&self) -> usize {
+        self.total - self.head
+    }
+
+    /// Give the part starting `offset` data bytes in its length, sequence
+    /// number, flags and checksums.
+    fn finish_part(&self, part: &mut [u8], offset: usize, last: bool) {
+        let total = part.len() as u16;
+        let mut ip = Ipv4Packet::new_unchecked(&mut *part);
+        ip.set_total_len(total);
+        ip.fill_checksum();
+        let mut tcp = TcpPacket::new_unchecked(&mut part[self.ip_len..]);
+        tcp.set_seq_number(tcp.seq_number() + offset);
+        tcp.set_fin(last && self.flags_of_last.0);
+        tcp.set_psh(last && self.flags_of_last.1);
+        if offset > 0 {
+            tcp.set_cwr(false);
+        }
+        tcp.fill_checksum(&self.src, &self.dst);
+    }
 }
 
 #[cfg(test)]
@@ -291,6 +331,29 @@ mod tests {
         assert_eq!(second.control, TcpControl::Fin);
         assert_eq!(first.timestamp, second.timestamp);
         assert_eq!([first.payload, second.payload].concat(), payload);
+    }
+
+    #[test]
+    fn a_large_segment_is_cut_as_segmentation_offload_would() {
+        let payload: Vec<u8> = (0..5_000u32).map(|i| (i % 253) as u8).collect();
+        let packet = segment(TcpControl::Fin, &payload);
+        let parts = segment_tcp(&packet, 1448).unwrap();
+        assert_eq!(parts.len(), 4);
+        let tcps: Vec<TcpRepr<'_>> = parts.iter().map(|p| tcp_of(p)).collect();
+        for (i, t) in tcps.iter().enumerate() {
+            assert_eq!(t.seq_number, TcpSeqNumber(1_000 + 1448 * i as i32));
+            let fin = i == 3;
+            assert_eq!(t.control == TcpControl::Fin, fin, "part {i}");
+        }
+        assert_eq!(
+            tcps.iter()
+                .flat_map(|t| t.payload.to_vec())
+                .collect::<Vec<_>>(),
+            payload
+        );
+        assert_eq!(segment_tcp(&packet, 0), None);
+        let one = segment_tcp(&packet, 10_000).unwrap();
+        assert_eq!(one, vec![packet.clone()]);
     }
 
     #[test]

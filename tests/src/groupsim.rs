@@ -52,6 +52,9 @@ pub struct SimConfig {
     /// all of them to come back, then sends the next request. None: it
     /// streams (bulk both ways at once).
     pub request: Option<usize>,
+    /// Replicas write segments of up to 64 KiB and the simulated device
+    /// cuts them into wire segments (segmentation offload, as over a TUN).
+    pub segmentation_offload: bool,
 }
 
 impl SimConfig {
@@ -67,6 +70,7 @@ impl SimConfig {
             passive: false,
             client: ClientKind::Hydra,
             request: None,
+            segmentation_offload: false,
         }
     }
 }
@@ -220,9 +224,7 @@ impl Sim {
             },
             Counter::starting_at(1),
         );
-        let nodes = (0..n)
-            .map(|i| new_node(i, &key, 1000, cfg.passive))
-            .collect();
+        let nodes = (0..n).map(|i| new_node(i, &key, 1000, &cfg)).collect();
         let mut mesh = HashMap::new();
         for a in 0..n {
             for b in 0..n {
@@ -571,7 +573,7 @@ impl Sim {
                         continue;
                     };
                     // Counters above anything the old process used.
-                    self.nodes[i] = new_node(i, &self.key, (1 << 40) + self.now, self.cfg.passive);
+                    self.nodes[i] = new_node(i, &self.key, (1 << 40) + self.now, &self.cfg);
                     self.nodes[i].restarted = true;
                     self.nodes[i].restart_epoch = self.authority.view().epoch;
                     self.restarts += 1;
@@ -687,9 +689,18 @@ impl Sim {
             control.push(d);
         }
         let mut out = Vec::new();
-        while let Some(n) = node.stack.poll_transmit(inst, &mut self.scratch) {
-            if may {
-                out.push(self.scratch[..n].to_vec());
+        while let Some((n, cut)) = node.stack.poll_transmit_segmented(inst, &mut self.scratch) {
+            if !may {
+                continue;
+            }
+            let packet = &self.scratch[..n];
+            match cut {
+                // The device cuts it, as the kernel behind a TUN does.
+                Some(size) => out.extend(
+                    stack::wire::segment_tcp(packet, size)
+                        .ok_or_else(|| format!("replica {member} wrote an uncuttable segment"))?,
+                ),
+                None => out.push(packet.to_vec()),
             }
         }
         for (j, f) in frames {
@@ -952,7 +963,7 @@ impl Sim {
 
 /// A fresh replica process: member `i + 1`, its counters starting at
 /// `counter` (a restarted process must not reuse its old counters).
-fn new_node(i: usize, key: &GroupKey, counter: u64, passive: bool) -> Node {
+fn new_node(i: usize, key: &GroupKey, counter: u64, cfg: &SimConfig) -> Node {
     let id = i as u8 + 1;
     let addr = |port| SocketAddrV4::new(Ipv4Addr::new(198, 18, 1, 11 + i as u8), port);
     let agent = MemberAgent::with_counter(
@@ -979,8 +990,11 @@ fn new_node(i: usize, key: &GroupKey, counter: u64, passive: bool) -> Node {
         ..Config::default()
     });
     ReplicaLogic::prepare_stack(&mut stack);
+    if cfg.segmentation_offload {
+        stack.set_segmentation_offload(Some(64 * 1024 - 80));
+    }
     let local = SocketAddrV4::new(VIP, PORT);
-    if passive {
+    if cfg.passive {
         stack.listen_passive(local).expect("listen");
     } else {
         stack.listen(local).expect("listen");

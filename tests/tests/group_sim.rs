@@ -162,6 +162,31 @@ fn request_response_survives_the_same_faults() {
     }
 }
 
+/// Replicas write large segments the device cuts (segmentation offload,
+/// as over a TUN): retransmissions, SACK and takeovers over super-segments.
+#[test]
+fn segmentation_offload_survives_the_same_faults() {
+    for seed in seeds() {
+        for (passive, request) in [(false, None), (true, None), (false, Some(1024))] {
+            let cfg = SimConfig {
+                passive,
+                request,
+                segmentation_offload: true,
+                ..SimConfig::new(seed)
+            };
+            if let Verdict::Violation { at_ms, what } = run_seed(cfg) {
+                let passive_flag = if passive { " --passive" } else { "" };
+                let request_flag = if request.is_some() {
+                    " --request 1024"
+                } else {
+                    ""
+                };
+                panic!("seed {seed} at {at_ms} ms: {what}\nrepro: cargo run -p hydra-tests --bin hydra-sim -- --offload{passive_flag}{request_flag} --trace {seed}");
+            }
+        }
+    }
+}
+
 /// A simulator that finds nothing may be blind: inject "ACK without
 /// gating" and the checker must report acknowledged bytes a live replica
 /// does not hold.

@@ -50,6 +50,10 @@ struct Cli {
     /// last came back whole (default: stream).
     #[arg(long)]
     request: Option<usize>,
+    /// Replicas write segments of up to 64 KiB that the simulated device
+    /// cuts (segmentation offload).
+    #[arg(long)]
+    offload: bool,
 }
 
 fn main() {
@@ -66,6 +70,7 @@ fn main() {
             Client::Smoltcp => ClientKind::Smoltcp,
         },
         request: cli.request,
+        segmentation_offload: cli.offload,
         ..SimConfig::new(seed)
     };
     if let Some(seed) = cli.trace {
@@ -112,6 +117,9 @@ fn main() {
                 }
                 if cli.client == Client::Smoltcp {
                     bug.push_str(" --client smoltcp");
+                }
+                if cli.offload {
+                    bug.push_str(" --offload");
                 }
                 if let Some(r) = cli.request {
                     bug.push_str(&format!(" --request {r}"));
