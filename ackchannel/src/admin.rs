@@ -82,10 +82,32 @@ pub fn metric(
     value: impl std::fmt::Display,
 ) {
     use std::fmt::Write as _;
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    // One HELP and TYPE per metric name, before its first sample: the
+    // exposition format refuses a second one (labelled series repeat names).
+    if !out.contains(&format!("# TYPE {name} {kind}\n")) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    }
     if labels.is_empty() {
         let _ = writeln!(out, "{name} {value}");
     } else {
         let _ = writeln!(out, "{name}{{{labels}}} {value}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::metric;
+
+    #[test]
+    fn a_labelled_metric_gets_one_help_and_type_before_its_samples() {
+        let mut out = String::new();
+        metric(&mut out, "x_total", "counter", "X.", "reason=\"a\"", 1);
+        metric(&mut out, "x_total", "counter", "X.", "reason=\"b\"", 2);
+        metric(&mut out, "x", "gauge", "Another.", "", 3);
+        assert_eq!(
+            out,
+            "# HELP x_total X.\n# TYPE x_total counter\nx_total{reason=\"a\"} 1\nx_total{reason=\"b\"} 2\n\
+             # HELP x Another.\n# TYPE x gauge\nx 3\n"
+        );
     }
 }

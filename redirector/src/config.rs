@@ -22,6 +22,13 @@ pub struct RedirectorConfig {
     /// carry this plus 28 bytes of UDP encapsulation without fragmenting.
     #[serde(default = "default_mtu")]
     pub mtu: usize,
+    /// Read client segments the kernel coalesced (up to 64 KiB) and copy
+    /// each whole: far fewer packets for the replicas to take in. The
+    /// copies are datagrams of up to 64 KiB; replica links with a smaller
+    /// MTU carry them in IP fragments (correct, and dearer). Off: the
+    /// kernel cuts them into `mtu`-sized packets first.
+    #[serde(default = "default_receive_offload")]
+    pub receive_offload: bool,
     /// UDP address for registrations and keepalives.
     pub control_listen: SocketAddrV4,
     /// Local address the packet copies are sent from (replicas accept copies
@@ -101,6 +108,9 @@ fn default_flow_idle_timeout_s() -> u64 {
 }
 fn default_tun() -> String {
     "hydra-vip".into()
+}
+fn default_receive_offload() -> bool {
+    true
 }
 fn default_mtu() -> usize {
     1500

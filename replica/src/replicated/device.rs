@@ -6,20 +6,29 @@
 use std::io;
 use std::net::UdpSocket;
 use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use ackchannel::transport::{size_socket_buffer, SocketBuffer};
 use ackchannel::udp_offload::{enable_gro, recv_coalesced, MAX_COALESCED};
 use stack::phy::tun::Tun;
 use stack::phy::Device;
 
-/// Counters of input the device refused.
-#[derive(Debug, Default, Clone, Copy)]
+/// Counters of input the device refused, shared with the metrics page
+/// (the device itself runs on the driver thread).
+#[derive(Debug, Default)]
 pub struct DeviceDrops {
     /// Datagrams not from the redirector.
-    pub foreign_source: u64,
+    pub foreign_source: AtomicU64,
     /// Datagrams cut because they did not fit the receive buffer, or
     /// packets longer than the stack's buffer.
-    pub oversized: u64,
+    pub oversized: AtomicU64,
+}
+
+impl DeviceDrops {
+    fn count(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// Receive buffer of the data socket.
@@ -36,7 +45,7 @@ pub struct CopyReceiver {
     datagram_len: usize,
     segment_size: usize,
     next_segment: usize,
-    pub drops: DeviceDrops,
+    pub drops: Arc<DeviceDrops>,
 }
 
 impl CopyReceiver {
@@ -57,7 +66,7 @@ impl CopyReceiver {
             datagram_len: 0,
             segment_size: 0,
             next_segment: 0,
-            drops: DeviceDrops::default(),
+            drops: Arc::default(),
         })
     }
 
@@ -70,7 +79,7 @@ impl CopyReceiver {
             self.next_segment = end;
             let packet = &self.datagram[start..end];
             if packet.len() > buf.len() {
-                self.drops.oversized += 1;
+                DeviceDrops::count(&self.drops.oversized);
                 continue;
             }
             buf[..packet.len()].copy_from_slice(packet);
@@ -93,11 +102,11 @@ impl CopyReceiver {
             let into: &mut [u8] = if direct { buf } else { &mut self.datagram };
             let got = recv_coalesced(&self.data, into)?;
             if got.from.map(|a| *a.ip()) != Some(self.redirector_ip) {
-                self.drops.foreign_source += 1;
+                DeviceDrops::count(&self.drops.foreign_source);
                 continue;
             }
             if got.truncated {
-                self.drops.oversized += 1;
+                DeviceDrops::count(&self.drops.oversized);
                 continue;
             }
             let segment_size = got.segment_size.unwrap_or(got.len).max(1);
@@ -234,7 +243,7 @@ mod tests {
         }
         // The large copy did not fit the small buffer's path: none was sent
         // then, so nothing was dropped.
-        assert_eq!(rx.drops.oversized, 0);
+        assert_eq!(rx.drops.oversized.load(Ordering::Relaxed), 0);
     }
 
     #[test]
@@ -245,6 +254,6 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(20));
         let mut buf = vec![0u8; MAX_COALESCED];
         assert!(matches!(rx.recv(&mut buf), Err(e) if e.kind() == io::ErrorKind::WouldBlock));
-        assert_eq!(rx.drops.foreign_source, 1);
+        assert_eq!(rx.drops.foreign_source.load(Ordering::Relaxed), 1);
     }
 }

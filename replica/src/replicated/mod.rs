@@ -27,7 +27,7 @@ use stack::{Config, Stack};
 use crate::apps;
 use crate::signals::Signals;
 use config::ReplicaConfig;
-use device::{CopyReceiver, ReplicaDevice};
+use device::{CopyReceiver, DeviceDrops, ReplicaDevice};
 use hooks::{Command, ReplicaStatus, ReplicationHooks};
 use logic::ReplicaLogic;
 
@@ -51,7 +51,9 @@ pub fn run(config_path: &Path, signals: Signals) -> anyhow::Result<()> {
         .with_context(|| format!("opening TUN device {}", cfg.tun))?;
     let data = UdpSocket::bind(cfg.data_listen)
         .with_context(|| format!("binding data socket {}", cfg.data_listen))?;
-    let device = ReplicaDevice::new(CopyReceiver::new(data, *cfg.redirector.ip())?, tun);
+    let copies = CopyReceiver::new(data, *cfg.redirector.ip())?;
+    let copy_drops = copies.drops.clone();
+    let device = ReplicaDevice::new(copies, tun);
     let control = UdpSocket::bind(std::net::SocketAddrV4::new(*cfg.data_listen.ip(), 0))
         .context("binding control socket")?;
 
@@ -109,6 +111,7 @@ pub fn run(config_path: &Path, signals: Signals) -> anyhow::Result<()> {
         serve_admin(
             addr,
             net.clone(),
+            copy_drops,
             status.clone(),
             Mutex::new(commands.clone()),
             leaving.clone(),
@@ -176,6 +179,7 @@ fn leave(commands: &Sender<Command>, status: &Mutex<ReplicaStatus>) {
 fn serve_admin(
     addr: std::net::SocketAddr,
     net: NetStack,
+    copy_drops: Arc<DeviceDrops>,
     status: Arc<Mutex<ReplicaStatus>>,
     commands: Mutex<Sender<Command>>,
     leaving: Arc<std::sync::atomic::AtomicBool>,
@@ -215,6 +219,19 @@ fn serve_admin(
                     });
                     let mut out = String::new();
                     crate::metrics::render_stack(&mut out, &stats, conns, ooo);
+                    for (reason, counter) in [
+                        ("foreign_source", &copy_drops.foreign_source),
+                        ("oversized", &copy_drops.oversized),
+                    ] {
+                        metric(
+                            &mut out,
+                            "hydra_copies_dropped_total",
+                            "counter",
+                            "Copies from the redirector refused: not from its address, or too long.",
+                            &format!("reason=\"{reason}\""),
+                            counter.load(std::sync::atomic::Ordering::Relaxed),
+                        );
+                    }
                     metric(
                         &mut out,
                         "hydra_view_epoch",
