@@ -284,32 +284,34 @@ impl CuttableSegment {
     }
 }
 
+/// A valid IPv4 TCP segment carrying `payload`, for tests.
+#[cfg(test)]
+pub(crate) fn test_segment(control: TcpControl, payload: &[u8]) -> Vec<u8> {
+    let header = TcpRepr {
+        src_port: 40000,
+        dst_port: 80,
+        control,
+        seq_number: TcpSeqNumber(1_000),
+        ack_number: Some(TcpSeqNumber(77)),
+        window_len: 512,
+        window_scale: None,
+        max_seg_size: None,
+        sack_permitted: false,
+        sack_ranges: [None; 3],
+        timestamp: Some(TcpTimestampRepr::new(5, 6)),
+        payload: &[],
+    };
+    let mut buf = vec![0u8; 70_000];
+    let src = SocketAddrV4::new([198, 18, 0, 1].into(), 40000);
+    let dst = SocketAddrV4::new([198, 18, 0, 2].into(), 80);
+    let n = emit_tcp(&mut buf, src, dst, 64, &header, (payload, &[])).unwrap();
+    buf.truncate(n);
+    buf
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn segment(control: TcpControl, payload: &[u8]) -> Vec<u8> {
-        let header = TcpRepr {
-            src_port: 40000,
-            dst_port: 80,
-            control,
-            seq_number: TcpSeqNumber(1_000),
-            ack_number: Some(TcpSeqNumber(77)),
-            window_len: 512,
-            window_scale: None,
-            max_seg_size: None,
-            sack_permitted: false,
-            sack_ranges: [None; 3],
-            timestamp: Some(TcpTimestampRepr::new(5, 6)),
-            payload: &[],
-        };
-        let mut buf = vec![0u8; 70_000];
-        let src = SocketAddrV4::new([198, 18, 0, 1].into(), 40000);
-        let dst = SocketAddrV4::new([198, 18, 0, 2].into(), 80);
-        let n = emit_tcp(&mut buf, src, dst, 64, &header, (payload, &[])).unwrap();
-        buf.truncate(n);
-        buf
-    }
 
     fn tcp_of(packet: &[u8]) -> TcpRepr<'_> {
         match parse(packet) {
@@ -321,7 +323,7 @@ mod tests {
     #[test]
     fn a_cut_segment_is_two_valid_segments_carrying_the_same_bytes() {
         let payload: Vec<u8> = (0..65_400u32).map(|i| (i % 251) as u8).collect();
-        let mut packet = segment(TcpControl::Fin, &payload);
+        let mut packet = test_segment(TcpControl::Fin, &payload);
         let mut rest = vec![0u8; 65_535];
         let (a, b) = split_tcp(&mut packet, 30_000, &mut rest).unwrap();
         let (first, second) = (tcp_of(&packet[..a]), tcp_of(&rest[..b]));
@@ -336,7 +338,7 @@ mod tests {
     #[test]
     fn a_large_segment_is_cut_as_segmentation_offload_would() {
         let payload: Vec<u8> = (0..5_000u32).map(|i| (i % 253) as u8).collect();
-        let packet = segment(TcpControl::Fin, &payload);
+        let packet = test_segment(TcpControl::Fin, &payload);
         let parts = segment_tcp(&packet, 1448).unwrap();
         assert_eq!(parts.len(), 4);
         let tcps: Vec<TcpRepr<'_>> = parts.iter().map(|p| tcp_of(p)).collect();
@@ -359,11 +361,11 @@ mod tests {
     #[test]
     fn what_cannot_be_cut_is_left_alone() {
         let mut rest = vec![0u8; 65_535];
-        let mut syn = segment(TcpControl::Syn, &[1; 100]);
+        let mut syn = test_segment(TcpControl::Syn, &[1; 100]);
         let before = syn.clone();
         assert_eq!(split_tcp(&mut syn, 50, &mut rest), None);
         assert_eq!(syn, before);
-        let mut short = segment(TcpControl::Psh, &[1; 100]);
+        let mut short = test_segment(TcpControl::Psh, &[1; 100]);
         assert_eq!(split_tcp(&mut short, 100, &mut rest), None);
         assert_eq!(split_tcp(&mut short, 0, &mut rest), None);
         assert_eq!(split_tcp(&mut short, 50, &mut rest[..60]), None);

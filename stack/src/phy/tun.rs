@@ -337,31 +337,11 @@ impl Device for Tun {
 mod tests {
     use super::*;
     use crate::wire;
-    use smoltcp::wire::{TcpControl, TcpRepr, TcpSeqNumber};
-    use std::net::SocketAddrV4;
+    use smoltcp::wire::TcpControl;
 
     /// A valid IPv4+TCP packet with `payload`, as the wire would carry it.
     fn packet(payload: &[u8]) -> Vec<u8> {
-        let src = SocketAddrV4::new([198, 18, 0, 1].into(), 40000);
-        let dst = SocketAddrV4::new([198, 18, 0, 2].into(), 9);
-        let header = TcpRepr {
-            src_port: src.port(),
-            dst_port: dst.port(),
-            control: TcpControl::Psh,
-            seq_number: TcpSeqNumber(1000),
-            ack_number: Some(TcpSeqNumber(77)),
-            window_len: 512,
-            window_scale: None,
-            max_seg_size: None,
-            sack_permitted: false,
-            sack_ranges: [None; 3],
-            timestamp: None,
-            payload: &[],
-        };
-        let mut buf = vec![0u8; 70_000];
-        let n = wire::emit_tcp(&mut buf, src, dst, 64, &header, (payload, &[])).unwrap();
-        buf.truncate(n);
-        buf
+        crate::wire::test_segment(TcpControl::Psh, payload)
     }
 
     #[test]
@@ -369,7 +349,7 @@ mod tests {
         let original = packet(&vec![0x5a; 20_000]);
         let (hdr, headers) = offload_header(&original, 1448).unwrap();
         assert_eq!(hdr[1], VNET_GSO_TCPV4);
-        assert_eq!(u16::from_le_bytes([hdr[2], hdr[3]]), 40);
+        assert_eq!(u16::from_le_bytes([hdr[2], hdr[3]]), 52); // with timestamps
         assert_eq!(u16::from_le_bytes([hdr[4], hdr[5]]), 1448);
         // Completing the partial checksum as the kernel does gives back the
         // packet the stack emitted.
