@@ -51,6 +51,8 @@ pub struct Tun {
     /// Receive offload: the kernel hands over TCP segments coalesced up to
     /// 64 KiB (each read is preceded by a virtio-net header).
     offload: bool,
+    /// The kernel takes large segments to cut (false once it refused one).
+    kernel_segments: bool,
 }
 
 fn ifname(name: &str) -> io::Result<[libc::c_char; libc::IFNAMSIZ]> {
@@ -128,6 +130,7 @@ impl Tun {
             name: name.to_string(),
             mtu,
             offload,
+            kernel_segments: offload,
         };
         tun.configure_link(mtu)?;
         Ok(tun)
@@ -263,6 +266,16 @@ const VNET_F_NEEDS_CSUM: u8 = 1;
 const VNET_GSO_NONE: u8 = 0;
 const VNET_GSO_TCPV4: u8 = 1;
 
+impl Tun {
+    /// Cut a large segment into wire segments here and write each.
+    fn send_in_pieces(&mut self, packet: &[u8], segment_payload: usize) -> io::Result<()> {
+        let pieces = crate::wire::segment_tcp(packet, segment_payload).ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidInput, "not a segment that can be cut")
+        })?;
+        pieces.iter().try_for_each(|p| self.send(p))
+    }
+}
+
 impl Device for Tun {
     fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if !self.offload {
@@ -304,16 +317,30 @@ impl Device for Tun {
                 "TUN opened without offload",
             ));
         }
+        if !self.kernel_segments {
+            return self.send_in_pieces(packet, segment_payload);
+        }
         let (hdr, headers) = offload_header(packet, segment_payload)?;
-        let n = self.file.write_vectored(&[
+        let written = self.file.write_vectored(&[
             IoSlice::new(&hdr),
             IoSlice::new(&headers),
             IoSlice::new(&packet[headers.len()..]),
-        ])?;
-        if n != VNET_HDR_LEN + packet.len() {
-            return Err(io::Error::new(io::ErrorKind::WriteZero, "short TUN write"));
+        ]);
+        match written {
+            Ok(n) if n == VNET_HDR_LEN + packet.len() => Ok(()),
+            Ok(_) => Err(io::Error::new(io::ErrorKind::WriteZero, "short TUN write")),
+            // A kernel that will not cut it: every large segment would fail
+            // again (TCP retransmits the same), so cut them here from now on.
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                tracing::warn!(
+                    "{}: the kernel refused a segment to cut ({e}); cutting segments in userspace",
+                    self.name
+                );
+                self.kernel_segments = false;
+                self.send_in_pieces(packet, segment_payload)
+            }
+            Err(e) => Err(e),
         }
-        Ok(())
     }
 
     fn max_packet_in(&self) -> usize {
