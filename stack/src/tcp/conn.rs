@@ -897,7 +897,12 @@ impl Tcb {
                 self.rcv_nxt = self.recv.end();
                 sig.readable = true;
                 sig.progress = true;
-                self.unacked_segments += 1;
+                // A segment the sender's or our kernel coalesced stands for
+                // as many full-sized segments as it carries: counted as one,
+                // the last of a burst of 64 KiB segments waited for the
+                // delayed-ACK timer, and the sender probed for loss.
+                let full_sized = (payload.len() / self.mss().max(1) as usize).max(1);
+                self.unacked_segments = self.unacked_segments.saturating_add(full_sized as u32);
                 //= RFC 5681 section 4.2
                 //# an ACK SHOULD be generated for at least every second full-sized segment, and
                 //# MUST be generated within 500 ms of the arrival of the first unacknowledged packet.

@@ -339,6 +339,17 @@ fn in_order_data_is_delivered_and_acked_every_second_segment() {
     assert!(data[..1000].iter().all(|&b| b == 1) && data[1000..].iter().all(|&b| b == 2));
 }
 
+/// A coalesced segment (receive offload, GRO) carrying several full-sized
+/// segments is acknowledged at once, as they would have been: counted as
+/// one, the last of a burst waited for the delayed-ACK timer.
+#[test]
+fn a_coalesced_segment_of_several_full_segments_is_acked_at_once() {
+    let mut h = h();
+    h.establish();
+    h.send(h.data_seg(0, &[3u8; 4 * 1460]));
+    assert_eq!(h.recv_one().ack, Some(CLIENT_ISN + 1 + 4 * 1460));
+}
+
 #[test]
 fn delayed_ack_fires_after_timeout() {
     let mut h = h();
