@@ -78,32 +78,23 @@ const SO_NO_CHECK: libc::c_int = 11;
 /// Coalesced (`UDP_SEGMENT`) sends need a checksum: the kernel refuses
 /// them on such a socket.
 pub fn disable_checksums(socket: &UdpSocket) -> io::Result<()> {
-    let on: libc::c_int = 1;
-    // SAFETY: setsockopt reads a c_int from a valid pointer.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            SO_NO_CHECK,
-            (&on as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    switch_on(socket, libc::SOL_SOCKET, SO_NO_CHECK)
 }
 
 /// Ask the kernel to deliver coalesced datagrams whole (`UDP_GRO`).
 pub fn enable_gro(socket: &UdpSocket) -> io::Result<()> {
+    switch_on(socket, libc::SOL_UDP, libc::UDP_GRO)
+}
+
+/// Set an integer socket option to 1.
+fn switch_on(socket: &UdpSocket, level: libc::c_int, name: libc::c_int) -> io::Result<()> {
     let on: libc::c_int = 1;
     // SAFETY: setsockopt reads a c_int from a valid pointer.
     let rc = unsafe {
         libc::setsockopt(
             socket.as_raw_fd(),
-            libc::SOL_UDP,
-            libc::UDP_GRO,
+            level,
+            name,
             (&on as *const libc::c_int).cast(),
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         )
