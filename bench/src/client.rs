@@ -38,6 +38,9 @@ pub struct ClientResult {
     pub slow: Vec<(f64, f64)>,
     /// rr: round trips completed.
     pub round_trips: u64,
+    /// rr: round trips completed in each 100 ms of the run, in order (for
+    /// rates before and after a disruption).
+    pub per_100ms: Vec<u32>,
     /// hold: connections established and verified, and how long that took.
     pub held: usize,
     pub setup_secs: f64,
@@ -121,6 +124,7 @@ fn request_response(args: &ClientArgs) -> Result<ClientResult, String> {
     let end = start + Duration::from_secs_f64(args.secs);
     let mut slow = Vec::new();
     let mut round_trips = 0u64;
+    let mut per_100ms = Vec::new();
     while Instant::now() < end {
         let t0 = Instant::now();
         s.write_all(&request)
@@ -136,6 +140,14 @@ fn request_response(args: &ClientArgs) -> Result<ClientResult, String> {
             slow.push(((t0 - start).as_secs_f64() * 1e3, rtt.as_secs_f64() * 1e3));
         }
         round_trips += 1;
+        // Bounded by the run's length: one counter per 100 ms (10 a second).
+        let bucket = (start.elapsed().as_millis() / 100) as usize;
+        if bucket < 100_000 {
+            if per_100ms.len() <= bucket {
+                per_100ms.resize(bucket + 1, 0);
+            }
+            per_100ms[bucket] += 1;
+        }
     }
     let cdf = [
         0.0, 10.0, 25.0, 50.0, 75.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.99, 100.0,
@@ -154,6 +166,7 @@ fn request_response(args: &ClientArgs) -> Result<ClientResult, String> {
         ]),
         slow,
         round_trips,
+        per_100ms,
         cdf,
         ..ClientResult::default()
     })

@@ -4,6 +4,7 @@
 
 mod client;
 mod plots;
+mod report;
 mod run;
 mod servers;
 mod setups;

@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use scenario::cluster::{Binaries, Cluster, ClusterSpec};
-use serde::Serialize;
 
 use crate::client::ClientResult;
+use crate::report::{Failover, Latency, Rejoin, Report, Scale, Throughput};
 use crate::servers::{DISCARD, ECHO, SOURCE};
 use crate::setups::{self, Kind, Target};
 
@@ -48,82 +48,6 @@ pub struct RunArgs {
     /// Only these configurations (kernel, hydra, smoltcp, redir+1, ft-2, ft-3).
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
-}
-
-#[derive(Debug, Default, Serialize)]
-pub struct Throughput {
-    pub config: String,
-    pub direction: String,
-    pub msg: usize,
-    pub gbit_s: f64,
-    /// CPU seconds of our processes per GiB moved (kernel: the server
-    /// process only; kernel TCP's softirq work is not in it).
-    pub cpu_s_per_gib: f64,
-    pub error: Option<String>,
-}
-
-#[derive(Debug, Default, Serialize)]
-pub struct Latency {
-    pub config: String,
-    pub msg: usize,
-    pub p50_us: u64,
-    pub p99_us: u64,
-    pub p999_us: u64,
-    pub max_us: u64,
-    pub cdf: Vec<(u64, f64)>,
-    pub error: Option<String>,
-}
-
-#[derive(Debug, Default, Serialize)]
-pub struct Failover {
-    pub crashes: usize,
-    /// Client-observed gap at each crash (ms).
-    pub gaps_ms: Vec<f64>,
-    pub p50_ms: f64,
-    pub p99_ms: f64,
-    pub max_ms: f64,
-    /// Round trips per second before and after the crashes.
-    pub rate_before: f64,
-    pub rate_after: f64,
-    pub errors: Vec<String>,
-}
-
-/// A backup restarted while the group holds many connections: time from
-/// its process start to live member, and the stall a request/response
-/// stream sees meanwhile.
-#[derive(Debug, Default, Serialize)]
-pub struct Rejoin {
-    pub connections: usize,
-    pub rejoin_ms: Vec<f64>,
-    pub stall_ms: Vec<f64>,
-    pub errors: Vec<String>,
-}
-
-#[derive(Debug, Default, Serialize)]
-pub struct Scale {
-    pub config: String,
-    pub connections: usize,
-    pub setup_per_s: f64,
-    pub bytes_per_connection: f64,
-    pub error: Option<String>,
-}
-
-#[derive(Debug, Default, Serialize)]
-pub struct Report {
-    pub date: String,
-    pub mode: String,
-    pub machine: serde_json::Value,
-    /// Client and servers share the machine's cores.
-    pub shared_cores: bool,
-    /// MTU of the links between the redirector and the replicas.
-    pub link_mtu: u32,
-    pub throughput: Vec<Throughput>,
-    pub latency: Vec<Latency>,
-    pub failover: Failover,
-    /// The same measurement with deliberate handovers instead of crashes.
-    pub handover: Failover,
-    pub rejoin: Rejoin,
-    pub scale: Vec<Scale>,
 }
 
 fn machine() -> serde_json::Value {
@@ -662,8 +586,27 @@ fn crash_twice(
                 .fold(0.0, f64::max)
         })
         .collect();
-    let rate = r.round_trips as f64 / r.secs.max(1e-9);
-    Ok((gaps, rate, rate))
+    // Round trips per second from the start to 100 ms before the first
+    // kill, and from 500 ms after the last kill (the stall and its
+    // recovery excluded) to the end.
+    let first = kill_at.first().copied().unwrap_or(r.secs * 1e3);
+    let last = kill_at.last().copied().unwrap_or(0.0);
+    let rate_between = |from_ms: f64, to_ms: f64| {
+        let from = (from_ms / 100.0).ceil().max(0.0) as usize;
+        let to = ((to_ms / 100.0).floor().max(0.0) as usize).min(r.per_100ms.len());
+        if to <= from {
+            return 0.0;
+        }
+        let n: u64 = r.per_100ms[from..to].iter().map(|&c| u64::from(c)).sum();
+        n as f64 / ((to - from) as f64 * 0.1)
+    };
+    let before = rate_between(0.0, first - 100.0);
+    // The last 100 ms are cut short by the end of the run: left out.
+    let after = rate_between(
+        last + 500.0,
+        r.per_100ms.len().saturating_sub(1) as f64 * 100.0,
+    );
+    Ok((gaps, before, after))
 }
 
 fn print_table(r: &Report) {
