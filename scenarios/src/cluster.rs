@@ -116,6 +116,9 @@ impl Binaries {
 pub struct Cluster {
     pub topo: Topology,
     pub client_ns: String,
+    /// The client's link to the redirector, and the redirector's end of it.
+    pub client_link: String,
+    pub redirector_client_link: String,
     pub redirector_ns: String,
     pub replica_ns: Vec<String>,
     pub dir: PathBuf,
@@ -147,7 +150,7 @@ impl Cluster {
         let mut topo = Topology::new(tag);
         let client_ns = topo.namespace("c")?;
         let redirector_ns = topo.namespace("r")?;
-        topo.veth(
+        let (client_link, redirector_client_link) = topo.veth(
             (&client_ns, "198.18.0.1/24"),
             (&redirector_ns, "198.18.0.2/24"),
             1500,
@@ -206,6 +209,8 @@ impl Cluster {
         let mut cluster = Cluster {
             topo,
             client_ns,
+            client_link,
+            redirector_client_link,
             redirector_ns,
             replica_ns,
             dir,

@@ -1,5 +1,7 @@
 //! Shared helpers of Hydra's workspace-level tests.
 //!
+//! - [`hostile`]: the hostile-input probe (scapy) and a kernel reference
+//!   listener to compare Hydra's answers with.
 //! - [`netns`]: network namespaces, veth links and processes made by a test
 //!   and removed again, also when the test fails.
 //! - [`groupsim`]: deterministic simulation of whole replica groups with
@@ -9,6 +11,7 @@
 //!   duplication) for deterministic tests of whole stacks.
 
 pub mod groupsim;
+pub mod hostile;
 pub mod netns;
 pub mod simclient;
 pub mod simnet;
