@@ -558,6 +558,11 @@ struct Member {
     /// counts the old one: its stamp. That process holds none of the old
     /// one's state and gets no lease until it has rejoined.
     successor: Option<u64>,
+    /// When a live backup reported it (its ack-channel connection closed,
+    /// or it fell silent) before it was late here too. While it stays
+    /// unheard since, it is declared dead as soon as it has been silent
+    /// for three heartbeats, not only after the keepalive timeout.
+    reported_at: Option<Instant>,
 }
 
 /// A member as the authority keeps it across a restart of the redirector.
@@ -837,6 +842,7 @@ impl ViewAuthority {
             last_answered: now,
             condemned: false,
             successor: None,
+            reported_at: None,
         });
         if joining {
             self.order_members();
@@ -871,7 +877,15 @@ impl ViewAuthority {
         if believed {
             tracing::warn!(group = %self.policy.name, reporter, suspect, silent_ms = silent.total_millis(), "failure report accepted");
             self.condemn(now, suspect);
+        } else if let Some(m) = self.members.iter_mut().find(|m| m.id == suspect) {
+            // Not late here yet: believed once it is, unless heard first.
+            m.reported_at = Some(now);
         }
+    }
+
+    /// The report about `m` still stands: nothing heard from it since.
+    fn report_stands(m: &Member) -> bool {
+        m.reported_at.is_some_and(|r| m.last_heard <= r)
     }
 
     /// Primary, live backups, members catching up, the dead.
@@ -962,6 +976,18 @@ impl ViewAuthority {
             tracing::warn!(group = %self.policy.name, member = id, "keepalives missed");
             self.condemn(now, id);
         }
+        let confirmed = self.policy.heartbeat.saturating_mul(3);
+        let reported: Vec<u8> = self
+            .members
+            .iter()
+            .filter(|m| m.alive && !m.condemned && Self::report_stands(m))
+            .filter(|m| now.saturating_since(m.last_heard) >= confirmed)
+            .map(|m| m.id)
+            .collect();
+        for id in reported {
+            tracing::warn!(group = %self.policy.name, member = id, "reported member silent here too");
+            self.condemn(now, id);
+        }
         // A joining member sends nothing to clients: no lease to wait for.
         let mut gave_up = false;
         for m in self
@@ -1003,11 +1029,18 @@ impl ViewAuthority {
             .min();
         // A lone live member is never condemned: no deadline for it (a
         // deadline that never moves would make the caller spin).
+        let confirmed = self.policy.heartbeat.saturating_mul(3);
         let next_silence = (watched.len() > 1)
             .then(|| {
                 watched
                     .iter()
-                    .map(|m| m.last_heard + self.policy.keepalive_timeout)
+                    .map(|m| {
+                        if Self::report_stands(m) {
+                            m.last_heard + confirmed.min(self.policy.keepalive_timeout)
+                        } else {
+                            m.last_heard + self.policy.keepalive_timeout
+                        }
+                    })
                     .min()
             })
             .flatten();
@@ -1056,6 +1089,7 @@ impl ViewAuthority {
                 last_answered: now,
                 condemned: false,
                 successor: None,
+                reported_at: None,
             })
             .collect();
         self.change_at = None;

@@ -966,6 +966,22 @@ impl Replicator {
         }
     }
 
+    /// The transport saw `peer`'s side close our connection to it: its
+    /// process has most likely ended. A peer this member watches (the
+    /// primary, or the primary's backups) is reported at once instead of
+    /// after [`ReplicationConfig::peer_timeout`] of silence; the authority
+    /// still checks the report against its own keepalives and waits out
+    /// the peer's lease, so a wrong report cannot make two primaries.
+    pub fn peer_closed(&mut self, now: Instant, peer: MemberId) {
+        if self.view.is_none() || !self.watched().contains(&peer) {
+            return;
+        }
+        tracing::warn!(peer = peer.0, "peer closed its ack-channel connection");
+        self.actions.push_back(Action::PeerSuspected(peer));
+        // A silence report only after another full timeout.
+        self.last_heard.insert(peer, now);
+    }
+
     // ---- time and output ----
 
     pub fn handle_timeout(&mut self, now: Instant) {

@@ -36,6 +36,8 @@ pub struct MeshStats {
     pub queue_overflows: u64,
     pub oversized_frames: u64,
     pub inbound_evicted: u64,
+    /// Connections to a peer that the peer's side closed or reset.
+    pub peer_closes: u64,
 }
 
 struct Inbound {
@@ -76,6 +78,8 @@ pub struct Mesh {
     /// Read buffer, kept (not zeroed per read).
     chunk: Vec<u8>,
     stats: MeshStats,
+    /// Peers that closed our connection to them, not yet taken.
+    closed: Vec<MemberId>,
 }
 
 impl Mesh {
@@ -89,6 +93,7 @@ impl Mesh {
             outbound: HashMap::new(),
             chunk: vec![0; 64 * 1024],
             stats: MeshStats::default(),
+            closed: Vec::new(),
         })
     }
 
@@ -119,11 +124,34 @@ impl Mesh {
         }
     }
 
-    /// Descriptors to wait on for input.
+    /// Descriptors to wait on for input: the listener, every inbound
+    /// connection, and every established outbound one (a peer never writes
+    /// on those, so they become readable only when the peer's side closes).
     pub fn fds(&self) -> Vec<RawFd> {
         let mut fds = vec![self.listener.as_raw_fd()];
         fds.extend(self.inbound.iter().map(|i| i.stream.as_raw_fd()));
+        fds.extend(self.outbound_watched().into_iter().map(|(_, fd)| fd));
         fds
+    }
+
+    /// Established outbound connections, in a fixed order.
+    fn outbound_watched(&self) -> Vec<(MemberId, RawFd)> {
+        let mut out: Vec<(MemberId, RawFd)> = self
+            .outbound
+            .iter()
+            .filter(|(_, o)| o.connected)
+            .filter_map(|(id, o)| o.stream.as_ref().map(|s| (*id, s.as_raw_fd())))
+            .collect();
+        out.sort_unstable_by_key(|(id, _)| id.0);
+        out
+    }
+
+    /// Peers whose side closed or reset our connection to them since the
+    /// last call. Their process has most likely ended (its kernel closed
+    /// its sockets), which the replication core reports at once rather than
+    /// after a silence timeout; the authority still decides.
+    pub fn take_closed(&mut self) -> Vec<MemberId> {
+        std::mem::take(&mut self.closed)
     }
 
     /// Unsent output or a pending connection: poll again soon.
@@ -171,7 +199,14 @@ impl Mesh {
         // One poll(2) tells which sockets have input: a non-blocking accept
         // or read on an idle socket is far dearer (accept allocates a file
         // before it finds the queue empty).
+        let watched = self.outbound_watched();
         let ready = self.readiness();
+        let inbound_count = self.inbound.len();
+        for (k, (id, _)) in watched.iter().enumerate() {
+            if ready.get(1 + inbound_count + k).copied().unwrap_or(false) {
+                self.check_closed(*id);
+            }
+        }
         if ready.first() == Some(&true) {
             self.accept();
         }
@@ -202,7 +237,34 @@ impl Mesh {
         frames
     }
 
-    /// Readable (or hung up) now: the listener first, then each inbound socket.
+    /// An outbound connection became readable: the peer's side closed or
+    /// reset it (it never writes on it). Anything else read is dropped.
+    fn check_closed(&mut self, id: MemberId) {
+        let Some(out) = self.outbound.get_mut(&id) else {
+            return;
+        };
+        let Some(stream) = out.stream.as_mut() else {
+            return;
+        };
+        let gone = match stream.read(&mut self.chunk) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) => !matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+            ),
+        };
+        if gone {
+            out.reset("the peer closed the connection");
+            self.stats.peer_closes += 1;
+            if !self.closed.contains(&id) {
+                self.closed.push(id);
+            }
+        }
+    }
+
+    /// Readable (or hung up) now: the listener first, then each inbound
+    /// socket, then each watched outbound one (as [`Mesh::fds`] lists them).
     fn readiness(&self) -> Vec<bool> {
         let mut fds: Vec<libc::pollfd> = self
             .fds()
@@ -426,6 +488,27 @@ mod tests {
         }
         assert_eq!(got, frames);
         assert!(!a.has_backlog());
+    }
+
+    #[test]
+    fn a_peer_whose_process_ends_is_reported_closed_at_once() {
+        let mut a = Mesh::new(MemberId(1), "127.0.0.1:0".parse().unwrap()).unwrap();
+        let mut b = Mesh::new(MemberId(2), "127.0.0.1:0".parse().unwrap()).unwrap();
+        a.set_peers(vec![(MemberId(2), b.local_addr().unwrap())]);
+        a.send(MemberId(2), vec![1; 10]);
+        a.flush();
+        let got = poll_until(&mut b, |m| m.stats().frames_received > 0);
+        assert_eq!(got.len(), 1);
+        assert!(a.take_closed().is_empty(), "a live peer is not reported");
+        for _ in 0..20 {
+            a.poll();
+        }
+        assert!(a.take_closed().is_empty(), "a live peer is not reported");
+        // Its process ends: the kernel closes its side of every connection.
+        drop(b);
+        poll_until(&mut a, |m| m.stats().peer_closes > 0);
+        assert_eq!(a.take_closed(), vec![MemberId(2)]);
+        assert!(a.take_closed().is_empty(), "reported once");
     }
 
     #[test]

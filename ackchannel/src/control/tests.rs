@@ -249,6 +249,45 @@ fn a_backups_report_deposes_the_primary_only_when_it_is_late_here_too() {
 }
 
 #[test]
+fn an_early_report_deposes_the_primary_once_it_is_late_here_unless_heard_again() {
+    // Heard at 10 ms, then silent (a crashed process): a backup reports it at
+    // once (its ack-channel connection closed), before it is late here.
+    let (mut auth, mut agents) = group();
+    agents[1].report_failure(ms(12), 1);
+    let report = agents[1].poll_transmit().unwrap();
+    assert_eq!(auth.handle_datagram(ms(12), &report), Ok(None));
+    assert_eq!(auth.view().epoch, 1, "not late here yet: no view change");
+    // Declared at three heartbeats of silence (40 ms), the view changes when
+    // its lease (answered at 10 ms, 60 ms) has run out: 70 ms, where the
+    // keepalive timeout alone would wait until 110 ms.
+    assert_eq!(auth.poll_timeout(), Some(ms(40)));
+    let mut t = 12;
+    while auth.view().epoch == 1 && t < 200 {
+        t += 1;
+        round(ms(t), &mut auth, &mut agents, &[2, 3]);
+    }
+    assert_eq!(t, 70, "the view changed at {t} ms");
+    assert_eq!(auth.view().primary(), Some(2));
+
+    // The same report about a primary that is heard again is dropped: a
+    // later silence waits for the full keepalive timeout.
+    let (mut auth, mut agents) = group();
+    agents[1].report_failure(ms(12), 1);
+    let report = agents[1].poll_transmit().unwrap();
+    auth.handle_datagram(ms(12), &report).unwrap();
+    round(ms(20), &mut auth, &mut agents, &[1, 2, 3]);
+    let mut t = 20;
+    while auth.view().epoch == 1 && t < 300 {
+        t += 1;
+        round(ms(t), &mut auth, &mut agents, &[2, 3]);
+    }
+    assert!(
+        t >= 120,
+        "a withdrawn report still deposed the primary at {t} ms"
+    );
+}
+
+#[test]
 fn the_primarys_report_removes_a_backup() {
     let (mut auth, mut agents) = group();
     agents[0].report_failure(ms(15), 3);

@@ -204,6 +204,9 @@ impl Hooks for ReplicationHooks {
                 tracing::debug!("ack-channel frame refused: {e}");
             }
         }
+        for peer in self.mesh.take_closed() {
+            self.logic.on_peer_closed(now, peer);
+        }
         self.logic.settle(now, stack);
         self.last_now = now;
     }

@@ -120,6 +120,12 @@ impl ReplicaLogic {
         self.replicator.handle_frame(now, frame)
     }
 
+    /// The ack channel saw `peer`'s side close its connection (its process
+    /// most likely ended): report it now rather than after a silence.
+    pub fn on_peer_closed(&mut self, now: Instant, peer: MemberId) {
+        self.replicator.peer_closed(now, peer);
+    }
+
     /// Keepalive timers and views: adopt a newer view (peers, role,
     /// takeover). Returns the new peers' ack-channel addresses when the view
     /// changed, for the transport.
