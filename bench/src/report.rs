@@ -40,6 +40,9 @@ pub struct Failover {
     /// 500 ms after the last one to the end of the run.
     pub rate_before: f64,
     pub rate_after: f64,
+    /// The groups' lease and heartbeat period (ms).
+    pub lease_ms: u64,
+    pub heartbeat_ms: u64,
     pub errors: Vec<String>,
 }
 

@@ -48,6 +48,15 @@ pub struct RunArgs {
     /// Only these configurations (kernel, hydra, smoltcp, redir+1, ft-2, ft-3).
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
+    /// Lease of the groups whose crashes and handovers are measured (ms):
+    /// a crashed primary is replaced no sooner than this after its last
+    /// answered keepalive.
+    #[arg(long, default_value_t = 60)]
+    pub lease_ms: u64,
+    /// Keepalive and heartbeat period of those groups (ms); a backup's
+    /// report of a closed connection is believed after three of them.
+    #[arg(long, default_value_t = 10)]
+    pub heartbeat_ms: u64,
 }
 
 fn machine() -> serde_json::Value {
@@ -216,10 +225,14 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         bar.inc(1);
     }
     if kinds.contains(&Kind::Replicated(3)) {
+        let timing = Timing {
+            lease_ms: args.lease_ms,
+            heartbeat_ms: args.heartbeat_ms,
+        };
         bar.set_message("failover");
-        report.failover = failover(&bins, crashes, Disruption::Crash, &bar);
+        report.failover = failover(&bins, crashes, Disruption::Crash, &timing, &bar);
         bar.set_message("handover");
-        report.handover = failover(&bins, handovers, Disruption::Handover, &bar);
+        report.handover = failover(&bins, handovers, Disruption::Handover, &timing, &bar);
         bar.set_message("rejoin");
         report.rejoin = rejoin(&bins, rejoins, args.rejoin_connections, &bar);
     }
@@ -482,9 +495,23 @@ enum Disruption {
 /// Repeated loss of the primary (crash or handover) under a steady
 /// request/response stream (64-byte round trips); the gap is the slowest
 /// round trip around each one.
-fn failover(bins: &Binaries, crashes: usize, how: Disruption, bar: &ProgressBar) -> Failover {
+/// Lease and heartbeat of the groups the failover measurements start.
+struct Timing {
+    lease_ms: u64,
+    heartbeat_ms: u64,
+}
+
+fn failover(
+    bins: &Binaries,
+    crashes: usize,
+    how: Disruption,
+    timing: &Timing,
+    bar: &ProgressBar,
+) -> Failover {
     let mut f = Failover {
         crashes: 0,
+        lease_ms: timing.lease_ms,
+        heartbeat_ms: timing.heartbeat_ms,
         ..Failover::default()
     };
     let mut before = Vec::new();
@@ -492,6 +519,8 @@ fn failover(bins: &Binaries, crashes: usize, how: Disruption, bar: &ProgressBar)
     while f.crashes < crashes {
         let spec = ClusterSpec {
             replicas: 3,
+            lease_ms: timing.lease_ms,
+            heartbeat_ms: timing.heartbeat_ms,
             ..ClusterSpec::default()
         };
         let mut c = match Cluster::start("xf", spec, bins.clone()) {
