@@ -8,6 +8,7 @@ mod report;
 mod run;
 mod servers;
 mod setups;
+mod soak;
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -29,6 +30,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// A group of 3 under bulk load with every core busy and nothing
+    /// crashing: counts spurious failovers for a lease and heartbeat.
+    Soak(soak::SoakArgs),
     /// (internal) the load generator, run inside the client namespace.
     #[command(hide = true)]
     Client(client::ClientArgs),
@@ -60,6 +64,7 @@ fn main() {
         }
         Some(Command::KernelServer { address }) => servers::kernel(address),
         Some(Command::SmoltcpServer { tun, address, mtu }) => servers::smoltcp(&tun, address, mtu),
+        Some(Command::Soak(args)) => soak::run(&args),
         None => run::run(&cli.run),
     };
     if let Err(e) = result {

@@ -272,8 +272,10 @@ members = [{members}]
 min_members = {n}
 keepalive_timeout_ms = {timeout}
 lease_ms = {lease}
+heartbeat_ms = {hb}
 "#,
                 name = group_name(g),
+                hb = self.spec.heartbeat_ms,
                 members = members.join(", "),
                 n = self.spec.replicas,
                 timeout = self.spec.failure_timeout_ms,
