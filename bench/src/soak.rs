@@ -146,7 +146,8 @@ pub fn run(args: &SoakArgs) -> anyhow::Result<()> {
                     epoch = e;
                 }
             }
-            let finished = |child: &mut std::process::Child| matches!(child.try_wait(), Ok(Some(_)));
+            let finished =
+                |child: &mut std::process::Child| matches!(child.try_wait(), Ok(Some(_)));
             if (finished(&mut up) && finished(&mut down)) || Instant::now() >= give_up {
                 break;
             }

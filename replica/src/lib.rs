@@ -1,7 +1,15 @@
-//! The `hydra-replica` binary's parts: built-in applications, the standalone
-//! driver (one stack on one TUN device, no replication) and signal handling.
+//! Hydra's group member library and the `hydra-replica` binary's parts.
+//!
+//! - [`member`]: make any program a member of a replicated group
+//!   ([`member::Member::join`]) and bind its own listeners on the stack.
+//! - [`apps`]: the built-in applications `hydra-replica` serves, written
+//!   on the public socket API only.
+//! - [`standalone`]: one stack on one TUN device, no replication.
+//! - [`replicated`]: the member's parts (configuration, copy device,
+//!   replication hooks, admin endpoint).
 
 pub mod apps;
+pub mod member;
 pub mod metrics;
 pub mod replicated;
 pub use ackchannel::signals;

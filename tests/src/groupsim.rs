@@ -986,7 +986,7 @@ fn new_node(i: usize, key: &GroupKey, counter: u64, cfg: &SimConfig) -> Node {
         Counter::starting_at(counter),
     );
     let mut stack = Stack::new(Config {
-        isn_key: replica::replicated::isn_key(&key.0),
+        isn_key: replica::member::isn_key(&key.0),
         ..Config::default()
     });
     ReplicaLogic::prepare_stack(&mut stack);

@@ -1,15 +1,15 @@
-//! `replica.toml`: one replica of one group.
+//! A member's configuration (`member.toml`, or the member part of
+//! `hydra-replica`'s `replica.toml`): one member of one group.
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::apps::AppSpec;
-
-#[derive(Debug, Deserialize)]
+/// One member of one group: who it is, the group's key and virtual IPs,
+/// its device, its addresses and the redirector's, its timing.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ReplicaConfig {
+pub struct MemberConfig {
     /// This replica's member id in its group (as listed in the redirector's config).
     pub member: u8,
     /// Group name, as in the redirector's config.
@@ -45,8 +45,6 @@ pub struct ReplicaConfig {
     /// A peer silent this long is reported to the redirector as suspect.
     #[serde(default = "default_peer_timeout_ms")]
     pub peer_timeout_ms: u64,
-    /// Applications, as on the command line: `echo:7`, `http:80=/srv/www`...
-    pub apps: Vec<String>,
     /// Admin endpoint for /metrics and /status.
     pub admin: Option<SocketAddr>,
 }
@@ -67,43 +65,30 @@ fn default_peer_timeout_ms() -> u64 {
     100
 }
 
-impl ReplicaConfig {
-    pub fn load(path: &Path) -> anyhow::Result<ReplicaConfig> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
-        let cfg: ReplicaConfig =
-            toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        cfg.validate()?;
-        Ok(cfg)
-    }
-
-    fn validate(&self) -> anyhow::Result<()> {
-        anyhow::ensure!(
-            !self.vips.is_empty(),
-            "vips: at least one virtual IP is needed"
-        );
-        anyhow::ensure!(
-            (576..=65535).contains(&self.mtu),
-            "mtu must be within 576..=65535"
-        );
-        anyhow::ensure!(
-            self.heartbeat_ms > 0 && self.peer_timeout_ms > self.heartbeat_ms,
-            "peer_timeout_ms must exceed heartbeat_ms > 0"
-        );
+impl MemberConfig {
+    /// Check the values that parsing cannot: an error says which and why.
+    pub fn check(&self) -> Result<(), String> {
+        if self.vips.is_empty() {
+            return Err("vips: at least one virtual IP is needed".into());
+        }
+        if !(576..=65535).contains(&self.mtu) {
+            return Err("mtu must be within 576..=65535".into());
+        }
+        if self.heartbeat_ms == 0 || self.peer_timeout_ms <= self.heartbeat_ms {
+            return Err("peer_timeout_ms must exceed heartbeat_ms > 0".into());
+        }
+        if !(1..=255).contains(&self.member) {
+            return Err("member must be an id from 1 to 255".into());
+        }
         self.key_bytes()?;
-        self.app_specs()?;
         Ok(())
     }
 
-    pub fn key_bytes(&self) -> anyhow::Result<[u8; 32]> {
-        Ok(ackchannel::auth::GroupKey::from_hex(&self.key)?.0)
-    }
-
-    pub fn app_specs(&self) -> anyhow::Result<Vec<AppSpec>> {
-        self.apps
-            .iter()
-            .map(|a| a.parse::<AppSpec>().map_err(anyhow::Error::msg))
-            .collect()
+    /// The group key's 32 bytes.
+    pub fn key_bytes(&self) -> Result<[u8; 32], String> {
+        ackchannel::auth::GroupKey::from_hex(&self.key)
+            .map(|k| k.0)
+            .map_err(|e| format!("key: {e}"))
     }
 }
 
@@ -119,23 +104,22 @@ vips = ["198.18.100.1"]
 data_listen = "198.18.1.11:7100"
 ack_listen = "198.18.1.11:7200"
 redirector = "198.18.1.1:7000"
-apps = ["echo:7"]
 "#;
 
     #[test]
     fn parses_with_defaults() {
-        let c: ReplicaConfig = toml::from_str(GOOD).unwrap();
-        c.validate().unwrap();
+        let c: MemberConfig = toml::from_str(GOOD).unwrap();
+        c.check().unwrap();
         assert_eq!(c.heartbeat_ms, 10);
         assert_eq!(c.key_bytes().unwrap()[31], 0x1f);
     }
 
     #[test]
     fn bad_values_are_explained() {
-        let c: ReplicaConfig = toml::from_str(&GOOD.replace("0001", "zz01")).unwrap();
-        assert!(c.validate().unwrap_err().to_string().contains("hex"));
-        let c: ReplicaConfig = toml::from_str(&GOOD.replace("echo:7", "echo")).unwrap();
-        assert!(c.validate().unwrap_err().to_string().contains("NAME:PORT"));
-        assert!(toml::from_str::<ReplicaConfig>(&format!("{GOOD}\nbogus = 1")).is_err());
+        let c: MemberConfig = toml::from_str(&GOOD.replace("0001", "zz01")).unwrap();
+        assert!(c.check().unwrap_err().contains("hex"));
+        let c: MemberConfig = toml::from_str(&GOOD.replace("member = 1", "member = 0")).unwrap();
+        assert!(c.check().unwrap_err().contains("member"));
+        assert!(toml::from_str::<MemberConfig>(&format!("{GOOD}\nbogus = 1")).is_err());
     }
 }
