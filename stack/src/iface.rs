@@ -30,7 +30,9 @@ use crate::tcp::{congestion::Congestion, isn, syncookie, State};
 use crate::time::Instant;
 use crate::wire::{self, ParseError};
 
+mod ordered;
 mod passive;
+pub use ordered::Delivery;
 pub use passive::ApplyError;
 
 /// A connection's identity: the same on every replica of a group.
@@ -85,6 +87,9 @@ pub enum ListenError {
     /// Something already listens on this address and port.
     #[error("address already in use")]
     AddrInUse,
+    /// A stack has one ordered listener: its records are one sequence.
+    #[error("this stack already has an ordered listener")]
+    OrderedTaken,
 }
 
 /// Why `connect` failed.
@@ -238,6 +243,8 @@ pub struct Stack {
     /// Connections that ended, with their peer's ISN, newest last (bounded).
     ended: FastMap<ConnKey, Seq>,
     ended_order: VecDeque<ConnKey>,
+    /// Deliveries of ordered listeners' connections (see [`Delivery`]).
+    ordered: ordered::OrderedLog,
 }
 
 /// Ended connections remembered (so late log entries cannot revive them).
@@ -264,6 +271,7 @@ impl Stack {
             passive_dirty: BTreeSet::new(),
             ended: FastMap::default(),
             ended_order: VecDeque::new(),
+            ordered: ordered::OrderedLog::default(),
         }
     }
 
@@ -1002,6 +1010,7 @@ impl Stack {
         }
         if sig.readable {
             self.push_event(Event::Readable(key));
+            self.record_delivery(key);
         }
         if sig.writable {
             self.push_event(Event::Writable(key));
@@ -1022,6 +1031,7 @@ impl Stack {
                 self.remove(key);
                 return;
             }
+            self.record_closed(key);
             self.push_event(Event::Closed(key));
         }
         self.schedule(key);
@@ -1031,7 +1041,11 @@ impl Stack {
     /// Forget a connection. Replication hears of it (`Closed`) however it
     /// ended, or a group would keep tracking it forever.
     fn remove(&mut self, key: ConnKey) {
-        if self.detach(key) && self.role != Role::Standalone {
+        let known = self.detach(key);
+        if known {
+            self.record_closed(key);
+        }
+        if known && self.role != Role::Standalone {
             self.push_event(Event::Closed(key));
         }
     }
@@ -1487,6 +1501,7 @@ impl Stack {
         if tcb.readable() > before || tcb.at_eof() != eof_before {
             self.push_event(Event::Readable(key));
         }
+        self.record_delivery(key);
     }
 
     /// In-order receive progress: (rcv_nxt, advertised right edge, FIN received).

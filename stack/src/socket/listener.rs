@@ -40,7 +40,7 @@ impl TcpListener {
             }
         })
         .map_err(|e| match e {
-            ListenError::AddrInUse => {
+            ListenError::AddrInUse | ListenError::OrderedTaken => {
                 io::Error::new(io::ErrorKind::AddrInUse, format!("{local}: {e}"))
             }
         })?;

@@ -11,6 +11,7 @@
 
 mod driver;
 mod listener;
+mod ordered;
 mod poller;
 mod stream;
 
@@ -26,6 +27,7 @@ use crate::time::Instant;
 use crate::Config;
 
 pub use listener::TcpListener;
+pub use ordered::{OrderedEvent, OrderedListener};
 pub use poller::Poller;
 pub use stream::{AtomicStep, TcpStream};
 

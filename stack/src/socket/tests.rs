@@ -233,3 +233,63 @@ fn passive_listener_alone_keeps_state_and_streams() {
     assert_eq!(echo.join().unwrap(), data.len() as u64);
     assert!(got == data, "echoed bytes differ");
 }
+
+#[test]
+fn an_ordered_listener_gives_every_connections_bytes_to_one_thread() {
+    let (server, client) = pair();
+    let mut listener =
+        OrderedListener::bind(&server, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 6379)).unwrap();
+    // A stack has one ordered listener.
+    let again = OrderedListener::bind(&server, SocketAddrV4::new(SERVER, 6380));
+    assert_eq!(again.err().map(|e| e.kind()), Some(ErrorKind::AddrInUse));
+    let clients: Vec<_> = (0..3u8)
+        .map(|i| {
+            let client = client.clone();
+            std::thread::spawn(move || {
+                let mut c = TcpStream::connect(&client, SocketAddrV4::new(SERVER, 6379)).unwrap();
+                let data = vec![b'a' + i; 10_000 * (usize::from(i) + 1)];
+                c.write_all(&data).unwrap();
+                c.shutdown(Shutdown::Write).unwrap();
+                let mut back = Vec::new();
+                c.read_to_end(&mut back).unwrap();
+                back
+            })
+        })
+        .collect();
+    let mut seen: std::collections::HashMap<crate::ConnKey, (bool, usize, bool)> =
+        Default::default();
+    let mut fins = 0;
+    while fins < 3 {
+        let ev = listener
+            .next(Some(Duration::from_secs(10)))
+            .unwrap()
+            .expect("an event within 10 s");
+        match ev {
+            OrderedEvent::Opened(k) => {
+                assert!(seen.insert(k, (true, 0, false)).is_none(), "opened twice");
+            }
+            OrderedEvent::Data(k, bytes) => {
+                let e = seen.get_mut(&k).expect("data before Opened");
+                assert!(!e.2, "data after FIN");
+                assert!(!bytes.is_empty());
+                e.1 += bytes.len();
+                // Echo the count back at the end: one write per event here.
+                listener.write_all(k, &bytes[..1]).unwrap();
+            }
+            OrderedEvent::PeerFin(k) => {
+                let e = seen.get_mut(&k).expect("FIN before Opened");
+                e.2 = true;
+                fins += 1;
+                listener.shutdown(k).unwrap();
+            }
+            OrderedEvent::Closed(k) => panic!("{k:?} reset"),
+        }
+    }
+    let mut totals: Vec<usize> = seen.values().map(|e| e.1).collect();
+    totals.sort_unstable();
+    assert_eq!(totals, vec![10_000, 20_000, 30_000]);
+    for c in clients {
+        let back = c.join().unwrap();
+        assert!(!back.is_empty() && back.iter().all(|b| *b == back[0]));
+    }
+}
