@@ -57,6 +57,18 @@ pub struct ClusterSpec {
     /// (9,000 for jumbo frames between hosts) makes the kernel send them in
     /// IP fragments: correct, and dearer.
     pub link_mtu: u32,
+    /// A program of one's own to run as each member instead of
+    /// `hydra-replica` (see [`MemberProgram`]).
+    pub program: Option<MemberProgram>,
+}
+
+/// A member program built on the member library: started as `<path> member
+/// --config <file> <args...>`, with the file `hydra-replica` would get
+/// (its `apps` entry is for `hydra-replica` only).
+#[derive(Debug, Clone)]
+pub struct MemberProgram {
+    pub path: PathBuf,
+    pub args: Vec<String>,
 }
 
 impl Default for ClusterSpec {
@@ -71,6 +83,7 @@ impl Default for ClusterSpec {
             lease_ms: 60,
             relays: false,
             link_mtu: 65_535,
+            program: None,
         }
     }
 }
@@ -85,6 +98,11 @@ pub struct Binaries {
 }
 
 impl Binaries {
+    /// Another binary of the same build (an example's program).
+    pub fn sibling(&self, name: &str) -> PathBuf {
+        self.replica.with_file_name(name)
+    }
+
     /// Next to the running executable (cargo puts all binaries of a profile there).
     pub fn beside_current_exe() -> anyhow::Result<Binaries> {
         let exe = std::env::current_exe()?;
@@ -398,8 +416,18 @@ admin = "127.0.0.1:{ADMIN_PORT}"
             },
         );
         let path = self.write(&format!("replica{}.toml", i + 1), &text)?;
-        let mut cmd = self.topo.command(&ns, &self.bins.replica.to_string_lossy());
-        cmd.arg("run").arg("--config").arg(&path);
+        let mut cmd = match &self.spec.program {
+            Some(p) => {
+                let mut cmd = self.topo.command(&ns, &p.path.to_string_lossy());
+                cmd.arg("member").arg("--config").arg(&path).args(&p.args);
+                cmd
+            }
+            None => {
+                let mut cmd = self.topo.command(&ns, &self.bins.replica.to_string_lossy());
+                cmd.arg("run").arg("--config").arg(&path);
+                cmd
+            }
+        };
         cmd.stderr(self.log_file(&format!("replica{}", i + 1))?);
         self.topo.spawn(&format!("replica{i}"), cmd)?;
         self.topo.wait_link(&ns, &tun, Duration::from_secs(10))?;
