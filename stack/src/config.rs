@@ -15,8 +15,12 @@ pub enum CongestionKind {
 /// Tunables of one [`crate::Stack`]. `Default` gives Linux-like values.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Key for RFC 6528 initial sequence numbers and SYN cookies. Replicas of
-    /// one group share it so every replica derives the same server ISN.
+    /// Secret key for RFC 6528 initial sequence numbers, timestamp offsets
+    /// and SYN cookies. `Default` draws a new one from the operating
+    /// system's random source for each configuration, so nobody can predict
+    /// a stack's ISNs from the source code; the members of one group set the
+    /// same key (derived from the group key) so every member derives the
+    /// same server ISN.
     pub isn_key: [u8; 16],
     /// MSS we advertise and the cap on what we send (bytes of payload).
     pub mss: u16,
@@ -63,10 +67,35 @@ pub struct Config {
     pub max_segment_payload: Option<usize>,
 }
 
+/// 16 bytes from the kernel's random source (`getrandom(2)`, which blocks
+/// only until the pool is first initialised at boot).
+fn random_key() -> [u8; 16] {
+    let mut key = [0u8; 16];
+    let mut filled = 0;
+    while filled < key.len() {
+        // SAFETY: writes at most the remaining length into our buffer.
+        let n =
+            unsafe { libc::getrandom(key[filled..].as_mut_ptr().cast(), key.len() - filled, 0) };
+        if n > 0 {
+            filled += n as usize;
+        } else if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            // No random source at all: a key nobody can read from the
+            // source is still better than a constant. Mix what differs.
+            let t = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos());
+            let seed = t ^ (u128::from(std::process::id()) << 64) ^ (&key as *const _ as u128);
+            key = seed.to_le_bytes();
+            break;
+        }
+    }
+    key
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
-            isn_key: [0x5a; 16],
+            isn_key: random_key(),
             mss: 1460,
             recv_buffer: 4 << 20,
             send_buffer: 4 << 20,
@@ -92,6 +121,22 @@ impl Default for Config {
             max_connections: 65536,
             icmp_echo: true,
             max_segment_payload: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_default_configuration_has_its_own_secret_key() {
+        let keys: Vec<[u8; 16]> = (0..4).map(|_| Config::default().isn_key).collect();
+        for (i, a) in keys.iter().enumerate() {
+            assert_ne!(*a, [0x5a; 16], "the former constant key");
+            for b in &keys[i + 1..] {
+                assert_ne!(a, b, "two default configurations share a key");
+            }
         }
     }
 }

@@ -59,7 +59,11 @@ pub enum SimClient {
 impl SimClient {
     pub fn new(kind: ClientKind, seed: u64) -> SimClient {
         match kind {
-            ClientKind::Hydra => SimClient::Hydra(Box::new(Stack::new(Config::default()))),
+            // A key from the seed: a seed must replay the same run.
+            ClientKind::Hydra => SimClient::Hydra(Box::new(Stack::new(Config {
+                isn_key: (u128::from(seed) | 1 << 100).to_le_bytes(),
+                ..Config::default()
+            }))),
             ClientKind::Smoltcp => SimClient::Smoltcp(Box::new(SmolClient::new(seed))),
         }
     }

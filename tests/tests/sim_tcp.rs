@@ -109,9 +109,17 @@ struct Hydra {
     buf: Vec<u8>,
 }
 
+/// A fixed key: a seed must replay the same run (a default key is random).
+fn sim_config() -> Config {
+    Config {
+        isn_key: [0x44; 16],
+        ..Config::default()
+    }
+}
+
 impl Hydra {
     fn server(app: App) -> Hydra {
-        let mut stack = Stack::new(Config::default());
+        let mut stack = Stack::new(sim_config());
         let local = SocketAddrV4::new(SERVER.into(), PORT);
         stack.listen(local).unwrap();
         Hydra {
@@ -124,7 +132,7 @@ impl Hydra {
     }
 
     fn client(app: App) -> Hydra {
-        let mut stack = Stack::new(Config::default());
+        let mut stack = Stack::new(sim_config());
         let key = stack
             .connect(
                 Instant::ZERO,

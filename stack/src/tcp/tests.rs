@@ -115,8 +115,11 @@ pub struct Harness {
     pub key: ConnKey,
 }
 
+/// A fixed key keeps the tests' ISNs reproducible (a stack's default key
+/// is random).
 pub fn test_config() -> Config {
     Config {
+        isn_key: [0x11; 16],
         delayed_ack: Some(Duration::from_millis(40)),
         ..Config::default()
     }
@@ -320,6 +323,18 @@ fn replicas_with_one_key_choose_the_same_isn() {
     let mut c = Harness::new(cfg);
     c.establish();
     assert_ne!(a.iss, c.iss, "a different key must give a different ISN");
+}
+
+//= RFC 6528 section 3
+//# The secret key ... SHOULD be of at least 128 bits
+#[test]
+fn two_stacks_started_the_same_way_choose_different_isns() {
+    let mut a = Harness::new(Config::default());
+    let mut b = Harness::new(Config::default());
+    a.establish();
+    b.establish();
+    assert_eq!(a.key, b.key, "the same 4-tuple");
+    assert_ne!(a.iss, b.iss, "ISNs a reader of the source could predict");
 }
 
 #[test]
@@ -1015,7 +1030,7 @@ fn promoted_backup_accepts_acks_for_output_the_old_primary_sent() {
     assert_eq!(sent, b"ghij", "{out:?}");
     assert!(out.iter().all(|s| s.seq == b.iss + 7), "{out:?}");
     // Far above anything a primary could have sent: still refused.
-    b.send(b.ack_seg(CLIENT_ISN + 1, b.iss + 7 + (1 << 30)));
+    b.send(b.ack_seg(CLIENT_ISN + 1, b.iss.wrapping_add(7 + (1 << 30))));
     assert_eq!(b.stack.stats().challenge_acks, 1);
 }
 
