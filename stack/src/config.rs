@@ -48,8 +48,12 @@ pub struct Config {
     pub rto_min: Duration,
     pub rto_max: Duration,
     pub rto_initial: Duration,
-    /// SYN-ACK / data retransmissions before the connection is aborted.
+    /// Data retransmissions before the connection is aborted.
     pub max_retransmissions: u32,
+    /// SYN-ACK retransmissions before a half-open connection is dropped
+    /// (Linux's `tcp_synack_retries`, 5: about 63 s with a 1 s initial
+    /// timeout), so a spoofed SYN buys little traffic and memory.
+    pub synack_retries: u32,
     /// Idle time before keepalive probes, `None` disables keepalive.
     pub keepalive: Option<Duration>,
     pub keepalive_interval: Duration,
@@ -112,6 +116,7 @@ impl Default for Config {
             rto_min: Duration::from_millis(200),
             rto_max: Duration::from_secs(60),
             rto_initial: Duration::from_secs(1),
+            synack_retries: 5,
             max_retransmissions: 15,
             keepalive: None,
             keepalive_interval: Duration::from_secs(75),

@@ -211,6 +211,20 @@ struct Listener {
     passive: bool,
 }
 
+/// Whether a TCP segment from `src` to `dst` can be part of a connection:
+/// RFC 1122 3.2.1.3 forbids 0.0.0.0, broadcast, multicast, loopback (from
+/// outside) and class E as a source, and a connection never has a
+/// broadcast or multicast destination.
+fn plausible(src: Ipv4Addr, dst: Ipv4Addr) -> bool {
+    let bad_source = src.is_unspecified()
+        || src.is_broadcast()
+        || src.is_multicast()
+        || src.is_loopback()
+        || src.octets()[0] >= 240;
+    let bad_destination = dst.is_broadcast() || dst.is_multicast() || dst.is_unspecified();
+    !bad_source && !bad_destination
+}
+
 /// Control packets (RSTs, ICMP) queued at most; beyond this they are dropped.
 const MAX_CONTROL_QUEUE: usize = 1024;
 /// Largest IPv4 packet we build.
@@ -537,6 +551,16 @@ impl Stack {
         match wire::parse(packet) {
             Err(ParseError::BadIp) | Err(ParseError::BadOther) => self.stats.drop_bad_ip += 1,
             Err(ParseError::BadTcp) => self.stats.drop_bad_tcp += 1,
+            Err(ParseError::Fragment) => self.stats.drop_fragment += 1,
+            Ok(wire::Packet::Tcp(seg)) if !plausible(*seg.src.ip(), *seg.dst.ip()) => {
+                //= RFC 9293 section 3.10.7.2
+                //# If the SYN bit is set ... An incoming SYN segment with a
+                //# broadcast or multicast destination address ... SHOULD be
+                //# silently discarded
+                // Nor is anything from an address no host owns answered: a
+                // SYN-ACK to 0.0.0.0 or a broadcast address helps nobody.
+                self.stats.drop_bad_address += 1;
+            }
             Ok(wire::Packet::Tcp(seg)) => {
                 let key = ConnKey {
                     local: seg.dst,

@@ -47,6 +47,12 @@ pub struct Stats {
     /// primary whose keepalives went unanswered), or the device refused it.
     pub drop_output_no_lease: u64,
     pub drop_output_device: u64,
+    /// IP fragments refused (Hydra does not reassemble; see `wire::ParseError::Fragment`).
+    pub drop_fragment: u64,
+    /// Segments from a source no host can have (0.0.0.0, broadcast,
+    /// multicast, 127/8, 240/4) or to a broadcast or multicast address
+    /// (RFC 1122 3.2.1.3, RFC 9293 3.10.7.2): dropped unanswered.
+    pub drop_bad_address: u64,
 }
 
 impl Stats {
@@ -83,6 +89,8 @@ impl Stats {
             ("drop_parking_full", self.drop_parking_full),
             ("drop_output_no_lease", self.drop_output_no_lease),
             ("drop_output_device", self.drop_output_device),
+            ("drop_fragment", self.drop_fragment),
+            ("drop_bad_address", self.drop_bad_address),
         ]
     }
 }

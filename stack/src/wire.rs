@@ -19,8 +19,13 @@ pub use smoltcp::wire::{TcpControl, TcpSeqNumber, TcpTimestampRepr};
 /// Why a packet was dropped at parse time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ParseError {
-    /// Not IPv4, truncated, bad header checksum, or fragmented.
+    /// Not IPv4, truncated, or a bad header checksum.
     BadIp,
+    /// An IP fragment. Hydra does not reassemble: a TCP sender that does
+    /// path MTU discovery never fragments, and reassembly buffers are what
+    /// fragment floods aim at. Counted, and the sender's retransmission
+    /// (after an ICMP-driven MTU change, or a smaller MSS) gets through.
+    Fragment,
     /// Truncated TCP header, bad checksum, malformed options, bad flags.
     BadTcp,
     /// ICMP or UDP that does not parse.
@@ -63,6 +68,9 @@ fn caps() -> ChecksumCapabilities {
 /// Parse one IPv4 packet, verifying checksums.
 pub fn parse(bytes: &[u8]) -> Result<Packet<'_>, ParseError> {
     let ip = Ipv4Packet::new_checked(bytes).map_err(|_| ParseError::BadIp)?;
+    if ip.more_frags() || ip.frag_offset() != 0 {
+        return Err(ParseError::Fragment);
+    }
     let ip_repr = Ipv4Repr::parse(&ip, &caps()).map_err(|_| ParseError::BadIp)?;
     let ip_total = ip.total_len() as usize;
     let header_len = ip.header_len() as usize;

@@ -689,6 +689,16 @@ impl Tcb {
     ) {
         let wnd = (seg.window_len as u32) << self.opts.snd_wscale;
         let old_una = self.snd_una;
+        //= RFC 1122 section 4.2.2.17
+        //# the sending TCP MUST allow the connection to stay open as long as
+        //# the receiving TCP continues to send acknowledgments in response to
+        //# the probe segments
+        // An answer that keeps the window shut acknowledges nothing new, but
+        // shows the receiver alive: the probes it answers are not failed
+        // retransmissions.
+        if wnd == 0 && ack >= self.snd_una {
+            self.retries = 0;
+        }
         if ack > self.peer_acked {
             self.peer_acked = ack;
         }

@@ -593,6 +593,80 @@ fn bad_checksum_truncated_and_malformed_packets_are_counted_drops() {
     assert_eq!(h.state(), State::Established);
 }
 
+/// `pkt` rewritten to come from `src` and go to `dst`, checksums redone.
+fn readdressed(mut pkt: Vec<u8>, src: Ipv4Addr, dst: Ipv4Addr) -> Vec<u8> {
+    pkt[12..16].copy_from_slice(&src.octets());
+    pkt[16..20].copy_from_slice(&dst.octets());
+    pkt[10..12].copy_from_slice(&[0, 0]);
+    let ip_sum = !crate::checksum::sum(&pkt[..20]);
+    pkt[10..12].copy_from_slice(&ip_sum.to_be_bytes());
+    pkt[36..38].copy_from_slice(&[0, 0]);
+    let tcp_sum = crate::checksum::tcp_checksum(src, dst, &pkt[20..]);
+    pkt[36..38].copy_from_slice(&tcp_sum.to_be_bytes());
+    pkt
+}
+
+//= RFC 1122 section 3.2.1.3
+//# (a) { 0, 0 } ... MUST NOT be sent, except as a source address as part of
+//# an initialization procedure
+#[test]
+fn syns_from_impossible_sources_or_to_broadcast_are_dropped_and_counted() {
+    let mut h = h();
+    let syn = Seg {
+        ctl: Ctl::Syn,
+        seq: CLIENT_ISN,
+        win: 65535,
+        mss: Some(1460),
+        ..Default::default()
+    };
+    let server = *SERVER.ip();
+    let sources = [
+        Ipv4Addr::UNSPECIFIED,
+        Ipv4Addr::BROADCAST,
+        Ipv4Addr::new(224, 0, 0, 1),
+        Ipv4Addr::new(127, 0, 0, 1),
+        Ipv4Addr::new(240, 0, 0, 9),
+    ];
+    for src in sources {
+        let pkt = readdressed(syn.packet(), src, server);
+        h.stack.handle_packet(h.now, &pkt);
+    }
+    // A SYN to a broadcast or multicast address, from a fine source.
+    for dst in [Ipv4Addr::BROADCAST, Ipv4Addr::new(239, 1, 2, 3)] {
+        let pkt = readdressed(syn.packet(), *CLIENT.ip(), dst);
+        h.stack.handle_packet(h.now, &pkt);
+    }
+    assert!(h.recv_all().is_empty(), "answered an impossible address");
+    assert_eq!(
+        h.stack.connection_count(),
+        0,
+        "a half-open connection was made"
+    );
+    assert_eq!(h.stack.stats().drop_bad_address, 7);
+    // The same SYN from a real address is answered.
+    h.send(syn);
+    assert_eq!(h.recv_one().ctl, Ctl::Syn);
+}
+
+//= RFC 1122 section 3.3.2
+//# A host ... MAY discard fragments; the policy is documented
+#[test]
+fn ip_fragments_are_refused_and_counted() {
+    let mut h = h();
+    h.establish();
+    let mut first = h.data_seg(0, b"hello").packet();
+    first[6] |= 0x20; // more fragments
+    h.stack
+        .handle_packet(h.now, &readdressed(first, *CLIENT.ip(), *SERVER.ip()));
+    let mut later = h.data_seg(0, b"hello").packet();
+    later[7] = 3; // offset 24 bytes
+    h.stack
+        .handle_packet(h.now, &readdressed(later, *CLIENT.ip(), *SERVER.ip()));
+    assert_eq!(h.stack.stats().drop_fragment, 2);
+    assert!(h.read_all().is_empty());
+    assert!(h.stack.stats().counters().contains(&("drop_fragment", 2)));
+}
+
 #[test]
 fn segment_for_closed_port_gets_rst() {
     let mut h = h();
@@ -723,6 +797,97 @@ fn zero_window_is_probed_by_the_persist_timer() {
     let probe = h.recv_one();
     assert_eq!(probe.payload.len(), 1);
     assert_eq!(probe.seq, h.iss + 1);
+}
+
+//= RFC 1122 section 4.2.2.17
+//# the sending TCP MUST allow the connection to stay open as long as the
+//# receiving TCP continues to send acknowledgments in response to the probe
+#[test]
+fn a_zero_window_answered_for_longer_than_the_retransmission_limit_keeps_the_connection() {
+    let mut h = h();
+    h.establish();
+    let zero = Seg {
+        win: 0,
+        ..h.ack_seg(CLIENT_ISN + 1, h.iss + 1)
+    };
+    h.send(zero.clone());
+    h.stack.send(h.key, b"waiting").unwrap();
+    assert!(h.recv_all().is_empty(), "nothing fits a zero window");
+    // Well past max_retransmissions backed-off timeouts (about 15 minutes).
+    let end = h.now + Duration::from_secs(3600);
+    let mut probes = 0;
+    while h.now < end {
+        let deadline = h
+            .stack
+            .poll_timeout()
+            .expect("a probe timer while the window is closed");
+        h.now = deadline.max(h.now);
+        h.stack.handle_timeout(h.now);
+        for seg in h.recv_all() {
+            assert_ne!(seg.ctl, Ctl::Rst, "reset after {probes} answered probes");
+            probes += 1;
+            // The receiver answers every probe: still no room.
+            h.send(zero.clone());
+        }
+        assert_eq!(
+            h.state(),
+            State::Established,
+            "dropped after {probes} answered probes"
+        );
+    }
+    assert!(probes > 16, "only {probes} probes in an hour");
+    // The window opens: the data goes, the connection is whole.
+    h.send(Seg {
+        win: 1024,
+        ..h.ack_seg(CLIENT_ISN + 1, h.iss + 1)
+    });
+    let sent: Vec<u8> = h.recv_all().into_iter().flat_map(|s| s.payload).collect();
+    assert_eq!(sent, b"waiting");
+    assert_eq!(h.state(), State::Established);
+}
+
+/// Spoofed SYNs from many ports (no final ACK ever comes): each gets the
+/// SYN-ACK and `synack_retries` retransmissions, Linux's count, then its
+/// half-open entry is gone. None outlives the retries.
+#[test]
+fn half_open_connections_get_five_synack_retries_then_expire() {
+    let mut h = h();
+    let spoofed = 300u16;
+    for i in 0..spoofed {
+        let syn = Seg {
+            ctl: Ctl::Syn,
+            seq: CLIENT_ISN + u32::from(i) * 1000,
+            win: 65535,
+            mss: Some(1460),
+            ..Default::default()
+        };
+        let mut pkt = syn.packet();
+        pkt[20..22].copy_from_slice(&(10_000 + i).to_be_bytes());
+        let pkt = readdressed(pkt, *CLIENT.ip(), *SERVER.ip());
+        h.stack.handle_packet(h.now, &pkt);
+    }
+    assert_eq!(h.stack.connection_count(), usize::from(spoofed));
+    let start = h.now;
+    let mut synacks = h.recv_all().len();
+    while let Some(t) = h.stack.poll_timeout() {
+        if t > start + Duration::from_secs(600) {
+            break;
+        }
+        h.now = t.max(h.now);
+        h.stack.handle_timeout(h.now);
+        synacks += h.recv_all().iter().filter(|s| s.ctl == Ctl::Syn).count();
+    }
+    assert_eq!(h.stack.connection_count(), 0, "half-open entries left");
+    assert_eq!(
+        synacks,
+        usize::from(spoofed) * 6,
+        "SYN-ACKs per spoofed SYN: 1 + 5"
+    );
+    let took = h.now.total_millis() - start.total_millis();
+    assert!(
+        (60_000..=70_000).contains(&took),
+        "the last entry went after {took} ms (Linux: about 63 s)"
+    );
 }
 
 #[test]

@@ -85,7 +85,12 @@ impl Tcb {
             return;
         }
         self.retries += 1;
-        if self.retries > cfg.max_retransmissions {
+        let limit = if self.state == State::SynReceived {
+            cfg.synack_retries
+        } else {
+            cfg.max_retransmissions
+        };
+        if self.retries > limit {
             self.close_with(Some(ConnError::TimedOut), sig);
             return;
         }
