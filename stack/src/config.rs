@@ -30,6 +30,11 @@ pub struct Config {
     pub send_buffer: usize,
     /// Bytes of out-of-order data kept per connection, beyond which segments are dropped.
     pub ooo_limit: usize,
+    /// Bytes of out-of-order data kept over all connections: once they
+    /// hold this much, further out-of-order segments are dropped (counted
+    /// in `drop_ooo_budget`; the senders retransmit them in order later).
+    /// In-order data is never refused for it.
+    pub ooo_budget: usize,
     /// Maximum half-open connections per listener before SYN cookies are used.
     pub syn_backlog: usize,
     /// Maximum established connections waiting in a listener's accept queue.
@@ -104,6 +109,7 @@ impl Default for Config {
             recv_buffer: 4 << 20,
             send_buffer: 4 << 20,
             ooo_limit: 4 << 20,
+            ooo_budget: 256 << 20,
             syn_backlog: 1024,
             accept_backlog: 4096,
             congestion: CongestionKind::Cubic,

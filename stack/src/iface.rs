@@ -259,6 +259,11 @@ pub struct Stack {
     ended_order: VecDeque<ConnKey>,
     /// Deliveries of ordered listeners' connections (see [`Delivery`]).
     ordered: ordered::OrderedLog,
+    /// Out-of-order bytes held over all connections, kept as segments
+    /// arrive and connections go (and recounted now and then).
+    ooo_total: usize,
+    /// Packets since `ooo_total` was last recounted.
+    packets_since_recount: u32,
 }
 
 /// Ended connections remembered (so late log entries cannot revive them).
@@ -286,6 +291,8 @@ impl Stack {
             ended: FastMap::default(),
             ended_order: VecDeque::new(),
             ordered: ordered::OrderedLog::default(),
+            ooo_total: 0,
+            packets_since_recount: 0,
         }
     }
 
@@ -547,6 +554,13 @@ impl Stack {
 
     pub fn handle_packet(&mut self, now: Instant, packet: &[u8]) {
         self.stats.packets_in += 1;
+        self.packets_since_recount += 1;
+        if self.packets_since_recount >= 4096 {
+            // Paths other than input (repairs, imports) change what
+            // connections hold out of order too: recount, amortised.
+            self.packets_since_recount = 0;
+            self.ooo_total = self.out_of_order_bytes();
+        }
         self.stats.bytes_in += packet.len() as u64;
         match wire::parse(packet) {
             Err(ParseError::BadIp) | Err(ParseError::BadOther) => self.stats.drop_bad_ip += 1,
@@ -606,7 +620,19 @@ impl Stack {
                 && seg.ack_number.is_none()
                 && Seq(seg.seq_number.0 as u32) > tcb.rcv_nxt;
             if !reuse {
+                // The stack-wide budget for out-of-order bytes: this
+                // connection may hold what the others leave of it.
+                let held = tcb.recv.ooo_bytes;
+                let others = self.ooo_total.saturating_sub(held);
+                let room = self.cfg.ooo_budget.saturating_sub(others);
+                tcb.recv.ooo_limit = self.cfg.ooo_limit.min(room);
+                let clamped = room < self.cfg.ooo_limit;
+                let drops = self.stats.drop_ooo_limit;
                 let sig = tcb.input(now, &self.cfg, seg, &mut self.stats);
+                self.ooo_total = others + tcb.recv.ooo_bytes;
+                if clamped {
+                    self.stats.drop_ooo_budget += self.stats.drop_ooo_limit - drops;
+                }
                 if let Some(seq) = tcb.reply_rst.take() {
                     self.queue_rst(local, remote, seq, None);
                 }
@@ -1079,6 +1105,7 @@ impl Stack {
         let Some(tcb) = self.conns.remove(&key) else {
             return false;
         };
+        self.ooo_total = self.ooo_total.saturating_sub(tcb.recv.ooo_bytes);
         if let Some(l) = tcb.listener.and_then(|l| self.listeners.get_mut(&l)) {
             if tcb.state == State::SynReceived {
                 l.half_open = l.half_open.saturating_sub(1);

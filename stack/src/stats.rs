@@ -21,6 +21,9 @@ pub struct Stats {
     pub drop_paws: u64,
     /// Out-of-order data dropped because the reassembly limit was reached.
     pub drop_ooo_limit: u64,
+    /// Of those, dropped because the stack-wide out-of-order budget was
+    /// spent (`Config::ooo_budget`), not the connection's own limit.
+    pub drop_ooo_budget: u64,
     /// SYNs dropped: backlog and cookies both unavailable, or connection limit.
     pub drop_syn_overflow: u64,
     /// RFC 5961 challenge ACKs sent.
@@ -70,6 +73,7 @@ impl Stats {
             ("drop_out_of_window", self.drop_out_of_window),
             ("drop_paws", self.drop_paws),
             ("drop_ooo_limit", self.drop_ooo_limit),
+            ("drop_ooo_budget", self.drop_ooo_budget),
             ("drop_syn_overflow", self.drop_syn_overflow),
             ("challenge_acks", self.challenge_acks),
             ("syn_cookies_sent", self.syn_cookies_sent),

@@ -378,6 +378,31 @@ fn delayed_ack_fires_after_timeout() {
 //= RFC 2018 section 4
 //# the first SACK block MUST specify the contiguous block of data containing the segment
 //# which triggered this ACK
+/// The stack-wide budget for out-of-order bytes holds whatever the
+/// per-connection limit allows, and in-order data still gets through.
+#[test]
+fn out_of_order_bytes_stay_within_the_stack_wide_budget() {
+    let mut h = Harness::new(Config {
+        ooo_budget: 3000,
+        ..test_config()
+    });
+    h.establish();
+    for i in 1..=6u32 {
+        h.send(h.data_seg(i * 2000, &[7u8; 1000]));
+        h.recv_all();
+    }
+    assert!(
+        h.stack.out_of_order_bytes() <= 3000,
+        "{}",
+        h.stack.out_of_order_bytes()
+    );
+    assert_eq!(h.stack.out_of_order_bytes(), 3000);
+    assert_eq!(h.stack.stats().drop_ooo_budget, 3);
+    // In order, always taken.
+    h.send(h.data_seg(0, &[1u8; 1000]));
+    assert_eq!(h.read_all().len(), 1000);
+}
+
 #[test]
 fn out_of_order_data_gets_immediate_dup_ack_with_sack() {
     let mut h = h();
