@@ -3,6 +3,7 @@
 //! namespaces, and prints ratios. See `hydra-bench --help`.
 
 mod client;
+mod kv;
 mod plots;
 mod report;
 mod run;
@@ -33,6 +34,9 @@ enum Command {
     /// A group of 3 under bulk load with every core busy and nothing
     /// crashing: counts spurious failovers for a lease and heartbeat.
     Soak(soak::SoakArgs),
+    /// The key-value example against the real redis-server with
+    /// redis-benchmark: standalone, group of 3, ratios.
+    Kv(kv::KvArgs),
     /// (internal) the load generator, run inside the client namespace.
     #[command(hide = true)]
     Client(client::ClientArgs),
@@ -65,6 +69,7 @@ fn main() {
         Some(Command::KernelServer { address }) => servers::kernel(address),
         Some(Command::SmoltcpServer { tun, address, mtu }) => servers::smoltcp(&tun, address, mtu),
         Some(Command::Soak(args)) => soak::run(&args),
+        Some(Command::Kv(args)) => kv::run(&args),
         None => run::run(&cli.run),
     };
     if let Err(e) = result {

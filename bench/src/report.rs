@@ -69,6 +69,8 @@ pub struct Scale {
 #[derive(Debug, Default, Serialize)]
 pub struct Report {
     pub date: String,
+    /// The commit measured (see `run::commit`).
+    pub commit: String,
     pub mode: String,
     pub machine: serde_json::Value,
     /// Client and servers share the machine's cores.

@@ -81,7 +81,35 @@ fn machine() -> serde_json::Value {
     })
 }
 
-fn today() -> String {
+/// The source tree's commit (short hash, `-dirty` with uncommitted
+/// changes): results are named by date and commit.
+pub fn commit() -> String {
+    let dir = env!("CARGO_MANIFEST_DIR");
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    match git(&["rev-parse", "--short", "HEAD"]) {
+        Some(hash) => {
+            let dirty = git(&["status", "--porcelain", "--untracked-files=no"])
+                .is_some_and(|s| !s.is_empty());
+            if dirty {
+                format!("{hash}-dirty")
+            } else {
+                hash
+            }
+        }
+        None => "unknown".into(),
+    }
+}
+
+pub fn today() -> String {
     let out = std::process::Command::new("date").arg("+%Y-%m-%d").output();
     out.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default()
@@ -180,6 +208,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     };
     let mut report = Report {
         date: today(),
+        commit: commit(),
         mode: if quick { "quick" } else { "full" }.into(),
         machine: machine(),
         shared_cores: true,
@@ -240,7 +269,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     print_table(&report);
     let out = args.out.clone().unwrap_or_else(crate::default_out);
     std::fs::create_dir_all(&out)?;
-    let stem = format!("{}-{}", report.date, report.mode);
+    let stem = format!("{}-{}-{}", report.date, report.commit, report.mode);
     let json = out.join(format!("{stem}.json"));
     std::fs::write(&json, serde_json::to_string_pretty(&report)?)?;
     println!("\nreport: {}", json.display());

@@ -45,6 +45,8 @@ pub struct SoakReport {
     pub lease_ms: u64,
     pub heartbeat_ms: u64,
     pub timeout_ms: u64,
+    /// The commit measured.
+    pub commit: String,
     pub hogs: usize,
     /// View changes during the run: each one a spurious failover.
     pub view_changes: u64,
@@ -118,6 +120,7 @@ pub fn run(args: &SoakArgs) -> anyhow::Result<()> {
         lease_ms: args.lease_ms,
         heartbeat_ms: args.heartbeat_ms,
         timeout_ms: args.timeout_ms,
+        commit: crate::run::commit(),
         hogs,
         ..SoakReport::default()
     };
