@@ -386,7 +386,7 @@ impl Replicator {
         // Closes the old log had not committed: the connections are gone
         // here and nothing would log them again, so the backups' copies
         // (which may have missed the client's last packets) would linger
-        // for ever (seed 59522 on de7b133).
+        // for ever (seed 59522).
         let closes: Vec<ConnKey> = self
             .log
             .iter()

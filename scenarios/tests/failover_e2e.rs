@@ -1,4 +1,4 @@
-//! Issue 3's end-to-end checks with the real binaries on namespaces: the
+//! Failover end to end with the real binaries on namespaces: the
 //! primary (or a backup) is SIGKILLed during a download, an upload, an
 //! interactive exchange and 100 concurrent connections, with 2 and 3
 //! replicas; the client must see every byte exactly once and no reset.

@@ -1,4 +1,4 @@
-//! Issue 6's end-to-end checks with the real binaries on namespaces:
+//! Group lifecycle end to end with the real binaries on namespaces:
 //! deliberate handover (SIGTERM on the primary, and the admin action that
 //! keeps the old primary as a backup) under load, with byte-exact streams;
 //! a pool of two groups under each policy, draining, a group going down.

@@ -1,4 +1,4 @@
-//! Link faults on real binaries (issue 7), through the project's own relay
+//! Link faults on real binaries, through the project's own relay
 //! (`hydra-scenario relay`; the kernel here has no netem): lossy, slow,
 //! reordering, duplicating links from the redirector to every replica,
 //! with a primary crash on top; and a replica whose ack channel is cut.

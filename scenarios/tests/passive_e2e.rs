@@ -1,4 +1,4 @@
-//! Passive replication end to end (issue 6): the `session` demo app, whose
+//! Passive replication end to end: the `session` demo app, whose
 //! replies depend on randomness and the clock, runs only on the primary;
 //! its sessions must survive a primary crash and a deliberate handover
 //! with every reply consistent (no skipped or repeated step, totals equal

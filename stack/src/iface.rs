@@ -583,7 +583,7 @@ impl Stack {
                 // A joining replica takes every connection by snapshot, new
                 // ones too: one it opened from the SYN itself may miss copies
                 // the group acknowledged before it first confirmed, which the
-                // primary's application may have read (seed 62064 on de7b133).
+                // primary's application may have read (seed 62064).
                 if self.parking.is_some() && !self.conns.contains_key(&key) {
                     self.park(key, packet);
                 } else {

@@ -1,4 +1,4 @@
-//! Deterministic simulation of a whole replica group (issue 4): a client
+//! Deterministic simulation of a whole replica group: a client
 //! stack, the redirector's view authority and copy logic, and replicas
 //! running the real stack, ack channel and control code (`ReplicaLogic`, the
 //! same glue the binary uses), joined by seeded lossy links, under seeded
