@@ -6,12 +6,14 @@
 //! - [`replication`]: the sans-IO ack-channel core (delivery log,
 //!   confirmations, gating, commit, heartbeats, epochs).
 //! - [`transport`]: kernel-TCP full mesh carrying replication frames.
-//! - [`admin`], [`signals`]: operator plumbing both binaries share (the tiny
-//!   HTTP endpoint for `/metrics` and `/status`, SIGTERM/SIGINT handling).
+//! - [`admin`], [`signals`], [`logging`]: operator plumbing the binaries
+//!   share (the tiny HTTP endpoint for `/metrics` and `/status`,
+//!   SIGTERM/SIGINT handling, the log format).
 
 pub mod admin;
 pub mod auth;
 pub mod control;
+pub mod logging;
 pub mod replication;
 pub mod signals;
 pub mod transport;

@@ -23,12 +23,7 @@ struct Cli {
 }
 
 fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    ackchannel::logging::init();
     let cli = Cli::parse();
     let cfg = match RedirectorConfig::load(&cli.config) {
         Ok(c) => c,

@@ -34,12 +34,7 @@ enum Command {
 }
 
 fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    ackchannel::logging::init();
     let cli = Cli::parse();
     // Before any thread exists, so every thread inherits the blocked mask.
     let signals = match Signals::block() {

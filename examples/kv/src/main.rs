@@ -49,12 +49,7 @@ enum Command {
 }
 
 fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    ackchannel::logging::init();
     if let Err(e) = run(Cli::parse()) {
         eprintln!("hydra-kv: {e:#}");
         std::process::exit(1);
