@@ -37,6 +37,9 @@ pub struct Config {
     pub ooo_budget: usize,
     /// Maximum half-open connections per listener before SYN cookies are used.
     pub syn_backlog: usize,
+    /// Maximum half-open connections over all listeners, the same way
+    /// (standalone: SYN cookies; in a group: the SYN is dropped).
+    pub max_half_open: usize,
     /// Maximum established connections waiting in a listener's accept queue.
     pub accept_backlog: usize,
     pub congestion: CongestionKind,
@@ -111,6 +114,7 @@ impl Default for Config {
             ooo_limit: 4 << 20,
             ooo_budget: 256 << 20,
             syn_backlog: 1024,
+            max_half_open: 4096,
             accept_backlog: 4096,
             congestion: CongestionKind::Cubic,
             window_scaling: true,

@@ -735,7 +735,10 @@ impl Stack {
             return;
         }
         let opts = self.negotiate_syn(key, seg);
-        if half_open >= self.cfg.syn_backlog {
+        // Half-open connections over every listener: a flood spread over
+        // many ports or addresses meets the same bound as one on one.
+        let half_open_total: usize = self.listeners.values().map(|l| l.half_open).sum();
+        if half_open >= self.cfg.syn_backlog || half_open_total >= self.cfg.max_half_open {
             //= RFC 4987 section 3.6
             //# SYN cookies ... the server does not need to allocate state for the half-open
             //# connection; the state is encoded in the initial sequence number.

@@ -936,6 +936,41 @@ fn nagle_holds_small_segments_until_acked_unless_nodelay() {
 
 //= RFC 4987 section 3.6
 //# SYN cookies ... the state is encoded in the initial sequence number
+/// Half-open connections are bounded over all listeners too: a flood
+/// spread over ports meets the same bound and gets cookies beyond it.
+#[test]
+fn half_open_connections_are_bounded_over_all_listeners() {
+    let mut h = Harness::new(Config {
+        max_half_open: 2,
+        ..test_config()
+    });
+    for port in [81u16, 82] {
+        h.stack
+            .listen(SocketAddrV4::new(*SERVER.ip(), port))
+            .unwrap();
+    }
+    let syn = Seg {
+        ctl: Ctl::Syn,
+        seq: 77,
+        mss: Some(1460),
+        ..Default::default()
+    };
+    for (i, port) in [SERVER.port(), 81, 82].into_iter().enumerate() {
+        let mut pkt = syn.packet();
+        pkt[20..22].copy_from_slice(&(40_000 + i as u16).to_be_bytes());
+        pkt[22..24].copy_from_slice(&port.to_be_bytes());
+        let pkt = readdressed(pkt, *CLIENT.ip(), *SERVER.ip());
+        h.stack.handle_packet(h.now, &pkt);
+    }
+    assert_eq!(h.recv_all().len(), 3, "every SYN is answered");
+    assert_eq!(
+        h.stack.connection_count(),
+        2,
+        "state for two, a cookie for the third"
+    );
+    assert_eq!(h.stack.stats().syn_cookies_sent, 1);
+}
+
 #[test]
 fn syn_flood_falls_back_to_cookies() {
     let mut cfg = test_config();
