@@ -177,6 +177,24 @@ impl MemberConfig {
         })
     }
 
+    /// Read the member part of a `hydra-replica` configuration file: every
+    /// field but `apps`, which names `hydra-replica`'s built-in
+    /// applications (a program of one's own serves its own).
+    pub fn from_replica_file(path: &Path) -> Result<MemberConfig, MemberError> {
+        let bad = |message: String| MemberError::Config {
+            path: path.to_path_buf(),
+            message,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+        let mut table: toml::Table = toml::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        table.remove("apps");
+        let cfg: MemberConfig = table
+            .try_into()
+            .map_err(|e: toml::de::Error| bad(e.to_string()))?;
+        cfg.check().map_err(bad)?;
+        Ok(cfg)
+    }
+
     /// Parse and check a configuration from TOML text.
     pub fn from_toml(text: &str) -> Result<MemberConfig, MemberError> {
         let cfg: MemberConfig =

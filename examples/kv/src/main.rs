@@ -66,13 +66,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             kv::serve(&net, SocketAddrV4::new(address, port), store)?;
         }
         Command::Member { config, port } => {
-            let text = std::fs::read_to_string(&config)
-                .with_context(|| format!("reading {}", config.display()))?;
-            let mut table: toml::Table =
-                toml::from_str(&text).with_context(|| config.display().to_string())?;
-            table.remove("apps");
-            let cfg = MemberConfig::from_toml(&toml::to_string(&table)?)
-                .with_context(|| config.display().to_string())?;
+            let cfg = MemberConfig::from_replica_file(&config)?;
             let member = Member::join(&cfg)?;
             let digest_store = store.clone();
             member.add_admin_page("/digest", move || {

@@ -149,6 +149,7 @@ pub(super) fn run<D: Device, H: Hooks>(shared: Arc<Shared>, mut device: D, mut h
         inner.stack.handle_timeout(now);
         hooks.run(now, &mut inner.stack);
         let mut to_wake: Vec<Arc<std::sync::Condvar>> = Vec::new();
+        let mut tasks: Vec<std::task::Waker> = Vec::new();
         // Hooks acting on events can cause new ones (a commit makes bytes
         // readable): a few rounds, so none waits for the next wake-up.
         for _ in 0..4 {
@@ -157,7 +158,7 @@ pub(super) fn run<D: Device, H: Hooks>(shared: Arc<Shared>, mut device: D, mut h
                 if inner.pollers > 0 && !inner.poll_events.contains(&event) {
                     inner.poll_events.push_back(event);
                 }
-                inner.waiters_for(&event, &mut to_wake);
+                inner.waiters_for(&event, &mut to_wake, &mut tasks);
             }
             hooks.after_events(now, &mut inner.stack);
             if !inner.stack.has_event() {
@@ -184,6 +185,9 @@ pub(super) fn run<D: Device, H: Hooks>(shared: Arc<Shared>, mut device: D, mut h
         drop(inner);
         for cv in to_wake.drain(..) {
             cv.notify_all();
+        }
+        for w in tasks.drain(..) {
+            w.wake();
         }
         if may_transmit {
             for (packet, cut) in output.packets().zip(&output.cuts) {

@@ -60,6 +60,12 @@ impl TcpListener {
         Ok(())
     }
 
+    /// Have `waker` woken when a connection may be ready to accept, or
+    /// when the stack stops (see [`TcpStream::register_waker`]).
+    pub fn register_waker(&self, waker: &std::task::Waker) {
+        lock(&self.net.shared).register_waker(WaitKey::Listener(self.local), waker);
+    }
+
     /// Wait for the next established connection.
     pub fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
         let shared = &self.net.shared;

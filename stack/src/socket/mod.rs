@@ -89,11 +89,20 @@ struct Inner {
     /// Blocked threads by what they wait for: the driver wakes only those an
     /// event concerns (a shared condvar would wake every thread per event).
     waiters: HashMap<WaitKey, Vec<Arc<Condvar>>, ahash::RandomState>,
+    /// Async tasks by what they wait for (see [`TcpStream::register_waker`]):
+    /// taken and woken once by the next event that concerns them.
+    wakers: HashMap<WaitKey, Vec<std::task::Waker>, ahash::RandomState>,
 }
 
 impl Inner {
-    /// Condvars to signal for `event` (collected under the lock, signalled after).
-    fn waiters_for(&self, event: &Event, out: &mut Vec<Arc<Condvar>>) {
+    /// Condvars to signal and wakers to wake for `event` (collected under
+    /// the lock, signalled after).
+    fn waiters_for(
+        &mut self,
+        event: &Event,
+        out: &mut Vec<Arc<Condvar>>,
+        tasks: &mut Vec<std::task::Waker>,
+    ) {
         let key = match *event {
             Event::Acceptable { local } => WaitKey::Listener(local),
             Event::Readable(k) | Event::Writable(k) | Event::Established(k) | Event::Closed(k) => {
@@ -105,6 +114,17 @@ impl Inner {
             if let Some(list) = self.waiters.get(&k) {
                 out.extend(list.iter().cloned());
             }
+            if let Some(list) = self.wakers.remove(&k) {
+                tasks.extend(list);
+            }
+        }
+    }
+
+    /// Have `waker` woken by the next event about `on` (or at stop).
+    fn register_waker(&mut self, on: WaitKey, waker: &std::task::Waker) {
+        let list = self.wakers.entry(on).or_default();
+        if !list.iter().any(|w| w.will_wake(waker)) {
+            list.push(waker.clone());
         }
     }
 }
@@ -127,13 +147,18 @@ impl Drop for StopOnDrop {
 
 fn stop(shared: &Shared) {
     let mut everyone = Vec::new();
+    let mut tasks = Vec::new();
     if let Ok(mut inner) = shared.inner.lock() {
         inner.stopped = true;
         everyone = inner.waiters.values().flatten().cloned().collect();
+        tasks = inner.wakers.drain().flat_map(|(_, w)| w).collect();
     }
     shared.wake.wake();
     for cv in everyone {
         cv.notify_all();
+    }
+    for w in tasks {
+        w.wake();
     }
 }
 
@@ -162,6 +187,7 @@ impl NetStack {
                 stopped: false,
                 next_port: 49152,
                 waiters: HashMap::default(),
+                wakers: HashMap::default(),
             }),
             wake: driver::Waker::new()?,
             address,

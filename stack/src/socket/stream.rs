@@ -339,6 +339,15 @@ impl TcpStream {
         }
     }
 
+    /// Have `waker` woken by the next change on this connection (bytes or
+    /// end of stream to read, room to write, closed), or when the stack
+    /// stops: what an async runtime needs instead of a blocked thread.
+    /// Register after an operation returned `WouldBlock`, then try it once
+    /// more before waiting: a change in between is not missed.
+    pub fn register_waker(&self, waker: &std::task::Waker) {
+        lock(&self.handle.net.shared).register_waker(WaitKey::Conn(self.handle.key), waker);
+    }
+
     /// This replica's role in its group (`Standalone` outside one).
     pub fn role(&self) -> Role {
         self.handle.net.with_stack(|s| s.role())

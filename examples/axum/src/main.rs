@@ -1,0 +1,115 @@
+//! `hydra-axum`: an axum service on Hydra. Its handlers are deterministic
+//! (active replication runs them on every member: no clock, no randomness,
+//! no shared state), so any member can carry its connections on:
+//!
+//! - `GET /` → a fixed greeting;
+//! - `GET /echo/{word}` → the word;
+//! - `POST /sum` with whitespace-separated integers → their sum.
+//!
+//! hyper adds a `Date` header from each member's clock: the one part of a
+//! response that differs between members (same length, so a takeover in
+//! the middle of a response keeps it well-formed).
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::path::PathBuf;
+
+use anyhow::Context;
+use axum::routing::{get, post};
+use axum::Router;
+use clap::{Parser, Subcommand};
+use replica::member::{Member, MemberConfig};
+use stack::phy::tun::Tun;
+use stack::socket::NetStack;
+
+#[derive(Parser)]
+#[command(name = "hydra-axum", version, about = "An axum HTTP service on Hydra")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// One stack on one TUN device, no replication.
+    Standalone {
+        /// TUN device to create (or attach to).
+        #[arg(long, default_value = "hydra0")]
+        tun: String,
+        /// IPv4 address the stack answers for (route it to the TUN device).
+        #[arg(long)]
+        address: Ipv4Addr,
+        /// Port to serve on.
+        #[arg(long, default_value_t = 80)]
+        port: u16,
+    },
+    /// A member of a replicated group (a member configuration file; an
+    /// `apps` entry, as in `hydra-replica`'s files, is ignored).
+    Member {
+        /// The member's TOML configuration.
+        #[arg(long)]
+        config: PathBuf,
+        /// Port to serve on.
+        #[arg(long, default_value_t = 80)]
+        port: u16,
+    },
+}
+
+fn app() -> Router {
+    Router::new()
+        .route("/", get(|| async { "hello from hydra\n" }))
+        .route(
+            "/echo/{word}",
+            get(|axum::extract::Path(word): axum::extract::Path<String>| async move { word }),
+        )
+        .route(
+            "/sum",
+            post(|body: String| async move {
+                let sum: i128 = body
+                    .split_whitespace()
+                    .filter_map(|w| w.parse::<i64>().ok())
+                    .map(i128::from)
+                    .sum();
+                format!("{sum}\n")
+            }),
+        )
+}
+
+/// Serve the app on `port` of `net` until the stack stops.
+async fn serve(net: NetStack, port: u16) -> std::io::Result<()> {
+    let listener =
+        hydra_tokio::TcpListener::bind(&net, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port))?;
+    axum::serve(listener, app()).await
+}
+
+fn main() {
+    ackchannel::logging::init();
+    if let Err(e) = run(Cli::parse()) {
+        eprintln!("hydra-axum: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Standalone { tun, address, port } => {
+            let device = Tun::open_offload(&tun, 1500)
+                .with_context(|| format!("opening TUN device {tun} (needs root)"))?;
+            let net = NetStack::spawn(stack::Config::default(), address, device)?;
+            tokio::runtime::Runtime::new()?.block_on(serve(net, port))?;
+        }
+        Command::Member { config, port } => {
+            let cfg = MemberConfig::from_replica_file(&config)?;
+            // Before the runtime's threads exist: they inherit the signal mask.
+            let member = Member::join(&cfg)?;
+            let runtime = tokio::runtime::Runtime::new()?;
+            let net = member.net().clone();
+            runtime.spawn(async move {
+                if let Err(e) = serve(net, port).await {
+                    tracing::warn!("http service stopped: {e}");
+                }
+            });
+            member.run_until_signal()?;
+        }
+    }
+    Ok(())
+}
