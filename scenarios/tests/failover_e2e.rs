@@ -192,7 +192,7 @@ fn a_paused_old_primary_is_fenced_after_the_new_view() {
     }
     let log = std::fs::read_to_string(c.log_dir().join(format!("replica{old}.log"))).unwrap();
     assert!(
-        log.contains("declared this replica dead"),
+        log.contains("the group declared this member dead"),
         "old primary log: {log}"
     );
     echo_verdict(
