@@ -20,9 +20,10 @@
 //!     let member = Member::join(&config)?;
 //!     let listener = TcpListener::bind(member.net(), SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 7))?;
 //!     std::thread::spawn(move || {
-//!         for stream in listener.incoming().flatten() {
+//!         for stream in listener.incoming() {
+//!             let Ok(mut s) = stream else { break }; // the stack stopped
 //!             std::thread::spawn(move || {
-//!                 let (mut s, mut buf) = (stream, [0u8; 4096]);
+//!                 let mut buf = [0u8; 4096];
 //!                 while let Ok(n @ 1..) = s.read(&mut buf) {
 //!                     if s.write_all(&buf[..n]).is_err() { break; }
 //!                 }
