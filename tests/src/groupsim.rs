@@ -55,6 +55,13 @@ pub struct SimConfig {
     /// Replicas write segments of up to 64 KiB and the simulated device
     /// cuts them into wire segments (segmentation offload, as over a TUN).
     pub segmentation_offload: bool,
+    /// The listener is ordered (`Stack::listen_ordered`): besides the echo,
+    /// every replica keeps state shared by all connections, built from the
+    /// ordered deliveries, and replicas must agree on it.
+    pub ordered: bool,
+    /// A known bug to show that check works: the shared-state application
+    /// reads past each delivery, up to whatever the replica has received.
+    pub inject_overread: bool,
 }
 
 impl SimConfig {
@@ -71,6 +78,8 @@ impl SimConfig {
             client: ClientKind::Hydra,
             request: None,
             segmentation_offload: false,
+            ordered: false,
+            inject_overread: false,
         }
     }
 }
@@ -122,6 +131,89 @@ struct Node {
     held: HashMap<ConnKey, stack::tcp::seq::Seq>,
     /// The highest right edge each connection reported (for diagnostics).
     edges: HashMap<ConnKey, stack::tcp::seq::Seq>,
+    /// Ordered mode: the state all connections share (see [`SharedState`]).
+    shared: SharedState,
+}
+
+/// What an application with state shared across connections builds from
+/// the ordered deliveries: the interleaving of the connections' streams, as
+/// runs of (client port, bytes), consecutive runs of one connection merged.
+/// The bytes of each run follow from the port and the offset (the client's
+/// streams are known), so the runs are the whole state.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct SharedState {
+    runs: Vec<(u16, u64)>,
+    /// Bytes taken so far per connection.
+    taken: HashMap<ConnKey, u64>,
+}
+
+impl SharedState {
+    fn take(&mut self, key: ConnKey, len: u64) {
+        if len == 0 {
+            return;
+        }
+        *self.taken.entry(key).or_default() += len;
+        let port = key.remote.port();
+        match self.runs.last_mut() {
+            Some((p, l)) if *p == port => *l += len,
+            _ => self.runs.push((port, len)),
+        }
+    }
+
+    /// Bytes taken over all connections.
+    fn total(&self) -> u64 {
+        self.runs.iter().map(|r| r.1).sum()
+    }
+
+    /// One state is where the other was or will be: the shorter, byte for
+    /// byte, a prefix of the longer (replicas may lag one another).
+    fn consistent(a: &SharedState, b: &SharedState) -> bool {
+        let (short, long) = if a.total() <= b.total() {
+            (a, b)
+        } else {
+            (b, a)
+        };
+        let n = short.runs.len();
+        if n == 0 {
+            return true;
+        }
+        if long.runs.len() < n || short.runs[..n - 1] != long.runs[..n - 1] {
+            return false;
+        }
+        let (p, l) = short.runs[n - 1];
+        let (lp, ll) = long.runs[n - 1];
+        p == lp && l <= ll
+    }
+
+    /// A digest of the state, equal on replicas that took the same bytes.
+    pub fn digest(&self) -> u64 {
+        let mut h = 0xcbf2_9ce4_8422_2325u64;
+        for (p, l) in &self.runs {
+            for b in p.to_be_bytes().iter().chain(&l.to_be_bytes()) {
+                h = (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
+            }
+        }
+        h
+    }
+}
+
+/// Ordered mode: apply this replica's deliveries, in order, to its shared
+/// state, taking exactly the bytes each names (or, with the planted bug,
+/// everything received so far).
+fn shared_state_app(node: &mut Node, overread: bool) {
+    while let Some(d) = node.stack.poll_delivery() {
+        let stack::iface::Delivery::Data { key, len, .. } = d else {
+            continue;
+        };
+        let mut len = len as u64;
+        if overread {
+            // The bug: also take what arrived but the log has not released.
+            if let Some(i) = node.stack.conn_info(key) {
+                len += u64::from(i.rcv_nxt.since(i.read_from));
+            }
+        }
+        node.shared.take(key, len);
+    }
 }
 
 #[derive(Default)]
@@ -361,6 +453,12 @@ impl Sim {
                 .iter()
                 .all(|c| c.eof && c.received == self.cfg.bytes_per_connection as u64)
             {
+                if let Err(what) = self.check_shared_state() {
+                    return Verdict::Violation {
+                        at_ms: self.now / 1000,
+                        what,
+                    };
+                }
                 return Verdict::Pass {
                     sim_ms: self.now / 1000,
                     crashes: self.crashes,
@@ -649,6 +747,9 @@ impl Sim {
             } else {
                 echo_apps(node, self.cfg.seed)?;
             }
+            if self.cfg.ordered {
+                shared_state_app(node, self.cfg.inject_overread);
+            }
             node.logic.after_events(inst, &mut node.stack);
             if !node.stack.has_event() {
                 break;
@@ -913,6 +1014,55 @@ impl Sim {
     }
 
     /// Every byte the client saw acknowledged is held by every live replica.
+    /// Ordered mode: every replica that has run since the start (crashed
+    /// ones too, as far as they got) built the same shared state, or a
+    /// prefix of it; replicas that took the same bytes have equal digests.
+    /// A restarted replica's application starts empty: not compared.
+    fn check_shared_state(&self) -> Result<(), String> {
+        if !self.cfg.ordered {
+            return Ok(());
+        }
+        let original: Vec<(usize, &SharedState)> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| !n.restarted)
+            .map(|(i, n)| (i + 1, &n.shared))
+            .collect();
+        for (a, sa) in &original {
+            for (b, sb) in &original {
+                if a >= b {
+                    continue;
+                }
+                if !SharedState::consistent(sa, sb) {
+                    let first = sa
+                        .runs
+                        .iter()
+                        .zip(&sb.runs)
+                        .position(|(x, y)| x != y)
+                        .unwrap_or(0);
+                    let around =
+                        |r: &[(u16, u64)]| r[first.min(r.len())..(first + 3).min(r.len())].to_vec();
+                    return Err(format!(
+                        "shared state diverged: replica {a} took {} bytes in {} runs, replica {b} {} in {}; from run {first} (client port, bytes): {:?} vs {:?}",
+                        sa.total(),
+                        sa.runs.len(),
+                        sb.total(),
+                        sb.runs.len(),
+                        around(&sa.runs),
+                        around(&sb.runs),
+                    ));
+                }
+                if sa.total() == sb.total() && sa.digest() != sb.digest() {
+                    return Err(format!(
+                        "replicas {a} and {b} took the same bytes with different digests"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn check_invariants(&self) -> Result<(), String> {
         let live: HashSet<u8> = self.authority.view().live().map(|m| m.id).collect();
         for c in &self.conns {
@@ -996,6 +1146,8 @@ fn new_node(i: usize, key: &GroupKey, counter: u64, cfg: &SimConfig) -> Node {
     let local = SocketAddrV4::new(VIP, PORT);
     if cfg.passive {
         stack.listen_passive(local).expect("listen");
+    } else if cfg.ordered {
+        stack.listen_ordered(local).expect("listen");
     } else {
         stack.listen(local).expect("listen");
     }
@@ -1009,6 +1161,7 @@ fn new_node(i: usize, key: &GroupKey, counter: u64, cfg: &SimConfig) -> Node {
         apps: std::collections::BTreeMap::new(),
         held: HashMap::new(),
         edges: HashMap::new(),
+        shared: SharedState::default(),
     }
 }
 

@@ -54,6 +54,14 @@ struct Cli {
     /// cuts (segmentation offload).
     #[arg(long)]
     offload: bool,
+    /// An ordered listener with an application whose state all connections
+    /// share: every replica must build the same state.
+    #[arg(long)]
+    ordered: bool,
+    /// With --ordered: plant a bug (the application reads past its
+    /// deliveries) to see the check catch it.
+    #[arg(long)]
+    inject_overread: bool,
 }
 
 fn main() {
@@ -71,6 +79,8 @@ fn main() {
         },
         request: cli.request,
         segmentation_offload: cli.offload,
+        ordered: cli.ordered,
+        inject_overread: cli.inject_overread,
         ..SimConfig::new(seed)
     };
     if let Some(seed) = cli.trace {
