@@ -375,20 +375,27 @@ impl Replicator {
         lag
     }
 
-    /// Adopt a newer view. A new epoch starts a new log: uncommitted entries
-    /// of the old one are dropped (they were delivered nowhere) and the
-    /// primary logs again from what is held.
+    /// Adopt a newer view. A new epoch starts a new log. A new primary
+    /// first logs again, in their order, the old log's entries it held as a
+    /// backup and had not applied: some may have been committed, and delivered, on
+    /// a member that heard of the commit before the old primary died, and
+    /// every member's applications must see one order of all connections'
+    /// events (rule 3). Their bytes are held by every member of the new
+    /// view: the old primary logged an entry only once all its members had
+    /// confirmed them. Then it logs from what is held.
     pub fn install_view(&mut self, now: Instant, view: ReplicationView) {
         if view.epoch <= self.epoch() {
             return;
         }
         let was_primary = self.is_primary();
+        let old_log = std::mem::take(&mut self.log);
+        // What a backup holds of the old log and has not applied.
+        let held = std::mem::take(&mut self.pending);
         // Closes the old log had not committed: the connections are gone
         // here and nothing would log them again, so the backups' copies
         // (which may have missed the client's last packets) would linger
         // for ever (seed 59522).
-        let closes: Vec<ConnKey> = self
-            .log
+        let closes: Vec<ConnKey> = old_log
             .iter()
             .filter(|_| was_primary)
             .filter_map(|(_, e)| match e {
@@ -440,6 +447,20 @@ impl Replicator {
         // and a stale entry would make poll_timeout fire forever.
         for m in self.watched() {
             self.last_heard.insert(m, now);
+        }
+        if self.is_primary() && !was_primary {
+            for (_, entry) in held {
+                match entry {
+                    Entry::Data { key, upto } => {
+                        if self.logged.get(&key).is_none_or(|l| upto > *l) {
+                            self.logged.insert(key, upto);
+                            self.append(Entry::Data { key, upto });
+                        }
+                    }
+                    Entry::Opened { .. } => self.append(entry),
+                    Entry::Closed { .. } => {}
+                }
+            }
         }
         if self.is_primary() {
             // Sorted: the log's order must not depend on hash-map order

@@ -285,7 +285,15 @@ fn seeds_that_once_failed_the_sweep() {
         bytes_per_connection: 16 * 1024,
         ..SimConfig::new(seed)
     };
+    let ordered = |seed| SimConfig {
+        ordered: true,
+        connections: 6,
+        ..SimConfig::new(seed)
+    };
     for cfg in [
+        // A primary paused past its death commits an entry its backups
+        // held; the new primary must log those first, in their order.
+        ordered(68),
         SimConfig::new(907),
         SimConfig::new(977),
         SimConfig::new(4115),
