@@ -3,6 +3,7 @@
 //! namespaces, and prints ratios. See `hydra-bench --help`.
 
 mod client;
+mod http;
 mod kv;
 mod plots;
 mod report;
@@ -37,6 +38,9 @@ enum Command {
     /// The key-value example against the real redis-server with
     /// redis-benchmark: standalone, group of 3, ratios.
     Kv(kv::KvArgs),
+    /// The axum example under wrk: kernel TCP, Hydra standalone, a group
+    /// of 3; ratios.
+    Http(http::HttpArgs),
     /// (internal) the load generator, run inside the client namespace.
     #[command(hide = true)]
     Client(client::ClientArgs),
@@ -70,6 +74,7 @@ fn main() {
         Some(Command::SmoltcpServer { tun, address, mtu }) => servers::smoltcp(&tun, address, mtu),
         Some(Command::Soak(args)) => soak::run(&args),
         Some(Command::Kv(args)) => kv::run(&args),
+        Some(Command::Http(args)) => http::run(&args),
         None => run::run(&cli.run),
     };
     if let Err(e) = result {

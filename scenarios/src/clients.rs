@@ -156,6 +156,7 @@ pub struct WrkReport {
     /// connect, read, write and timeout errors (a reset is a read error).
     pub socket_errors: u64,
     pub non_2xx: u64,
+    pub p50_ms: Option<f64>,
     pub p99_ms: Option<f64>,
 }
 
@@ -177,6 +178,8 @@ pub fn parse_wrk(text: &str) -> Option<WrkReport> {
                 .sum();
         } else if let Some(rest) = line.strip_prefix("Non-2xx or 3xx responses:") {
             r.non_2xx = rest.trim().parse().ok()?;
+        } else if words.first() == Some(&"50%") {
+            r.p50_ms = words.get(1).and_then(|v| duration_ms(v));
         } else if words.first() == Some(&"99%") {
             r.p99_ms = words.get(1).and_then(|v| duration_ms(v));
         }

@@ -42,6 +42,13 @@ enum Command {
         #[arg(long, default_value_t = 80)]
         port: u16,
     },
+    /// The same service on the kernel's TCP (tokio's listener), for
+    /// comparison.
+    Kernel {
+        /// Address and port to listen on.
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+    },
     /// A member of a replicated group (a member configuration file; an
     /// `apps` entry, as in `hydra-replica`'s files, is ignored).
     Member {
@@ -96,6 +103,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .with_context(|| format!("opening TUN device {tun} (needs root)"))?;
             let net = NetStack::spawn(stack::Config::default(), address, device)?;
             tokio::runtime::Runtime::new()?.block_on(serve(net, port))?;
+        }
+        Command::Kernel { listen } => {
+            tokio::runtime::Runtime::new()?.block_on(async move {
+                let listener = tokio::net::TcpListener::bind(listen).await?;
+                axum::serve(listener, app()).await
+            })?;
         }
         Command::Member { config, port } => {
             let cfg = MemberConfig::from_replica_file(&config)?;
