@@ -41,7 +41,7 @@ fn handovers_under_load_keep_every_stream_exact() {
         "the next in line took over"
     );
     let log = std::fs::read_to_string(c.log_dir().join(format!("replica{first}.log"))).unwrap();
-    assert!(log.contains("the group let this replica go"), "{log}");
+    assert!(log.contains("the group let this member go"), "{log}");
 
     // 2. The admin action on the new primary: it hands over and stays.
     std::thread::sleep(Duration::from_millis(700));
