@@ -56,6 +56,9 @@ pub struct Stats {
     /// multicast, 127/8, 240/4) or to a broadcast or multicast address
     /// (RFC 1122 3.2.1.3, RFC 9293 3.10.7.2): dropped unanswered.
     pub drop_bad_address: u64,
+    /// Half-open connections (SYN-RECEIVED) that reached the end of their
+    /// lifetime without the handshake's final ACK, in any role.
+    pub half_open_expired: u64,
 }
 
 impl Stats {
@@ -95,6 +98,7 @@ impl Stats {
             ("drop_output_device", self.drop_output_device),
             ("drop_fragment", self.drop_fragment),
             ("drop_bad_address", self.drop_bad_address),
+            ("half_open_expired", self.half_open_expired),
         ]
     }
 }

@@ -260,6 +260,9 @@ impl Tcb {
                 .then_some(rcv_nxt),
             scheduled_deadline: None,
         };
+        if state == State::SynReceived {
+            tcb.timers.half_open = Some(now + Tcb::half_open_lifetime(cfg));
+        }
         //= DESIGN.md rule 2
         //# The ACK number the primary sends to the client for a connection is the minimum,
         //# over the live replicas of the current view, of the sequence number up to which each holds
@@ -585,6 +588,7 @@ impl Tcb {
             };
             if ack > self.snd_una && ack <= limit {
                 self.set_state(State::Established);
+                self.timers.half_open = None;
                 self.snd_wnd = (seg.window_len as u32) << self.opts.snd_wscale;
                 self.max_snd_wnd = self.snd_wnd;
                 self.snd_wl1 = seq;

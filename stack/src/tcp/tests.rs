@@ -915,6 +915,90 @@ fn half_open_connections_get_five_synack_retries_then_expire() {
     );
 }
 
+fn spoofed_syn(port: u16) -> Vec<u8> {
+    let syn = Seg {
+        ctl: Ctl::Syn,
+        seq: CLIENT_ISN,
+        win: 65535,
+        mss: Some(1460),
+        ..Default::default()
+    };
+    let mut pkt = syn.packet();
+    pkt[20..22].copy_from_slice(&port.to_be_bytes());
+    readdressed(pkt, *CLIENT.ip(), *SERVER.ip())
+}
+
+/// A backup never sends the SYN-ACK whose retransmissions would end a
+/// half-open connection, and the primary's end of it reaches backups through
+/// the log only for connections logged as opened, which half-open ones never
+/// are. So a half-open entry has a lifetime of its own in every role: the
+/// primary's SYN-ACK schedule and one initial RTO more. Without it a burst
+/// of spoofed SYNs filled a backup's backlog for good, and the primary
+/// (which answers a SYN only when its backups hold it) accepted nothing.
+#[test]
+fn a_backups_half_open_entries_expire_and_free_the_backlog() {
+    let mut h = Harness::new(Config {
+        syn_backlog: 8,
+        ..test_config()
+    });
+    h.stack.set_role(h.now, Role::Backup);
+    let start = h.now;
+    for port in 0..8u16 {
+        h.stack.handle_packet(h.now, &spoofed_syn(41_000 + port));
+    }
+    assert_eq!(h.stack.connection_count(), 8);
+    h.stack.handle_packet(h.now, &spoofed_syn(42_000));
+    assert_eq!(h.stack.stats().drop_syn_overflow, 1, "the backlog is full");
+    while let Some(at) = h.stack.poll_timeout() {
+        if at > start + Duration::from_secs(600) {
+            break;
+        }
+        h.now = at;
+        h.stack.handle_timeout(at);
+    }
+    assert_eq!(h.stack.connection_count(), 0, "half-open entries remain");
+    assert_eq!(h.stack.stats().half_open_expired, 8);
+    assert_eq!(
+        (h.now - start).total_millis(),
+        64_000,
+        "63 s + one initial RTO"
+    );
+    assert!(h.recv_all().is_empty(), "a backup sends nothing");
+    h.stack.handle_packet(h.now, &spoofed_syn(42_001));
+    assert_eq!(h.stack.connection_count(), 1, "the backlog has room again");
+}
+
+/// A primary answers a SYN only once its backups hold it; if they never
+/// confirm it, the entry still ends.
+#[test]
+fn a_primary_whose_backups_never_confirm_a_syn_forgets_it() {
+    let mut h = h();
+    h.stack.set_role(h.now, Role::Primary);
+    h.stack.handle_packet(h.now, &spoofed_syn(43_000));
+    assert!(
+        h.recv_all().is_empty(),
+        "no SYN-ACK before the backups hold the SYN"
+    );
+    assert_eq!(h.stack.connection_count(), 1);
+    let deadline = h
+        .stack
+        .poll_timeout()
+        .expect("a half-open entry has a timer");
+    h.now = deadline;
+    h.stack.handle_timeout(deadline);
+    assert_eq!(h.stack.connection_count(), 0);
+    assert_eq!(h.stack.stats().half_open_expired, 1);
+}
+
+#[test]
+fn the_half_open_lifetime_does_not_touch_established_connections() {
+    let mut h = h();
+    h.establish();
+    h.advance(Duration::from_secs(3600));
+    assert_eq!(h.state(), State::Established);
+    assert_eq!(h.stack.stats().half_open_expired, 0);
+}
+
 #[test]
 fn nagle_holds_small_segments_until_acked_unless_nodelay() {
     let mut h = h();

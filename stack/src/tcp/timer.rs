@@ -16,6 +16,10 @@ pub struct Timers {
     pub keepalive: Option<Instant>,
     /// End of TIME-WAIT (2 MSL).
     pub time_wait: Option<Instant>,
+    /// Latest end of SYN-RECEIVED, in every role: a backup never sends the
+    /// SYN-ACK whose retransmissions would end it, and a primary waits
+    /// for its backups before sending one.
+    pub half_open: Option<Instant>,
 }
 
 impl Timers {
@@ -27,6 +31,7 @@ impl Timers {
             self.persist,
             self.keepalive,
             self.time_wait,
+            self.half_open,
         ]
         .into_iter()
         .flatten()
@@ -49,6 +54,14 @@ impl Tcb {
             self.timers.time_wait = None;
             self.close_with(None, &mut sig);
             return sig;
+        }
+        if matches!(self.timers.half_open, Some(t) if t <= now) {
+            self.timers.half_open = None;
+            if self.state == State::SynReceived {
+                stats.half_open_expired += 1;
+                self.close_with(Some(ConnError::TimedOut), &mut sig);
+                return sig;
+            }
         }
         if matches!(self.timers.delayed_ack, Some(t) if t <= now) {
             self.timers.delayed_ack = None;
@@ -115,6 +128,22 @@ impl Tcb {
         self.high_rxt = self.snd_una;
         self.rtt_probe = None;
         self.timers.rto = Some(now + self.rtt.rto());
+    }
+
+    /// How long a half-open connection may live: the SYN-ACK and its
+    /// `synack_retries` retransmissions with their back-off, and one initial
+    /// RTO more, so a backup keeps its copy a little longer than the
+    /// primary, which starts the schedule once the backups hold the SYN.
+    /// (A backup that gave up a connection the client completes after all
+    /// gets it from the log's "opened" entry.)
+    pub fn half_open_lifetime(cfg: &Config) -> Duration {
+        let mut total = cfg.rto_initial;
+        let mut rto = cfg.rto_initial.max(cfg.rto_min);
+        for _ in 0..=cfg.synack_retries.min(64) {
+            total = total + rto.min(cfg.rto_max);
+            rto = rto.saturating_mul(2);
+        }
+        total
     }
 
     /// Zero-window probe: output sends one byte beyond the window.
