@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use stack::phy::tun::Tun;
 use stack::socket::NetStack;
-use stack::{Config, CongestionKind};
+use stack::{Config, CongestionKind, FragmentPolicy};
 
 use crate::apps::{self, AppSpec};
 use crate::signals::Signals;
@@ -33,6 +33,10 @@ pub struct StandaloneArgs {
     /// Serve /metrics and /status on this address.
     #[arg(long)]
     pub admin: Option<SocketAddr>,
+    /// Reassemble IPv4 fragments (at most 4 MiB held, 30 s each) instead
+    /// of dropping them (see docs/security.md).
+    #[arg(long)]
+    pub reassemble_fragments: bool,
 }
 
 pub fn run(args: StandaloneArgs, signals: Signals) -> anyhow::Result<()> {
@@ -51,6 +55,11 @@ pub fn run(args: StandaloneArgs, signals: Signals) -> anyhow::Result<()> {
     let cfg = Config {
         mss: (args.mtu - 40) as u16,
         congestion,
+        fragments: if args.reassemble_fragments {
+            FragmentPolicy::LINUX_REASSEMBLY
+        } else {
+            FragmentPolicy::Drop
+        },
         ..Config::default()
     };
     let net = NetStack::spawn(cfg, args.address, tun).context("starting the stack")?;

@@ -12,7 +12,41 @@ pub enum CongestionKind {
     Cubic,
 }
 
-/// Tunables of one [`crate::Stack`]. `Default` gives Linux-like values.
+/// What the stack does with IPv4 fragments (packets with More Fragments
+/// set or a non-zero fragment offset).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FragmentPolicy {
+    /// Drop every fragment and count it in `Stats::drop_fragment`. TCP
+    /// never needs fragments here: peers learn our MSS from the SYN and
+    /// clients set Don't Fragment (path MTU discovery), so only an attacker
+    /// or a broken middlebox sends them, and keeping none means fragments
+    /// cannot tie up memory or overlap each other.
+    #[default]
+    Drop,
+    /// Reassemble (RFC 1122 section 3.3.2) within bounds: incomplete
+    /// datagrams hold at most `max_bytes` together (the oldest is given up
+    /// to make room) and are given up `timeout` after their first fragment
+    /// (Linux: 4 MiB, 30 s). A fragment that overlaps another or
+    /// contradicts the datagram's end drops the whole datagram. Every
+    /// fragment given up counts in `Stats::drop_fragment`.
+    Reassemble {
+        /// Bytes all incomplete datagrams may hold together.
+        max_bytes: usize,
+        /// Age at which an incomplete datagram is given up.
+        timeout: Duration,
+    },
+}
+
+impl FragmentPolicy {
+    /// Reassembly with Linux's default bounds (4 MiB, 30 s).
+    pub const LINUX_REASSEMBLY: FragmentPolicy = FragmentPolicy::Reassemble {
+        max_bytes: 4 << 20,
+        timeout: Duration::from_secs(30),
+    };
+}
+
+/// Tunables of one [`crate::Stack`]. `Default` gives Linux-like values and
+/// a fresh secret key drawn from the OS random source.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Secret key for RFC 6528 initial sequence numbers, timestamp offsets
@@ -40,6 +74,9 @@ pub struct Config {
     /// Maximum half-open connections over all listeners, the same way
     /// (standalone: SYN cookies; in a group: the SYN is dropped).
     pub max_half_open: usize,
+    /// What to do with IPv4 fragments: drop and count them (the default),
+    /// or reassemble them within a byte budget and a timeout.
+    pub fragments: FragmentPolicy,
     /// Maximum established connections waiting in a listener's accept queue.
     pub accept_backlog: usize,
     pub congestion: CongestionKind,
@@ -115,6 +152,7 @@ impl Default for Config {
             ooo_budget: 256 << 20,
             syn_backlog: 1024,
             max_half_open: 4096,
+            fragments: FragmentPolicy::Drop,
             accept_backlog: 4096,
             congestion: CongestionKind::Cubic,
             window_scaling: true,

@@ -21,7 +21,7 @@ use smoltcp::wire::{
     Icmpv4DstUnreachable, Icmpv4Repr, Ipv4Repr, TcpControl, TcpRepr, TcpSeqNumber,
 };
 
-use crate::config::Config;
+use crate::config::{Config, FragmentPolicy};
 use crate::stats::Stats;
 use crate::tcp::conn::{ConnError, Options, Signals, Tcb};
 use crate::tcp::seq::Seq;
@@ -30,6 +30,7 @@ use crate::tcp::{congestion::Congestion, isn, syncookie, State};
 use crate::time::Instant;
 use crate::wire::{self, ParseError};
 
+mod fragments;
 mod ordered;
 mod passive;
 pub use ordered::Delivery;
@@ -264,6 +265,8 @@ pub struct Stack {
     ooo_total: usize,
     /// Packets since `ooo_total` was last recounted.
     packets_since_recount: u32,
+    /// Incomplete IPv4 datagrams (`FragmentPolicy::Reassemble`).
+    reassembly: Option<fragments::Reassembly>,
 }
 
 /// Ended connections remembered (so late log entries cannot revive them).
@@ -271,6 +274,12 @@ const ENDED_REMEMBERED: usize = 4096;
 
 impl Stack {
     pub fn new(config: Config) -> Stack {
+        let reassembly = match config.fragments {
+            FragmentPolicy::Drop => None,
+            FragmentPolicy::Reassemble { max_bytes, timeout } => {
+                Some(fragments::Reassembly::new(max_bytes, timeout))
+            }
+        };
         Stack {
             cfg: config,
             stats: Stats::default(),
@@ -293,6 +302,7 @@ impl Stack {
             ordered: ordered::OrderedLog::default(),
             ooo_total: 0,
             packets_since_recount: 0,
+            reassembly,
         }
     }
 
@@ -539,6 +549,13 @@ impl Stack {
         self.conns.len()
     }
 
+    /// Bytes held for incomplete IPv4 datagrams (`FragmentPolicy::Reassemble`).
+    pub fn fragment_bytes(&self) -> usize {
+        self.reassembly
+            .as_ref()
+            .map_or(0, fragments::Reassembly::held_bytes)
+    }
+
     /// Bytes held out of order (waiting for a hole to fill), over all
     /// connections.
     pub fn out_of_order_bytes(&self) -> usize {
@@ -562,10 +579,15 @@ impl Stack {
             self.ooo_total = self.out_of_order_bytes();
         }
         self.stats.bytes_in += packet.len() as u64;
+        self.ip_input(now, packet);
+    }
+
+    /// One IPv4 packet off the device, or reassembled from fragments.
+    fn ip_input(&mut self, now: Instant, packet: &[u8]) {
         match wire::parse(packet) {
             Err(ParseError::BadIp) | Err(ParseError::BadOther) => self.stats.drop_bad_ip += 1,
             Err(ParseError::BadTcp) => self.stats.drop_bad_tcp += 1,
-            Err(ParseError::Fragment) => self.stats.drop_fragment += 1,
+            Err(ParseError::Fragment) => self.fragment_input(now, packet),
             Ok(wire::Packet::Tcp(seg)) if !plausible(*seg.src.ip(), *seg.dst.ip()) => {
                 //= RFC 9293 section 3.10.7.2
                 //# If the SYN bit is set ... An incoming SYN segment with a
@@ -602,6 +624,27 @@ impl Stack {
                 }
             }
             Ok(wire::Packet::Other { .. }) => self.stats.drop_unknown_protocol += 1,
+        }
+    }
+
+    /// A valid IPv4 fragment: dropped or reassembled, per `Config::fragments`.
+    fn fragment_input(&mut self, now: Instant, packet: &[u8]) {
+        let Some(reassembly) = self.reassembly.as_mut() else {
+            self.stats.drop_fragment += 1;
+            return;
+        };
+        // Fragments from or to addresses no host owns get no memory.
+        if let Some((src, dst)) = wire::ipv4_addresses(packet) {
+            if !plausible(src, dst) {
+                self.stats.drop_bad_address += 1;
+                return;
+            }
+        }
+        let outcome = reassembly.insert(now, packet);
+        self.stats.drop_fragment += outcome.dropped;
+        if let Some(whole) = outcome.complete {
+            self.stats.fragments_reassembled += 1;
+            self.ip_input(now, &whole);
         }
     }
 

@@ -28,7 +28,7 @@ pub mod tcp;
 pub mod time;
 pub mod wire;
 
-pub use config::{Config, CongestionKind};
+pub use config::{Config, CongestionKind, FragmentPolicy};
 pub use iface::{ConnKey, Event, Role, Stack};
 pub use stats::Stats;
 pub use time::{Duration, Instant};

@@ -50,8 +50,12 @@ pub struct Stats {
     /// primary whose keepalives went unanswered), or the device refused it.
     pub drop_output_no_lease: u64,
     pub drop_output_device: u64,
-    /// IP fragments refused (Hydra does not reassemble; see `wire::ParseError::Fragment`).
+    /// IPv4 fragments refused (`FragmentPolicy::Drop`, the default) or
+    /// given up by reassembly (overlapping, malformed, over its budget or
+    /// timed out).
     pub drop_fragment: u64,
+    /// Datagrams reassembled from fragments (`FragmentPolicy::Reassemble`).
+    pub fragments_reassembled: u64,
     /// Segments from a source no host can have (0.0.0.0, broadcast,
     /// multicast, 127/8, 240/4) or to a broadcast or multicast address
     /// (RFC 1122 3.2.1.3, RFC 9293 3.10.7.2): dropped unanswered.
@@ -97,6 +101,7 @@ impl Stats {
             ("drop_output_no_lease", self.drop_output_no_lease),
             ("drop_output_device", self.drop_output_device),
             ("drop_fragment", self.drop_fragment),
+            ("fragments_reassembled", self.fragments_reassembled),
             ("drop_bad_address", self.drop_bad_address),
             ("half_open_expired", self.half_open_expired),
         ]

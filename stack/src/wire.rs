@@ -65,6 +65,13 @@ fn caps() -> ChecksumCapabilities {
     ChecksumCapabilities::default()
 }
 
+/// Source and destination of an IPv4 packet whose header is well formed
+/// (a fragment too), without looking at its payload.
+pub fn ipv4_addresses(bytes: &[u8]) -> Option<(Ipv4Addr, Ipv4Addr)> {
+    let ip = Ipv4Packet::new_checked(bytes).ok()?;
+    Some((ip.src_addr(), ip.dst_addr()))
+}
+
 /// Parse one IPv4 packet, verifying checksums.
 pub fn parse(bytes: &[u8]) -> Result<Packet<'_>, ParseError> {
     let ip = Ipv4Packet::new_checked(bytes).map_err(|_| ParseError::BadIp)?;

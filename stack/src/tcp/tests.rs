@@ -692,6 +692,74 @@ fn ip_fragments_are_refused_and_counted() {
     assert!(h.stack.stats().counters().contains(&("drop_fragment", 2)));
 }
 
+/// `pkt` (addressed and checksummed) cut into IPv4 fragments of `size`
+/// payload bytes (a multiple of 8), each with its own header checksum.
+fn fragments_of(pkt: &[u8], size: usize) -> Vec<Vec<u8>> {
+    let payload = &pkt[20..];
+    let mut out = Vec::new();
+    for (i, part) in payload.chunks(size).enumerate() {
+        let mut f = pkt[..20].to_vec();
+        f.extend_from_slice(part);
+        let more = (i + 1) * size < payload.len();
+        let field = ((i * size / 8) as u16) | if more { 0x2000 } else { 0 };
+        let len = f.len() as u16;
+        f[2..4].copy_from_slice(&len.to_be_bytes());
+        f[6..8].copy_from_slice(&field.to_be_bytes());
+        f[10..12].copy_from_slice(&[0, 0]);
+        let sum = !crate::checksum::sum(&f[..20]);
+        f[10..12].copy_from_slice(&sum.to_be_bytes());
+        out.push(f);
+    }
+    out
+}
+
+//= RFC 1122 section 3.3.2
+//# A host MUST be capable of receiving a datagram of 576 bytes which it
+//# may receive in fragments
+/// With `FragmentPolicy::Reassemble` fragments in any order make whole
+/// segments, and fragments from addresses no host owns get no memory.
+#[test]
+fn with_reassembly_fragments_make_whole_segments() {
+    let mut h = Harness::new(Config {
+        fragments: crate::FragmentPolicy::LINUX_REASSEMBLY,
+        ..test_config()
+    });
+    let syn = Seg {
+        ctl: Ctl::Syn,
+        seq: CLIENT_ISN,
+        win: 65535,
+        mss: Some(1460),
+        sack_perm: true,
+        ..Default::default()
+    };
+    let syn_pkt = readdressed(syn.packet(), *CLIENT.ip(), *SERVER.ip());
+    let mut frags = fragments_of(&syn_pkt, 16);
+    assert_eq!(frags.len(), 2);
+    frags.reverse();
+    for f in &frags {
+        h.stack.handle_packet(h.now, f);
+    }
+    let synack = h.recv_one();
+    assert_eq!(synack.ctl, Ctl::Syn);
+    assert_eq!(synack.ack, Some(CLIENT_ISN + 1));
+    assert_eq!(h.stack.stats().fragments_reassembled, 1);
+    assert_eq!(h.stack.stats().drop_fragment, 0);
+    h.iss = synack.seq;
+    h.send(h.ack_seg(CLIENT_ISN + 1, synack.seq + 1));
+    let data: Vec<u8> = (0..1000u32).map(|i| i as u8).collect();
+    let seg = readdressed(h.data_seg(0, &data).packet(), *CLIENT.ip(), *SERVER.ip());
+    for f in fragments_of(&seg, 256) {
+        h.stack.handle_packet(h.now, &f);
+    }
+    h.stack.accept(SERVER).unwrap();
+    assert_eq!(h.read_all(), data);
+    assert_eq!(h.stack.fragment_bytes(), 0);
+    let martian = readdressed(syn.packet(), Ipv4Addr::new(224, 0, 0, 1), *SERVER.ip());
+    h.stack.handle_packet(h.now, &fragments_of(&martian, 8)[0]);
+    assert_eq!(h.stack.fragment_bytes(), 0);
+    assert_eq!(h.stack.stats().drop_bad_address, 1);
+}
+
 #[test]
 fn segment_for_closed_port_gets_rst() {
     let mut h = h();
