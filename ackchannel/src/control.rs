@@ -16,7 +16,7 @@
 use std::collections::VecDeque;
 use std::net::SocketAddrV4;
 
-use stack::{Duration, Instant};
+use hydra_base::{Duration, Instant};
 
 use crate::auth::{
     self, put_addr, AuthError, Counter, GroupKey, Header, Malformed, Reader, ReplayGuard,

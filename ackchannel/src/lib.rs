@@ -6,15 +6,11 @@
 //! - [`replication`]: the sans-IO ack-channel core (delivery log,
 //!   confirmations, gating, commit, heartbeats, epochs).
 //! - [`transport`]: kernel-TCP full mesh carrying replication frames.
-//! - [`admin`], [`signals`], [`logging`]: operator plumbing the binaries
-//!   share (the tiny HTTP endpoint for `/metrics` and `/status`,
-//!   SIGTERM/SIGINT handling, the log format).
+//!
+//! The crate sits on `hydra-base` (time, sequence numbers, connection
+//! keys, gates, the byte codec) and knows nothing of the TCP stack.
 
-pub mod admin;
 pub mod auth;
 pub mod control;
-pub mod logging;
 pub mod replication;
-pub mod signals;
 pub mod transport;
-pub mod udp_offload;

@@ -15,9 +15,9 @@
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 
-use stack::iface::Gate;
-use stack::tcp::seq::Seq;
-use stack::{ConnKey, Duration, Instant};
+use hydra_base::Gate;
+use hydra_base::Seq;
+use hydra_base::{ConnKey, Duration, Instant};
 
 use crate::auth::{
     self, put_addr, AuthError, Counter, GroupKey, Header, Malformed, Reader, ReplayGuard,

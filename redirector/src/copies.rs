@@ -6,7 +6,7 @@
 use std::io;
 use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
 
-use ackchannel::udp_offload::{disable_checksums, send_segments, MAX_COALESCED, MAX_SEGMENTS};
+use hydra_ops::udp_offload::{disable_checksums, send_segments, MAX_COALESCED, MAX_SEGMENTS};
 use stack::wire::split_tcp;
 
 use crate::status::Counters;

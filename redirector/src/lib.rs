@@ -16,9 +16,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ackchannel::control::ViewAuthority;
-use ackchannel::signals::Signals;
-use ackchannel::transport::{size_socket_buffer, SocketBuffer};
 use anyhow::Context;
+use hydra_ops::signals::Signals;
+use hydra_ops::socket_buffer::{size_socket_buffer, SocketBuffer};
 use stack::phy::tun::Tun;
 use stack::phy::Device;
 use stack::Instant;

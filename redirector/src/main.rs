@@ -3,8 +3,8 @@
 
 use std::path::PathBuf;
 
-use ackchannel::signals::Signals;
 use clap::Parser;
+use hydra_ops::signals::Signals;
 use redirector::config::RedirectorConfig;
 
 #[derive(Parser)]
@@ -23,7 +23,7 @@ struct Cli {
 }
 
 fn main() {
-    ackchannel::logging::init();
+    hydra_ops::logging::init();
     let cli = Cli::parse();
     let cfg = match RedirectorConfig::load(&cli.config) {
         Ok(c) => c,

@@ -4,8 +4,8 @@ use std::net::SocketAddr;
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 
-use ackchannel::admin::{self, metric};
 use ackchannel::control::ViewAuthority;
+use hydra_ops::admin::{self, metric};
 use serde::Serialize;
 use stack::Instant;
 

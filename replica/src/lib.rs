@@ -12,5 +12,5 @@ pub mod apps;
 pub mod member;
 pub mod metrics;
 pub mod replicated;
-pub use ackchannel::signals;
+pub use hydra_ops::signals;
 pub mod standalone;

@@ -34,7 +34,7 @@ enum Command {
 }
 
 fn main() {
-    ackchannel::logging::init();
+    hydra_ops::logging::init();
     let cli = Cli::parse();
     // Before any thread exists, so every thread inherits the blocked mask.
     let signals = match Signals::block() {

@@ -1,6 +1,6 @@
 //! Prometheus text for a stack's counters.
 
-use ackchannel::admin::metric;
+use hydra_ops::admin::metric;
 use stack::Stats;
 
 /// Render every stack counter plus the live connection count.

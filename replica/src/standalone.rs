@@ -68,7 +68,7 @@ pub fn run(args: StandaloneArgs, signals: Signals) -> anyhow::Result<()> {
     }
     if let Some(addr) = args.admin {
         let status_net = net.clone();
-        let bound = ackchannel::admin::serve(
+        let bound = hydra_ops::admin::serve(
             addr,
             Arc::new(move |method: &str, path: &str| {
                 let (stats, conns, ooo) = status_net.with_stack(|s| {

@@ -1,6 +1,6 @@
 //! Stack configuration.
 
-use crate::time::Duration;
+use hydra_base::time::Duration;
 
 /// Which congestion controller new connections use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

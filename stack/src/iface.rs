@@ -24,11 +24,11 @@ use smoltcp::wire::{
 use crate::config::{Config, FragmentPolicy};
 use crate::stats::Stats;
 use crate::tcp::conn::{ConnError, Options, Signals, Tcb};
-use crate::tcp::seq::Seq;
 use crate::tcp::snapshot::{ConnSnapshot, OpenRecord};
 use crate::tcp::{congestion::Congestion, isn, syncookie, State};
-use crate::time::Instant;
 use crate::wire::{self, ParseError};
+use hydra_base::time::Instant;
+use hydra_base::Seq;
 
 mod fragments;
 mod ordered;
@@ -36,33 +36,7 @@ mod passive;
 pub use ordered::Delivery;
 pub use passive::ApplyError;
 
-/// A connection's identity: the same on every replica of a group.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ConnKey {
-    pub local: SocketAddrV4,
-    pub remote: SocketAddrV4,
-}
-
-/// What this stack does with its output.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Role {
-    /// No replication: send freely.
-    #[default]
-    Standalone,
-    /// Replicated primary: send, with ACKs gated by [`Stack::set_gate`].
-    Primary,
-    /// Replicated backup: process input and application writes, send nothing at all.
-    Backup,
-}
-
-/// Limits a replicated primary applies to what it acknowledges (DESIGN rule 2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Gate {
-    /// Highest ACK number we may send: every live replica holds the bytes below it.
-    pub ack: Seq,
-    /// Highest right window edge we may advertise.
-    pub right_edge: Seq,
-}
+pub use hydra_base::{ConnKey, Gate, Role};
 
 /// Something the application or the replication layer should look at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -25,10 +25,10 @@ pub mod phy;
 pub mod socket;
 pub mod stats;
 pub mod tcp;
-pub mod time;
+pub use hydra_base::time;
 pub mod wire;
 
 pub use config::{Config, CongestionKind, FragmentPolicy};
+pub use hydra_base::{Duration, Gate, Instant, Seq};
 pub use iface::{ConnKey, Event, Role, Stack};
 pub use stats::Stats;
-pub use time::{Duration, Instant};

@@ -9,7 +9,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use stack::{Duration, Instant};
+use hydra_base::{Duration, Instant};
 
 use super::MemberId;
 use crate::auth::{Malformed, Reader};

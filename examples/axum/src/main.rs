@@ -89,7 +89,7 @@ async fn serve(net: NetStack, port: u16) -> std::io::Result<()> {
 }
 
 fn main() {
-    ackchannel::logging::init();
+    hydra_ops::logging::init();
     if let Err(e) = run(Cli::parse()) {
         eprintln!("hydra-axum: {e:#}");
         std::process::exit(1);

@@ -49,7 +49,7 @@ enum Command {
 }
 
 fn main() {
-    ackchannel::logging::init();
+    hydra_ops::logging::init();
     if let Err(e) = run(Cli::parse()) {
         eprintln!("hydra-kv: {e:#}");
         std::process::exit(1);

@@ -22,8 +22,8 @@ pub(crate) fn serve(
     leaving: Arc<std::sync::atomic::AtomicBool>,
     routes: Arc<Mutex<Routes>>,
 ) -> io::Result<SocketAddr> {
-    use ackchannel::admin::metric;
-    let bound = ackchannel::admin::serve(
+    use hydra_ops::admin::metric;
+    let bound = hydra_ops::admin::serve(
         addr,
         Arc::new(move |method: &str, path: &str| {
             let snapshot = status.lock().map(|s| s.clone()).unwrap_or_default();

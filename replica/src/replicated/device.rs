@@ -9,8 +9,8 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use ackchannel::transport::{size_socket_buffer, SocketBuffer};
-use ackchannel::udp_offload::{enable_gro, recv_coalesced, MAX_COALESCED};
+use hydra_ops::socket_buffer::{size_socket_buffer, SocketBuffer};
+use hydra_ops::udp_offload::{enable_gro, recv_coalesced, MAX_COALESCED};
 use stack::phy::tun::Tun;
 use stack::phy::Device;
 
@@ -182,7 +182,7 @@ impl Device for ReplicaDevice {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ackchannel::udp_offload::send_segments;
+    use hydra_ops::udp_offload::send_segments;
     use std::net::{Ipv4Addr, SocketAddrV4};
 
     fn pair() -> (UdpSocket, CopyReceiver, SocketAddrV4) {

@@ -14,7 +14,7 @@ use std::net::Ipv4Addr;
 
 use smoltcp::wire::Ipv4Packet;
 
-use crate::time::{Duration, Instant};
+use hydra_base::time::{Duration, Instant};
 
 /// Memory charged per incomplete datagram beyond its bytes.
 const DATAGRAM_COST: usize = 128;

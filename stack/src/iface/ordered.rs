@@ -13,7 +13,7 @@ use std::collections::VecDeque;
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 use super::{ConnKey, Stack};
-use crate::tcp::seq::Seq;
+use hydra_base::Seq;
 
 /// One step of an ordered listener's connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,10 +6,10 @@
 use std::net::SocketAddrV4;
 
 use super::{Event, ListenError, Role, Stack};
-use crate::iface::ConnKey;
 use crate::tcp::passive::{Checkpoint, PassiveState, Release, StoreError};
 use crate::tcp::State;
-use crate::time::Instant;
+use hydra_base::time::Instant;
+use hydra_base::ConnKey;
 
 /// Why a backup could not apply a checkpoint.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use super::{lock, now, Hooks, Shared};
 use crate::iface::MAX_PACKET;
 use crate::phy::Device;
-use crate::time::Instant;
+use hydra_base::time::Instant;
 
 /// Packets read or written per loop turn at most (bounds latency and memory).
 /// 256 moved bulk data a little faster but made turns long enough, in a

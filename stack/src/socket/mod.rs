@@ -23,8 +23,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use crate::iface::{Event, Stack};
 use crate::phy::Device;
-use crate::time::Instant;
 use crate::Config;
+use hydra_base::time::Instant;
 
 pub use listener::TcpListener;
 pub use ordered::{OrderedEvent, OrderedListener};

@@ -2,7 +2,7 @@
 
 use std::collections::VecDeque;
 
-use super::seq::Seq;
+use hydra_base::Seq;
 
 /// Bytes the application wrote that the peer has not acknowledged yet.
 /// `start` is the sequence number of the first byte held.

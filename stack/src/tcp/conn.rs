@@ -19,13 +19,13 @@ use super::congestion::Congestion;
 use super::passive::PassiveState;
 use super::rtt::RttEstimator;
 use super::sack::Scoreboard;
-use super::seq::Seq;
 use super::timer::Timers;
 use super::State;
 use crate::config::Config;
-use crate::iface::{ConnKey, Gate, Role};
 use crate::stats::Stats;
-use crate::time::Instant;
+use hydra_base::time::Instant;
+use hydra_base::Seq;
+use hydra_base::{ConnKey, Gate, Role};
 
 /// Why a connection ended abnormally.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -469,7 +469,7 @@ impl Tcb {
         // An echo from the future or older than a minute is not a sample.
         if tsecr != 0 && rtt_ms < 60_000 {
             self.rtt
-                .sample(crate::time::Duration::from_millis(rtt_ms.max(1) as u64));
+                .sample(hydra_base::Duration::from_millis(rtt_ms.max(1) as u64));
         }
     }
 

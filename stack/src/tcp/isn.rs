@@ -12,7 +12,7 @@ use std::net::SocketAddrV4;
 
 use siphasher::sip::SipHasher24;
 
-use crate::time::Instant;
+use hydra_base::time::Instant;
 
 /// Domain separators so the three derived values never coincide.
 const SERVER: u8 = 1;

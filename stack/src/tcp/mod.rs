@@ -10,13 +10,13 @@ pub mod timer;
 
 pub mod isn;
 pub mod rtt;
-pub mod seq;
+
 pub mod snapshot;
 pub mod syncookie;
 #[cfg(test)]
 pub mod tests;
 
-pub use seq::Seq;
+pub use hydra_base::seq::{self, Seq};
 
 /// Connection states of RFC 9293 section 3.3.2.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

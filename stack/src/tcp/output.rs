@@ -4,12 +4,12 @@
 use smoltcp::wire::{TcpControl, TcpRepr, TcpSeqNumber, TcpTimestampRepr};
 
 use super::conn::Tcb;
-use super::seq::Seq;
 use super::State;
 use crate::config::Config;
-use crate::iface::Role;
 use crate::stats::Stats;
-use crate::time::Instant;
+use hydra_base::time::Instant;
+use hydra_base::Role;
+use hydra_base::Seq;
 
 /// One segment to emit: the header, and which send-buffer bytes follow it.
 #[derive(Debug, Clone, Copy)]

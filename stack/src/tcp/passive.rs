@@ -10,9 +10,9 @@
 use std::collections::BTreeMap;
 
 use super::buffer::SendBuffer;
-use super::seq::Seq;
-use super::snapshot::{DecodeError, Reader, Writer};
-use crate::iface::ConnKey;
+use hydra_base::codec::{DecodeError, Put, Reader};
+use hydra_base::ConnKey;
+use hydra_base::Seq;
 
 /// Bytes of state blocks one connection may hold.
 pub const MAX_STATE_BYTES: usize = 1 << 20;
@@ -348,14 +348,14 @@ impl Checkpoint {
     }
 
     pub fn encode(&self) -> Vec<u8> {
-        let mut w = Writer(Vec::with_capacity(40 + self.output.len()));
-        w.u8(CHECKPOINT_VERSION);
-        w.key(self.key);
-        w.u8(u8::from(self.sync) | u8::from(self.fin) << 1);
-        w.seq(self.consumed);
-        w.seq(self.out_from);
-        w.bytes(&self.output);
-        w.u16(self.blocks.len() as u16);
+        let mut w = Vec::with_capacity(40 + self.output.len());
+        w.put_u8(CHECKPOINT_VERSION);
+        w.put_key(&self.key);
+        w.put_u8(u8::from(self.sync) | u8::from(self.fin) << 1);
+        w.put_seq(self.consumed);
+        w.put_seq(self.out_from);
+        w.put_bytes(&self.output);
+        w.put_u16(self.blocks.len() as u16);
         for change in &self.blocks {
             match change {
                 BlockChange::Write {
@@ -364,25 +364,25 @@ impl Checkpoint {
                     offset,
                     bytes,
                 } => {
-                    w.u8(CHANGE_WRITE);
-                    w.u8(name.len() as u8);
-                    w.0.extend_from_slice(name.as_bytes());
-                    w.u32(*size);
-                    w.u32(*offset);
-                    w.bytes(bytes);
+                    w.put_u8(CHANGE_WRITE);
+                    w.put_u8(name.len() as u8);
+                    w.put_raw(name.as_bytes());
+                    w.put_u32(*size);
+                    w.put_u32(*offset);
+                    w.put_bytes(bytes);
                 }
                 BlockChange::Remove { name } => {
-                    w.u8(CHANGE_REMOVE);
-                    w.u8(name.len() as u8);
-                    w.0.extend_from_slice(name.as_bytes());
+                    w.put_u8(CHANGE_REMOVE);
+                    w.put_u8(name.len() as u8);
+                    w.put_raw(name.as_bytes());
                 }
             }
         }
-        w.0
+        w
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Checkpoint, DecodeError> {
-        let mut r = Reader(bytes);
+        let mut r = Reader::new(bytes);
         let (key, sync, fin, consumed, out_from) = Self::header(&mut r)?;
         let output = r.bytes()?;
         let n = r.u16()? as usize;
@@ -404,7 +404,7 @@ impl Checkpoint {
                 _ => return Err(DecodeError::Invalid),
             });
         }
-        if !r.0.is_empty() {
+        if !r.is_empty() {
             return Err(DecodeError::Invalid);
         }
         Ok(Checkpoint {
@@ -420,7 +420,7 @@ impl Checkpoint {
 
     /// The release point of an encoded checkpoint, without copying its bytes.
     pub fn decode_release(bytes: &[u8]) -> Result<Release, DecodeError> {
-        let mut r = Reader(bytes);
+        let mut r = Reader::new(bytes);
         let (key, _, fin, consumed, out_from) = Self::header(&mut r)?;
         let len = r.u32()? as usize;
         r.take(len)?;

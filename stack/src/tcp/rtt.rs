@@ -1,6 +1,6 @@
 //! Retransmission timeout estimation (RFC 6298).
 
-use crate::time::Duration;
+use hydra_base::time::Duration;
 
 /// Clock granularity G of RFC 6298 section 2: our timers tick in microseconds
 /// but segments are timed with millisecond timestamps, so 1 ms is honest.

@@ -1,7 +1,7 @@
 //! The sender's SACK scoreboard (RFC 2018, RFC 6675): which bytes above
 //! SND.UNA the peer reported holding.
 
-use super::seq::Seq;
+use hydra_base::Seq;
 
 /// Ranges kept at most; more are merged away by dropping the highest.
 const MAX_RANGES: usize = 64;

@@ -5,13 +5,12 @@
 //! Both have a compact binary encoding (`encode` / `decode`) so they can
 //! cross a process boundary: state transfer to a rejoining replica, the log.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
-
 use super::conn::Options;
-use super::seq::Seq;
 use super::State;
 use crate::config::CongestionKind;
-use crate::iface::ConnKey;
+use hydra_base::codec::{Put, Reader};
+use hydra_base::ConnKey;
+use hydra_base::Seq;
 
 /// Everything needed to continue a connection in another stack.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,147 +77,37 @@ pub struct OpenRecord {
     pub opened_epoch: u64,
 }
 
-/// Why bytes did not decode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum DecodeError {
-    #[error("truncated snapshot")]
-    Truncated,
-    #[error("unknown snapshot version {0}")]
-    Version(u8),
-    #[error("invalid field value")]
-    Invalid,
-}
+/// Why bytes did not decode (the codec's error).
+pub use hydra_base::codec::DecodeError;
 
 const SNAPSHOT_VERSION: u8 = 2;
 const OPEN_VERSION: u8 = 1;
 
-pub(crate) struct Writer(pub(crate) Vec<u8>);
-
-impl Writer {
-    pub(crate) fn u8(&mut self, v: u8) {
-        self.0.push(v);
-    }
-    pub(crate) fn u16(&mut self, v: u16) {
-        self.0.extend_from_slice(&v.to_be_bytes());
-    }
-    pub(crate) fn u32(&mut self, v: u32) {
-        self.0.extend_from_slice(&v.to_be_bytes());
-    }
-    pub(crate) fn u64(&mut self, v: u64) {
-        self.0.extend_from_slice(&v.to_be_bytes());
-    }
-    pub(crate) fn bool(&mut self, v: bool) {
-        self.u8(v as u8);
-    }
-    pub(crate) fn seq(&mut self, v: Seq) {
-        self.u32(v.0);
-    }
-    pub(crate) fn opt_u64(&mut self, v: Option<u64>) {
-        self.bool(v.is_some());
-        self.u64(v.unwrap_or(0));
-    }
-    pub(crate) fn bytes(&mut self, v: &[u8]) {
-        self.u32(v.len() as u32);
-        self.0.extend_from_slice(v);
-    }
-    pub(crate) fn addr(&mut self, a: SocketAddrV4) {
-        self.u32(u32::from(*a.ip()));
-        self.u16(a.port());
-    }
-    pub(crate) fn key(&mut self, k: ConnKey) {
-        self.addr(k.local);
-        self.addr(k.remote);
-    }
-    pub(crate) fn opts(&mut self, o: &Options) {
-        self.u16(o.send_mss);
-        self.u8(o.snd_wscale);
-        self.u8(o.rcv_wscale);
-        self.bool(o.sack);
-        self.bool(o.timestamps);
-        self.u32(o.ts_offset);
-        self.bool(o.window_scale_ok);
-    }
+/// Options in a snapshot or an open record.
+fn put_opts(w: &mut Vec<u8>, o: &Options) {
+    w.put_u16(o.send_mss);
+    w.put_u8(o.snd_wscale);
+    w.put_u8(o.rcv_wscale);
+    w.put_bool(o.sack);
+    w.put_bool(o.timestamps);
+    w.put_u32(o.ts_offset);
+    w.put_bool(o.window_scale_ok);
 }
 
-pub(crate) struct Reader<'a>(pub(crate) &'a [u8]);
-
-impl Reader<'_> {
-    pub(crate) fn take(&mut self, n: usize) -> Result<&[u8], DecodeError> {
-        if self.0.len() < n {
-            return Err(DecodeError::Truncated);
-        }
-        let (a, b) = self.0.split_at(n);
-        self.0 = b;
-        Ok(a)
+fn get_opts(r: &mut Reader) -> Result<Options, DecodeError> {
+    let o = Options {
+        send_mss: r.u16()?,
+        snd_wscale: r.u8()?,
+        rcv_wscale: r.u8()?,
+        sack: r.bool()?,
+        timestamps: r.bool()?,
+        ts_offset: r.u32()?,
+        window_scale_ok: r.bool()?,
+    };
+    if o.snd_wscale > 14 || o.rcv_wscale > 14 || o.send_mss < 64 {
+        return Err(DecodeError::Invalid);
     }
-    pub(crate) fn u8(&mut self) -> Result<u8, DecodeError> {
-        Ok(self.take(1)?[0])
-    }
-    pub(crate) fn u16(&mut self) -> Result<u16, DecodeError> {
-        Ok(u16::from_be_bytes(
-            self.take(2)?
-                .try_into()
-                .map_err(|_| DecodeError::Truncated)?,
-        ))
-    }
-    pub(crate) fn u32(&mut self) -> Result<u32, DecodeError> {
-        Ok(u32::from_be_bytes(
-            self.take(4)?
-                .try_into()
-                .map_err(|_| DecodeError::Truncated)?,
-        ))
-    }
-    pub(crate) fn u64(&mut self) -> Result<u64, DecodeError> {
-        Ok(u64::from_be_bytes(
-            self.take(8)?
-                .try_into()
-                .map_err(|_| DecodeError::Truncated)?,
-        ))
-    }
-    pub(crate) fn bool(&mut self) -> Result<bool, DecodeError> {
-        match self.u8()? {
-            0 => Ok(false),
-            1 => Ok(true),
-            _ => Err(DecodeError::Invalid),
-        }
-    }
-    pub(crate) fn seq(&mut self) -> Result<Seq, DecodeError> {
-        Ok(Seq(self.u32()?))
-    }
-    pub(crate) fn opt_u64(&mut self) -> Result<Option<u64>, DecodeError> {
-        let some = self.bool()?;
-        let v = self.u64()?;
-        Ok(some.then_some(v))
-    }
-    pub(crate) fn bytes(&mut self) -> Result<Vec<u8>, DecodeError> {
-        let n = self.u32()? as usize;
-        Ok(self.take(n)?.to_vec())
-    }
-    pub(crate) fn addr(&mut self) -> Result<SocketAddrV4, DecodeError> {
-        let ip = Ipv4Addr::from(self.u32()?);
-        Ok(SocketAddrV4::new(ip, self.u16()?))
-    }
-    pub(crate) fn key(&mut self) -> Result<ConnKey, DecodeError> {
-        Ok(ConnKey {
-            local: self.addr()?,
-            remote: self.addr()?,
-        })
-    }
-    pub(crate) fn opts(&mut self) -> Result<Options, DecodeError> {
-        let o = Options {
-            send_mss: self.u16()?,
-            snd_wscale: self.u8()?,
-            rcv_wscale: self.u8()?,
-            sack: self.bool()?,
-            timestamps: self.bool()?,
-            ts_offset: self.u32()?,
-            window_scale_ok: self.bool()?,
-        };
-        if o.snd_wscale > 14 || o.rcv_wscale > 14 || o.send_mss < 64 {
-            return Err(DecodeError::Invalid);
-        }
-        Ok(o)
-    }
+    Ok(o)
 }
 
 fn state_code(s: State) -> u8 {
@@ -245,20 +134,20 @@ fn state_from(code: u8) -> Result<State, DecodeError> {
 
 impl OpenRecord {
     pub fn encode(&self) -> Vec<u8> {
-        let mut w = Writer(Vec::with_capacity(48));
-        w.u8(OPEN_VERSION);
-        w.key(self.key);
-        w.seq(self.iss);
-        w.seq(self.irs);
-        w.opts(&self.opts);
-        w.u32(self.ts_recent);
-        w.u32(self.snd_wnd);
-        w.u64(self.opened_epoch);
-        w.0
+        let mut w = Vec::with_capacity(48);
+        w.put_u8(OPEN_VERSION);
+        w.put_key(&self.key);
+        w.put_seq(self.iss);
+        w.put_seq(self.irs);
+        put_opts(&mut w, &self.opts);
+        w.put_u32(self.ts_recent);
+        w.put_u32(self.snd_wnd);
+        w.put_u64(self.opened_epoch);
+        w
     }
 
     pub fn decode(bytes: &[u8]) -> Result<OpenRecord, DecodeError> {
-        let mut r = Reader(bytes);
+        let mut r = Reader::new(bytes);
         let v = r.u8()?;
         if v != OPEN_VERSION {
             return Err(DecodeError::Version(v));
@@ -267,7 +156,7 @@ impl OpenRecord {
             key: r.key()?,
             iss: r.seq()?,
             irs: r.seq()?,
-            opts: r.opts()?,
+            opts: get_opts(&mut r)?,
             ts_recent: r.u32()?,
             snd_wnd: r.u32()?,
             opened_epoch: r.u64()?,
@@ -277,64 +166,62 @@ impl OpenRecord {
 
 impl ConnSnapshot {
     pub fn encode(&self) -> Vec<u8> {
-        let mut w = Writer(Vec::with_capacity(
-            128 + self.send_data.len() + self.recv_data.len(),
-        ));
-        w.u8(SNAPSHOT_VERSION);
-        w.key(self.key);
-        w.u8(state_code(self.state));
-        w.opts(&self.opts);
+        let mut w = Vec::with_capacity(128 + self.send_data.len() + self.recv_data.len());
+        w.put_u8(SNAPSHOT_VERSION);
+        w.put_key(&self.key);
+        w.put_u8(state_code(self.state));
+        put_opts(&mut w, &self.opts);
         for s in [self.iss, self.irs, self.snd_una, self.snd_nxt, self.snd_max] {
-            w.seq(s);
+            w.put_seq(s);
         }
-        w.u32(self.snd_wnd);
-        w.u32(self.max_snd_wnd);
+        w.put_u32(self.snd_wnd);
+        w.put_u32(self.max_snd_wnd);
         for s in [self.snd_wl1, self.snd_wl2, self.peer_acked, self.send_start] {
-            w.seq(s);
+            w.put_seq(s);
         }
-        w.bytes(&self.send_data);
-        w.bool(self.fin_queued);
-        w.seq(self.rcv_nxt);
-        w.seq(self.recv_start);
-        w.bytes(&self.recv_data);
-        w.u32(self.recv_ooo.len() as u32);
+        w.put_bytes(&self.send_data);
+        w.put_bool(self.fin_queued);
+        w.put_seq(self.rcv_nxt);
+        w.put_seq(self.recv_start);
+        w.put_bytes(&self.recv_data);
+        w.put_u32(self.recv_ooo.len() as u32);
         for (s, d) in &self.recv_ooo {
-            w.seq(*s);
-            w.bytes(d);
+            w.put_seq(*s);
+            w.put_bytes(d);
         }
-        w.opt_u64(self.peer_fin.map(|s| s.0 as u64));
-        w.seq(self.rcv_adv);
-        w.seq(self.last_ack_sent);
-        w.u32(self.ts_recent);
-        w.u32(self.max_tsecr);
-        w.u8(match self.congestion {
+        w.put_opt_u64(self.peer_fin.map(|s| s.0 as u64));
+        w.put_seq(self.rcv_adv);
+        w.put_seq(self.last_ack_sent);
+        w.put_u32(self.ts_recent);
+        w.put_u32(self.max_tsecr);
+        w.put_u8(match self.congestion {
             CongestionKind::NewReno => 0,
             CongestionKind::Cubic => 1,
         });
-        w.u32(self.cwnd);
-        w.u32(self.ssthresh);
-        w.opt_u64(self.srtt_us);
-        w.u64(self.rttvar_us);
-        w.bool(self.nodelay);
-        w.bool(self.rto_armed);
-        w.opt_u64(self.time_wait_left_us);
-        w.opt_u64(self.delivery_limit.map(|s| u64::from(s.0)));
-        w.bytes(&self.app_state);
-        w.u64(self.app_state_at);
-        w.u64(self.app_written);
-        w.u64(self.opened_epoch);
-        w.0
+        w.put_u32(self.cwnd);
+        w.put_u32(self.ssthresh);
+        w.put_opt_u64(self.srtt_us);
+        w.put_u64(self.rttvar_us);
+        w.put_bool(self.nodelay);
+        w.put_bool(self.rto_armed);
+        w.put_opt_u64(self.time_wait_left_us);
+        w.put_opt_u64(self.delivery_limit.map(|s| u64::from(s.0)));
+        w.put_bytes(&self.app_state);
+        w.put_u64(self.app_state_at);
+        w.put_u64(self.app_written);
+        w.put_u64(self.opened_epoch);
+        w
     }
 
     pub fn decode(bytes: &[u8]) -> Result<ConnSnapshot, DecodeError> {
-        let mut r = Reader(bytes);
+        let mut r = Reader::new(bytes);
         let v = r.u8()?;
         if v != SNAPSHOT_VERSION {
             return Err(DecodeError::Version(v));
         }
         let key = r.key()?;
         let state = state_from(r.u8()?)?;
-        let opts = r.opts()?;
+        let opts = get_opts(&mut r)?;
         let (iss, irs, snd_una, snd_nxt, snd_max) =
             (r.seq()?, r.seq()?, r.seq()?, r.seq()?, r.seq()?);
         let (snd_wnd, max_snd_wnd) = (r.u32()?, r.u32()?);
@@ -394,7 +281,7 @@ impl ConnSnapshot {
             app_written: r.u64()?,
             opened_epoch: r.u64()?,
         };
-        if !r.0.is_empty() {
+        if !r.is_empty() {
             return Err(DecodeError::Invalid);
         }
         Ok(snap)
@@ -405,8 +292,8 @@ use super::buffer::{OooSegment, RecvBuffer, SendBuffer};
 use super::congestion::Congestion;
 use super::conn::Tcb;
 use crate::config::Config;
-use crate::iface::Role;
-use crate::time::{Duration, Instant};
+use hydra_base::time::{Duration, Instant};
+use hydra_base::Role;
 
 impl Tcb {
     /// Copy out everything needed to continue elsewhere.

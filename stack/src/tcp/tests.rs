@@ -7,9 +7,9 @@ use smoltcp::wire::{TcpControl, TcpRepr, TcpSeqNumber, TcpTimestampRepr};
 
 use crate::iface::{ConnKey, Event, Gate, Role, Stack};
 use crate::tcp::{Seq, State};
-use crate::time::{Duration, Instant};
 use crate::wire;
 use crate::Config;
+use hydra_base::time::{Duration, Instant};
 
 const SERVER: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(198, 19, 0, 1), 80);
 const CLIENT: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 1), 40000);

@@ -1,7 +1,7 @@
 //! A connection's timers as deadlines (logical state; the stack's driver
 //! turns the earliest one into a wakeup).
 
-use crate::time::Instant;
+use hydra_base::time::Instant;
 
 /// Armed timers of one connection; `None` means not running.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -42,9 +42,9 @@ impl Timers {
 use super::conn::{ConnError, Signals, Tcb};
 use super::State;
 use crate::config::Config;
-use crate::iface::Role;
 use crate::stats::Stats;
-use crate::time::Duration;
+use hydra_base::time::Duration;
+use hydra_base::Role;
 
 impl Tcb {
     /// Fire every timer whose deadline is at or before `now`.

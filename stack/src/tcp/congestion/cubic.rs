@@ -1,7 +1,7 @@
 //! CUBIC congestion avoidance (RFC 9438). Window arithmetic is done in
 //! segments as floating point, as the RFC's formulas are written.
 
-use crate::time::{Duration, Instant};
+use hydra_base::time::{Duration, Instant};
 
 /// RFC 9438 section 4.6: multiplicative decrease factor.
 const BETA: f64 = 0.7;

@@ -5,7 +5,7 @@ mod cubic;
 mod reno;
 
 use crate::config::CongestionKind;
-use crate::time::{Duration, Instant};
+use hydra_base::time::{Duration, Instant};
 
 use cubic::Cubic;
 use reno::Reno;

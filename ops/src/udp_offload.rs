@@ -109,8 +109,11 @@ fn switch_on(socket: &UdpSocket, level: libc::c_int, name: libc::c_int) -> io::R
 /// the kernel coalesced several datagrams into it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Received {
+    /// Bytes written into the buffer.
     pub len: usize,
+    /// The sender, when it was an IPv4 address.
     pub from: Option<SocketAddrV4>,
+    /// The size of each coalesced datagram (the last may be shorter).
     pub segment_size: Option<usize>,
     /// The datagram did not fit `buf` and was cut.
     pub truncated: bool,

@@ -16,19 +16,24 @@ pub struct Duration {
 }
 
 impl Instant {
+    /// The driver's epoch.
     pub const ZERO: Instant = Instant { micros: 0 };
 
+    /// The instant `micros` microseconds after the epoch.
     pub const fn from_micros(micros: u64) -> Self {
         Instant { micros }
     }
+    /// The instant `millis` milliseconds after the epoch.
     pub const fn from_millis(millis: u64) -> Self {
         Instant {
             micros: millis * 1000,
         }
     }
+    /// Microseconds since the epoch.
     pub const fn total_micros(self) -> u64 {
         self.micros
     }
+    /// Whole milliseconds since the epoch.
     pub const fn total_millis(self) -> u64 {
         self.micros / 1000
     }
@@ -39,27 +44,34 @@ impl Instant {
 }
 
 impl Duration {
+    /// No time at all.
     pub const ZERO: Duration = Duration { micros: 0 };
 
+    /// A span of `micros` microseconds.
     pub const fn from_micros(micros: u64) -> Self {
         Duration { micros }
     }
+    /// A span of `millis` milliseconds.
     pub const fn from_millis(millis: u64) -> Self {
         Duration {
             micros: millis * 1000,
         }
     }
+    /// A span of `secs` seconds.
     pub const fn from_secs(secs: u64) -> Self {
         Duration {
             micros: secs * 1_000_000,
         }
     }
+    /// The span in microseconds.
     pub const fn total_micros(self) -> u64 {
         self.micros
     }
+    /// The span in whole milliseconds.
     pub const fn total_millis(self) -> u64 {
         self.micros / 1000
     }
+    /// The span times `factor`, saturating at the largest span.
     pub fn saturating_mul(self, factor: u32) -> Duration {
         Duration::from_micros(self.micros.saturating_mul(factor as u64))
     }

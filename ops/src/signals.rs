@@ -5,6 +5,7 @@
 use std::io;
 use std::time::Duration;
 
+/// SIGTERM and SIGINT, blocked in every thread and taken by whoever waits.
 pub struct Signals {
     set: libc::sigset_t,
 }

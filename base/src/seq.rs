@@ -23,6 +23,7 @@ impl Seq {
             d as u32
         }
     }
+    /// The later of two sequence numbers.
     pub fn max(self, other: Seq) -> Seq {
         if self >= other {
             self
@@ -30,6 +31,7 @@ impl Seq {
             other
         }
     }
+    /// The earlier of two sequence numbers.
     pub fn min(self, other: Seq) -> Seq {
         if self <= other {
             self
