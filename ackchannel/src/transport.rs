@@ -266,21 +266,10 @@ impl Mesh {
     /// Readable (or hung up) now: the listener first, then each inbound
     /// socket, then each watched outbound one (as [`Mesh::fds`] lists them).
     fn readiness(&self) -> Vec<bool> {
-        let mut fds: Vec<libc::pollfd> = self
-            .fds()
-            .into_iter()
-            .map(|fd| libc::pollfd {
-                fd,
-                events: libc::POLLIN,
-                revents: 0,
-            })
-            .collect();
-        // SAFETY: a valid array of pollfd; zero timeout.
-        let rc = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 0) };
-        if rc < 0 {
-            return vec![true; fds.len()]; // cannot tell: try everything
-        }
-        fds.iter().map(|p| p.revents != 0).collect()
+        let fds = self.fds();
+        // Cannot tell (EBADF, ENOMEM): try everything.
+        hydra_base::poll::wait_readable(&fds, Some(std::time::Duration::ZERO))
+            .unwrap_or_else(|_| vec![true; fds.len()])
     }
 
     fn accept(&mut self) {

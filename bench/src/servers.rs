@@ -198,13 +198,8 @@ pub fn smoltcp(tun_name: &str, address: Ipv4Addr, mtu: usize) -> anyhow::Result<
         iface.poll(now(), &mut device, &mut sockets);
         let delay = iface
             .poll_delay(now(), &sockets)
-            .map_or(100, |d| d.total_millis().min(100) as i32);
-        let mut pfd = libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd.
-        unsafe { libc::poll(&mut pfd, 1, delay) };
+            .map_or(100, |d| d.total_millis().min(100));
+        let _ =
+            hydra_base::poll::wait_readable(&[fd], Some(std::time::Duration::from_millis(delay)));
     }
 }

@@ -167,21 +167,9 @@ impl Redirector {
         let wait = deadline.map_or(MAX_WAIT, |d| {
             std::time::Duration::from(d.saturating_since(now)).min(MAX_WAIT)
         });
-        let mut fds = [
-            libc::pollfd {
-                fd: self.tun.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: self.control.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-        ];
-        let ms = wait.as_micros().div_ceil(1000) as libc::c_int;
-        // SAFETY: fds is a valid array of two pollfd.
-        unsafe { libc::poll(fds.as_mut_ptr(), 2, ms) };
+        let fds = [self.tun.as_raw_fd(), self.control.as_raw_fd()];
+        // An error here shows again at the next round's reads.
+        let _ = hydra_base::poll::wait_readable(&fds, Some(wait));
     }
 
     fn read_control(&mut self, now: Instant) {

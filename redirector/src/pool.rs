@@ -113,7 +113,7 @@ pub struct Pool {
     /// Smooth weighted round robin: each group's running credit.
     credit: Vec<i64>,
     next: usize,
-    rng: u64,
+    rng: hydra_base::rng::SplitMix64,
     next_sweep: Instant,
     status: PoolStatus,
 }
@@ -140,7 +140,7 @@ impl Pool {
             open: vec![0; n],
             credit: vec![0; n],
             next: 0,
-            rng: seed | 1,
+            rng: hydra_base::rng::SplitMix64::new(seed),
             next_sweep: Instant::ZERO,
             status: PoolStatus::default(),
         }
@@ -241,11 +241,7 @@ impl Pool {
     }
 
     fn random(&mut self) -> u64 {
-        // xorshift64: fast, and the spread is all a load balancer needs.
-        self.rng ^= self.rng << 13;
-        self.rng ^= self.rng >> 7;
-        self.rng ^= self.rng << 17;
-        self.rng
+        self.rng.next_u64()
     }
 
     /// Forget flows silent past their timeout (a full pass every second).

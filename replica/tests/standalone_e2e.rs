@@ -62,16 +62,11 @@ impl Drop for Setup {
 /// A file of `len` deterministic but non-repeating-looking bytes.
 fn write_file(path: &Path, len: usize) {
     let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut rng = hydra_base::rng::SplitMix64::new(0);
     let mut left = len;
     let mut block = vec![0u8; 1 << 16];
     while left > 0 {
-        for b in block.iter_mut() {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            *b = x as u8;
-        }
+        rng.fill(&mut block);
         let n = left.min(block.len());
         f.write_all(&block[..n]).unwrap();
         left -= n;

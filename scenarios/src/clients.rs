@@ -201,20 +201,15 @@ fn duration_ms(v: &str) -> Option<f64> {
     })
 }
 
-/// A file of `len` pseudo-random bytes (xorshift; deterministic).
+/// A file of `len` pseudo-random bytes (a seeded generator; deterministic).
 pub fn write_random_file(path: &Path, len: usize) -> std::io::Result<()> {
     use std::io::Write;
     let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut rng = hydra_base::rng::SplitMix64::new(0);
     let mut block = vec![0u8; 1 << 16];
     let mut left = len;
     while left > 0 {
-        for b in block.iter_mut() {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            *b = x as u8;
-        }
+        rng.fill(&mut block);
         let n = left.min(block.len());
         f.write_all(&block[..n])?;
         left -= n;

@@ -402,13 +402,8 @@ mod tests {
     #[test]
     fn random_fragment_storms_stay_within_the_budget() {
         let mut r = Reassembly::new(20_000, Duration::from_secs(30));
-        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-        let mut next = || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut rng = hydra_base::rng::SplitMix64::new(1);
+        let mut next = || rng.next_u64();
         let mut now = T0;
         for _ in 0..20_000 {
             let ident = (next() % 16) as u16;

@@ -215,29 +215,16 @@ fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
 
 /// Block until a device, the waker or a hook fd is readable, or `deadline`.
 fn wait<D: Device, H: Hooks>(shared: &Shared, device: &D, hooks: &H, deadline: Option<Instant>) {
-    let mut fds: Vec<libc::pollfd> = Vec::with_capacity(4);
-    let mut add = |fd: RawFd| {
-        fds.push(libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        })
-    };
-    add(shared.wake.fd);
-    if let Some(fd) = device.raw_fd() {
-        add(fd);
-    }
-    for fd in hooks.fds() {
-        add(fd);
-    }
-    let timeout_ms: libc::c_int = match deadline {
-        None => -1,
-        Some(d) => {
-            let left = d.saturating_since(now(shared)).total_micros();
-            left.div_ceil(1000).min(60_000) as libc::c_int
-        }
-    };
-    // SAFETY: fds is a valid array of pollfd of the given length.
-    unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
+    let mut fds: Vec<RawFd> = Vec::with_capacity(4);
+    fds.push(shared.wake.fd);
+    fds.extend(device.raw_fd());
+    fds.extend(hooks.fds());
+    let timeout = deadline.map(|d| {
+        let left = std::time::Duration::from(d.saturating_since(now(shared)));
+        left.min(std::time::Duration::from_secs(60))
+    });
+    // An error here (EBADF, ENOMEM) shows again at the next round's reads;
+    // the loop goes on either way.
+    let _ = hydra_base::poll::wait_readable(&fds, timeout);
     shared.wake.drain();
 }
