@@ -1,4 +1,6 @@
-//! Packet parsing and emission on top of `smoltcp::wire`.
+//! Packet parsing and emission on top of `smoltcp::wire`: the only module
+//! that names smoltcp. The representation types the TCP core works with
+//! (`TcpRepr`, `Icmpv4Repr`, ...) are re-exported from here.
 //!
 //! Parsing verifies the IPv4 and TCP checksums and rejects truncated headers,
 //! malformed options and impossible flag combinations; the caller counts the
@@ -9,12 +11,12 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use smoltcp::phy::ChecksumCapabilities;
 
 use crate::checksum;
-use smoltcp::wire::{
-    Icmpv4Packet, Icmpv4Repr, IpAddress, IpProtocol, Ipv4Packet, Ipv4Repr, TcpPacket, TcpRepr,
-    UdpPacket,
-};
+use smoltcp::wire::{Icmpv4Packet, IpAddress, TcpPacket, UdpPacket};
 
-pub use smoltcp::wire::{TcpControl, TcpSeqNumber, TcpTimestampRepr};
+pub use smoltcp::wire::{
+    Icmpv4DstUnreachable, Icmpv4Repr, IpProtocol, Ipv4Packet, Ipv4Repr, TcpControl, TcpRepr,
+    TcpSeqNumber, TcpTimestampRepr,
+};
 
 /// Why a packet was dropped at parse time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -199,6 +201,28 @@ pub fn emit_icmp(
     let mut icmp = Icmpv4Packet::new_unchecked(&mut buf[IPV4_HEADER_LEN..total]);
     repr.emit(&mut icmp, &caps());
     Some(total)
+}
+
+/// An ICMP port unreachable from `local` to `remote` quoting `quote` (the
+/// start of the datagram that found no socket), or `None` when the quote
+/// does not begin with an IPv4 header.
+pub fn port_unreachable(
+    local: Ipv4Addr,
+    remote: Ipv4Addr,
+    ttl: u8,
+    quote: &[u8],
+) -> Option<Vec<u8>> {
+    let ip = Ipv4Packet::new_checked(quote).ok()?;
+    let header = Ipv4Repr::parse(&ip, &ChecksumCapabilities::ignored()).ok()?;
+    let repr = Icmpv4Repr::DstUnreachable {
+        reason: Icmpv4DstUnreachable::PortUnreachable,
+        header,
+        data: &quote[ip.header_len() as usize..],
+    };
+    let mut buf = vec![0u8; IPV4_HEADER_LEN + repr.buffer_len()];
+    let n = emit_icmp(&mut buf, local, remote, ttl, &repr)?;
+    buf.truncate(n);
+    Some(buf)
 }
 
 /// Cut the IPv4 TCP segment in `packet` after `at` bytes of its payload:

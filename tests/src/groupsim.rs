@@ -14,7 +14,7 @@ use ackchannel::replication::{MemberId, ReplicationConfig, Replicator};
 use replica::replicated::logic::ReplicaLogic;
 use smoltcp::wire::{Ipv4Packet, TcpOption, TcpPacket};
 use stack::iface::RecvError;
-use stack::tcp::State;
+use stack::State;
 use stack::{Config, ConnKey, Duration, Instant, Role, Stack};
 
 pub use crate::simclient::ClientKind;
@@ -128,9 +128,9 @@ struct Node {
     paused_until: u64,
     apps: std::collections::BTreeMap<ConnKey, EchoApp>,
     /// The most each connection ever held in order (kept after it closes).
-    held: HashMap<ConnKey, stack::tcp::seq::Seq>,
+    held: HashMap<ConnKey, stack::Seq>,
     /// The highest right edge each connection reported (for diagnostics).
-    edges: HashMap<ConnKey, stack::tcp::seq::Seq>,
+    edges: HashMap<ConnKey, stack::Seq>,
     /// Ordered mode: the state all connections share (see [`SharedState`]).
     shared: SharedState,
 }

@@ -12,8 +12,8 @@ use smoltcp::wire::{
     HardwareAddress, IpAddress, IpCidr, IpEndpoint, Ipv4Address, Ipv4Packet, TcpPacket,
 };
 use stack::iface::{RecvError, SendError};
-use stack::tcp::seq::Seq;
-use stack::tcp::State;
+use stack::Seq;
+use stack::State;
 use stack::{Config, ConnKey, Instant, Stack};
 
 /// Which TCP the client runs.

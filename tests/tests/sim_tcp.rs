@@ -169,7 +169,7 @@ impl Endpoint for Hydra {
         let connected = self
             .conn
             .and_then(|k| self.stack.conn_info(k))
-            .is_some_and(|i| i.state != stack::tcp::State::SynSent);
+            .is_some_and(|i| i.state != stack::State::SynSent);
         if let Some(key) = self.conn.filter(|_| connected) {
             while self.app.sent < self.app.total {
                 let sent = self.stack.send(key, self.app.outgoing());

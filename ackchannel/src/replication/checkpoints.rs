@@ -1,5 +1,5 @@
 //! The checkpoint stream of passive replication: the primary's records
-//! (opaque bytes, `stack::tcp::passive::Checkpoint`), numbered and sent in
+//! (opaque bytes, `stack::Checkpoint`), numbered and sent in
 //! order to every live backup. A record is *held* once every backup has
 //! acknowledged it: the primary may then show its output to the client.
 //! Backups apply a record once they learn it is held (the commit number

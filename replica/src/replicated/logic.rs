@@ -10,11 +10,11 @@ use std::net::SocketAddrV4;
 use ackchannel::control::{ControlError, MemberAgent};
 use ackchannel::replication::{Action, FrameError, MemberId, Replicator};
 use stack::iface::Event;
-use stack::tcp::passive::Checkpoint;
-use stack::tcp::seq::Seq;
-use stack::tcp::snapshot::{ConnSnapshot, OpenRecord};
-use stack::tcp::State;
+use stack::Checkpoint;
+use stack::Seq;
+use stack::State;
 use stack::{ConnKey, Instant, Role, Stack};
+use stack::{ConnSnapshot, OpenRecord};
 
 /// Bytes of client packets a joining replica holds for connections whose
 /// state has not arrived yet.

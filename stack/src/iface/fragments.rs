@@ -12,7 +12,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::Ipv4Addr;
 
-use smoltcp::wire::Ipv4Packet;
+use crate::wire::Ipv4Packet;
 
 use hydra_base::time::{Duration, Instant};
 
@@ -276,7 +276,7 @@ fn rebuild(datagram: Datagram) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use smoltcp::wire::{IpProtocol, Ipv4Repr};
+    use crate::wire::{IpProtocol, Ipv4Repr};
 
     /// An IPv4 packet of `payload` split into fragments of `size` bytes
     /// (a multiple of 8), in order.
@@ -294,7 +294,7 @@ mod tests {
             };
             let mut buf = vec![0u8; 20 + part.len()];
             let mut ip = Ipv4Packet::new_unchecked(&mut buf);
-            repr.emit(&mut ip, &smoltcp::phy::ChecksumCapabilities::default());
+            repr.emit(&mut ip, &Default::default());
             ip.set_ident(ident);
             ip.set_frag_offset(offset as u16);
             ip.set_more_frags(offset + part.len() < payload.len());

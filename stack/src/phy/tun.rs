@@ -364,7 +364,7 @@ impl Device for Tun {
 mod tests {
     use super::*;
     use crate::wire;
-    use smoltcp::wire::TcpControl;
+    use crate::wire::TcpControl;
 
     /// A valid IPv4+TCP packet with `payload`, as the wire would carry it.
     fn packet(payload: &[u8]) -> Vec<u8> {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::{local_addr, lock, stopped_error, wait_change, NetStack, WaitKey};
 use crate::iface::{AppState, ConnKey, RecvError, Role, SendError, Stack};
-use crate::tcp::passive::StoreError;
+use crate::tcp::checkpoint::StoreError;
 use crate::tcp::State;
 
 /// Options shared by all clones of one stream, as on a kernel socket.

@@ -137,16 +137,15 @@ impl RecvBuffer {
     pub fn len(&self) -> usize {
         self.data.len()
     }
-    pub fn is_empty(&self) -> bool {
-        self.data.is_empty()
-    }
     /// Read up to `buf.len()` bytes, never at or past `limit`.
+    #[cfg(test)]
     pub fn read(&mut self, buf: &mut [u8], limit: Option<Seq>) -> usize {
         let n = self.peek(buf, limit);
         self.consume(n, limit)
     }
 
     /// Copy up to `buf.len()` readable bytes without consuming them.
+    #[cfg(test)]
     pub fn peek(&self, buf: &mut [u8], limit: Option<Seq>) -> usize {
         self.peek_at(0, buf, limit)
     }
@@ -164,6 +163,7 @@ impl RecvBuffer {
     }
 
     /// Drop up to `n` readable bytes; returns how many.
+    #[cfg(test)]
     pub fn consume(&mut self, n: usize, limit: Option<Seq>) -> usize {
         let n = self.readable(limit).min(n);
         self.data.drain(..n);

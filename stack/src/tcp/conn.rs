@@ -12,11 +12,11 @@
 //! (rule 4). A `Primary` gates the ACK number and right window edge it sends
 //! (rule 2) and its application reads only what the log delivered (rule 3).
 
-use smoltcp::wire::{TcpControl, TcpRepr};
+use crate::wire::{TcpControl, TcpRepr};
 
 use super::buffer::{Insert, RecvBuffer, SendBuffer};
+use super::checkpoint::PassiveState;
 use super::congestion::Congestion;
-use super::passive::PassiveState;
 use super::rtt::RttEstimator;
 use super::sack::Scoreboard;
 use super::timer::Timers;

@@ -1,10 +1,10 @@
 //! One TCP connection's machinery, split by concern.
 
 pub mod buffer;
+pub mod checkpoint;
 pub mod congestion;
 pub mod conn;
 pub mod output;
-pub mod passive;
 pub mod sack;
 pub mod timer;
 
@@ -15,8 +15,6 @@ pub mod snapshot;
 pub mod syncookie;
 #[cfg(test)]
 pub mod tests;
-
-pub use hydra_base::seq::{self, Seq};
 
 /// Connection states of RFC 9293 section 3.3.2.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

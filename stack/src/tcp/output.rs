@@ -1,7 +1,7 @@
 //! What a connection sends next: SYN, retransmissions, new data, FIN, ACKs
 //! and probes, within the congestion and receive windows.
 
-use smoltcp::wire::{TcpControl, TcpRepr, TcpSeqNumber, TcpTimestampRepr};
+use crate::wire::{TcpControl, TcpRepr, TcpSeqNumber, TcpTimestampRepr};
 
 use super::conn::Tcb;
 use super::State;

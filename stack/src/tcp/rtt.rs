@@ -77,6 +77,7 @@ impl RttEstimator {
         self.backoff = self.backoff.saturating_add(1);
     }
 
+    #[cfg(test)]
     pub fn backoff_count(&self) -> u32 {
         self.backoff
     }

@@ -55,12 +55,6 @@ impl Scoreboard {
     pub fn sacked_bytes(&self) -> u32 {
         self.ranges.iter().map(|&(a, b)| b.since(a)).sum()
     }
-    pub fn highest(&self) -> Option<Seq> {
-        self.ranges.last().map(|&(_, b)| b)
-    }
-    pub fn is_sacked(&self, seq: Seq) -> bool {
-        self.ranges.iter().any(|&(a, b)| seq >= a && seq < b)
-    }
     /// First un-SACKed range at or after `from` and below the highest SACKed byte:
     /// the next hole to retransmit (RFC 6675 NextSeg rule 1, simplified).
     pub fn next_hole(&self, from: Seq) -> Option<(Seq, Seq)> {

@@ -6,10 +6,11 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use smoltcp::wire::{TcpControl, TcpRepr, TcpSeqNumber, TcpTimestampRepr};
 
 use crate::iface::{ConnKey, Event, Gate, Role, Stack};
-use crate::tcp::{Seq, State};
+use crate::tcp::State;
 use crate::wire;
 use crate::Config;
 use hydra_base::time::{Duration, Instant};
+use hydra_base::Seq;
 
 const SERVER: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(198, 19, 0, 1), 80);
 const CLIENT: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 1), 40000);

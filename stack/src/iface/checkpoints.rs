@@ -1,4 +1,4 @@
-//! The stack's side of passive replication (see [`crate::tcp::passive`]):
+//! The stack's side of passive replication (see [`crate::tcp::checkpoint`]):
 //! passive listeners, the application's state store, cutting checkpoints
 //! on the primary, applying them on backups, and handing connections to
 //! the application of whichever replica is primary.
@@ -6,7 +6,7 @@
 use std::net::SocketAddrV4;
 
 use super::{Event, ListenError, Role, Stack};
-use crate::tcp::passive::{Checkpoint, PassiveState, Release, StoreError};
+use crate::tcp::checkpoint::{Checkpoint, PassiveState, Release, StoreError};
 use crate::tcp::State;
 use hydra_base::time::Instant;
 use hydra_base::ConnKey;
