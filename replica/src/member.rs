@@ -53,7 +53,7 @@ use stack::socket::NetStack;
 use stack::{Config, Stack};
 
 use crate::replicated::device::{CopyReceiver, ReplicaDevice};
-use crate::replicated::hooks::{Command, ReplicaStatus, ReplicationHooks};
+use crate::replicated::hooks::{request_resign, Command, ReplicaStatus, ReplicationHooks, Routes};
 use crate::replicated::logic::ReplicaLogic;
 use crate::signals::Signals;
 
@@ -144,10 +144,6 @@ pub struct MemberStatus {
     /// Takeovers by this member.
     pub failovers: u64,
 }
-
-/// Extra pages on the admin endpoint: path to a function giving the
-/// content type and body.
-pub(crate) type Routes = HashMap<String, Arc<dyn Fn() -> (&'static str, String) + Send + Sync>>;
 
 /// A running group member. Dropping it stops the stack without a
 /// handover; [`Member::leave`] hands over first.
@@ -432,11 +428,6 @@ pub fn isn_key(group_key: &[u8; 32]) -> [u8; 16] {
 }
 
 /// Ask to resign; true when the request started (someone can take over).
-pub(crate) fn request_resign(commands: &Sender<Command>, stay: bool) -> bool {
-    let (started, answer) = mpsc::channel();
-    commands.send(Command::Resign { stay, started }).is_ok()
-        && answer.recv_timeout(Duration::from_secs(2)) == Ok(true)
-}
 
 /// Deliberate shutdown: hand the primary role over (or leave as a backup)
 /// so the group goes on without a failure timeout, then return. Bounded:

@@ -39,6 +39,9 @@ mod tcp;
 pub use hydra_base::time;
 pub mod wire;
 
+#[cfg(test)]
+mod tests;
+
 pub use config::{Config, CongestionKind, FragmentPolicy};
 pub use hydra_base::{Duration, Gate, Instant, Seq};
 pub use iface::{ConnKey, Event, Role, Stack};

@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use stack::socket::NetStack;
 
 use super::device::DeviceDrops;
+use super::hooks::{request_resign, Routes};
 use super::hooks::{Command, ReplicaStatus};
-use crate::member::{request_resign, Routes};
 
 pub(crate) fn serve(
     addr: std::net::SocketAddr,

@@ -236,3 +236,16 @@ impl Hooks for ReplicationHooks {
         self.logic.may_transmit(now)
     }
 }
+
+/// Extra pages on the admin endpoint: path to a function giving the
+/// content type and body.
+pub(crate) type Routes =
+    std::collections::HashMap<String, Arc<dyn Fn() -> (&'static str, String) + Send + Sync>>;
+
+/// Asks the driver to resign the primary role (`stay`: remain a backup,
+/// else leave the group); true once the driver started it, within 2 s.
+pub(crate) fn request_resign(commands: &Sender<Command>, stay: bool) -> bool {
+    let (started, answer) = std::sync::mpsc::channel();
+    commands.send(Command::Resign { stay, started }).is_ok()
+        && answer.recv_timeout(std::time::Duration::from_secs(2)) == Ok(true)
+}

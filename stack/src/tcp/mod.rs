@@ -1,9 +1,11 @@
 //! One TCP connection's machinery, split by concern.
 
+pub mod ack;
 pub mod buffer;
 pub mod checkpoint;
 pub mod congestion;
 pub mod conn;
+pub mod input;
 pub mod output;
 pub mod sack;
 pub mod timer;
@@ -13,8 +15,6 @@ pub mod rtt;
 
 pub mod snapshot;
 pub mod syncookie;
-#[cfg(test)]
-pub mod tests;
 
 /// Connection states of RFC 9293 section 3.3.2.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
