@@ -427,8 +427,6 @@ pub fn isn_key(group_key: &[u8; 32]) -> [u8; 16] {
     out
 }
 
-/// Ask to resign; true when the request started (someone can take over).
-
 /// Deliberate shutdown: hand the primary role over (or leave as a backup)
 /// so the group goes on without a failure timeout, then return. Bounded:
 /// if the group does not answer, the member stops anyway.
