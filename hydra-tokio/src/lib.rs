@@ -216,3 +216,13 @@ impl axum::serve::Listener for TcpListener {
         TcpListener::local_addr(self)
     }
 }
+
+// The Rust snippets of the README and the embedding guide compile as this
+// crate's doctests (it can see every layer they use), so they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+mod readme_snippets {}
+
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/embedding.md")]
+mod embedding_snippets {}

@@ -91,9 +91,24 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         },
         if digest_ok { "matches" } else { "DIFFERS" }
     );
+    let errors: Vec<String> = echo["errors"]
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .map(|e| e.as_str().map_or_else(|| e.to_string(), str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
     println!(
-        "echo stream: {} bytes back, resets {}, mismatches {}, errors {:?}",
-        echo["bytes"], echo["resets"], echo["mismatches"], echo["errors"]
+        "echo stream: {} bytes back, resets {}, mismatches {}, errors: {}",
+        echo["bytes"],
+        echo["resets"],
+        echo["mismatches"],
+        if errors.is_empty() {
+            "none".to_string()
+        } else {
+            errors.join("; ")
+        }
     );
     println!(
         "client-observed stalls over 20 ms (echo stream): {} ms",
