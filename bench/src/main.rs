@@ -41,6 +41,11 @@ enum Command {
     /// The axum example under wrk: kernel TCP, Hydra standalone, a group
     /// of 3; ratios.
     Http(http::HttpArgs),
+    /// Draw the plots of a saved report again (PNG files next to it).
+    Plot {
+        /// The report's JSON file (`bench/results/<date>-<commit>-<name>.json`).
+        report: PathBuf,
+    },
     /// (internal) the load generator, run inside the client namespace.
     #[command(hide = true)]
     Client(client::ClientArgs),
@@ -75,6 +80,7 @@ fn main() {
         Some(Command::Soak(args)) => soak::run(&args),
         Some(Command::Kv(args)) => kv::run(&args),
         Some(Command::Http(args)) => http::run(&args),
+        Some(Command::Plot { report }) => plots::redraw(&report),
         None => run::run(&cli.run),
     };
     if let Err(e) = result {

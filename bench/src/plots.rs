@@ -35,6 +35,49 @@ pub fn draw(r: &Report, dir: &Path, stem: &str) -> anyhow::Result<Vec<PathBuf>> 
     Ok(files)
 }
 
+/// "2026-12-04, 2 cores AMD EPYC": when and where the figures were taken.
+fn provenance(r: &Report) -> String {
+    let cores = r.machine["cores"]
+        .as_u64()
+        .map_or(String::new(), |c| format!(", {c} cores"));
+    let cpu = r.machine["cpu"]
+        .as_str()
+        .map_or(String::new(), |c| format!(" {c}"));
+    let commit = if r.commit.is_empty() {
+        String::new()
+    } else {
+        format!(", commit {}", r.commit)
+    };
+    format!("{}{cores}{cpu}{commit}", r.date)
+}
+
+/// A message size given as log2 of its bytes, in the unit people read.
+fn size_label(log2: &f64) -> String {
+    let bytes = 2f64.powf(*log2).round() as u64;
+    match bytes {
+        b if b >= 1 << 20 && b % (1 << 20) == 0 => format!("{} MiB", b >> 20),
+        b if b >= 1 << 10 && b % (1 << 10) == 0 => format!("{} KiB", b >> 10),
+        b => format!("{b} B"),
+    }
+}
+
+/// Reads a saved report and draws its plots next to it.
+pub fn redraw(json: &Path) -> anyhow::Result<()> {
+    let text =
+        std::fs::read_to_string(json).with_context(|| format!("reading {}", json.display()))?;
+    let report: Report = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a full report", json.display()))?;
+    let dir = json.parent().unwrap_or(Path::new("."));
+    let stem = json
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .context("a report file name")?;
+    for f in draw(&report, dir, stem)? {
+        println!("plot:   {}", f.display());
+    }
+    Ok(())
+}
+
 fn configs(r: &Report) -> Vec<String> {
     let mut c: Vec<String> = Vec::new();
     for t in &r.throughput {
@@ -50,14 +93,18 @@ fn throughput(r: &Report, path: &Path) -> anyhow::Result<()> {
     root.fill(&WHITE)?;
     let max = r.throughput.iter().map(|t| t.gbit_s).fold(1.0, f64::max) * 1.1;
     let mut chart = ChartBuilder::on(&root)
-        .caption("Upload throughput by message size", ("sans-serif", 22))
+        .caption(
+            format!("Upload throughput by message size ({})", provenance(r)),
+            ("sans-serif", 18),
+        )
         .margin(15)
         .x_label_area_size(40)
         .y_label_area_size(55)
         .build_cartesian_2d((14f64..21f64).step(1.0), 0f64..max)?;
     chart
         .configure_mesh()
-        .x_desc("message size (log2 bytes: 14 = 16 KiB, 20 = 1 MiB)")
+        .x_desc("message size")
+        .x_label_formatter(&size_label)
         .y_desc("Gbit/s")
         .draw()?;
     for (i, config) in configs(r).iter().enumerate() {
@@ -97,8 +144,11 @@ fn latency(r: &Report, path: &Path) -> anyhow::Result<()> {
         .max(10) as f64;
     let mut chart = ChartBuilder::on(&root)
         .caption(
-            "Round-trip latency CDF, 64-byte requests",
-            ("sans-serif", 22),
+            format!(
+                "Round-trip latency CDF, 64-byte requests ({})",
+                provenance(r)
+            ),
+            ("sans-serif", 18),
         )
         .margin(15)
         .x_label_area_size(40)
@@ -144,8 +194,11 @@ fn failover(r: &Report, path: &Path) -> anyhow::Result<()> {
     let max = gaps.iter().copied().fold(10.0, f64::max) * 1.2;
     let mut chart = ChartBuilder::on(&root)
         .caption(
-            "Client-observed stall at each primary crash (3 replicas)",
-            ("sans-serif", 22),
+            format!(
+                "Client-observed stall at each primary crash, 3 replicas ({})",
+                provenance(r)
+            ),
+            ("sans-serif", 18),
         )
         .margin(15)
         .x_label_area_size(40)
@@ -154,6 +207,8 @@ fn failover(r: &Report, path: &Path) -> anyhow::Result<()> {
     chart
         .configure_mesh()
         .x_desc("crash")
+        .x_labels(gaps.len().min(30) + 2)
+        .x_label_formatter(&|x| format!("{}", x.round() as u64))
         .y_desc("stall (ms)")
         .draw()?;
     chart.draw_series(gaps.iter().enumerate().map(|(i, g)| {

@@ -2,9 +2,10 @@
 //! plots. Plain data, so the runner and the plotter both depend on it and
 //! not on each other.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Throughput {
     pub config: String,
     pub direction: String,
@@ -16,7 +17,8 @@ pub struct Throughput {
     pub error: Option<String>,
 }
 
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Latency {
     pub config: String,
     pub msg: usize,
@@ -28,7 +30,8 @@ pub struct Latency {
     pub error: Option<String>,
 }
 
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Failover {
     pub crashes: usize,
     /// Client-observed gap at each crash (ms).
@@ -49,7 +52,8 @@ pub struct Failover {
 /// A backup restarted while the group holds many connections: time from
 /// its process start to live member, and the stall a request/response
 /// stream sees meanwhile.
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Rejoin {
     pub connections: usize,
     pub rejoin_ms: Vec<f64>,
@@ -57,7 +61,8 @@ pub struct Rejoin {
     pub errors: Vec<String>,
 }
 
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Scale {
     pub config: String,
     pub connections: usize,
@@ -66,7 +71,8 @@ pub struct Scale {
     pub error: Option<String>,
 }
 
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Report {
     pub date: String,
     /// The commit measured (see `run::commit`).
