@@ -25,6 +25,8 @@
 //! # }
 //! ```
 
+#![forbid(unsafe_code)]
+
 use std::future::poll_fn;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, SocketAddrV4};

@@ -2,6 +2,8 @@
 //! client packet (UDP-encapsulated, unchanged) to every live replica of the
 //! group that serves it, and is each group's registrar and view authority.
 
+#![forbid(unsafe_code)]
+
 pub mod config;
 pub mod copies;
 pub mod pool;

@@ -1,6 +1,8 @@
 //! `hydra-redirector`: copies client packets for virtual IPs to replica groups
 //! and runs each group's registration, supervision and views.
 
+#![forbid(unsafe_code)]
+
 use std::path::PathBuf;
 
 use clap::Parser;

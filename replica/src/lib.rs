@@ -8,6 +8,8 @@
 //! - [`replicated`]: the member's parts (configuration, copy device,
 //!   replication hooks, admin endpoint).
 
+#![forbid(unsafe_code)]
+
 pub mod apps;
 pub mod member;
 pub mod metrics;

@@ -1,5 +1,7 @@
 //! `hydra-replica`: one replica host of a Hydra group.
 
+#![forbid(unsafe_code)]
+
 use std::net::Ipv4Addr;
 use std::path::Path;
 
