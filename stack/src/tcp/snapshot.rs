@@ -12,7 +12,11 @@ use hydra_base::codec::{Put, Reader};
 use hydra_base::ConnKey;
 use hydra_base::Seq;
 
-/// Everything needed to continue a connection in another stack.
+/// Everything needed to continue a connection in another stack: made by
+/// [`Stack::export`](crate::Stack::export) (which removes the connection) or
+/// [`Stack::snapshot`](crate::Stack::snapshot) (which copies it), taken by
+/// [`Stack::import`](crate::Stack::import). Field names follow RFC 9293's
+/// sequence variables.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnSnapshot {
     /// The connection's addresses (local and remote endpoints).
@@ -95,7 +99,10 @@ pub struct ConnSnapshot {
     pub opened_epoch: u64,
 }
 
-/// Negotiated parameters of a new connection, identical on every replica.
+/// Negotiated parameters of a new connection, identical on every replica:
+/// the replication log's "opened" entry ([`Stack::open_record`](crate::Stack::open_record)),
+/// from which a backup that missed the SYN creates the connection
+/// ([`Stack::import_open`](crate::Stack::import_open)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OpenRecord {
     /// The connection's addresses (local and remote endpoints).
