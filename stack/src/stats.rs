@@ -34,15 +34,16 @@ pub struct Stats {
     pub drop_syn_overflow: u64,
     /// RFC 5961 challenge ACKs sent.
     pub challenge_acks: u64,
-    /// SYN-ACKs carrying a SYN cookie, sent when a listener's SYN backlog is full.
+    /// SYN-ACKs carrying a SYN cookie, sent when a listener's SYN backlog
+    /// (or the stack's half-open limit) is full; standalone stacks only.
     pub syn_cookies_sent: u64,
     /// ACKs that validated as SYN cookies and opened a connection.
     pub syn_cookies_accepted: u64,
     /// ACKs for a listener that looked like answers to SYN cookies but did not
     /// validate (dropped).
     pub syn_cookies_rejected: u64,
-    /// RSTs generated: in reply to an unacceptable ACK, or to a segment for no
-    /// connection and no listener (never on a backup).
+    /// RSTs generated: by `abort`, in reply to an unacceptable ACK, or to a
+    /// segment for no connection and no listener.
     pub resets_sent: u64,
     /// Acceptable RSTs received (RFC 9293 3.10.7.4, RFC 5961): each reset a
     /// connection.
@@ -64,8 +65,8 @@ pub struct Stats {
     /// cookie validated), by `connect`, by `import`, or from a logged
     /// "opened" record (`import_open`, a backup that missed the SYN).
     pub connections_opened: u64,
-    /// Connections that ended (closed, reset or timed out), counted when the
-    /// stack learns it.
+    /// Connections that reached CLOSED (closed, reset, refused or timed
+    /// out); those removed by `abort` or `export` are not counted.
     pub connections_closed: u64,
     /// Output dropped because this stack is a backup (suppressed, by design).
     pub suppressed_segments: u64,

@@ -35,9 +35,9 @@ impl Stack {
 
     /// Write the next packet to send into `buf` (an IPv4 packet, ready for
     /// the device); returns its length, or `None` when nothing is waiting.
-    /// Control packets (RSTs, ICMP) come first, then connections' segments
-    /// in round robin. Call it until it returns `None` after every
-    /// [`handle_packet`](Self::handle_packet),
+    /// Control packets (RSTs, ICMP, SYN-cookie SYN-ACKs) come first, then
+    /// connections' segments in round robin. Call it until it returns `None`
+    /// after every [`handle_packet`](Self::handle_packet),
     /// [`handle_timeout`](Self::handle_timeout) and application call. A
     /// primary acknowledges no more than its gate allows (see
     /// [`set_gate`](Self::set_gate)); a backup returns none of its
