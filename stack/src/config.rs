@@ -79,9 +79,13 @@ pub struct Config {
     pub fragments: FragmentPolicy,
     /// Maximum established connections waiting in a listener's accept queue.
     pub accept_backlog: usize,
+    /// Congestion control algorithm of new connections.
     pub congestion: CongestionKind,
+    /// Offer and accept the window scale option (RFC 7323).
     pub window_scaling: bool,
+    /// Offer and accept the timestamps option (RFC 7323: RTT measurement, PAWS).
     pub timestamps: bool,
+    /// Offer and accept SACK-permitted (RFC 2018), and use the peer's SACK blocks.
     pub sack: bool,
     /// Send SACK blocks in our ACKs. Replicated primaries turn this off so a
     /// client never skips retransmitting bytes a backup may lack.
@@ -90,8 +94,11 @@ pub struct Config {
     pub delayed_ack: Option<Duration>,
     /// Disable Nagle on new connections.
     pub nodelay: bool,
+    /// Lower bound of the retransmission timeout (RFC 6298 (2.4)).
     pub rto_min: Duration,
+    /// Upper bound of the retransmission timeout, backoff included.
     pub rto_max: Duration,
+    /// Retransmission timeout before the first RTT sample (RFC 6298 (2.1)).
     pub rto_initial: Duration,
     /// Data retransmissions before the connection is aborted.
     pub max_retransmissions: u32,
@@ -101,7 +108,9 @@ pub struct Config {
     pub synack_retries: u32,
     /// Idle time before keepalive probes, `None` disables keepalive.
     pub keepalive: Option<Duration>,
+    /// Time between keepalive probes while the peer does not answer.
     pub keepalive_interval: Duration,
+    /// Unanswered keepalive probes after which the connection times out.
     pub keepalive_probes: u32,
     /// TIME-WAIT duration (2 * MSL).
     pub time_wait: Duration,

@@ -29,6 +29,8 @@
 //! [`Config::default`]); the replication layer drives the same code in the
 //! binaries and in the simulator.
 
+#![warn(missing_docs)]
+
 pub mod checksum;
 pub mod config;
 pub mod iface;

@@ -3,9 +3,15 @@
 /// Monotonic counters of one [`crate::Stack`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Stats {
+    /// Packets handed to [`Stack::handle_packet`](crate::Stack::handle_packet),
+    /// counted on arrival, before any check.
     pub packets_in: u64,
+    /// Packets returned by [`Stack::poll_transmit`](crate::Stack::poll_transmit)
+    /// (a segment cut by segmentation offload counts once).
     pub packets_out: u64,
+    /// Bytes of the packets counted in `packets_in` (IP headers included).
     pub bytes_in: u64,
+    /// Bytes of the packets counted in `packets_out` (IP headers included).
     pub bytes_out: u64,
     /// Not IPv4, bad IPv4 header or checksum, truncated.
     pub drop_bad_ip: u64,
@@ -28,27 +34,52 @@ pub struct Stats {
     pub drop_syn_overflow: u64,
     /// RFC 5961 challenge ACKs sent.
     pub challenge_acks: u64,
+    /// SYN-ACKs carrying a SYN cookie, sent when a listener's SYN backlog
+    /// (or the stack's half-open limit) is full; standalone stacks only.
     pub syn_cookies_sent: u64,
+    /// ACKs that validated as SYN cookies and opened a connection.
     pub syn_cookies_accepted: u64,
+    /// ACKs for a listener that looked like answers to SYN cookies but did not
+    /// validate (dropped).
     pub syn_cookies_rejected: u64,
+    /// RSTs generated: by `abort`, in reply to an unacceptable ACK, or to a
+    /// segment for no connection and no listener.
     pub resets_sent: u64,
+    /// Acceptable RSTs received (RFC 9293 3.10.7.4, RFC 5961): each reset a
+    /// connection.
     pub resets_received: u64,
+    /// Segments retransmitted, whatever the cause: timeout, fast retransmit and
+    /// recovery (RFC 5681, RFC 6675), or go-back-N after a timeout.
     pub retransmits: u64,
+    /// Fast retransmits entered: three duplicate ACKs, or SACK showing three
+    /// segments' worth of loss (RFC 5681 3.2, RFC 6675).
     pub fast_retransmits: u64,
+    /// Retransmission timeouts that fired and retransmitted (RFC 6298); the one
+    /// that gives the connection up is not counted.
     pub rto_expirations: u64,
+    /// ICMP echo replies sent in answer to echo requests.
     pub icmp_echo_replies: u64,
+    /// ICMP destination unreachable messages received.
     pub icmp_unreachable_received: u64,
+    /// Connections created in this stack: by a listener (SYN received or SYN
+    /// cookie validated), by `connect`, by `import`, or from a logged
+    /// "opened" record (`import_open`, a backup that missed the SYN).
     pub connections_opened: u64,
+    /// Connections that reached CLOSED (closed, reset, refused or timed
+    /// out); those removed by `abort` or `export` are not counted.
     pub connections_closed: u64,
     /// Output dropped because this stack is a backup (suppressed, by design).
     pub suppressed_segments: u64,
     /// Joining replica: segments of connections not yet transferred, held
     /// until their snapshot arrives, and those dropped over the limit.
     pub parked_segments: u64,
+    /// Parked segments dropped because the parking limit was reached.
     pub drop_parking_full: u64,
     /// Output the driver discarded: the replica had no lease to send (a
     /// primary whose keepalives went unanswered), or the device refused it.
     pub drop_output_no_lease: u64,
+    /// Packets from `poll_transmit` the device refused to write (reported by
+    /// the driver through `count_dropped_output`).
     pub drop_output_device: u64,
     /// IPv4 fragments refused (`FragmentPolicy::Drop`, the default) or
     /// given up by reassembly (overlapping, malformed, over its budget or

@@ -37,28 +37,41 @@ pub enum ParseError {
 /// One parsed TCP segment with its addresses.
 #[derive(Debug, Clone, Copy)]
 pub struct Segment<'a> {
+    /// Source address and port.
     pub src: SocketAddrV4,
+    /// Destination address and port.
     pub dst: SocketAddrV4,
+    /// The TCP header fields, options and payload.
     pub tcp: TcpRepr<'a>,
 }
 
 /// A parsed IPv4 packet, by protocol.
 #[derive(Debug)]
 pub enum Packet<'a> {
+    /// A TCP segment.
     Tcp(Segment<'a>),
+    /// An ICMP message (the stack answers echo requests and acts on destination unreachable).
     Icmp {
+        /// Source address.
         src: Ipv4Addr,
+        /// Destination address.
         dst: Ipv4Addr,
+        /// The parsed ICMP message.
         repr: Icmpv4Repr<'a>,
     },
     /// A UDP datagram to us: answered with ICMP port unreachable. Keeps the
     /// original IP header + 8 bytes for the ICMP quote.
     Udp {
+        /// Source address.
         src: Ipv4Addr,
+        /// Destination address.
         dst: Ipv4Addr,
+        /// The original IP header and first 8 bytes of the datagram.
         quote: &'a [u8],
     },
+    /// Another IP protocol (dropped and counted).
     Other {
+        /// The IP protocol number.
         protocol: u8,
     },
 }
@@ -127,6 +140,7 @@ pub fn parse(bytes: &[u8]) -> Result<Packet<'_>, ParseError> {
     }
 }
 
+/// Length of the IPv4 header the stack emits (no options), in bytes.
 pub const IPV4_HEADER_LEN: usize = 20;
 
 /// Emit an IPv4 + TCP packet into `buf`. `header` carries everything but the

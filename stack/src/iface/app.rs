@@ -10,7 +10,12 @@ use hydra_base::time::Instant;
 use hydra_base::Seq;
 
 impl Stack {
-    /// Listen on `local` (`0.0.0.0` = any local address).
+    /// Listen on `local` (`0.0.0.0` = any local address): SYNs to it open
+    /// connections (passive open), which wait in the listener's accept queue
+    /// once established; [`Event::Acceptable`] tells when one is there.
+    ///
+    /// Errors: [`ListenError::AddrInUse`] if something already listens on
+    /// exactly this address and port.
     pub fn listen(&mut self, local: SocketAddrV4) -> Result<(), ListenError> {
         if self.listeners.contains_key(&local) {
             return Err(ListenError::AddrInUse);
@@ -26,6 +31,9 @@ impl Stack {
         Ok(())
     }
 
+    /// Stop listening on `local`: established connections still waiting in
+    /// its accept queue are aborted (RST). Connections already accepted are
+    /// not affected. Nothing happens if nothing listens there.
     pub fn unlisten(&mut self, local: SocketAddrV4) {
         if let Some(l) = self.listeners.remove(&local) {
             for key in l.accept_queue {
@@ -34,7 +42,13 @@ impl Stack {
         }
     }
 
-    /// Take one established connection from the listener on `local`.
+    /// Take one established connection from the listener on `local`, oldest
+    /// first; call it on [`Event::Acceptable`]. From then on the connection
+    /// is the application's: `recv`, `send` and finally `close` it.
+    ///
+    /// Returns `None` if nothing listens on `local`, its queue is empty, or
+    /// it is a passive listener (see [`listen_passive`](Self::listen_passive))
+    /// and this stack is a backup.
     pub fn accept(&mut self, local: SocketAddrV4) -> Option<ConnKey> {
         if self.accept_blocked(local) {
             return None;
@@ -49,7 +63,15 @@ impl Stack {
         None
     }
 
-    /// Active open (used by clients in tests and benchmarks).
+    /// Active open (used by clients in tests and benchmarks): create a
+    /// connection from `local` to `remote` in SYN-SENT; its SYN goes out at
+    /// the next [`poll_transmit`](Self::poll_transmit). [`Event::Established`]
+    /// follows when the handshake completes, [`Event::Closed`] if it is
+    /// refused or times out. Returns the connection's key.
+    ///
+    /// Errors: [`ConnectError::AddrInUse`] if a connection with this
+    /// 4-tuple exists, [`ConnectError::TooMany`] if the stack holds
+    /// `max_connections` already.
     pub fn connect(
         &mut self,
         now: Instant,
@@ -94,7 +116,17 @@ impl Stack {
         Ok(key)
     }
 
-    /// Queue bytes; returns how many were taken (`WouldBlock` if none fit).
+    /// Queue bytes for sending; returns how many were taken (as many as fit
+    /// in the send buffer). They go out from [`poll_transmit`](Self::poll_transmit)
+    /// as the peer's window, congestion control and Nagle allow (a passive
+    /// primary's only once its backups hold the checkpoint that wrote them;
+    /// a backup sends nothing). Empty `data` returns `Ok(0)`.
+    ///
+    /// Errors: [`SendError::NotConnected`] (no such connection),
+    /// [`SendError::WouldBlock`] (buffer full: wait for [`Event::Writable`]),
+    /// [`SendError::Closed`] (our side was shut down, or the connection is in
+    /// CLOSED or TIME-WAIT), [`SendError::Reset`] (reset or refused by the
+    /// peer), [`SendError::TimedOut`].
     pub fn send(&mut self, key: ConnKey, data: &[u8]) -> Result<usize, SendError> {
         let tcb = self.conns.get_mut(&key).ok_or(SendError::NotConnected)?;
         match tcb.error {
@@ -118,7 +150,16 @@ impl Stack {
         Ok(n)
     }
 
-    /// Read bytes; `Ok(0)` is end of stream.
+    /// Read received in-order bytes into `buf`; returns how many. In a
+    /// replicated role only bytes before the delivery limit are readable
+    /// (see [`set_delivery_limit`](Self::set_delivery_limit)). Reading frees
+    /// receive buffer space, which opens the window advertised to the peer.
+    ///
+    /// `Ok(0)` is end of stream: the peer's FIN was reached, or the
+    /// connection closed without error. Errors: [`RecvError::NotConnected`]
+    /// (no such connection), [`RecvError::WouldBlock`] (nothing to read yet:
+    /// wait for [`Event::Readable`]), [`RecvError::Reset`] (reset or refused
+    /// by the peer), [`RecvError::TimedOut`].
     pub fn recv(&mut self, key: ConnKey, buf: &mut [u8]) -> Result<usize, RecvError> {
         let tcb = self.conns.get_mut(&key).ok_or(RecvError::NotConnected)?;
         if tcb.readable() > 0 {
@@ -201,6 +242,8 @@ impl Stack {
         self.remove(key);
     }
 
+    /// Disable (`true`) or enable Nagle's algorithm on one connection
+    /// (TCP_NODELAY). Unknown connections are ignored.
     pub fn set_nodelay(&mut self, key: ConnKey, nodelay: bool) {
         if let Some(tcb) = self.conns.get_mut(&key) {
             tcb.nodelay = nodelay;
@@ -208,6 +251,8 @@ impl Stack {
         }
     }
 
+    /// A read-only view of one connection's state, or `None` if there is no
+    /// such connection.
     pub fn conn_info(&self, key: ConnKey) -> Option<ConnInfo> {
         let t = self.conns.get(&key)?;
         Some(ConnInfo {
@@ -225,12 +270,14 @@ impl Stack {
         })
     }
 
+    /// The keys of every connection the stack holds, sorted.
     pub fn connections(&self) -> Vec<ConnKey> {
         let mut v: Vec<ConnKey> = self.conns.keys().copied().collect();
         v.sort();
         v
     }
 
+    /// Number of connections the stack holds (in any state).
     pub fn connection_count(&self) -> usize {
         self.conns.len()
     }

@@ -14,12 +14,22 @@ use hydra_base::ConnKey;
 /// Why a backup could not apply a checkpoint.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ApplyError {
+    /// The checkpoint's connection is not in this stack.
     #[error("no such connection here")]
     Unknown,
+    /// The connection is here but was not accepted on a passive listener.
     #[error("the connection is not passive here (is the same application listening?)")]
     NotPassive,
+    /// The checkpoint's output starts after the end of ours: a checkpoint
+    /// in between is missing.
     #[error("output from {from} does not follow ours, which ends at {ours}")]
-    Gap { from: u32, ours: u32 },
+    Gap {
+        /// Sequence number of the checkpoint's first output byte.
+        from: u32,
+        /// Sequence number just past our output.
+        ours: u32,
+    },
+    /// Its state block changes do not apply (a malformed checkpoint).
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -58,6 +68,8 @@ impl Stack {
         tcb.passive = Some(Box::new(state));
     }
 
+    /// Whether the connection was accepted on a passive listener (passive
+    /// replication: checkpoints carry its steps). False for unknown keys.
     pub fn is_passive(&self, key: ConnKey) -> bool {
         self.conns.get(&key).is_some_and(|t| t.passive.is_some())
     }
@@ -112,6 +124,11 @@ impl Stack {
         self.store_mut(key)?.put(name, bytes)
     }
 
+    /// A copy of state block `name` of a passive connection, `None` if it
+    /// has no such block.
+    ///
+    /// Errors: [`StoreError::NotConnected`] (no such connection),
+    /// [`StoreError::NotPassive`] (not a passive connection).
     pub fn store_lookup(&self, key: ConnKey, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let tcb = self.conns.get(&key).ok_or(StoreError::NotConnected)?;
         let state = tcb.passive.as_deref().ok_or(StoreError::NotPassive)?;
@@ -135,6 +152,9 @@ impl Stack {
         }
     }
 
+    /// Whether some passive connection changed since the last
+    /// [`take_checkpoints`](Self::take_checkpoints) (a primary has a
+    /// checkpoint to cut).
     pub fn has_passive_changes(&self) -> bool {
         !self.passive_dirty.is_empty()
     }

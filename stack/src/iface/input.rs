@@ -14,6 +14,16 @@ use hydra_base::time::Instant;
 use hydra_base::Seq;
 
 impl Stack {
+    /// Process one IPv4 packet read from the device at time `now`: parse and
+    /// check it, then hand a TCP segment to its connection or listener (a
+    /// joining replica parks segments of connections it does not hold yet),
+    /// answer ICMP echo (if configured) and act on destination unreachable.
+    /// Call it for every packet, then drain [`poll_event`](Self::poll_event)
+    /// and [`poll_transmit`](Self::poll_transmit): replies are queued, never
+    /// sent from here.
+    ///
+    /// Returns nothing: a packet that is malformed, not for us or not
+    /// acceptable is dropped and counted in [`Stats`].
     pub fn handle_packet(&mut self, now: Instant, packet: &[u8]) {
         self.stats.packets_in += 1;
         self.packets_since_recount += 1;

@@ -42,7 +42,10 @@ pub use hydra_base::{ConnKey, Gate, Role};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Event {
     /// A listener has an established connection waiting in `accept`.
-    Acceptable { local: SocketAddrV4 },
+    Acceptable {
+        /// The listener's address.
+        local: SocketAddrV4,
+    },
     /// New bytes or end of stream can be read.
     Readable(ConnKey),
     /// Send buffer space became free.
@@ -105,13 +108,16 @@ pub enum SendError {
 /// Why `recv` failed. End of stream is `Ok(0)`, not an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum RecvError {
+    /// No such connection.
     #[error("not connected")]
     NotConnected,
     /// Nothing to read yet; wait for `Event::Readable`.
     #[error("no data available")]
     WouldBlock,
+    /// The peer reset the connection.
     #[error("connection reset by peer")]
     Reset,
+    /// Retransmissions or keepalives ran out.
     #[error("connection timed out")]
     TimedOut,
 }
@@ -147,6 +153,7 @@ impl From<RecvError> for std::io::Error {
 /// [`Stack::set_app_state`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AppState {
+    /// The application's opaque state bytes.
     pub state: Vec<u8>,
     /// Bytes the application had written when it set `state`.
     pub set_at: u64,
@@ -157,7 +164,9 @@ pub struct AppState {
 /// A read-only view of one connection, for status pages and tests.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnInfo {
+    /// The connection's addresses (local and remote endpoints).
     pub key: ConnKey,
+    /// Its RFC 9293 state.
     pub state: crate::tcp::State,
     /// Bytes the application can read now.
     pub recv_ready: usize,
@@ -168,10 +177,15 @@ pub struct ConnInfo {
     /// The next byte the application's read returns (a passive primary
     /// reads ahead of what its backups have released).
     pub read_from: Seq,
+    /// RCV.NXT: next sequence number expected from the peer.
     pub rcv_nxt: Seq,
+    /// SND.UNA: oldest unacknowledged sequence number.
     pub snd_una: Seq,
+    /// SND.NXT: next sequence number to send.
     pub snd_nxt: Seq,
+    /// Congestion window (cwnd) in bytes.
     pub cwnd: u32,
+    /// Smoothed round-trip time (SRTT) in microseconds, once measured.
     pub srtt_us: Option<u64>,
 }
 
@@ -247,6 +261,14 @@ pub struct Stack {
 const ENDED_REMEMBERED: usize = 4096;
 
 impl Stack {
+    /// Create a stack with no listeners and no connections, in role
+    /// [`Role::Standalone`] (see [`set_role`](Self::set_role)).
+    ///
+    /// `config` is kept as given (read it back with [`config`](Self::config));
+    /// IPv4 fragment reassembly is set up if `config.fragments` is
+    /// [`FragmentPolicy::Reassemble`]. The stack reads no clock and does no
+    /// I/O: drive it with [`handle_packet`](Self::handle_packet),
+    /// [`handle_timeout`](Self::handle_timeout) and the `poll_*` methods.
     pub fn new(config: Config) -> Stack {
         let reassembly = match config.fragments {
             FragmentPolicy::Drop => None,
@@ -280,10 +302,13 @@ impl Stack {
         }
     }
 
+    /// The configuration the stack was created with (as changed since by
+    /// [`set_segmentation_offload`](Self::set_segmentation_offload)).
     pub fn config(&self) -> &Config {
         &self.cfg
     }
 
+    /// The stack's counters (see [`Stats`]).
     pub fn stats(&self) -> &Stats {
         &self.stats
     }
@@ -294,6 +319,8 @@ impl Stack {
         self.stats.drop_output_device += device as u64;
     }
 
+    /// The stack's current role: [`Role::Standalone`] until
+    /// [`set_role`](Self::set_role) changes it.
     pub fn role(&self) -> Role {
         self.role
     }

@@ -6,6 +6,11 @@ use crate::wire::{self};
 use hydra_base::time::Instant;
 
 impl Stack {
+    /// Run every timer due at `now`: retransmission (RFC 6298), delayed ACK,
+    /// persist (zero-window probes), keepalive, TIME-WAIT and half-open
+    /// expiry. Call it once [`poll_timeout`](Self::poll_timeout)'s deadline
+    /// has passed (calling it early is harmless), then drain
+    /// [`poll_event`](Self::poll_event) and [`poll_transmit`](Self::poll_transmit).
     pub fn handle_timeout(&mut self, now: Instant) {
         while let Some(&Reverse((at, key))) = self.timers.peek() {
             if at > now {
@@ -28,7 +33,17 @@ impl Stack {
         }
     }
 
-    /// Write the next packet to send into `buf`; returns its length.
+    /// Write the next packet to send into `buf` (an IPv4 packet, ready for
+    /// the device); returns its length, or `None` when nothing is waiting.
+    /// Control packets (RSTs, ICMP, SYN-cookie SYN-ACKs) come first, then
+    /// connections' segments in round robin. Call it until it returns `None`
+    /// after every [`handle_packet`](Self::handle_packet),
+    /// [`handle_timeout`](Self::handle_timeout) and application call. A
+    /// primary acknowledges no more than its gate allows (see
+    /// [`set_gate`](Self::set_gate)); a backup returns none of its
+    /// connections' segments (what its application writes counts as sent).
+    /// `buf` should hold [`MAX_PACKET`] bytes: a control packet larger than
+    /// `buf` is kept and `None` returned.
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
         self.poll_transmit_segmented(now, buf).map(|(n, _)| n)
     }
@@ -98,6 +113,9 @@ impl Stack {
         self.stats.bytes_out += n as u64;
     }
 
+    /// The earliest deadline of any connection's timers: call
+    /// [`handle_timeout`](Self::handle_timeout) once it has passed. `None`
+    /// when no timer is running (nothing happens until a packet or a call).
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.timers.peek().map(|Reverse((at, _))| *at)
     }
@@ -112,6 +130,11 @@ impl Stack {
         !self.events.is_empty()
     }
 
+    /// The oldest pending [`Event`] for the application or the replication
+    /// layer, or `None`. Drain it after every
+    /// [`handle_packet`](Self::handle_packet),
+    /// [`handle_timeout`](Self::handle_timeout) and application call; an
+    /// event already pending is not queued twice.
     pub fn poll_event(&mut self) -> Option<Event> {
         let ev = self.events.pop_front()?;
         self.queued_events.remove(&ev);

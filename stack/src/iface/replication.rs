@@ -17,8 +17,13 @@ impl Stack {
         self.epoch = self.epoch.max(epoch);
     }
 
-    /// Change role. Backup -> Primary performs takeover: immediate ACK on every
-    /// connection, retransmission of unacknowledged output, timers resumed.
+    /// Change role (see [`Role`]); call it when the group's view makes this
+    /// replica primary or backup. Every connection takes the new role.
+    /// Backup -> Primary (or Standalone) performs takeover: immediate ACK on
+    /// every connection (gated to what the log committed), retransmission of
+    /// unacknowledged output, timers resumed, and passive connections offered
+    /// to this replica's application. Primary -> Backup stops all output
+    /// and takes passive connections back from the application.
     pub fn set_role(&mut self, now: Instant, role: Role) {
         let takeover = self.role == Role::Backup && role != Role::Backup;
         let demoted = self.role == Role::Primary && role == Role::Backup;
@@ -120,7 +125,13 @@ impl Stack {
         tcb.arm_keepalive(cfg);
     }
 
-    /// Gate ACKs and window of one connection (primary only); `None` removes the gate.
+    /// Gate ACKs and window of one connection (primary only): it acknowledges
+    /// no byte at or after `gate.ack` and advertises no window beyond
+    /// `gate.right_edge`, so the client never sees acknowledged a byte some
+    /// backup does not hold. Call it as backups confirm what they hold. The
+    /// advertised edge never moves left; a raised gate sends an ACK at once
+    /// (or the SYN-ACK, once every backup holds the SYN). `None` removes the
+    /// gate. Unknown connections are ignored.
     pub fn set_gate(&mut self, key: ConnKey, gate: Option<Gate>) {
         let Some(tcb) = self.conns.get_mut(&key) else {
             return;
@@ -177,8 +188,11 @@ impl Stack {
         self.schedule(key);
     }
 
-    /// Limit what the application may read to bytes before `limit` (log commit).
-    /// `None` lets it read everything received in order.
+    /// Limit what the application may read to bytes before `limit` (log
+    /// commit): in a replicated role it reads only what every replica's log
+    /// holds. `None` lets it read everything received in order. Raising it
+    /// queues [`Event::Readable`] if more became readable. Unknown
+    /// connections are ignored.
     pub fn set_delivery_limit(&mut self, key: ConnKey, limit: Option<Seq>) {
         let Some(tcb) = self.conns.get_mut(&key) else {
             return;

@@ -10,7 +10,11 @@ use crate::tcp::snapshot::ConnSnapshot;
 use hydra_base::time::Instant;
 
 impl Stack {
-    /// Take a connection out of the stack, silently (no RST, no FIN).
+    /// Take a connection out of this stack, silently (no RST, no FIN, no
+    /// event): returns its [`ConnSnapshot`] and the stack forgets the
+    /// connection, so another stack can [`import`](Self::import) it and carry
+    /// on. Unlike [`snapshot`](Self::snapshot), which copies, this removes.
+    /// Returns `None` if there is no such connection.
     pub fn export(&mut self, key: ConnKey) -> Option<ConnSnapshot> {
         let now = self.now_of(key);
         let snap = self.conns.get(&key)?.to_snapshot(now);
@@ -18,16 +22,25 @@ impl Stack {
         Some(snap)
     }
 
-    /// Copy a connection's state without removing it (state transfer to a rejoining replica).
+    /// Copy a connection's state without removing it: the connection carries
+    /// on here, and the copy brings a joining (or rejoining) replica's stack
+    /// to the same point through [`import`](Self::import). Unlike
+    /// [`export`](Self::export), the connection stays in this stack. Returns
+    /// `None` if there is no such connection.
     pub fn snapshot(&self, key: ConnKey) -> Option<ConnSnapshot> {
         let now = self.now_of(key);
         Some(self.conns.get(&key)?.to_snapshot(now))
     }
 
     /// Put a connection into the stack; it carries on from the snapshot's
-    /// state. A listener on its address offers it to `accept` (the
-    /// application resumes it from its app state); packets parked for it
-    /// are replayed.
+    /// state, in this stack's role, with its timers restarted from `now`.
+    /// A listener on its address offers it to `accept` (the application
+    /// resumes it from its app state); packets parked for it (see
+    /// [`set_parking`](Self::set_parking)) are replayed. Returns its key.
+    ///
+    /// Errors: [`ConnectError::AddrInUse`] if the stack holds a connection
+    /// with the same 4-tuple, [`ConnectError::TooMany`] if it holds
+    /// `max_connections` already.
     pub fn import(
         &mut self,
         now: Instant,

@@ -182,6 +182,7 @@ impl Tun {
         result.map_err(|e| io::Error::new(e.kind(), format!("configure {}: {e}", self.name)))
     }
 
+    /// The interface's name (e.g. `hydra0`).
     pub fn name(&self) -> &str {
         &self.name
     }

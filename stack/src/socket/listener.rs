@@ -51,10 +51,13 @@ impl TcpListener {
         })
     }
 
+    /// The address the listener listens on. Never fails.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         Ok(SocketAddr::V4(self.local))
     }
 
+    /// Make `accept` return `WouldBlock` instead of waiting when no
+    /// connection is ready. Never fails.
     pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
         self.nonblocking.store(nonblocking, Ordering::Relaxed);
         Ok(())

@@ -13,6 +13,8 @@ pub struct Poller {
 }
 
 impl Poller {
+    /// A poller on `net`'s stack: from now on the driver keeps the core's
+    /// events for [`wait`](Self::wait) (until the last poller is dropped).
     pub fn new(net: &NetStack) -> Poller {
         lock(&net.shared).pollers += 1;
         Poller { net: net.clone() }

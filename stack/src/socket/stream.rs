@@ -168,10 +168,12 @@ impl TcpStream {
         self.handle.key
     }
 
+    /// The remote endpoint's address. Never fails.
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
         Ok(SocketAddr::V4(self.handle.key.remote))
     }
 
+    /// The local endpoint's address. Never fails.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         Ok(SocketAddr::V4(self.handle.key.local))
     }
@@ -183,6 +185,8 @@ impl TcpStream {
         })
     }
 
+    /// Disable (`true`) or enable Nagle's algorithm on the connection
+    /// (TCP_NODELAY). Never fails.
     pub fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
         self.handle
             .net
@@ -190,6 +194,8 @@ impl TcpStream {
         Ok(())
     }
 
+    /// Make reads and writes return `WouldBlock` instead of waiting, for
+    /// every clone of this stream. Never fails.
     pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
         self.settings_mut(|s| s.nonblocking = nonblocking);
         Ok(())
@@ -202,16 +208,20 @@ impl TcpStream {
         Ok(())
     }
 
+    /// How long a write waits for send buffer space; `None` blocks forever,
+    /// `Some(0)` is refused as by `std`.
     pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
         check_timeout(timeout)?;
         self.settings_mut(|s| s.write_timeout = timeout);
         Ok(())
     }
 
+    /// The read timeout set by `set_read_timeout` (`None`: blocks forever).
     pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
         Ok(self.settings().read_timeout)
     }
 
+    /// The write timeout set by `set_write_timeout` (`None`: blocks forever).
     pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
         Ok(self.settings().write_timeout)
     }

@@ -24,21 +24,32 @@ pub const MAX_NAME: usize = 64;
 /// Why a state-store operation was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
+    /// No connection with that key is in the stack.
     #[error("no such connection")]
     NotConnected,
+    /// The connection was not accepted on a passive listener, so it has no state store.
     #[error("the connection was not accepted on a passive listener")]
     NotPassive,
+    /// The block name is empty or longer than `MAX_NAME` (64) bytes.
     #[error("block names are 1 to {MAX_NAME} bytes")]
     BadName,
+    /// No block has this name.
     #[error("no block named `{0}`")]
     NoSuchBlock(String),
+    /// A write would extend past the end of the block.
     #[error("write of {len} bytes at {offset} is outside block `{name}` of {size} bytes")]
     OutOfRange {
+        /// The block written.
         name: String,
+        /// Offset of the write, in bytes.
         offset: usize,
+        /// Length of the write, in bytes.
         len: usize,
+        /// The block's size, in bytes.
         size: usize,
     },
+    /// The connection would hold more than `MAX_STATE_BYTES` (1 MiB) or
+    /// `MAX_BLOCKS` (256) blocks.
     #[error("a connection's state is limited to {MAX_STATE_BYTES} bytes in {MAX_BLOCKS} blocks")]
     TooLarge,
 }
@@ -76,6 +87,9 @@ pub struct PassiveState {
 }
 
 impl PassiveState {
+    /// Passive state of a connection whose output starts at sequence number
+    /// `out_start` and whose input the application has consumed up to
+    /// `consumed`; nothing is recorded or released beyond those yet.
     pub fn new(out_start: Seq, consumed: Seq) -> PassiveState {
         PassiveState {
             send_limit: out_start,
@@ -85,10 +99,12 @@ impl PassiveState {
         }
     }
 
+    /// The content of block `name`, if there is one.
     pub fn lookup(&self, name: &str) -> Option<&[u8]> {
         self.blocks.get(name).map(Vec::as_slice)
     }
 
+    /// The names of all blocks, in sorted order.
     pub fn names(&self) -> Vec<String> {
         self.blocks.keys().cloned().collect()
     }
@@ -137,6 +153,7 @@ impl PassiveState {
         self.push(name, 0, bytes)
     }
 
+    /// Remove block `name`; false if there was none.
     pub fn remove(&mut self, name: &str) -> bool {
         let Some(block) = self.blocks.remove(name) else {
             return false;
@@ -301,12 +318,18 @@ fn check_name(name: &str) -> Result<(), StoreError> {
 pub enum BlockChange {
     /// Make the block `size` bytes long and write `bytes` at `offset`.
     Write {
+        /// Name of the block.
         name: String,
+        /// The block's size after the change, in bytes.
         size: u32,
+        /// Where `bytes` go in the block.
         offset: u32,
+        /// The bytes written.
         bytes: Vec<u8>,
     },
+    /// Delete the block.
     Remove {
+        /// Name of the block.
         name: String,
     },
 }
@@ -314,6 +337,7 @@ pub enum BlockChange {
 /// One atomic step of a passive connection, primary to backups.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Checkpoint {
+    /// The connection it belongs to.
     pub key: ConnKey,
     /// Replace the backup's state (blocks, output from `out_from`) rather
     /// than add to it: the first checkpoint of each connection in a view.
@@ -322,9 +346,11 @@ pub struct Checkpoint {
     pub consumed: Seq,
     /// Sequence number of the first byte of `output`.
     pub out_from: Seq,
+    /// Output bytes the application wrote in this step, from `out_from` on.
     pub output: Vec<u8>,
     /// The application closed its side after `output`.
     pub fin: bool,
+    /// Changes to the application's state blocks (every block, for a sync).
     pub blocks: Vec<BlockChange>,
 }
 
@@ -335,7 +361,10 @@ const CHANGE_REMOVE: u8 = 2;
 /// What the primary needs once a checkpoint is held everywhere.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Release {
+    /// The connection it belongs to.
     pub key: ConnKey,
+    /// Client bytes before this were consumed by the application: the primary
+    /// may free them from its receive buffer (and open its window).
     pub consumed: Seq,
     /// Sequence numbers before this may be transmitted (FIN included).
     pub send_limit: Seq,
@@ -347,6 +376,7 @@ impl Checkpoint {
         self.out_from + self.output.len() + usize::from(self.fin)
     }
 
+    /// Encode the checkpoint in its versioned binary form (primary to backups).
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Vec::with_capacity(40 + self.output.len());
         w.put_u8(CHECKPOINT_VERSION);
@@ -381,6 +411,11 @@ impl Checkpoint {
         w
     }
 
+    /// Decode a checkpoint written by [`encode`](Self::encode).
+    ///
+    /// Errors: [`DecodeError`] if the bytes are truncated, of another format
+    /// version, or hold invalid flags, a block name that is not UTF-8 or an
+    /// unknown change, or have bytes left over.
     pub fn decode(bytes: &[u8]) -> Result<Checkpoint, DecodeError> {
         let mut r = Reader::new(bytes);
         let (key, sync, fin, consumed, out_from) = Self::header(&mut r)?;

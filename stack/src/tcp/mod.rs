@@ -19,15 +19,27 @@ pub mod syncookie;
 /// Connection states of RFC 9293 section 3.3.2.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum State {
+    /// No connection: it ended (closed, reset or timed out).
     Closed,
+    /// Waiting for a connection request from any remote TCP.
     Listen,
+    /// Sent a SYN (active open), waiting for the matching SYN-ACK.
     SynSent,
+    /// Received a SYN and sent a SYN-ACK, waiting for its acknowledgment.
     SynReceived,
+    /// Open: data flows both ways.
     Established,
+    /// We sent a FIN, not yet acknowledged.
     FinWait1,
+    /// Our FIN was acknowledged; waiting for the peer's FIN.
     FinWait2,
+    /// The peer sent a FIN; waiting for our application to close.
     CloseWait,
+    /// Both sides sent a FIN at once; waiting for the acknowledgment of ours.
     Closing,
+    /// The peer closed first and we sent our FIN; waiting for its acknowledgment.
     LastAck,
+    /// Both FINs exchanged and acknowledged; waiting 2 MSL so old duplicates die
+    /// out before the connection's 4-tuple is reused.
     TimeWait,
 }

@@ -12,27 +12,47 @@ use hydra_base::codec::{Put, Reader};
 use hydra_base::ConnKey;
 use hydra_base::Seq;
 
-/// Everything needed to continue a connection in another stack.
+/// Everything needed to continue a connection in another stack: made by
+/// [`Stack::export`](crate::Stack::export) (which removes the connection) or
+/// [`Stack::snapshot`](crate::Stack::snapshot) (which copies it), taken by
+/// [`Stack::import`](crate::Stack::import). Field names follow RFC 9293's
+/// sequence variables.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnSnapshot {
+    /// The connection's addresses (local and remote endpoints).
     pub key: ConnKey,
+    /// RFC 9293 connection state.
     pub state: State,
+    /// Options negotiated in the handshake (MSS, window scale, SACK, timestamps).
     pub opts: Options,
+    /// ISS: our initial send sequence number (the SYN occupies it).
     pub iss: Seq,
+    /// IRS: the initial receive sequence number (the peer's ISN).
     pub irs: Seq,
+    /// SND.UNA: oldest unacknowledged sequence number.
     pub snd_una: Seq,
+    /// SND.NXT: next sequence number to send (behind `snd_max` while retransmitting).
     pub snd_nxt: Seq,
+    /// Highest sequence number sent plus one.
     pub snd_max: Seq,
+    /// SND.WND: the peer's receive window in bytes (already scaled).
     pub snd_wnd: u32,
+    /// Largest window the peer has offered (sender silly window avoidance).
     pub max_snd_wnd: u32,
+    /// SND.WL1: segment sequence number of the last window update.
     pub snd_wl1: Seq,
+    /// SND.WL2: segment acknowledgment number of the last window update.
     pub snd_wl2: Seq,
+    /// Highest ACK number the peer sent; on a backup it may be ahead of what its
+    /// application has written.
     pub peer_acked: Seq,
     /// Sequence number of the first byte of `send_data`.
     pub send_start: Seq,
     /// Unacknowledged and unsent application bytes.
     pub send_data: Vec<u8>,
+    /// The application closed its side: a FIN follows the last byte of `send_data`.
     pub fin_queued: bool,
+    /// RCV.NXT: next sequence number expected from the peer.
     pub rcv_nxt: Seq,
     /// Sequence number of the first byte of `recv_data`.
     pub recv_start: Seq,
@@ -40,36 +60,60 @@ pub struct ConnSnapshot {
     pub recv_data: Vec<u8>,
     /// Out-of-order segments held.
     pub recv_ooo: Vec<(Seq, Vec<u8>)>,
+    /// Sequence number of the peer's FIN once seen (possibly out of order).
     pub peer_fin: Option<Seq>,
+    /// Right edge of the last window advertised (RCV.NXT + RCV.WND when sent).
     pub rcv_adv: Seq,
+    /// ACK number of the last segment we sent (RFC 7323 Last.ACK.sent).
     pub last_ack_sent: Seq,
+    /// TS.Recent: the peer's timestamp to echo (RFC 7323).
     pub ts_recent: u32,
+    /// Largest TSecr the peer echoed; a new primary never sends a lower TSval.
     pub max_tsecr: u32,
+    /// Congestion control algorithm in use.
     pub congestion: CongestionKind,
+    /// Congestion window (cwnd) in bytes.
     pub cwnd: u32,
+    /// Slow start threshold (ssthresh) in bytes.
     pub ssthresh: u32,
+    /// Smoothed round-trip time (SRTT) in microseconds, once measured.
     pub srtt_us: Option<u64>,
+    /// Round-trip time variation (RTTVAR) in microseconds.
     pub rttvar_us: u64,
+    /// Nagle's algorithm is disabled (TCP_NODELAY).
     pub nodelay: bool,
     /// Logical timer state: a retransmission was pending, TIME-WAIT remaining (µs).
     pub rto_armed: bool,
+    /// Time left in TIME-WAIT (µs), if the 2MSL timer was running.
     pub time_wait_left_us: Option<u64>,
     /// Replicated roles: the application may read only before this.
     pub delivery_limit: Option<Seq>,
     /// The application's state and output count (see `Tcb::app_state`).
     pub app_state: Vec<u8>,
+    /// `app_written` when `app_state` was set: the state describes the application
+    /// as of that output position.
     pub app_state_at: u64,
+    /// Bytes the application has written since the connection opened.
     pub app_written: u64,
+    /// The group's view epoch when this copy of the connection opened.
     pub opened_epoch: u64,
 }
 
-/// Negotiated parameters of a new connection, identical on every replica.
+/// Negotiated parameters of a new connection, identical on every replica:
+/// the replication log's "opened" entry ([`Stack::open_record`](crate::Stack::open_record)),
+/// from which a backup that missed the SYN creates the connection
+/// ([`Stack::import_open`](crate::Stack::import_open)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OpenRecord {
+    /// The connection's addresses (local and remote endpoints).
     pub key: ConnKey,
+    /// ISS: our initial send sequence number.
     pub iss: Seq,
+    /// IRS: the initial receive sequence number (the peer's ISN).
     pub irs: Seq,
+    /// Options negotiated in the handshake (MSS, window scale, SACK, timestamps).
     pub opts: Options,
+    /// TS.Recent from the handshake (RFC 7323).
     pub ts_recent: u32,
     /// Peer's window (scaled) from the segment that completed the handshake.
     pub snd_wnd: u32,
@@ -133,6 +177,7 @@ fn state_from(code: u8) -> Result<State, DecodeError> {
 }
 
 impl OpenRecord {
+    /// Encode the record in its versioned binary form.
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Vec::with_capacity(48);
         w.put_u8(OPEN_VERSION);
@@ -146,6 +191,10 @@ impl OpenRecord {
         w
     }
 
+    /// Decode a record written by [`encode`](Self::encode).
+    ///
+    /// Errors: [`DecodeError`] if the bytes are truncated, of another format
+    /// version, or hold an invalid option.
     pub fn decode(bytes: &[u8]) -> Result<OpenRecord, DecodeError> {
         let mut r = Reader::new(bytes);
         let v = r.u8()?;
@@ -165,6 +214,8 @@ impl OpenRecord {
 }
 
 impl ConnSnapshot {
+    /// Encode the snapshot in its versioned binary form (to cross a process
+    /// boundary, e.g. to a joining replica).
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Vec::with_capacity(128 + self.send_data.len() + self.recv_data.len());
         w.put_u8(SNAPSHOT_VERSION);
@@ -213,6 +264,11 @@ impl ConnSnapshot {
         w
     }
 
+    /// Decode a snapshot written by [`encode`](Self::encode).
+    ///
+    /// Errors: [`DecodeError`] if the bytes are truncated, of another format
+    /// version, hold an invalid field (state, options, congestion kind), or have
+    /// bytes left over.
     pub fn decode(bytes: &[u8]) -> Result<ConnSnapshot, DecodeError> {
         let mut r = Reader::new(bytes);
         let v = r.u8()?;
