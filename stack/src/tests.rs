@@ -761,6 +761,24 @@ fn with_reassembly_fragments_make_whole_segments() {
     assert_eq!(h.stack.stats().drop_bad_address, 1);
 }
 
+/// An unacceptable ACK in SYN-RECEIVED is answered with one RST, counted once.
+#[test]
+fn a_reset_for_an_unacceptable_ack_is_counted_once() {
+    let mut h = h();
+    h.send(Seg {
+        ctl: Ctl::Syn,
+        seq: CLIENT_ISN,
+        win: 65535,
+        mss: Some(1460),
+        ..Default::default()
+    });
+    let synack = h.recv_one();
+    h.send(h.ack_seg(CLIENT_ISN + 1, synack.seq + 1000));
+    let rst = h.recv_one();
+    assert_eq!(rst.ctl, Ctl::Rst);
+    assert_eq!(h.stack.stats().resets_sent, 1);
+}
+
 #[test]
 fn segment_for_closed_port_gets_rst() {
     let mut h = h();

@@ -50,7 +50,6 @@ impl Tcb {
             //# If SEG.ACK =< ISS or SEG.ACK > SND.NXT, send a reset (unless the RST bit is set)
             if ack <= self.iss || ack > self.snd_max {
                 if seg.control != TcpControl::Rst {
-                    stats.resets_sent += 1;
                     self.reply_rst = Some(ack);
                 }
                 return;
@@ -265,7 +264,6 @@ impl Tcb {
                 sig.writable = true;
             } else {
                 if self.role != Role::Backup {
-                    stats.resets_sent += 1;
                     self.reply_rst = Some(ack);
                 }
                 return;
