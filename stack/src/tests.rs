@@ -1234,14 +1234,14 @@ fn icmp_echo_is_answered() {
 }
 
 #[test]
-fn export_import_moves_a_connection_mid_transfer() {
+fn a_connection_taken_out_and_imported_carries_on_mid_transfer() {
     let mut a = h();
     a.establish();
     a.send(a.data_seg(0, b"first half "));
     a.stack.send(a.key, b"reply-1").unwrap();
     let sent = a.recv_all();
     assert!(sent.iter().any(|s| s.payload == b"reply-1"));
-    let snap = a.stack.export(a.key).unwrap();
+    let snap = a.stack.take_connection(a.key).unwrap();
     let bytes = snap.encode();
     let snap2 = crate::tcp::snapshot::ConnSnapshot::decode(&bytes).unwrap();
     assert_eq!(snap, snap2);
@@ -1387,7 +1387,7 @@ fn backup_accepts_acks_for_output_its_application_has_not_written_yet() {
     let _ = Event::Closed(key);
 }
 
-//= DESIGN.md rule 2
+//= docs/design.md rule 2
 //# So any byte the client has seen acknowledged is held by every live replica.
 #[test]
 fn primary_acknowledges_nothing_before_a_gate_is_set() {

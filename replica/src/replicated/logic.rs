@@ -457,7 +457,7 @@ impl ReplicaLogic {
         }
     }
 
-    //= DESIGN.md rule 5
+    //= docs/design.md rule 5
     //# Only the primary of the newest view sends to clients; a replica that loses its lease
     //# (no confirmation from the group within the timeout) stops sending.
     pub fn may_transmit(&self, now: Instant) -> bool {

@@ -107,16 +107,7 @@ impl Stack {
             key.remote,
             peer_isn,
         ));
-        let mut tcb = Tcb::new(
-            now,
-            &self.cfg,
-            key,
-            self.role,
-            State::SynReceived,
-            iss,
-            Seq(peer_isn),
-            opts,
-        );
+        let mut tcb = self.syn_received(now, key, iss, peer_isn, opts);
         tcb.listener = Some(listener);
         tcb.snd_wnd = seg.window_len as u32;
         if let Some(ts) = seg.timestamp {
@@ -164,16 +155,7 @@ impl Stack {
         // Reply from a throwaway control block: nothing is kept.
         let mut opts = opts;
         opts.timestamps = false; // the cookie cannot carry TS.Recent
-        let mut tcb = Tcb::new(
-            now,
-            &self.cfg,
-            key,
-            self.role,
-            State::SynReceived,
-            Seq(cookie),
-            Seq(peer_isn),
-            opts,
-        );
+        let mut tcb = self.syn_received(now, key, Seq(cookie), peer_isn, opts);
         if let Some(out) = tcb.poll_output(now, &self.cfg, 0, &mut self.stats) {
             let mut buf = vec![0u8; 128];
             if let Some(n) = wire::emit_tcp(
@@ -233,16 +215,7 @@ impl Stack {
             ts_offset: isn::ts_offset(&self.cfg.isn_key, key.local, key.remote),
             window_scale_ok: ws_ok,
         };
-        let mut tcb = Tcb::new(
-            now,
-            &self.cfg,
-            key,
-            self.role,
-            State::SynReceived,
-            Seq(cookie),
-            Seq(peer_isn),
-            opts,
-        );
+        let mut tcb = self.syn_received(now, key, Seq(cookie), peer_isn, opts);
         tcb.snd_nxt = tcb.iss + 1u32;
         tcb.snd_max = tcb.snd_nxt;
         tcb.listener = Some(listener);
@@ -256,5 +229,28 @@ impl Stack {
         self.conns.insert(key, tcb);
         self.after_change(key, sig);
         true
+    }
+
+    /// A control block in SYN-RECEIVED for `key`, in this stack's role:
+    /// the same for a SYN kept in the backlog, a cookie's throwaway reply
+    /// and a connection rebuilt from a returning cookie.
+    fn syn_received(
+        &self,
+        now: Instant,
+        key: ConnKey,
+        iss: Seq,
+        peer_isn: u32,
+        opts: Options,
+    ) -> Tcb {
+        Tcb::new(
+            now,
+            &self.cfg,
+            key,
+            self.role,
+            State::SynReceived,
+            iss,
+            Seq(peer_isn),
+            opts,
+        )
     }
 }

@@ -49,7 +49,7 @@ impl Stack {
         }
     }
 
-    //= DESIGN.md rule 6
+    //= docs/design.md rule 6
     //# for every connection at once sends the current ACK (and duplicate ACKs where that makes
     //# the client retransmit fast), retransmits unacknowledged output, and resumes timers.
     pub(super) fn take_over(now: Instant, cfg: &Config, epoch: u64, tcb: &mut Tcb) {
@@ -105,7 +105,7 @@ impl Stack {
         // client's packets after its SYN never reached us) the group's
         // shared clock stands in for it. Capped at an hour: the clock must
         // not run ahead by more than PAWS tolerates over many takeovers.
-        //= DESIGN.md rule 1
+        //= docs/design.md rule 1
         //# a new primary never sends a TSval lower than one the old primary could have sent
         if tcb.opts.timestamps {
             let echo = if tcb.max_tsecr != 0 {

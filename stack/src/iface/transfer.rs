@@ -15,7 +15,7 @@ impl Stack {
     /// connection, so another stack can [`import`](Self::import) it and carry
     /// on. Unlike [`snapshot`](Self::snapshot), which copies, this removes.
     /// Returns `None` if there is no such connection.
-    pub fn export(&mut self, key: ConnKey) -> Option<ConnSnapshot> {
+    pub fn take_connection(&mut self, key: ConnKey) -> Option<ConnSnapshot> {
         let now = self.now_of(key);
         let snap = self.conns.get(&key)?.to_snapshot(now);
         self.detach(key);

@@ -8,7 +8,7 @@
 //! Output (what to send next) lives in [`super::output`], timers in
 //! [`super::timer`].
 //!
-//! Replication (DESIGN.md): a `Backup` control block runs the same input
+//! Replication (docs/design.md): a `Backup` control block runs the same input
 //! processing but never transmits; it treats everything its application wrote
 //! as sent, and accepts ACKs for output its application has not produced yet
 //! (rule 4). A `Primary` gates the ACK number and right window edge it sends
@@ -262,7 +262,7 @@ impl Tcb {
         if state == State::SynReceived {
             tcb.timers.half_open = Some(now + Tcb::half_open_lifetime(cfg));
         }
-        //= DESIGN.md rule 2
+        //= docs/design.md rule 2
         //# The ACK number the primary sends to the client for a connection is the minimum,
         //# over the live replicas of the current view, of the sequence number up to which each holds
         // Until backups confirm, acknowledge nothing beyond the SYN. Every

@@ -43,3 +43,45 @@ pub enum State {
     /// out before the connection's 4-tuple is reused.
     TimeWait,
 }
+
+impl State {
+    /// Every state, in declaration order: a state's index here is its code
+    /// in snapshots ([`State::code`]).
+    pub const ALL: [State; 11] = [
+        State::Closed,
+        State::Listen,
+        State::SynSent,
+        State::SynReceived,
+        State::Established,
+        State::FinWait1,
+        State::FinWait2,
+        State::CloseWait,
+        State::Closing,
+        State::LastAck,
+        State::TimeWait,
+    ];
+
+    /// The state's one-byte code (its place in [`State::ALL`]).
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+
+    /// The state a code stands for, if any.
+    pub fn from_code(code: u8) -> Option<State> {
+        State::ALL.get(usize::from(code)).copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::State;
+
+    #[test]
+    fn every_state_has_the_code_of_its_place_in_all() {
+        for (i, s) in State::ALL.iter().enumerate() {
+            assert_eq!(usize::from(s.code()), i);
+            assert_eq!(State::from_code(s.code()), Some(*s));
+        }
+        assert_eq!(State::from_code(11), None);
+    }
+}

@@ -13,7 +13,7 @@ use hydra_base::ConnKey;
 use hydra_base::Seq;
 
 /// Everything needed to continue a connection in another stack: made by
-/// [`Stack::export`](crate::Stack::export) (which removes the connection) or
+/// [`Stack::take_connection`](crate::Stack::take_connection) (which removes the connection) or
 /// [`Stack::snapshot`](crate::Stack::snapshot) (which copies it), taken by
 /// [`Stack::import`](crate::Stack::import). Field names follow RFC 9293's
 /// sequence variables.
@@ -154,28 +154,6 @@ fn get_opts(r: &mut Reader) -> Result<Options, DecodeError> {
     Ok(o)
 }
 
-fn state_code(s: State) -> u8 {
-    s as u8
-}
-
-fn state_from(code: u8) -> Result<State, DecodeError> {
-    use State::*;
-    const ALL: [State; 11] = [
-        Closed,
-        Listen,
-        SynSent,
-        SynReceived,
-        Established,
-        FinWait1,
-        FinWait2,
-        CloseWait,
-        Closing,
-        LastAck,
-        TimeWait,
-    ];
-    ALL.get(code as usize).copied().ok_or(DecodeError::Invalid)
-}
-
 impl OpenRecord {
     /// Encode the record in its versioned binary form.
     pub fn encode(&self) -> Vec<u8> {
@@ -220,7 +198,7 @@ impl ConnSnapshot {
         let mut w = Vec::with_capacity(128 + self.send_data.len() + self.recv_data.len());
         w.put_u8(SNAPSHOT_VERSION);
         w.put_key(&self.key);
-        w.put_u8(state_code(self.state));
+        w.put_u8(self.state.code());
         put_opts(&mut w, &self.opts);
         for s in [self.iss, self.irs, self.snd_una, self.snd_nxt, self.snd_max] {
             w.put_seq(s);
@@ -276,7 +254,7 @@ impl ConnSnapshot {
             return Err(DecodeError::Version(v));
         }
         let key = r.key()?;
-        let state = state_from(r.u8()?)?;
+        let state = State::from_code(r.u8()?).ok_or(DecodeError::Invalid)?;
         let opts = get_opts(&mut r)?;
         let (iss, irs, snd_una, snd_nxt, snd_max) =
             (r.seq()?, r.seq()?, r.seq()?, r.seq()?, r.seq()?);
