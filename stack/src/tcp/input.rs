@@ -161,9 +161,6 @@ impl Tcb {
         sig: &mut Signals,
     ) {
         let seq = Seq(seg.seq_number.0 as u32);
-        let mut payload = seg.payload;
-        let mut fin = seg.control == TcpControl::Fin;
-        let is_rst = seg.control == TcpControl::Rst;
         let is_syn = seg.control == TcpControl::Syn;
 
         // SYN-RECEIVED: a retransmitted SYN of the same connection gets our SYN-ACK again.
@@ -172,49 +169,103 @@ impl Tcb {
             self.snd_nxt = self.iss;
             return;
         }
-
-        //= RFC 7323 section 5.3
-        //# R1) If there is a Timestamps option in the arriving segment, SEG.TSval < TS.Recent,
-        //# TS.Recent is valid (see later discussion), and if the RST bit is not set, then treat
-        //# the arriving segment as not acceptable: Send an acknowledgement in reply as specified
-        //# in RFC 793, page 69, and drop the segment.
-        if self.opts.timestamps && !is_rst {
-            if let Some(ts) = seg.timestamp {
-                if (ts.tsval.wrapping_sub(self.ts_recent) as i32) < 0
-                    && self.state != State::SynReceived
-                {
-                    stats.drop_paws += 1;
-                    self.ack_now = true;
-                    return;
-                }
-            }
-        }
-
-        //= RFC 9293 section 3.10.7.4
-        //# If an incoming segment is not acceptable, an acknowledgment should be sent in reply
-        //# (unless the RST bit is set, if so drop the segment and return)
-        let seg_len = payload.len() as u32 + u32::from(fin) + u32::from(is_syn);
-        if !self.acceptable(seq, seg_len) {
-            stats.drop_out_of_window += 1;
-            if !is_rst {
-                self.ack_now = true;
-            }
-            if self.state == State::TimeWait && fin {
-                self.restart_time_wait(now, cfg);
-            }
+        if self.rejected_by_paws(seg, stats)
+            || self.outside_window(now, cfg, seq, seg, stats)
+            || self.rst_or_syn_handled(seq, seg, stats, sig)
+        {
             return;
         }
+        //# fifth, check the ACK field: if the ACK bit is off, drop the segment and return
+        let Some(ack) = seg.ack_number else { return };
+        let ack = Seq(ack.0 as u32);
+        if self.state == State::SynReceived && !self.handshake_completed(now, seq, ack, seg, sig) {
+            return;
+        }
+        if !self.ack_acceptable(ack, stats) {
+            return;
+        }
+        self.note_timestamps(now, seq, seg);
+        self.process_ack(now, cfg, seq, ack, seg, stats, sig);
+        if self.state == State::Closed {
+            return;
+        }
+        self.segment_text_and_fin(now, cfg, seq, seg, stats, sig);
+    }
 
-        //= RFC 5961 section 3.2
-        //# 1) If the RST bit is set and the sequence number is outside the current receive
-        //# window, silently drop the segment.
-        //# 2) If the RST bit is set and the sequence number exactly matches the next expected
-        //# sequence number (RCV.NXT), then TCP MUST reset the connection.
-        //# 3) If the RST bit is set and the sequence number does not exactly match the next
-        //# expected sequence value, yet is within the current receive window, TCP MUST send an
-        //# acknowledgment (challenge ACK)
-        if is_rst {
-            if seq == self.rcv_nxt {
+    //= RFC 7323 section 5.3
+    //# R1) If there is a Timestamps option in the arriving segment, SEG.TSval < TS.Recent,
+    //# TS.Recent is valid (see later discussion), and if the RST bit is not set, then treat
+    //# the arriving segment as not acceptable: Send an acknowledgement in reply as specified
+    //# in RFC 793, page 69, and drop the segment.
+    /// PAWS: true (and an ACK owed) when the segment's timestamp is older
+    /// than TS.Recent.
+    fn rejected_by_paws(&mut self, seg: &TcpRepr<'_>, stats: &mut Stats) -> bool {
+        let is_rst = seg.control == TcpControl::Rst;
+        if !self.opts.timestamps || is_rst || self.state == State::SynReceived {
+            return false;
+        }
+        match seg.timestamp {
+            Some(ts) if (ts.tsval.wrapping_sub(self.ts_recent) as i32) < 0 => {
+                stats.drop_paws += 1;
+                self.ack_now = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    //= RFC 9293 section 3.10.7.4
+    //# If an incoming segment is not acceptable, an acknowledgment should be sent in reply
+    //# (unless the RST bit is set, if so drop the segment and return)
+    /// The sequence check: true when no part of the segment falls in the
+    /// receive window (an ACK is owed unless it is a RST).
+    fn outside_window(
+        &mut self,
+        now: Instant,
+        cfg: &Config,
+        seq: Seq,
+        seg: &TcpRepr<'_>,
+        stats: &mut Stats,
+    ) -> bool {
+        let is_rst = seg.control == TcpControl::Rst;
+        let fin = seg.control == TcpControl::Fin;
+        let is_syn = seg.control == TcpControl::Syn;
+        let seg_len = seg.payload.len() as u32 + u32::from(fin) + u32::from(is_syn);
+        if self.acceptable(seq, seg_len) {
+            return false;
+        }
+        stats.drop_out_of_window += 1;
+        if !is_rst {
+            self.ack_now = true;
+        }
+        if self.state == State::TimeWait && fin {
+            self.restart_time_wait(now, cfg);
+        }
+        true
+    }
+
+    //= RFC 5961 section 3.2
+    //# 1) If the RST bit is set and the sequence number is outside the current receive
+    //# window, silently drop the segment.
+    //# 2) If the RST bit is set and the sequence number exactly matches the next expected
+    //# sequence number (RCV.NXT), then TCP MUST reset the connection.
+    //# 3) If the RST bit is set and the sequence number does not exactly match the next
+    //# expected sequence value, yet is within the current receive window, TCP MUST send an
+    //# acknowledgment (challenge ACK)
+    //= RFC 5961 section 4.2
+    //# ... if the SYN bit is set, irrespective of the sequence number, TCP MUST send an ACK
+    //# (also referred to as challenge ACK) to the remote peer
+    /// An in-window RST or SYN: resets at exactly RCV.NXT, else a challenge
+    /// ACK. True when the segment was one of them.
+    fn rst_or_syn_handled(
+        &mut self,
+        seq: Seq,
+        seg: &TcpRepr<'_>,
+        stats: &mut Stats,
+        sig: &mut Signals,
+    ) -> bool {
+        match seg.control {
+            TcpControl::Rst if seq == self.rcv_nxt => {
                 stats.resets_received += 1;
                 let err = if self.state == State::SynReceived {
                     None
@@ -222,62 +273,65 @@ impl Tcb {
                     Some(ConnError::Reset)
                 };
                 self.close_with(err, sig);
-            } else {
+                true
+            }
+            TcpControl::Rst | TcpControl::Syn => {
                 stats.challenge_acks += 1;
                 self.ack_now = true;
+                true
             }
-            return;
+            _ => false,
         }
+    }
 
-        //= RFC 5961 section 4.2
-        //# ... if the SYN bit is set, irrespective of the sequence number, TCP MUST send an ACK
-        //# (also referred to as challenge ACK) to the remote peer
-        if is_syn {
-            stats.challenge_acks += 1;
-            self.ack_now = true;
-            return;
-        }
-
-        //# fifth, check the ACK field: if the ACK bit is off, drop the segment and return
-        let Some(ack) = seg.ack_number else { return };
-        let ack = Seq(ack.0 as u32);
-
-        if self.state == State::SynReceived {
-            //# If SND.UNA < SEG.ACK =< SND.NXT, then enter ESTABLISHED state
-            //# If the segment acknowledgment is not acceptable, form a reset segment
-            let limit = if self.role == Role::Backup {
-                ack
-            } else {
-                self.snd_max
-            };
-            if ack > self.snd_una && ack <= limit {
-                self.set_state(State::Established);
-                self.timers.half_open = None;
-                self.snd_wnd = (seg.window_len as u32) << self.opts.snd_wscale;
-                self.max_snd_wnd = self.snd_wnd;
-                self.snd_wl1 = seq;
-                self.snd_wl2 = ack;
-                if let (true, Some(ts)) = (self.opts.timestamps, seg.timestamp) {
-                    self.sample_rtt_ts(now, ts.tsecr);
-                }
-                sig.established = true;
-                sig.writable = true;
-            } else {
-                if self.role != Role::Backup {
-                    self.reply_rst = Some(ack);
-                }
-                return;
+    //# If SND.UNA < SEG.ACK =< SND.NXT, then enter ESTABLISHED state
+    //# If the segment acknowledgment is not acceptable, form a reset segment
+    /// SYN-RECEIVED meets the handshake's last ACK: true when it completed
+    /// the handshake (a backup accepts any ACK above its ISS: the primary
+    /// sent the SYN-ACK); false when a reset is owed instead.
+    fn handshake_completed(
+        &mut self,
+        now: Instant,
+        seq: Seq,
+        ack: Seq,
+        seg: &TcpRepr<'_>,
+        sig: &mut Signals,
+    ) -> bool {
+        let limit = if self.role == Role::Backup {
+            ack
+        } else {
+            self.snd_max
+        };
+        if !(ack > self.snd_una && ack <= limit) {
+            if self.role != Role::Backup {
+                self.reply_rst = Some(ack);
             }
+            return false;
         }
+        self.set_state(State::Established);
+        self.timers.half_open = None;
+        self.snd_wnd = (seg.window_len as u32) << self.opts.snd_wscale;
+        self.max_snd_wnd = self.snd_wnd;
+        self.snd_wl1 = seq;
+        self.snd_wl2 = ack;
+        if let (true, Some(ts)) = (self.opts.timestamps, seg.timestamp) {
+            self.sample_rtt_ts(now, ts.tsecr);
+        }
+        sig.established = true;
+        sig.writable = true;
+        true
+    }
 
-        //= RFC 5961 section 5.2
-        //# The ACK value is considered acceptable only if it is in the range of
-        //# ((SND.UNA - MAX.SND.WND) =< SEG.ACK =< SND.NXT). All incoming segments whose ACK
-        //# value doesn't satisfy the above condition MUST be discarded and an ACK sent back.
-        // A backup accepts ACKs above what it "sent": the primary sent that output (rule 4).
-        // So does a new primary, within a window of what it sent: without
-        // that, a client that acknowledged the old primary's last output is
-        // answered with challenge ACKs for ever (sweep seed 302386).
+    //= RFC 5961 section 5.2
+    //# The ACK value is considered acceptable only if it is in the range of
+    //# ((SND.UNA - MAX.SND.WND) =< SEG.ACK =< SND.NXT). All incoming segments whose ACK
+    //# value doesn't satisfy the above condition MUST be discarded and an ACK sent back.
+    /// The ACK's range check; false (and a challenge ACK owed) outside it.
+    /// A backup accepts ACKs above what it "sent": the primary sent that
+    /// output (rule 4). So does a new primary, within a window of what it
+    /// sent: a client that acknowledged the old primary's last output must
+    /// not be answered with challenge ACKs for ever (sweep seed 302386).
+    fn ack_acceptable(&mut self, ack: Seq, stats: &mut Stats) -> bool {
         let inherited =
             self.inherited_output && ack <= self.snd_max + self.max_snd_wnd.max(self.mss());
         let above = ack > self.snd_max && self.role != Role::Backup && !inherited;
@@ -285,27 +339,41 @@ impl Tcb {
         if above || below {
             stats.challenge_acks += 1;
             self.ack_now = true;
+            return false;
+        }
+        true
+    }
+
+    /// TS.Recent and the highest TSecr seen, from an acceptable segment.
+    fn note_timestamps(&mut self, now: Instant, seq: Seq, seg: &TcpRepr<'_>) {
+        let (true, Some(ts)) = (self.opts.timestamps, seg.timestamp) else {
             return;
+        };
+        //= RFC 7323 section 4.3
+        //# If SEG.TSval >= TS.Recent and SEG.SEQ =< Last.ACK.sent then SEG.TSval is copied to TS.Recent
+        if seq <= self.last_ack_sent && (ts.tsval.wrapping_sub(self.ts_recent) as i32) >= 0 {
+            self.ts_recent = ts.tsval;
         }
-
-        if let (true, Some(ts)) = (self.opts.timestamps, seg.timestamp) {
-            //= RFC 7323 section 4.3
-            //# If SEG.TSval >= TS.Recent and SEG.SEQ =< Last.ACK.sent then SEG.TSval is copied to TS.Recent
-            if seq <= self.last_ack_sent && (ts.tsval.wrapping_sub(self.ts_recent) as i32) >= 0 {
-                self.ts_recent = ts.tsval;
-            }
-            if (ts.tsecr.wrapping_sub(self.max_tsecr) as i32) > 0 || self.max_tsecr == 0 {
-                self.max_tsecr = ts.tsecr;
-                self.max_tsecr_at_ms = now.total_millis();
-            }
+        if (ts.tsecr.wrapping_sub(self.max_tsecr) as i32) > 0 || self.max_tsecr == 0 {
+            self.max_tsecr = ts.tsecr;
+            self.max_tsecr_at_ms = now.total_millis();
         }
+    }
 
-        self.process_ack(now, cfg, seq, ack, seg, stats, sig);
-        if self.state == State::Closed {
-            return;
-        }
-
-        // Trim what is left of the window's left side (already received).
+    /// RFC 9293's seventh and eighth steps: the segment's new bytes (its
+    /// already-received left part trimmed) into the receive buffer, then
+    /// its FIN.
+    fn segment_text_and_fin(
+        &mut self,
+        now: Instant,
+        cfg: &Config,
+        seq: Seq,
+        seg: &TcpRepr<'_>,
+        stats: &mut Stats,
+        sig: &mut Signals,
+    ) {
+        let mut payload = seg.payload;
+        let mut fin = seg.control == TcpControl::Fin;
         let mut seq = seq;
         if seq < self.rcv_nxt {
             let dup = self.rcv_nxt.since(seq) as usize;
