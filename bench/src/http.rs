@@ -7,10 +7,10 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use anyhow::Context;
-use hydra_tests::netns::{self, Topology};
 use scenario::clients::parse_wrk;
 use scenario::cluster::{Binaries, Cluster, ClusterSpec, MemberProgram, VIP};
 use serde::Serialize;
+use testnet::netns::{self, Topology};
 
 const SERVER_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
 const TUN_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 200, 1);

@@ -158,7 +158,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     let exe = std::env::current_exe()?;
     let bins = Binaries::beside_current_exe().context("hydra-replica and hydra-redirector must be built beside hydra-bench (cargo build --release --bins)")?;
     // Every bench topology's tag starts with "x" (see setups.rs).
-    hydra_tests::netns::cleanup_on_interrupt(hydra_tests::netns::prefix_for("x"))?;
+    testnet::netns::cleanup_on_interrupt(testnet::netns::prefix_for("x"))?;
     let quick = args.quick;
     let secs = args
         .seconds

@@ -11,8 +11,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use hydra_tests::netns::Topology;
 use scenario::cluster::{Binaries, Cluster, ClusterSpec, VIP};
+use testnet::netns::Topology;
 
 const SERVER_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
 const TUN_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 200, 1);

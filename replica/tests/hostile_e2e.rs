@@ -15,8 +15,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use hydra_tests::hostile::{self, Outcomes};
-use hydra_tests::netns::{privileged, Topology};
+use testnet::hostile::{self, Outcomes};
+use testnet::netns::{privileged, Topology};
 
 const HYDRA: &str = "198.18.20.1";
 const KERNEL: &str = "198.18.21.1";

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use hydra_tests::netns::{privileged, run, Topology};
+use testnet::netns::{privileged, run, Topology};
 
 const SERVICE: &str = "198.18.20.1";
 
@@ -151,7 +151,7 @@ fn curl_uploads_64_mib_byte_exact_through_receive_offload() {
 fn echo_client(s: &Setup, args: &[&str]) -> serde_json::Value {
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../tests/clients/echo_client.py"
+        "/../testnet/clients/echo_client.py"
     );
     let mut cmd = s.topo.command(&s.client, "python3");
     cmd.arg(script).args([SERVICE, "7"]).args(args);

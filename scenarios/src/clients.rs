@@ -9,9 +9,9 @@ use anyhow::Context;
 
 use crate::cluster::{Cluster, VIP};
 
-/// The Python echo client (tests/clients/echo_client.py).
+/// The Python echo client (testnet/clients/echo_client.py).
 pub fn echo_script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/clients/echo_client.py")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../testnet/clients/echo_client.py")
 }
 
 /// A paced bidirectional echo stream: `size` bytes in `chunk`s every `pace`.
@@ -55,9 +55,9 @@ pub fn start_echo_on(
     cmd.spawn().context("starting the echo client")
 }
 
-/// The Python client of the `session` app (tests/clients/session_client.py).
+/// The Python client of the `session` app (testnet/clients/session_client.py).
 pub fn session_script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/clients/session_client.py")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../testnet/clients/session_client.py")
 }
 
 /// `sessions` concurrent sessions of the passive `session` app on `port`,
@@ -218,7 +218,7 @@ pub fn write_random_file(path: &Path, len: usize) -> std::io::Result<()> {
 }
 
 pub fn sha256(path: &Path) -> anyhow::Result<String> {
-    let out = hydra_tests::netns::run(Command::new("sha256sum").arg(path))?;
+    let out = testnet::netns::run(Command::new("sha256sum").arg(path))?;
     Ok(String::from_utf8_lossy(&out.stdout)
         .split_whitespace()
         .next()

@@ -17,7 +17,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use hydra_tests::netns::{run, Topology};
+use testnet::netns::{run, Topology};
 
 pub const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 100, 1);
 const REDIRECTOR_IP: &str = "198.18.1.1";

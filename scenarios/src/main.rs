@@ -95,8 +95,8 @@ fn main() {
     } else {
         "sc"
     };
-    let prefix = hydra_tests::netns::topology_prefix(tag);
-    if let Err(e) = hydra_tests::netns::cleanup_on_interrupt(prefix) {
+    let prefix = testnet::netns::topology_prefix(tag);
+    if let Err(e) = testnet::netns::cleanup_on_interrupt(prefix) {
         eprintln!("hydra-scenario: cannot install the interrupt handler: {e}");
         std::process::exit(1);
     }

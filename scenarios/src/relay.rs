@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use hydra_tests::simnet::Rng;
+use sim::simnet::Rng;
 
 /// Datagrams held for delay at most; beyond, new ones are dropped (counted).
 const MAX_QUEUED: usize = 65536;

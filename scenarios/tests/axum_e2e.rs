@@ -7,9 +7,9 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{bins, serial};
-use hydra_tests::netns::{privileged, run};
 use scenario::clients;
 use scenario::cluster::{Cluster, ClusterSpec, MemberProgram, VIP};
+use testnet::netns::{privileged, run};
 
 fn axum_group(tag: &str) -> Cluster {
     let b = bins();

@@ -3,10 +3,10 @@
 
 use std::path::Path;
 
-use hydra_tests::netns::privileged;
 use scenario::cluster::Binaries;
 use scenario::runner;
 use scenario::spec::Scenario;
+use testnet::netns::privileged;
 
 #[test]
 fn ci_subset_of_the_catalogue_passes() {

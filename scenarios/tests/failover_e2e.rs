@@ -9,9 +9,9 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::{cluster, download_matches, echo_verdict, live_members, serial};
-use hydra_tests::netns::privileged;
 use scenario::clients;
 use scenario::cluster::{Cluster, VIP};
+use testnet::netns::privileged;
 
 /// Kill the current primary (or, with `backup`, the last live backup) once
 /// `after` has passed, and wait for the new view.

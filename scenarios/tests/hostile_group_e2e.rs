@@ -1,5 +1,5 @@
 //! Hostile input through the redirector to a group of 3: the probe's
-//! crafted segments (see `tests/hostile/probe.py`) reach every replica as
+//! crafted segments (see `testnet/hostile/probe.py`) reach every replica as
 //! copies. No replica may crash, no client input may cause a view change,
 //! the group must answer as a single stack would, and afterwards the group
 //! must still carry a connection across a primary crash (a replica whose
@@ -10,10 +10,10 @@ mod common;
 use std::time::Duration;
 
 use common::{cluster, echo_verdict, serial};
-use hydra_tests::hostile;
-use hydra_tests::netns::privileged;
 use scenario::clients;
 use scenario::cluster::VIP;
+use testnet::hostile;
+use testnet::netns::privileged;
 
 /// The probe's source: no host owns it.
 const SPOOF: &str = "198.18.0.50";

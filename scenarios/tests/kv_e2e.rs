@@ -11,8 +11,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{bins, serial};
-use hydra_tests::netns::{privileged, run};
 use scenario::cluster::{Cluster, ClusterSpec, MemberProgram, VIP};
+use testnet::netns::{privileged, run};
 
 fn kv_group(tag: &str) -> Cluster {
     let b = bins();
@@ -129,7 +129,7 @@ fn incrs_from_many_connections_survive_a_primary_crash_exactly_once() {
     let _serial = serial();
     let mut c = kv_group("kvi");
     let script =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/clients/incr_checker.py");
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../testnet/clients/incr_checker.py");
     let mut checker: Command = c.client("python3");
     checker
         .arg(&script)

@@ -8,9 +8,9 @@ mod common;
 use std::time::Duration;
 
 use common::{cluster, download_matches, echo_verdict, live_members, serial, wait_until};
-use hydra_tests::netns::privileged;
 use scenario::clients;
 use scenario::cluster::{Cluster, ClusterSpec, VIP};
+use testnet::netns::privileged;
 
 #[test]
 fn handovers_under_load_keep_every_stream_exact() {

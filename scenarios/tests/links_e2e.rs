@@ -8,9 +8,9 @@ mod common;
 use std::time::Duration;
 
 use common::{download_matches, echo_verdict, live_members, serial, wait_until};
-use hydra_tests::netns::privileged;
 use scenario::clients;
 use scenario::cluster::{Cluster, ClusterSpec};
+use testnet::netns::privileged;
 
 fn relayed(tag: &str) -> Cluster {
     let spec = ClusterSpec {

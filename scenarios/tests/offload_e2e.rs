@@ -6,8 +6,8 @@
 mod common;
 
 use common::{cluster, serial};
-use hydra_tests::netns::privileged;
 use scenario::clients;
+use testnet::netns::privileged;
 
 #[test]
 fn a_bulk_upload_reaches_every_replica_coalesced_and_exact() {

@@ -9,9 +9,9 @@ mod common;
 use std::time::Duration;
 
 use common::{echo_verdict, live_members, serial, wait_until};
-use hydra_tests::netns::privileged;
 use scenario::clients;
 use scenario::cluster::{Cluster, ClusterSpec};
+use testnet::netns::privileged;
 
 const SESSION_PORT: u16 = 7000;
 const ROUNDS: usize = 1000;

@@ -5,8 +5,8 @@
 
 use std::net::SocketAddrV4;
 
-use hydra_tests::simclient::PacketQueue;
-use hydra_tests::simnet::{Link, LinkProfile, Rng};
+use sim::simclient::PacketQueue;
+use sim::simnet::{Link, LinkProfile, Rng};
 use smoltcp::iface::{Config as SmolConfig, Interface, SocketHandle, SocketSet};
 use smoltcp::socket::tcp;
 use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, Ipv4Address};
@@ -472,7 +472,7 @@ fn seeds(default: &[u64]) -> Vec<u64> {
 fn check(test: &str, seed: u64, result: Result<u64, String>) {
     match result {
         Ok(t) => eprintln!("{test}: seed {seed} done in {:.1} s simulated", t as f64 / 1e6),
-        Err(e) => panic!("{test}: seed {seed} failed: {e}\nrepro: HYDRA_SIM_SEED={seed} cargo test -p hydra-tests --test sim_tcp -- {test}"),
+        Err(e) => panic!("{test}: seed {seed} failed: {e}\nrepro: HYDRA_SIM_SEED={seed} cargo test -p hydra-sim --test sim_tcp -- {test}"),
     }
 }
 
@@ -566,7 +566,7 @@ fn seeds_that_once_failed_the_sweep() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
-/// The long sweep (`cargo test --release -p hydra-tests --test sim_tcp -- --ignored`):
+/// The long sweep (`cargo test --release -p hydra-sim --test sim_tcp -- --ignored`):
 /// `HYDRA_SIM_SWEEP` seeds (default 500) from 1000 on.
 #[test]
 #[ignore = "long sweep; run with --ignored"]

@@ -1,7 +1,7 @@
 //! The whole-group simulator on a fixed seed set (the long sweep is
 //! `hydra-sim --seeds N`), and proof that its checker catches a known bug.
 
-use hydra_tests::groupsim::{run_seed, ClientKind, SimConfig, Verdict};
+use sim::groupsim::{run_seed, ClientKind, SimConfig, Verdict};
 
 fn seeds() -> Vec<u64> {
     match std::env::var("HYDRA_SIM_SEED")
@@ -30,7 +30,7 @@ fn groups_of_three_survive_seeded_crashes_pauses_partitions_and_lossy_links() {
             }
             Verdict::GroupLost { .. } => {}
             Verdict::Violation { at_ms, what } => {
-                panic!("seed {seed} at {at_ms} ms: {what}\nrepro: cargo run -p hydra-tests --bin hydra-sim -- --trace {seed}")
+                panic!("seed {seed} at {at_ms} ms: {what}\nrepro: cargo run -p hydra-sim --bin hydra-sim -- --trace {seed}")
             }
         }
     }
@@ -49,7 +49,7 @@ fn groups_of_two_survive_too() {
             ..SimConfig::new(seed)
         };
         if let Verdict::Violation { at_ms, what } = run_seed(cfg) {
-            panic!("seed {seed} at {at_ms} ms: {what}\nrepro: cargo run -p hydra-tests --bin hydra-sim -- --replicas 2 --trace {seed}");
+            panic!("seed {seed} at {at_ms} ms: {what}\nrepro: cargo run -p hydra-sim --bin hydra-sim -- --replicas 2 --trace {seed}");
         }
     }
 }
@@ -77,7 +77,7 @@ fn passive_groups_survive_the_same_faults() {
             }
             Verdict::GroupLost { .. } => {}
             Verdict::Violation { at_ms, what } => panic!(
-                "seed {seed} at {at_ms} ms: {what}\nrepro: cargo run -p hydra-tests --bin hydra-sim -- --passive --trace {seed}"
+                "seed {seed} at {at_ms} ms: {what}\nrepro: cargo run -p hydra-sim --bin hydra-sim -- --passive --trace {seed}"
             ),
         }
     }
@@ -100,7 +100,7 @@ fn many_short_connections_survive_too() {
             };
             if let Verdict::Violation { at_ms, what } = run_seed(cfg) {
                 let flag = if passive { " --passive" } else { "" };
-                panic!("seed {seed} at {at_ms} ms: {what}\nrepro: cargo run -p hydra-tests --bin hydra-sim -- --connections 16 --bytes 1500{flag} --trace {seed}");
+                panic!("seed {seed} at {at_ms} ms: {what}\nrepro: cargo run -p hydra-sim --bin hydra-sim -- --connections 16 --bytes 1500{flag} --trace {seed}");
             }
         }
     }
@@ -124,7 +124,7 @@ fn a_smoltcp_client_survives_the_same_faults() {
                 Verdict::Pass { failovers: f, .. } => failovers += f,
                 Verdict::GroupLost { .. } => {}
                 Verdict::Violation { at_ms, what } => panic!(
-                    "seed {seed} at {at_ms} ms: {what}\nrepro: cargo run -p hydra-tests --bin hydra-sim -- --client smoltcp --connections {connections} --bytes {bytes} --trace {seed}"
+                    "seed {seed} at {at_ms} ms: {what}\nrepro: cargo run -p hydra-sim --bin hydra-sim -- --client smoltcp --connections {connections} --bytes {bytes} --trace {seed}"
                 ),
             }
         }
@@ -156,7 +156,7 @@ fn request_response_survives_the_same_faults() {
                     ClientKind::Smoltcp => " --client smoltcp",
                 };
                 let passive_flag = if passive { " --passive" } else { "" };
-                panic!("seed {seed} at {at_ms} ms: {what}\nrepro: cargo run -p hydra-tests --bin hydra-sim -- --request 1024 --bytes 16384{client_flag}{passive_flag} --trace {seed}");
+                panic!("seed {seed} at {at_ms} ms: {what}\nrepro: cargo run -p hydra-sim --bin hydra-sim -- --request 1024 --bytes 16384{client_flag}{passive_flag} --trace {seed}");
             }
         }
     }
@@ -181,7 +181,7 @@ fn segmentation_offload_survives_the_same_faults() {
                 } else {
                     ""
                 };
-                panic!("seed {seed} at {at_ms} ms: {what}\nrepro: cargo run -p hydra-tests --bin hydra-sim -- --offload{passive_flag}{request_flag} --trace {seed}");
+                panic!("seed {seed} at {at_ms} ms: {what}\nrepro: cargo run -p hydra-sim --bin hydra-sim -- --offload{passive_flag}{request_flag} --trace {seed}");
             }
         }
     }
@@ -346,7 +346,7 @@ fn an_application_sharing_state_across_connections_sees_one_order_everywhere() {
             Verdict::Pass { .. } => passed += 1,
             Verdict::GroupLost { .. } => {}
             Verdict::Violation { at_ms, what } => {
-                panic!("seed {seed} at {at_ms} ms: {what}\nrepro: cargo run -p hydra-tests --bin hydra-sim -- --ordered --trace {seed}")
+                panic!("seed {seed} at {at_ms} ms: {what}\nrepro: cargo run -p hydra-sim --bin hydra-sim -- --ordered --trace {seed}")
             }
         }
     }

@@ -1,4 +1,4 @@
-//! The hostile-input probe (`tests/hostile/probe.py`, scapy): crafted TCP
+//! The hostile-input probe (`testnet/hostile/probe.py`, scapy): crafted TCP
 //! segments sent to an echo listener, and what came back, case by case. A
 //! test runs it against Hydra and against a Linux kernel listener on the
 //! same path and compares the outcomes.

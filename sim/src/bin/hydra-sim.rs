@@ -2,7 +2,7 @@
 //! each failure with its seed and a one-line repro command.
 
 use clap::Parser;
-use hydra_tests::groupsim::{run_seed, ClientKind, SimConfig, Verdict};
+use sim::groupsim::{run_seed, ClientKind, SimConfig, Verdict};
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Client {
