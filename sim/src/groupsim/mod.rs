@@ -1,0 +1,5 @@
+//! Deterministic simulation of a whole replica group (the `run` module).
+
+mod run;
+
+pub use run::*;
