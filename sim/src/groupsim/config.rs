@@ -1,0 +1,100 @@
+//! What to simulate ([`SimConfig`]) and how a run ended ([`Verdict`]).
+
+use super::ClientKind;
+
+/// What to simulate.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// Seeds everything random in the run: links, faults, streams.
+    pub seed: u64,
+    /// Replicas in the group.
+    pub replicas: usize,
+    /// Client connections, opened one after another.
+    pub connections: usize,
+    /// Bytes each connection sends (and must get back).
+    pub bytes_per_connection: usize,
+    /// Crashes, pauses, partitions and lossy links.
+    pub faults: bool,
+    /// A known bug to show the checker works: the primary acknowledges
+    /// without waiting for the backups (no ACK gating).
+    pub inject_no_gating: bool,
+    /// Print every event.
+    pub trace: bool,
+    /// Passive replication: the echo runs only on the primary, chunked
+    /// differently on every replica, keeping its position in a state block
+    /// that must always match the stream it consumed.
+    pub passive: bool,
+    /// The client's TCP: ours or smoltcp's.
+    pub client: ClientKind,
+    /// Request/response: each connection sends this many bytes, waits for
+    /// all of them to come back, then sends the next request. None: it
+    /// streams (bulk both ways at once).
+    pub request: Option<usize>,
+    /// Replicas write segments of up to 64 KiB and the simulated device
+    /// cuts them into wire segments (segmentation offload, as over a TUN).
+    pub segmentation_offload: bool,
+    /// The listener is ordered (`Stack::listen_ordered`): besides the echo,
+    /// every replica keeps state shared by all connections, built from the
+    /// ordered deliveries, and replicas must agree on it.
+    pub ordered: bool,
+    /// A known bug to show that check works: the shared-state application
+    /// reads past each delivery, up to whatever the replica has received.
+    pub inject_overread: bool,
+}
+
+impl SimConfig {
+    /// The default run of `seed`: three replicas, four connections of
+    /// 48 KiB, with faults.
+    pub fn new(seed: u64) -> SimConfig {
+        SimConfig {
+            seed,
+            replicas: 3,
+            connections: 4,
+            bytes_per_connection: 48 * 1024,
+            faults: true,
+            inject_no_gating: false,
+            trace: false,
+            passive: false,
+            client: ClientKind::Hydra,
+            request: None,
+            segmentation_offload: false,
+            ordered: false,
+            inject_overread: false,
+        }
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Every transfer finished and no invariant was violated.
+    Pass {
+        /// Simulated time the run took.
+        sim_ms: u64,
+        /// Replicas crashed.
+        crashes: usize,
+        /// Takeovers by backups.
+        failovers: u64,
+        /// Deliberate handovers by the primary that started.
+        handovers: usize,
+        /// Crashed replicas restarted with a fresh process.
+        restarts: usize,
+        /// Restarted replicas that caught up and rejoined the view.
+        rejoins: u64,
+        /// Passive checkpoints applied by backups or released by primaries.
+        checkpoints: u64,
+    },
+    /// The faults left no replica both running, in the view and holding
+    /// the group's state: no liveness is owed.
+    GroupLost {
+        /// Simulated time when the group was lost.
+        at_ms: u64,
+    },
+    /// An invariant failed, or the transfers did not finish in time.
+    Violation {
+        /// Simulated time of the violation.
+        at_ms: u64,
+        /// What was violated, with the values that show it.
+        what: String,
+    },
+}
