@@ -217,64 +217,13 @@ fn a_seed_replays_exactly() {
     assert_eq!(a, b);
 }
 
-/// Seeds the long sweep once failed on, kept as regressions. 907: a
-/// handover then, 5 ms later, a crash of the new primary; the third
-/// replica took over with a timestamp below the short-lived primary's.
-/// Passive 16: a connection the new primary logged again in its view
-/// ended on a backup before that entry committed, which then revived it
-/// with nothing held. 977: a new primary advertised a window another
-/// member had not promised. 4115: the last live member's process restarted
-/// before its death was noticed and, named primary by the old view, reset
-/// the clients. Passive 4647: a demoted primary kept a FIN its application
-/// queued in a step the group never held. 7149: a joiner's stale send time
-/// left the primary a deadline in the past (a busy loop). 8388: a joiner
-/// reported ready was admitted while the primary still skipped it for a
-/// new connection, whose bytes it then acknowledged without it. Passive
-/// 98: a demoted primary rewound its reads but kept its state blocks, and
-/// was primary again before any full checkpoint came. 57423, 58070,
-/// passive 12859: a replica holding out-of-order bytes counted them
-/// against its window, so its right edge sat below the one another
-/// member had advertised, and it shrank the window when it took over;
-/// 55654 and passive 10240 (no progress for 120 s) came from the same
-/// cause (with the fix alone they pass on the code that failed). 59522: a
-/// view change dropped a primary's uncommitted "closed" entry and backups
-/// ignored committed ones, so a backup that missed the client's last
-/// packets kept the connection for ever; the next primary logged it
-/// again and a later one sent from its stale state (the TSval went back).
-/// 62064: a joining member opened a connection from its SYN and missed
-/// copies the group acknowledged before its first confirmation, which the
-/// primary's application had read: no repair could bring them, and the
-/// gate waited for it for ever (joiners now take every connection by
-/// snapshot). 23102: a restarted replica, before its first view, opened
-/// a copy of a connection from a client packet still in flight (it parks
-/// everything until then), and as a joiner was never sent its snapshot.
-/// 77916 was the checker's: the primary reported its backup during a
-/// partition and crashed 49 ms later, after the third member had been
-/// dropped for a pause; no member held the state any more, but the
-/// client's timeout was called a violation before the group-lost test.
-/// Request/response 197 and passive 106: a backup missed the client's
-/// handshake ACK, so its copy stayed half-open with no echo of our
-/// timestamps; taking over (after a primary whose floor had raised them)
-/// it resent the SYN-ACK on the bare clock and the TSval went back. Passive
-/// request/response 88 was the checker's: a primary demoted and promoted
-/// again with no full checkpoint in between resumes reading where it had
-/// read ahead to, which the checker did not count. 30787 and passive
-/// request/response 323: a joiner, admitted, paused before it saw the
-/// view that admitted it; declared dead, it registered again as the same
-/// process and was taken back as a joiner with the stale copies it held,
-/// which could never confirm the bytes acknowledged without it: the gate
-/// waited for it for ever (now it stops, as a dropped live member does).
-/// 203454 and passive 201087: the client's first SYN reached only some
-/// replicas and it sent it again later, so replicas disagreed on the epoch
-/// the connection opened in, from which the takeover margin counts; a
-/// takeover with no echo to go by (passive 201087: the connection still
-/// half-open) came out below a SYN-ACK an earlier primary had sent from its
-/// older copy; request/response 301554 and passive 300557, the same with
-/// one floor counted from the group's first epoch and the next from the
-/// connection's. Every takeover floor now counts its margin from the
-/// group's first epoch.
+/// Regression seeds: each puts the group in one hard corner (named at its
+/// entry) and every invariant must still hold: no acknowledged byte lost,
+/// every stream delivered and echoed exactly, no reset, one writer per
+/// view, TSvals never back, the right edge never shrinking, transfers
+/// finishing.
 #[test]
-fn seeds_that_once_failed_the_sweep() {
+fn regression_seeds_keep_every_invariant() {
     let passive = |seed| SimConfig {
         passive: true,
         ..SimConfig::new(seed)
@@ -294,32 +243,81 @@ fn seeds_that_once_failed_the_sweep() {
         // A primary paused past its death commits an entry its backups
         // held; the new primary must log those first, in their order.
         ordered(68),
+        // A handover, then 5 ms later a crash of the new primary: the third
+        // replica takes over with TSvals above the short-lived primary's.
         SimConfig::new(907),
+        // A new primary advertises no window edge beyond what every other
+        // member promised.
         SimConfig::new(977),
+        // The last live member's process restarts before its death is
+        // noticed; named primary by the old view, it resets no client.
         SimConfig::new(4115),
+        // A joiner's stale send time leaves the primary no deadline in the
+        // past (no busy loop).
         SimConfig::new(7149),
+        // A joiner reported ready while the primary still skips it for a new
+        // connection: no byte of that connection is acknowledged without it.
         SimConfig::new(8388),
+        // A connection the new primary logs again in its view ends on a
+        // backup before that entry commits: the backup does not revive it
+        // with nothing held.
         passive(16),
+        // A demoted primary rewinds its reads and its state blocks together,
+        // and is primary again before any full checkpoint.
         passive(98),
+        // A demoted primary drops a FIN its application queued in a step the
+        // group never held.
         passive(4647),
+        // A replica holding out-of-order bytes does not count them against
+        // its window: taking over, its right edge is not below one another
+        // member advertised, and transfers finish.
         SimConfig::new(55654),
         SimConfig::new(57423),
         SimConfig::new(58070),
-        SimConfig::new(59522),
-        SimConfig::new(62064),
-        SimConfig::new(23102),
-        SimConfig::new(77916),
         passive(10240),
         passive(12859),
+        // A view change keeps a primary's uncommitted "closed" entry and
+        // backups apply committed ones: a backup that missed the client's
+        // last packets drops the connection, and no later primary sends from
+        // a stale copy.
+        SimConfig::new(59522),
+        // A joining member takes every connection by snapshot, never from a
+        // SYN, so the bytes acknowledged before its first confirmation reach
+        // it and the gate never waits on it for ever.
+        SimConfig::new(62064),
+        // A restarted replica parks client packets until its first view: it
+        // opens no copy from a packet in flight, and as a joiner it is sent
+        // its snapshot.
+        SimConfig::new(23102),
+        // The primary reports its backup during a partition and crashes 49 ms
+        // later, after the third member was dropped for a pause: no member
+        // holds the state, so the run ends as group lost, not a violation.
+        SimConfig::new(77916),
+        // A backup that missed the client's handshake ACK keeps a half-open
+        // copy with no echo of the client's timestamps; taking over after a
+        // primary whose floor raised them, its SYN-ACK's TSval does not go
+        // back.
         request_response(197, false),
         request_response(106, true),
+        // A primary demoted and promoted again with no full checkpoint in
+        // between resumes reading where it had read ahead to.
         request_response(88, true),
+        // A joiner admitted and then paused before it saw the view admitting
+        // it, declared dead, stops (as a dropped live member does) instead of
+        // registering again with stale copies the gate would wait on.
         SimConfig::new(30787),
         request_response(323, true),
+        // The client's first SYN reaches only some replicas and is sent
+        // again, so replicas disagree on the epoch the connection opened in:
+        // every takeover floor counts its margin from the group's first
+        // epoch, so no TSval goes back (passive 201087: the connection still
+        // half-open at the takeover).
         SimConfig::new(203454),
         passive(201087),
         request_response(301554, false),
         request_response(300557, true),
+        // A promoted backup accepts the client's ACKs of the old primary's
+        // output.
         request_response(302386, false),
     ] {
         let seed = cfg.seed;

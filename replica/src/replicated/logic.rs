@@ -353,8 +353,9 @@ impl ReplicaLogic {
                         // made from this entry, its copy would start behind
                         // what the client was told the group holds, and no
                         // repair brings back bytes the primary's application
-                        // has already read (seed 62064: stuck for
-                        // ever, and the gate with it).
+                        // has already read, so the copy, and the gate
+                        // with it, would wait for ever (regression seed
+                        // 62064).
                         if stack.conn_info(key).is_none() && !self.parking {
                             match stack.import_open(now, &r) {
                                 Ok(_) => self.imported_connections += 1,
@@ -371,7 +372,7 @@ impl ReplicaLogic {
                 // acknowledged (or it was reset). A backup's copy that is
                 // still open missed the client's last packets; kept, it
                 // would linger forever and be logged again as open by the
-                // next primary (seed 59522).
+                // next primary (regression seed 59522).
                 Action::Close(key) => {
                     let logged = self.logged_open.remove(&key);
                     let ours = stack.open_record(key).map(|r| r.irs);

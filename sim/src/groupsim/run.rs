@@ -60,7 +60,8 @@ pub struct Sim {
     pub(super) restarts: usize,
     pub(super) key: GroupKey,
     pub(super) plan: Vec<(u64, Fault)>,
-    /// Reused transmit buffer (a fresh zeroed 64 KiB per step dominated the run time).
+    /// Reused transmit buffer: zeroing a fresh 64 KiB every step would
+    /// dominate the run time.
     pub(super) scratch: Vec<u8>,
     /// The client's connection ran out of retransmissions.
     pub(super) client_timed_out: bool,
