@@ -7,8 +7,8 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use anyhow::Context;
-use scenario::clients::parse_wrk;
-use scenario::cluster::{Binaries, Cluster, ClusterSpec, MemberProgram, VIP};
+use scenarios::clients::parse_wrk;
+use scenarios::cluster::{Binaries, Cluster, ClusterSpec, MemberProgram, VIP};
 use serde::Serialize;
 use testnet::netns::{self, Topology};
 

@@ -9,7 +9,7 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use anyhow::Context;
-use scenario::cluster::{Binaries, Cluster, ClusterSpec, MemberProgram, VIP};
+use scenarios::cluster::{Binaries, Cluster, ClusterSpec, MemberProgram, VIP};
 use serde::Serialize;
 use testnet::netns::{self, Topology};
 

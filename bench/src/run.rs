@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use scenario::cluster::{Binaries, Cluster, ClusterSpec};
+use scenarios::cluster::{Binaries, Cluster, ClusterSpec};
 
 use crate::client::ClientResult;
 use crate::report::{Failover, Latency, Rejoin, Report, Scale, Throughput};
@@ -427,7 +427,7 @@ fn rejoin_runs(
     };
     let mut c = Cluster::start("xr", spec, bins.clone())?;
     let exe = std::env::current_exe()?;
-    let addr = format!("{}:{ECHO}", scenario::cluster::VIP);
+    let addr = format!("{}:{ECHO}", scenarios::cluster::VIP);
     let hold_secs = 6.0 + 2.5 * reps as f64;
     let mut hold = c.client("bash");
     hold.args([
@@ -606,7 +606,7 @@ fn crash_twice(
         "--mode",
         "rr",
         "--addr",
-        &format!("{}:{ECHO}", scenario::cluster::VIP),
+        &format!("{}:{ECHO}", scenarios::cluster::VIP),
     ]);
     cmd.args(["--msg", "64", "--secs", &run_secs.to_string()]);
     let child = cmd

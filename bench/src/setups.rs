@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use scenario::cluster::{Binaries, Cluster, ClusterSpec, VIP};
+use scenarios::cluster::{Binaries, Cluster, ClusterSpec, VIP};
 use testnet::netns::Topology;
 
 const SERVER_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);

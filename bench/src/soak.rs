@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use scenario::cluster::{Binaries, Cluster, ClusterSpec, VIP};
+use scenarios::cluster::{Binaries, Cluster, ClusterSpec, VIP};
 use serde::Serialize;
 
 use crate::client::ClientResult;

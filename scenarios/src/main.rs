@@ -16,13 +16,13 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// A replicated service keeps its connections through two primary crashes.
-    Demo(scenario::demo::DemoArgs),
+    Demo(scenarios::demo::DemoArgs),
     /// Play scenario files (scenarios/catalogue/*.toml) and judge them.
     Run(RunArgs),
     /// Show each group's view and the replicas' state from the admin endpoints.
-    Status(scenario::status::StatusArgs),
+    Status(scenarios::status::StatusArgs),
     /// Relay a link with loss, delay, duplication and cuts (used by scenarios).
-    Relay(scenario::relay::RelayArgs),
+    Relay(scenarios::relay::RelayArgs),
 }
 
 #[derive(clap::Args)]
@@ -39,10 +39,10 @@ struct RunArgs {
 }
 
 fn run_files(args: &RunArgs) -> anyhow::Result<()> {
-    let bins = scenario::cluster::Binaries::beside_current_exe()?;
+    let bins = scenarios::cluster::Binaries::beside_current_exe()?;
     let mut scenarios = Vec::new();
     for f in &args.files {
-        let s = scenario::spec::Scenario::load(f)?;
+        let s = scenarios::spec::Scenario::load(f)?;
         if !args.ci || s.ci {
             scenarios.push(s);
         }
@@ -51,11 +51,11 @@ fn run_files(args: &RunArgs) -> anyhow::Result<()> {
     let mut outcomes = Vec::new();
     for (i, s) in scenarios.iter().enumerate() {
         eprintln!("[{}/{}] {}: {}", i + 1, scenarios.len(), s.name, s.about);
-        let o = scenario::runner::play(s, &bins, i);
+        let o = scenarios::runner::play(s, &bins, i);
         eprintln!("    {}", if o.passed { "pass" } else { "FAIL" });
         outcomes.push(o);
     }
-    print!("{}", scenario::runner::table(&outcomes));
+    print!("{}", scenarios::runner::table(&outcomes));
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&outcomes)?)?;
         println!("report: {}", path.display());
@@ -72,8 +72,8 @@ fn run_files(args: &RunArgs) -> anyhow::Result<()> {
 fn main() {
     let cli = Cli::parse();
     let unprivileged = match &cli.command {
-        Command::Status(args) => Some(scenario::status::run(args)),
-        Command::Relay(args) => Some(scenario::relay::run(args)),
+        Command::Status(args) => Some(scenarios::status::run(args)),
+        Command::Relay(args) => Some(scenarios::relay::run(args)),
         _ => None,
     };
     if let Some(result) = unprivileged {
@@ -101,7 +101,7 @@ fn main() {
         std::process::exit(1);
     }
     let result = match &cli.command {
-        Command::Demo(args) => scenario::demo::run(args),
+        Command::Demo(args) => scenarios::demo::run(args),
         Command::Run(args) => run_files(args),
         Command::Status(_) | Command::Relay(_) => unreachable!("handled above"),
     };

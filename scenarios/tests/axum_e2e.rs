@@ -7,8 +7,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{bins, serial};
-use scenario::clients;
-use scenario::cluster::{Cluster, ClusterSpec, MemberProgram, VIP};
+use scenarios::clients;
+use scenarios::cluster::{Cluster, ClusterSpec, MemberProgram, VIP};
 use testnet::netns::{privileged, run};
 
 fn axum_group(tag: &str) -> Cluster {

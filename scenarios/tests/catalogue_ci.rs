@@ -3,9 +3,9 @@
 
 use std::path::Path;
 
-use scenario::cluster::Binaries;
-use scenario::runner;
-use scenario::spec::Scenario;
+use scenarios::cluster::Binaries;
+use scenarios::runner;
+use scenarios::spec::Scenario;
 use testnet::netns::privileged;
 
 #[test]

@@ -9,8 +9,8 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::{cluster, download_matches, echo_verdict, live_members, serial};
-use scenario::clients;
-use scenario::cluster::{Cluster, VIP};
+use scenarios::clients;
+use scenarios::cluster::{Cluster, VIP};
 use testnet::netns::privileged;
 
 /// Kill the current primary (or, with `backup`, the last live backup) once

@@ -10,8 +10,8 @@ mod common;
 use std::time::Duration;
 
 use common::{cluster, echo_verdict, serial};
-use scenario::clients;
-use scenario::cluster::VIP;
+use scenarios::clients;
+use scenarios::cluster::VIP;
 use testnet::hostile;
 use testnet::netns::privileged;
 

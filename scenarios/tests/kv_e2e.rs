@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{bins, serial};
-use scenario::cluster::{Cluster, ClusterSpec, MemberProgram, VIP};
+use scenarios::cluster::{Cluster, ClusterSpec, MemberProgram, VIP};
 use testnet::netns::{privileged, run};
 
 fn kv_group(tag: &str) -> Cluster {

@@ -8,8 +8,8 @@ mod common;
 use std::time::Duration;
 
 use common::{cluster, download_matches, echo_verdict, live_members, serial, wait_until};
-use scenario::clients;
-use scenario::cluster::{Cluster, ClusterSpec, VIP};
+use scenarios::clients;
+use scenarios::cluster::{Cluster, ClusterSpec, VIP};
 use testnet::netns::privileged;
 
 #[test]

@@ -8,8 +8,8 @@ mod common;
 use std::time::Duration;
 
 use common::{download_matches, echo_verdict, live_members, serial, wait_until};
-use scenario::clients;
-use scenario::cluster::{Cluster, ClusterSpec};
+use scenarios::clients;
+use scenarios::cluster::{Cluster, ClusterSpec};
 use testnet::netns::privileged;
 
 fn relayed(tag: &str) -> Cluster {

@@ -6,7 +6,7 @@
 mod common;
 
 use common::{cluster, serial};
-use scenario::clients;
+use scenarios::clients;
 use testnet::netns::privileged;
 
 #[test]

@@ -9,8 +9,8 @@ mod common;
 use std::time::Duration;
 
 use common::{echo_verdict, live_members, serial, wait_until};
-use scenario::clients;
-use scenario::cluster::{Cluster, ClusterSpec};
+use scenarios::clients;
+use scenarios::cluster::{Cluster, ClusterSpec};
 use testnet::netns::privileged;
 
 const SESSION_PORT: u16 = 7000;

@@ -5,8 +5,8 @@ use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use scenario::clients;
-use scenario::cluster::{Binaries, Cluster, ClusterSpec};
+use scenarios::clients;
+use scenarios::cluster::{Binaries, Cluster, ClusterSpec};
 
 /// One cluster at a time: five processes per cluster on a 2-core machine.
 static SERIAL: Mutex<()> = Mutex::new(());
