@@ -6,7 +6,9 @@
 //!   on the public socket API only.
 //! - [`standalone`]: one stack on one TUN device, no replication.
 //! - [`replicated`]: the member's parts (configuration, copy device,
-//!   replication hooks, admin endpoint).
+//!   replication hooks, admin endpoint) and its sans-IO core
+//!   ([`replicated::logic::ReplicaLogic`]), which the member runtime and the
+//!   group simulator (`hydra-sim`) both drive.
 
 #![forbid(unsafe_code)]
 

@@ -415,7 +415,9 @@ fn role_of(s: &ReplicaStatus) -> Role {
 }
 
 /// The RFC 6528 key every member derives from the group key, so all
-/// replicas choose the same ISN for a connection (DESIGN rule 1).
+/// replicas choose the same ISN for a connection (DESIGN rule 1). The member
+/// runtime and the group simulator both give it to the stack
+/// (`stack::Config::isn_key`).
 pub fn isn_key(group_key: &[u8; 32]) -> [u8; 16] {
     use sha2::{Digest, Sha256};
     let digest = Sha256::new()

@@ -1,8 +1,31 @@
 //! A replica's protocol glue, sans-IO: the control agent (registration,
 //! keepalives, views, lease) and the ack channel (confirmations, gates, the
-//! delivery log) applied to the stack. The binary drives it with sockets
-//! ([`super::hooks`]); the group simulator drives the very same code with
-//! simulated links.
+//! delivery log) applied to the stack.
+//!
+//! Two drivers run this same logic, so what the simulator checks is what
+//! members run: the member runtime ([`crate::member`], through
+//! [`super::hooks`]) with sockets and a clock, and the deterministic group
+//! simulator (the `hydra-sim` crate) with simulated links and a virtual
+//! clock. [`ReplicaLogic`] reads no clock and opens no socket: every input
+//! takes `now`, and every output is pulled.
+//!
+//! A driver's turn, in order:
+//!
+//! 1. Inputs: [`ReplicaLogic::on_control`] for each datagram from the
+//!    redirector, then [`ReplicaLogic::follow`] (adopt a newer view), then
+//!    [`ReplicaLogic::on_frame`] for each ack-channel frame from a peer and
+//!    [`ReplicaLogic::on_peer_closed`] for each peer connection that ended,
+//!    then [`ReplicaLogic::settle`].
+//! 2. The stack's events: [`ReplicaLogic::on_event`] for each, then
+//!    [`ReplicaLogic::after_events`] once.
+//! 3. Outputs: [`ReplicaLogic::poll_frame`] (to peers) and
+//!    [`ReplicaLogic::poll_control`] (to the redirector) until empty; the
+//!    stack's packets go to the client only while
+//!    [`ReplicaLogic::may_transmit`].
+//! 4. Sleep until [`ReplicaLogic::next_deadline`] (or the stack's own
+//!    timeout) or the next input.
+
+#![warn(missing_docs)]
 
 use std::collections::HashMap;
 use std::net::SocketAddrV4;
@@ -23,6 +46,9 @@ const PARKING_LIMIT: usize = 64 << 20;
 /// stack keeps later changes (compactly) until there is room.
 const CHECKPOINT_BACKLOG: usize = 32 << 20;
 
+/// One replica's membership and replication state, applied to its
+/// [`Stack`]: which role the stack plays, what it may acknowledge and
+/// deliver, and what the group must hear from it.
 pub struct ReplicaLogic {
     me: MemberId,
     agent: MemberAgent,
@@ -58,6 +84,9 @@ pub struct ReplicaLogic {
 }
 
 impl ReplicaLogic {
+    /// Member `me` of its group, speaking to the redirector through `agent`
+    /// and to its peers through `replicator`. It starts as a backup with no
+    /// view; prepare its stack with [`ReplicaLogic::prepare_stack`].
     pub fn new(me: u8, agent: MemberAgent, replicator: Replicator) -> ReplicaLogic {
         ReplicaLogic {
             me: MemberId(me),
@@ -90,22 +119,29 @@ impl ReplicaLogic {
         stack.set_parking(Some(PARKING_LIMIT));
     }
 
+    /// This replica's member id in the group.
     pub fn member(&self) -> u8 {
         self.me.0
     }
 
+    /// The role the stack plays now: primary only once the view names us
+    /// and the authority has confirmed our lease in it.
     pub fn role(&self) -> Role {
         self.role
     }
 
+    /// The epoch of the newest view adopted (0 before the first).
     pub fn epoch(&self) -> u64 {
         self.epoch
     }
 
+    /// The control agent: the view as this member knows it, the lease,
+    /// whether the group removed us.
     pub fn agent(&self) -> &MemberAgent {
         &self.agent
     }
 
+    /// The ack channel's state: peers, gates, the delivery log, counters.
     pub fn replicator(&self) -> &Replicator {
         &self.replicator
     }
@@ -285,6 +321,8 @@ impl ReplicaLogic {
         self.apply_actions(now, stack);
     }
 
+    /// One event from the stack: received bytes to confirm to the group, a
+    /// connection the primary logs as opened, a connection that closed.
     pub fn on_event(&mut self, now: Instant, stack: &mut Stack, event: Event) {
         match event {
             Event::Progress(key) => {
@@ -443,14 +481,18 @@ impl ReplicaLogic {
         }
     }
 
+    /// The next ack-channel frame to send, and the peer it goes to.
     pub fn poll_frame(&mut self) -> Option<(MemberId, Vec<u8>)> {
         self.replicator.poll_transmit()
     }
 
+    /// The next datagram to send to the redirector's view authority.
     pub fn poll_control(&mut self) -> Option<Vec<u8>> {
         self.agent.poll_transmit()
     }
 
+    /// When the logic next needs a turn with no input (keepalives,
+    /// replication timers); `None` when nothing is pending.
     pub fn next_deadline(&self) -> Option<Instant> {
         match (self.agent.poll_timeout(), self.replicator.poll_timeout()) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -461,6 +503,8 @@ impl ReplicaLogic {
     //= docs/design.md rule 5
     //# Only the primary of the newest view sends to clients; a replica that loses its lease
     //# (no confirmation from the group within the timeout) stops sending.
+    /// Whether the stack's output may go to clients now: only a primary
+    /// whose lease is valid.
     pub fn may_transmit(&self, now: Instant) -> bool {
         self.role == Role::Primary && self.agent.lease_valid(now)
     }
