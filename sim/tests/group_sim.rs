@@ -300,7 +300,8 @@ fn regression_seeds_keep_every_invariant() {
         request_response(197, false),
         request_response(106, true),
         // A primary demoted and promoted again with no full checkpoint in
-        // between resumes reading where it had read ahead to.
+        // between resumes reading where it had read ahead to, and the
+        // passive checks count that read.
         request_response(88, true),
         // A joiner admitted and then paused before it saw the view admitting
         // it, declared dead, stops (as a dropped live member does) instead of
