@@ -1,6 +1,8 @@
 use std::net::SocketAddrV4;
 
+use super::frame::*;
 use super::*;
+use crate::auth::{self, Header, Reader};
 
 fn key() -> GroupKey {
     GroupKey([3; 32])
