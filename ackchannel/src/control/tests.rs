@@ -1,4 +1,10 @@
+use std::net::SocketAddrV4;
+
+use hydra_base::{Duration, Instant};
+
+use super::messages::*;
 use super::*;
+use crate::auth::{self, Counter, GroupKey, Header};
 
 fn key() -> GroupKey {
     GroupKey([7; 32])
