@@ -12,6 +12,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, Instant};
 
+use hydra_base::codec::Put;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::replication::MemberId;
@@ -180,9 +181,7 @@ impl Mesh {
             out.queue.clear();
             out.sent = 0;
         }
-        out.queue
-            .extend_from_slice(&(frame.len() as u32).to_be_bytes());
-        out.queue.extend_from_slice(&frame);
+        out.queue.put_bytes(&frame);
         self.stats.frames_sent += 1;
     }
 

@@ -6,7 +6,9 @@ use std::net::SocketAddrV4;
 use hydra_base::Duration;
 
 use super::{ControlError, View, ViewMember, MAX_MEMBERS};
-use crate::auth::{self, put_addr, GroupKey, Header, Malformed, Reader};
+use hydra_base::codec::{DecodeError, Put, Reader};
+
+use crate::auth::{self, GroupKey, Header};
 
 pub(super) const DOMAIN: &[u8] = b"hydra control v1";
 
@@ -23,35 +25,35 @@ pub(super) const STATUS_JOINING: u8 = 2;
 
 impl View {
     fn encode(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.epoch.to_be_bytes());
+        out.put_u64(self.epoch);
         let n = self.members.len().min(MAX_MEMBERS);
-        out.push(n as u8);
+        out.put_u8(n as u8);
         for m in &self.members[..n] {
-            out.push(m.id);
-            out.push(if m.alive {
+            out.put_u8(m.id);
+            out.put_u8(if m.alive {
                 STATUS_ALIVE
             } else if m.joining {
                 STATUS_JOINING
             } else {
                 STATUS_DEAD
             });
-            put_addr(out, m.data_addr);
-            put_addr(out, m.ack_addr);
+            out.put_addr(m.data_addr);
+            out.put_addr(m.ack_addr);
         }
     }
 
-    fn decode(r: &mut Reader) -> Result<View, Malformed> {
+    fn decode(r: &mut Reader<'_>) -> Result<View, DecodeError> {
         let epoch = r.u64()?;
         let n = r.u8()? as usize;
         if n > MAX_MEMBERS {
-            return Err(Malformed);
+            return Err(DecodeError::Invalid);
         }
         let mut members = Vec::with_capacity(n);
         for _ in 0..n {
             let id = r.u8()?;
             let status = r.u8()?;
             if status > STATUS_JOINING {
-                return Err(Malformed);
+                return Err(DecodeError::Invalid);
             }
             members.push(ViewMember {
                 id,
@@ -110,29 +112,29 @@ pub fn encode(key: &GroupKey, sender: u8, epoch: u64, counter: u64, msg: &Messag
             incarnation,
         } => {
             let name = &group.as_bytes()[..group.len().min(255)];
-            body.push(name.len() as u8);
-            body.extend_from_slice(name);
-            put_addr(&mut body, *data_addr);
-            put_addr(&mut body, *ack_addr);
-            body.extend_from_slice(&incarnation.to_be_bytes());
+            body.put_u8(name.len() as u8);
+            body.put_raw(name);
+            body.put_addr(*data_addr);
+            body.put_addr(*ack_addr);
+            body.put_u64(*incarnation);
             KIND_REGISTER
         }
         Message::Keepalive => KIND_KEEPALIVE,
         Message::FailureReport { suspect } => {
-            body.push(*suspect);
+            body.put_u8(*suspect);
             KIND_FAILURE_REPORT
         }
         Message::Resign { stay } => {
-            body.push(u8::from(*stay));
+            body.put_bool(*stay);
             KIND_RESIGN
         }
         Message::Ready { member } => {
-            body.push(*member);
+            body.put_u8(*member);
             KIND_READY
         }
         Message::Reply { echo, lease, view } => {
-            body.extend_from_slice(&echo.to_be_bytes());
-            body.extend_from_slice(&(lease.total_millis() as u32).to_be_bytes());
+            body.put_u64(*echo);
+            body.put_u32(lease.total_millis() as u32);
             view.encode(&mut body);
             KIND_REPLY
         }
@@ -164,13 +166,7 @@ pub fn decode(key: &GroupKey, datagram: &[u8]) -> Result<(Header, Message), Cont
         KIND_KEEPALIVE => Message::Keepalive,
         KIND_FAILURE_REPORT => Message::FailureReport { suspect: r.u8()? },
         KIND_READY => Message::Ready { member: r.u8()? },
-        KIND_RESIGN => Message::Resign {
-            stay: match r.u8()? {
-                0 => false,
-                1 => true,
-                _ => return Err(Malformed.into()),
-            },
-        },
+        KIND_RESIGN => Message::Resign { stay: r.bool()? },
         KIND_REPLY => Message::Reply {
             echo: r.u64()?,
             lease: Duration::from_millis(u64::from(r.u32()?)),
@@ -179,7 +175,7 @@ pub fn decode(key: &GroupKey, datagram: &[u8]) -> Result<(Header, Message), Cont
         other => return Err(ControlError::Kind(other)),
     };
     if !r.is_empty() {
-        return Err(Malformed.into());
+        return Err(DecodeError::Invalid.into());
     }
     Ok((header, msg))
 }

@@ -22,7 +22,9 @@
 
 use std::net::SocketAddrV4;
 
-use crate::auth::{AuthError, Malformed};
+use hydra_base::codec::DecodeError;
+
+use crate::auth::AuthError;
 use crate::replication::{MemberId, ReplicationView};
 
 mod authority;
@@ -95,7 +97,7 @@ pub enum ControlError {
     #[error(transparent)]
     Auth(#[from] AuthError),
     #[error(transparent)]
-    Malformed(#[from] Malformed),
+    Malformed(#[from] DecodeError),
     #[error("unknown control message kind {0}")]
     Kind(u8),
     #[error("member {0} is not configured in this group")]

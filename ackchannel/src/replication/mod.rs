@@ -27,7 +27,9 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use hydra_base::{ConnKey, Duration, Gate, Instant, Seq};
 
-use crate::auth::{AuthError, Counter, GroupKey, Malformed, ReplayGuard};
+use hydra_base::codec::DecodeError;
+
+use crate::auth::{AuthError, Counter, GroupKey, ReplayGuard};
 
 mod checkpoints;
 mod frame;
@@ -139,7 +141,7 @@ pub enum FrameError {
     #[error(transparent)]
     Auth(#[from] AuthError),
     #[error(transparent)]
-    Malformed(#[from] Malformed),
+    Malformed(#[from] DecodeError),
     #[error("frame of epoch {got}, ours is {ours}")]
     Epoch { got: u64, ours: u64 },
     #[error("no view installed yet")]

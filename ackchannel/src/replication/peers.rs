@@ -7,7 +7,8 @@ use hydra_base::{ConnKey, Instant, Seq};
 
 use super::frame::*;
 use super::{Action, FrameError, MemberId, Progress, Replicator};
-use crate::auth::{self, Malformed, Reader};
+use crate::auth;
+use hydra_base::codec::Reader;
 
 /// Primary's view of a member catching up.
 #[derive(Debug, Clone, Default)]
@@ -91,9 +92,11 @@ impl Replicator {
         let mut r = Reader::new(body);
         match header.kind {
             KIND_APPEND if from_primary && !self.is_primary() => {
-                let commit = r.u64()?;
-                let flags = r.u8()?;
-                let entries = decode_entries(&mut r)?;
+                let Append {
+                    commit,
+                    flags,
+                    entries,
+                } = read_append(&mut r)?;
                 self.last_heard.insert(sender, now);
                 if flags & FLAG_SEND_ALL != 0 {
                     self.dirty.extend(self.local.keys().copied());
@@ -101,12 +104,7 @@ impl Replicator {
                 self.on_append(commit, entries);
             }
             KIND_FILL_REQUEST if from_primary && !self.is_primary() => {
-                let key = get_key(&mut r)?;
-                let from = Seq(r.u32()?);
-                let len = r.u32()?;
-                if len as usize > MAX_FILL || !r.is_empty() {
-                    return Err(Malformed.into());
-                }
+                let (key, from, len) = read_fill_request(&mut r)?;
                 self.last_heard.insert(sender, now);
                 self.actions.push_back(Action::Repair {
                     to: sender,
@@ -119,16 +117,7 @@ impl Replicator {
                 if (from_primary && !self.is_primary())
                     || (self.is_primary() && self.peers.contains_key(&sender)) =>
             {
-                let key = get_key(&mut r)?;
-                let seq = Seq(r.u32()?);
-                let len = r.u32()? as usize;
-                if len > MAX_FILL {
-                    return Err(Malformed.into());
-                }
-                let data = r.take(len)?.to_vec();
-                if !r.is_empty() {
-                    return Err(Malformed.into());
-                }
+                let (key, seq, data) = read_fill(&mut r)?;
                 self.last_heard.insert(sender, now);
                 if !self.is_primary() {
                     self.synced = true;
@@ -137,8 +126,7 @@ impl Replicator {
                 self.actions.push_back(Action::Fill(key, seq, data));
             }
             KIND_CONFIRM | KIND_CONFIRM_ALL if self.is_primary() => {
-                let acked = r.u64()?;
-                let confirms = decode_confirms(&mut r)?;
+                let (acked, confirms) = read_confirm(&mut r)?;
                 self.last_heard.insert(sender, now);
                 if self.joiners.contains_key(&sender) {
                     let complete = header.kind == KIND_CONFIRM_ALL;
@@ -151,14 +139,7 @@ impl Replicator {
                 }
             }
             KIND_DELIVER if from_primary && !self.is_primary() => {
-                let n = r.u32()? as usize;
-                let mut notes = Vec::with_capacity(n.min(1024));
-                for _ in 0..n {
-                    notes.push((get_key(&mut r)?, Seq(r.u32()?)));
-                }
-                if !r.is_empty() {
-                    return Err(Malformed.into());
-                }
+                let notes = read_deliveries(&mut r)?;
                 self.last_heard.insert(sender, now);
                 for (key, upto) in notes {
                     if self.delivered.get(&key).is_none_or(|d| upto > *d) {
@@ -175,11 +156,7 @@ impl Replicator {
                 }
             }
             KIND_CHECKPOINT_ACK if self.is_primary() => {
-                let received = r.u64()?;
-                let applied = r.u64()?;
-                if !r.is_empty() {
-                    return Err(Malformed.into());
-                }
+                let (received, applied) = read_checkpoint_ack(&mut r)?;
                 self.last_heard.insert(sender, now);
                 for held in self.checkpoints.on_ack(now, sender, received, applied) {
                     self.actions.push_back(Action::CheckpointHeld(held));
@@ -358,11 +335,8 @@ impl Replicator {
                 Some((held, since)) if *held == mine => {
                     if now.saturating_since(*since) >= self.cfg.repair_after {
                         *since = now;
-                        let mut body = Vec::with_capacity(20);
-                        put_key(&mut body, &key);
-                        body.extend_from_slice(&mine.0.to_be_bytes());
                         let len = theirs.since(mine).min(MAX_FILL as u32);
-                        body.extend_from_slice(&len.to_be_bytes());
+                        let body = fill_request_body(&key, mine, len);
                         self.stats.fill_requests += 1;
                         self.send(now, from_member, KIND_FILL_REQUEST, &body);
                     }
@@ -382,11 +356,7 @@ impl Replicator {
             return;
         }
         let data = &data[..data.len().min(MAX_FILL)];
-        let mut body = Vec::with_capacity(24 + data.len());
-        put_key(&mut body, &key);
-        body.extend_from_slice(&from.0.to_be_bytes());
-        body.extend_from_slice(&(data.len() as u32).to_be_bytes());
-        body.extend_from_slice(data);
+        let body = fill_body(&key, from, data);
         self.stats.repairs += 1;
         self.send(now, to, KIND_FILL, &body);
     }

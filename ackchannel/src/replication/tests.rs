@@ -2,7 +2,9 @@ use std::net::SocketAddrV4;
 
 use super::frame::*;
 use super::*;
-use crate::auth::{self, Header, Reader};
+use hydra_base::codec::Reader;
+
+use crate::auth::{self, Header};
 
 fn key() -> GroupKey {
     GroupKey([3; 32])
@@ -542,4 +544,52 @@ fn repair_frames_keep_their_wire_bytes() {
     want.extend([0, 0, 0, 7, 0, 0, 0, 3]);
     want.extend(b"xyz");
     assert_eq!(body, want);
+}
+
+#[test]
+fn frame_bodies_keep_their_wire_bytes() {
+    let (key, k) = wire_key();
+    let mut want = vec![0, 0, 0, 0, 0, 0, 0, 5, FLAG_SEND_ALL, 0, 1];
+    want.extend([0, 0, 0, 0, 0, 0, 0, 6, ENTRY_CLOSED]);
+    want.extend(k);
+    let entries = [(6, Entry::Closed { key })];
+    let body = append_body(5, FLAG_SEND_ALL, &entries);
+    assert_eq!(body, want);
+    let append = Append {
+        commit: 5,
+        flags: FLAG_SEND_ALL,
+        entries: entries.to_vec(),
+    };
+    assert_eq!(read_append(&mut Reader::new(&body)), Ok(append));
+
+    let body = confirm_body(4, &[]);
+    assert_eq!(body, [0, 0, 0, 0, 0, 0, 0, 4, 0, 0]);
+    assert_eq!(read_confirm(&mut Reader::new(&body)), Ok((4, Vec::new())));
+
+    let body = fill_request_body(&key, Seq(9), 300);
+    let mut want = k.to_vec();
+    want.extend([0, 0, 0, 9, 0, 0, 1, 44]);
+    assert_eq!(body, want);
+    assert_eq!(
+        read_fill_request(&mut Reader::new(&body)),
+        Ok((key, Seq(9), 300))
+    );
+
+    let body = deliver_body(&[(key, Seq(0x0102_0304))]);
+    let mut want = vec![0, 0, 0, 1];
+    want.extend(k);
+    want.extend([1, 2, 3, 4]);
+    assert_eq!(body, want);
+    assert_eq!(
+        read_deliveries(&mut Reader::new(&body)),
+        Ok(vec![(key, Seq(0x0102_0304))])
+    );
+
+    let mut body = fill_body(&key, Seq(1), b"ab");
+    assert_eq!(
+        read_fill(&mut Reader::new(&body)),
+        Ok((key, Seq(1), b"ab".to_vec()))
+    );
+    body.push(0);
+    assert!(read_fill(&mut Reader::new(&body)).is_err(), "trailing byte");
 }

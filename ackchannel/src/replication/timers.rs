@@ -152,12 +152,7 @@ impl Replicator {
         if !self.joiner_deliveries.is_empty() {
             let notes = std::mem::take(&mut self.joiner_deliveries);
             for chunk in notes.chunks(self.cfg.max_batch.max(1)) {
-                let mut body = Vec::with_capacity(4 + chunk.len() * 16);
-                body.extend_from_slice(&(chunk.len() as u32).to_be_bytes());
-                for (key, upto) in chunk {
-                    put_key(&mut body, key);
-                    body.extend_from_slice(&upto.0.to_be_bytes());
-                }
+                let body = deliver_body(chunk);
                 let mut ids: Vec<MemberId> = self.joiners.keys().copied().collect();
                 ids.sort_unstable();
                 for id in ids {
@@ -179,13 +174,11 @@ impl Replicator {
                 if entries.is_empty() && peer.commit_sent == self.commit && !beat {
                     break;
                 }
-                let mut body = Vec::with_capacity(16 + entries.len() * 24);
-                body.extend_from_slice(&self.commit.to_be_bytes());
                 // Until this backup has listed everything in our epoch, ask it
                 // for its whole state: its earlier confirmations may have been refused
                 // (sent before we installed the view).
-                body.push(u8::from(!peer.complete) * FLAG_SEND_ALL);
-                encode_entries(&mut body, &entries);
+                let flags = u8::from(!peer.complete) * FLAG_SEND_ALL;
+                let body = append_body(self.commit, flags, &entries);
                 let last = entries.last().map(|(i, _)| *i);
                 let commit = self.commit;
                 let peer = self.peers.get_mut(&b).expect("present");
@@ -241,9 +234,7 @@ impl Replicator {
                 .iter()
                 .filter_map(|k| self.local.get(k).map(|p| (*k, *p)))
                 .collect();
-            let mut body = Vec::with_capacity(16 + confirms.len() * 21);
-            body.extend_from_slice(&self.received.to_be_bytes());
-            encode_confirms(&mut body, &confirms);
+            let body = confirm_body(self.received, &confirms);
             let kind = if complete && self.dirty.is_empty() {
                 KIND_CONFIRM_ALL
             } else {
