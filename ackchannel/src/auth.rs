@@ -42,10 +42,13 @@ impl GroupKey {
     }
 }
 
+/// Why a group key could not be parsed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum KeyError {
+    /// Not 64 characters long (the length found).
     #[error("group key must be 64 hex characters, got {0}")]
     Length(usize),
+    /// A character that is not a hexadecimal digit.
     #[error("group key is not hexadecimal")]
     NotHex,
 }
@@ -53,26 +56,41 @@ pub enum KeyError {
 /// Why a frame was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
+    /// Shorter than a header and a tag.
     #[error("frame too short")]
     Truncated,
+    /// A framing version this build does not know.
     #[error("unknown frame version {0}")]
     Version(u8),
+    /// The tag does not match: another key or domain, or altered bytes.
     #[error("authentication tag does not match (wrong key or altered frame)")]
     BadTag,
+    /// The counter is not above the last one accepted from this sender.
     #[error("replayed or reordered frame (counter {counter} after {last})")]
-    Replay { counter: u64, last: u64 },
+    Replay {
+        /// The frame's counter.
+        counter: u64,
+        /// The last counter accepted from its sender.
+        last: u64,
+    },
 }
 
 const VERSION: u8 = 1;
+/// Bytes of a frame header: version, kind, epoch, sender, counter.
 pub const HEADER_LEN: usize = 1 + 1 + 8 + 1 + 8;
+/// Bytes of the truncated HMAC-SHA256 tag that ends every frame.
 pub const TAG_LEN: usize = 16;
 
 /// The authenticated header of a frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header {
+    /// The message kind, in the family its domain names.
     pub kind: u8,
+    /// The epoch (view number) the sender believes in.
     pub epoch: u64,
+    /// The sender's member id ([`crate::control::AUTHORITY`] for the redirector).
     pub sender: u8,
+    /// The sender's frame counter: above every earlier one it sent.
     pub counter: u64,
 }
 
@@ -139,6 +157,8 @@ pub fn open<'a>(
 pub struct Counter(u64);
 
 impl Counter {
+    /// Start at the wall clock in microseconds: above anything an earlier
+    /// process of this member sent.
     pub fn from_clock() -> Counter {
         let micros = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -152,6 +172,7 @@ impl Counter {
         Counter(value)
     }
 
+    /// The next counter value (each is used once).
     pub fn next_value(&mut self) -> u64 {
         self.0 += 1;
         self.0
@@ -166,6 +187,8 @@ pub struct ReplayGuard {
 }
 
 impl ReplayGuard {
+    /// Accept `header` if its counter is above the last one accepted from its
+    /// sender, and remember it; refuse a replayed or reordered frame.
     pub fn check(&mut self, header: &Header) -> Result<(), AuthError> {
         let last = self.last.entry(header.sender).or_insert(0);
         if header.counter <= *last {

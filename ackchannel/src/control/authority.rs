@@ -12,13 +12,17 @@ use crate::auth::{self, AuthError, Counter, GroupKey, ReplayGuard};
 /// Settings of one group at the authority.
 #[derive(Debug, Clone)]
 pub struct GroupPolicy {
+    /// The group's name; registrations must carry it.
     pub name: String,
+    /// The group's key: every control datagram is sealed with it.
     pub key: GroupKey,
     /// Member ids allowed to register.
     pub members: Vec<u8>,
     /// No view is formed before this many members registered.
     pub min_members: usize,
+    /// A live member silent this long is declared dead.
     pub keepalive_timeout: Duration,
+    /// How long an answered keepalive lets a primary send to clients.
     pub lease: Duration,
     /// The members' keepalive period; a backup's report about the primary is
     /// believed once the primary has been silent for three of them.
@@ -53,23 +57,36 @@ struct Member {
 /// A member as the authority keeps it across a restart of the redirector.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SavedMember {
+    /// Its member id.
     pub id: u8,
+    /// Live in the saved view.
     pub alive: bool,
+    /// Catching up in the saved view.
     pub joining: bool,
+    /// Where client packets are copied to it.
     pub data_addr: SocketAddrV4,
+    /// Where its peers reach its ack channel.
     pub ack_addr: SocketAddrV4,
+    /// The stamp of the process the view counts (see [`Message::Register`]).
     pub incarnation: u64,
 }
 
 /// Counters the operator sees.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AuthorityStats {
+    /// Datagrams not sealed with the group key.
     pub refused_unauthenticated: u64,
+    /// Datagrams whose counter was not above the sender's last.
     pub refused_replayed: u64,
+    /// Datagrams from members not configured, not registered, or of another group.
     pub refused_unknown_member: u64,
+    /// Registrations of dead members that could not rejoin.
     pub refused_dead_member: u64,
+    /// Datagrams refused for any other reason (a body that does not decode).
     pub refused_malformed: u64,
+    /// Views published.
     pub view_changes: u64,
+    /// Failure reports received, believed or not.
     pub failure_reports: u64,
     /// Handovers and leaves done at a member's own request.
     pub resignations: u64,
@@ -77,7 +94,11 @@ pub struct AuthorityStats {
     pub rejoins: u64,
 }
 
-/// The redirector's registrar and view authority for one group.
+/// The redirector's registrar and view authority for one group, sans IO.
+/// It admits registered members, answers keepalives with the view and a
+/// lease, declares silent or reported members dead, and publishes the next
+/// view only once a dead member's lease has run out, so that an epoch
+/// never has two primaries sending to clients.
 #[derive(Debug)]
 pub struct ViewAuthority {
     policy: GroupPolicy,
@@ -91,10 +112,14 @@ pub struct ViewAuthority {
 }
 
 impl ViewAuthority {
+    /// An authority with no members yet; its frame counter starts at the wall
+    /// clock.
     pub fn new(policy: GroupPolicy) -> ViewAuthority {
         ViewAuthority::with_counter(policy, Counter::from_clock())
     }
 
+    /// An authority whose frame counter starts at `counter` (deterministic
+    /// simulation).
     pub fn with_counter(policy: GroupPolicy, counter: Counter) -> ViewAuthority {
         ViewAuthority {
             policy,
@@ -107,14 +132,17 @@ impl ViewAuthority {
         }
     }
 
+    /// The group's name.
     pub fn name(&self) -> &str {
         &self.policy.name
     }
 
+    /// The current view (epoch 0 before the first is formed).
     pub fn view(&self) -> &View {
         &self.view
     }
 
+    /// Counters for the operator.
     pub fn stats(&self) -> &AuthorityStats {
         &self.stats
     }
@@ -155,7 +183,13 @@ impl ViewAuthority {
         auth::open(&self.policy.key, DOMAIN, datagram).is_ok()
     }
 
-    /// Handle one datagram; returns the answer to send back to its source.
+    /// Take one datagram from a member: a registration, keepalive, failure
+    /// report, readiness report or resignation, sealed with the group key
+    /// and newer than the member's last. Returns the reply to send back to
+    /// its source (the current view, with a lease only for a live member in
+    /// good standing), or none where the member must get no answer (a
+    /// condemned member, whose lease must run out; a report). Refusals are
+    /// counted in [`stats`](Self::stats).
     pub fn handle_datagram(
         &mut self,
         now: Instant,
@@ -449,6 +483,9 @@ impl ViewAuthority {
         self.change_at = Some(self.change_at.map_or(due, |t| t.max(due)));
     }
 
+    /// Time has passed: declare silent members dead, drop silent joining
+    /// members, and publish the next view once the condemned members'
+    /// leases have run out.
     pub fn handle_timeout(&mut self, now: Instant) {
         let timeout = self.policy.keepalive_timeout;
         let late: Vec<u8> = self
@@ -500,6 +537,7 @@ impl ViewAuthority {
         }
     }
 
+    /// When [`handle_timeout`](Self::handle_timeout) next has something to do.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let watched: Vec<&Member> = self
             .members

@@ -13,7 +13,10 @@ use crate::auth::{Counter, GroupKey, ReplayGuard};
 /// Keepalives remembered for lease computation.
 const SENT_MEMORY: usize = 64;
 
-/// The replica's side of the control protocol.
+/// The replica's side of the control protocol, sans IO: it registers
+/// with the authority, sends a keepalive every heartbeat, and keeps the
+/// newest view and the lease the answers grant. A primary may send to
+/// clients only while [`lease_valid`](Self::lease_valid) holds.
 #[derive(Debug)]
 pub struct MemberAgent {
     group: String,
@@ -42,6 +45,8 @@ pub struct MemberAgent {
 }
 
 impl MemberAgent {
+    /// A replica's agent; its frame counter (and so its incarnation) starts at
+    /// the wall clock.
     pub fn new(
         group: String,
         id: u8,
@@ -61,6 +66,8 @@ impl MemberAgent {
         )
     }
 
+    /// An agent whose counter starts at `counter` (deterministic simulation);
+    /// its first value is the incarnation.
     pub fn with_counter(
         group: String,
         id: u8,
@@ -93,6 +100,7 @@ impl MemberAgent {
         }
     }
 
+    /// The newest view the authority sent, if any.
     pub fn view(&self) -> Option<&View> {
         self.view.as_ref()
     }
@@ -142,10 +150,17 @@ impl MemberAgent {
         self.resigning = None;
     }
 
+    /// A resignation is under way.
     pub fn resigning(&self) -> bool {
         self.resigning.is_some()
     }
 
+    /// Take a datagram from the authority: a reply carrying the current view
+    /// and, for a live member, a lease counted from when the echoed keepalive
+    /// was sent. Adopts newer views (a new epoch voids the old lease), notes
+    /// when the group has dropped this member, and finishes a resignation the
+    /// view shows done. Anything not from the authority, replayed, or not a
+    /// reply is refused.
     pub fn handle_datagram(&mut self, now: Instant, datagram: &[u8]) -> Result<(), ControlError> {
         let (header, msg) = decode(&self.key, datagram)?;
         if header.sender != AUTHORITY {
@@ -195,6 +210,8 @@ impl MemberAgent {
         Ok(())
     }
 
+    /// Time has passed: every heartbeat, queue a registration (until a view
+    /// lists this member live), a keepalive, or a resignation under way.
     pub fn handle_timeout(&mut self, now: Instant) {
         if now < self.next_send || self.removed {
             return;
@@ -222,10 +239,12 @@ impl MemberAgent {
         self.sent.push_back((counter, now));
     }
 
+    /// When [`handle_timeout`](Self::handle_timeout) next sends (none once removed).
     pub fn poll_timeout(&self) -> Option<Instant> {
         (!self.removed).then_some(self.next_send)
     }
 
+    /// The next datagram for the authority.
     pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
         self.outbox.pop_front()
     }

@@ -70,33 +70,46 @@ impl View {
 /// A decoded control message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message {
+    /// A replica announces itself (first, and again until a view lists it).
     Register {
+        /// The group it means to join; the authority checks it against the key's.
         group: String,
+        /// Where client packets are to be copied to it.
         data_addr: SocketAddrV4,
+        /// Where its peers reach its ack channel.
         ack_addr: SocketAddrV4,
         /// Differs for each start of the member's process: a registration
         /// with a new one means the old process is gone, state and all.
         incarnation: u64,
     },
+    /// A live member is still there; the answer renews its lease.
     Keepalive,
+    /// A member reports a peer it watches as silent or gone.
     FailureReport {
+        /// The peer's member id.
         suspect: u8,
     },
     /// The member has stopped sending to clients and gives up its place:
     /// a primary hands its role to the next live member (staying on as a
     /// backup when `stay`), a backup with `stay == false` leaves the group.
     Resign {
+        /// Whether it stays on as a backup.
         stay: bool,
     },
     /// From the primary: a joining member holds every connection and may
     /// count in the group from now on.
     Ready {
+        /// The joining member's id.
         member: u8,
     },
+    /// The authority's answer to a registration, keepalive or resignation.
     Reply {
         /// Counter of the keepalive or registration being answered.
         echo: u64,
+        /// How long after sending the echoed message the member may act on this
+        /// view (zero: no lease).
         lease: Duration,
+        /// The current view.
         view: View,
     },
 }

@@ -1,3 +1,6 @@
+//! Tests of the control protocol: agents and an authority exchanging
+//! datagrams in memory, and the wire bytes of every message.
+
 use std::net::SocketAddrV4;
 
 use hydra_base::{Duration, Instant};

@@ -8,9 +8,26 @@ use super::{Action, Replicator};
 /// One delivery-log entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Entry {
-    Opened { key: ConnKey, record: Vec<u8> },
-    Data { key: ConnKey, upto: Seq },
-    Closed { key: ConnKey },
+    /// A connection reached ESTABLISHED on the primary.
+    Opened {
+        /// The connection.
+        key: ConnKey,
+        /// The stack's encoded `OpenRecord`: what a backup needs to open
+        /// the connection the same way.
+        record: Vec<u8>,
+    },
+    /// Client bytes before `upto` (a FIN included) may be delivered.
+    Data {
+        /// The connection.
+        key: ConnKey,
+        /// Deliverable up to here (cumulative: a later entry only raises it).
+        upto: Seq,
+    },
+    /// The connection is gone.
+    Closed {
+        /// The connection.
+        key: ConnKey,
+    },
 }
 
 impl Replicator {

@@ -50,13 +50,16 @@ pub struct MemberId(pub u8);
 /// Epoch and live members in order: the first is the primary.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReplicationView {
+    /// The view number, from the authority; frames of another epoch are refused.
     pub epoch: u64,
+    /// The live members in order: the primary first, then the backups.
     pub members: Vec<MemberId>,
     /// Members catching up: the primary sends them every connection's
     /// state and gates on their confirmations, but they hold no log.
     pub joining: Vec<MemberId>,
 }
 
+/// The ack channel's timing and memory bounds.
 #[derive(Debug, Clone)]
 pub struct ReplicationConfig {
     /// Send at least one frame to each peer this often.
@@ -106,16 +109,26 @@ pub enum Action {
     /// Primary: backup `to` lacks our client bytes from `from` (at most
     /// `len`); read them from the stack and pass them to [`Replicator::send_fill`].
     Repair {
+        /// The member that lacks the bytes: a backup or joining member, or
+        /// the primary when it asked a backup for them.
         to: MemberId,
+        /// The connection.
         key: ConnKey,
+        /// The first sequence number it lacks.
         from: Seq,
+        /// How many bytes at most (see [`MAX_FILL`]).
         len: u32,
     },
     /// Backup: client bytes the primary held for us (a lost copy).
     Fill(ConnKey, Seq, Vec<u8>),
     /// Primary: joining member `to` lacks this connection; snapshot it and
     /// pass the bytes to [`Replicator::send_snapshot`].
-    SendSnapshot { to: MemberId, key: ConnKey },
+    SendSnapshot {
+        /// The joining member.
+        to: MemberId,
+        /// The connection it lacks.
+        key: ConnKey,
+    },
     /// Joining member: a connection's encoded snapshot to import.
     Import(Vec<u8>),
     /// Primary: this joining member holds every connection; tell the authority.
@@ -130,24 +143,39 @@ pub enum Action {
 /// A member's in-order receive progress on one connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Progress {
+    /// Client bytes held in order up to here (the member's ACK number).
     pub held: Seq,
+    /// The right edge of the window the member advertises.
     pub edge: Seq,
+    /// The client's FIN is held too.
     pub fin: bool,
 }
 
 /// Why a frame was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FrameError {
+    /// Not sealed with the group key, or replayed.
     #[error(transparent)]
     Auth(#[from] AuthError),
+    /// The body does not decode as its kind says.
     #[error(transparent)]
     Malformed(#[from] DecodeError),
+    /// Sent in another epoch than ours: the sender and we disagree on the view.
     #[error("frame of epoch {got}, ours is {ours}")]
-    Epoch { got: u64, ours: u64 },
+    Epoch {
+        /// The frame's epoch.
+        got: u64,
+        /// Ours.
+        ours: u64,
+    },
+    /// No view installed yet: we do not know who the members are.
     #[error("no view installed yet")]
     NoView,
+    /// The sender is not live or joining in our view (or is us).
     #[error("member {0} is not live in this view")]
     NotMember(u8),
+    /// A kind our role does not take from this sender (a log append at the
+    /// primary, a confirmation at a backup).
     #[error("frame kind {0} not expected in our role")]
     Role(u8),
 }
@@ -155,13 +183,21 @@ pub enum FrameError {
 /// Counters for the operator and the tests.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReplicationStats {
+    /// Frames queued for peers.
     pub frames_sent: u64,
+    /// Frames taken.
     pub frames_received: u64,
+    /// Frames refused as unauthenticated or replayed.
     pub refused_auth: u64,
+    /// Frames refused as of another epoch.
     pub refused_epoch: u64,
+    /// Frames refused for any other reason.
     pub refused_other: u64,
+    /// Log entries appended (primary).
     pub entries_appended: u64,
+    /// Log entries committed and applied here.
     pub entries_committed: u64,
+    /// Gates moved (primary).
     pub gate_updates: u64,
     /// Confirmations dropped because a peer reported too many connections.
     pub confirmations_dropped: u64,
@@ -173,6 +209,13 @@ pub struct ReplicationStats {
     pub snapshots: u64,
 }
 
+/// One replica's end of the ack channel, sans IO: the stack's progress,
+/// peers' frames and time go in ([`local_progress`](Self::local_progress),
+/// [`handle_frame`](Self::handle_frame), [`handle_timeout`](Self::handle_timeout));
+/// frames for peers ([`poll_transmit`](Self::poll_transmit)) and actions for
+/// the stack and the authority ([`poll_action`](Self::poll_action)) come
+/// out. Its role (primary, backup or joining member) follows from the
+/// installed view.
 #[derive(Debug)]
 pub struct Replicator {
     me: MemberId,
@@ -224,10 +267,14 @@ pub struct Replicator {
 }
 
 impl Replicator {
+    /// Member `me`'s replicator, with no view yet; its frame counter starts at
+    /// the wall clock.
     pub fn new(me: MemberId, key: GroupKey, cfg: ReplicationConfig) -> Replicator {
         Replicator::with_counter(me, key, cfg, Counter::from_clock())
     }
 
+    /// A replicator whose frame counter starts at `counter` (deterministic
+    /// simulation).
     pub fn with_counter(
         me: MemberId,
         key: GroupKey,
@@ -270,10 +317,12 @@ impl Replicator {
         }
     }
 
+    /// Counters for the operator and the tests.
     pub fn stats(&self) -> &ReplicationStats {
         &self.stats
     }
 
+    /// The installed view's epoch (0 before the first).
     pub fn epoch(&self) -> u64 {
         self.view.as_ref().map_or(0, |v| v.epoch)
     }
@@ -282,6 +331,7 @@ impl Replicator {
         self.view.as_ref().and_then(|v| v.members.first().copied())
     }
 
+    /// This member is the primary of the installed view.
     pub fn is_primary(&self) -> bool {
         self.primary() == Some(self.me)
     }
@@ -326,10 +376,10 @@ impl Replicator {
         let old_log = std::mem::take(&mut self.log);
         // What a backup holds of the old log and has not applied.
         let held = std::mem::take(&mut self.pending);
-        // Closes the old log had not committed: the connections are gone
-        // here and nothing would log them again, so the backups' copies
-        // (which may have missed the client's last packets) would linger
-        // for ever (seed 59522).
+        // Closes the old log had not committed are logged again: the
+        // connections are gone here and nothing else would log them, so the
+        // backups' copies (which may have missed the client's last packets)
+        // would linger for ever. Simulator seed 59522 exercises this.
         let closes: Vec<ConnKey> = old_log
             .iter()
             .filter(|_| was_primary)

@@ -62,6 +62,13 @@ impl Peer {
 }
 
 impl Replicator {
+    /// Take a frame from a peer. It must be sealed with the group key, newer
+    /// than the last from its sender, of our epoch, from a live or joining
+    /// member, and of a kind our role takes from that sender: log entries
+    /// with the commit index, fills and fill requests, deliveries (joining
+    /// members), snapshots and checkpoints from the primary; confirmations,
+    /// fills and checkpoint acknowledgements at the primary.
+    /// Anything else is refused, counted, and changes nothing.
     pub fn handle_frame(&mut self, now: Instant, frame: &[u8]) -> Result<(), FrameError> {
         let result = self.handle_inner(now, frame);
         match &result {
@@ -173,9 +180,11 @@ impl Replicator {
         Ok(())
     }
 
-    /// A joining member sent a connection's state it imported: it will
-    /// confirm it. Which connections it still lacks, and whether it holds
-    /// them all (then the authority may admit it).
+    /// Primary, each timer turn: send every joining member snapshots of the
+    /// connections it has not confirmed (a bounded number per turn, and
+    /// again if still unconfirmed after a while), and report it ready once
+    /// it holds every connection up to its gate and has applied the
+    /// checkpoints its snapshots rely on: then the authority may admit it.
     pub(super) fn feed_joiners(&mut self, now: Instant) {
         let resend_after = self.cfg.repair_after.saturating_mul(5);
         let mut keys: Vec<ConnKey> = self.local.keys().copied().collect();
@@ -243,9 +252,10 @@ impl Replicator {
     /// The transport saw `peer`'s side close our connection to it: its
     /// process has most likely ended. A peer this member watches (the
     /// primary, or the primary's backups) is reported at once instead of
-    /// after [`ReplicationConfig::peer_timeout`] of silence; the authority
-    /// still checks the report against its own keepalives and waits out
-    /// the peer's lease, so a wrong report cannot make two primaries.
+    /// after [`peer_timeout`](super::ReplicationConfig::peer_timeout) of
+    /// silence; the authority still checks the report against its own
+    /// keepalives and waits out the peer's lease, so a wrong report cannot
+    /// make two primaries.
     pub fn peer_closed(&mut self, now: Instant, peer: MemberId) {
         if self.view.is_none() || !self.watched().contains(&peer) {
             return;

@@ -1,3 +1,6 @@
+//! Tests of the replication core: groups of replicators exchanging frames
+//! in memory, and the wire bytes of every frame body.
+
 use std::net::SocketAddrV4;
 
 use super::frame::*;

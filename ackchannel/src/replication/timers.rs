@@ -8,6 +8,10 @@ use super::{Action, Entry, MemberId, Progress, Replicator};
 use crate::auth::{self, Header};
 
 impl Replicator {
+    /// Time has passed: suspect silent peers, and on the primary repair lost
+    /// copies, feed joining members, resend a stalled backup's tail and
+    /// suspect a backup whose log acknowledgements stall; on a backup, queue
+    /// its full state when due. Then flush.
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.view.is_none() {
             return;
@@ -100,6 +104,8 @@ impl Replicator {
             .is_none_or(|t| now >= *t + self.cfg.heartbeat_interval)
     }
 
+    /// When [`handle_timeout`](Self::handle_timeout) next has something to do
+    /// (none before a view is installed).
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.view.as_ref()?;
         let hb = self.cfg.heartbeat_interval;
@@ -126,10 +132,12 @@ impl Replicator {
             .min()
     }
 
+    /// The next frame to send, and to whom.
     pub fn poll_transmit(&mut self) -> Option<(MemberId, Vec<u8>)> {
         self.outbox.pop_front()
     }
 
+    /// The next thing the replica must do to its stack or tell the authority.
     pub fn poll_action(&mut self) -> Option<Action> {
         self.actions.pop_front()
     }
