@@ -3,11 +3,10 @@
 
 use std::net::SocketAddrV4;
 
+use hydra_base::codec::{DecodeError, Put, Reader};
 use hydra_base::Duration;
 
 use super::{ControlError, View, ViewMember, MAX_MEMBERS};
-use hydra_base::codec::{DecodeError, Put, Reader};
-
 use crate::auth::{self, GroupKey, Header};
 
 pub(super) const DOMAIN: &[u8] = b"hydra control v1";

@@ -6,6 +6,10 @@ use hydra_base::{ConnKey, Gate, Instant};
 use super::{Action, Entry, MemberId, Progress, Replicator};
 
 impl Replicator {
+    /// Primary: the gate of `key` is the minimum of our progress and every
+    /// backup's (and joining member's) confirmed progress, and never moves
+    /// back; bytes it newly passes are logged, or wait while the log is
+    /// full.
     pub(super) fn recompute(&mut self, key: ConnKey) {
         let Some(mine) = self.local.get(&key).copied() else {
             return;
@@ -68,6 +72,8 @@ impl Replicator {
         }
     }
 
+    /// A backup's confirmations and log acknowledgement: its progress
+    /// moves the gates, its acknowledgement may advance the commit.
     pub(super) fn on_confirm(
         &mut self,
         now: Instant,

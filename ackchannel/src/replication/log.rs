@@ -31,6 +31,7 @@ pub enum Entry {
 }
 
 impl Replicator {
+    /// Primary: add an entry at the next index.
     pub(super) fn append(&mut self, entry: Entry) {
         let index = self.next_index;
         self.next_index += 1;
@@ -39,6 +40,8 @@ impl Replicator {
         self.advance_commit();
     }
 
+    /// Primary: commit every entry all backups hold, apply it here, and log
+    /// what waited for room in the log.
     pub(super) fn advance_commit(&mut self) {
         let top = self.next_index - 1;
         let stable = self
@@ -89,6 +92,9 @@ impl Replicator {
         }
     }
 
+    /// Backup: hold the primary's entries in index order (a gap waits for
+    /// the resend from our acknowledgement) and apply those it says are
+    /// committed.
     pub(super) fn on_append(&mut self, commit: u64, entries: Vec<(u64, Entry)>) {
         self.synced = true;
         for (index, entry) in entries {

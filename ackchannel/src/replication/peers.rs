@@ -3,12 +3,12 @@
 
 use std::collections::HashMap;
 
+use hydra_base::codec::Reader;
 use hydra_base::{ConnKey, Instant, Seq};
 
 use super::frame::*;
 use super::{Action, FrameError, MemberId, Progress, Replicator};
 use crate::auth;
-use hydra_base::codec::Reader;
 
 /// Primary's view of a member catching up.
 #[derive(Debug, Clone, Default)]
