@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 
 use hmac::{Hmac, Mac};
+use hydra_base::codec::{Put, Reader};
 use sha2::Sha256;
 
 /// The group's pre-shared key (32 bytes).
@@ -41,10 +42,13 @@ impl GroupKey {
     }
 }
 
+/// Why a group key could not be parsed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum KeyError {
+    /// Not 64 characters long (the length found).
     #[error("group key must be 64 hex characters, got {0}")]
     Length(usize),
+    /// A character that is not a hexadecimal digit.
     #[error("group key is not hexadecimal")]
     NotHex,
 }
@@ -52,26 +56,41 @@ pub enum KeyError {
 /// Why a frame was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
+    /// Shorter than a header and a tag.
     #[error("frame too short")]
     Truncated,
+    /// A framing version this build does not know.
     #[error("unknown frame version {0}")]
     Version(u8),
+    /// The tag does not match: another key or domain, or altered bytes.
     #[error("authentication tag does not match (wrong key or altered frame)")]
     BadTag,
+    /// The counter is not above the last one accepted from this sender.
     #[error("replayed or reordered frame (counter {counter} after {last})")]
-    Replay { counter: u64, last: u64 },
+    Replay {
+        /// The frame's counter.
+        counter: u64,
+        /// The last counter accepted from its sender.
+        last: u64,
+    },
 }
 
 const VERSION: u8 = 1;
+/// Bytes of a frame header: version, kind, epoch, sender, counter.
 pub const HEADER_LEN: usize = 1 + 1 + 8 + 1 + 8;
+/// Bytes of the truncated HMAC-SHA256 tag that ends every frame.
 pub const TAG_LEN: usize = 16;
 
 /// The authenticated header of a frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header {
+    /// The message kind, in the family its domain names.
     pub kind: u8,
+    /// The epoch (view number) the sender believes in.
     pub epoch: u64,
+    /// The sender's member id ([`crate::control::AUTHORITY`] for the redirector).
     pub sender: u8,
+    /// The sender's frame counter: above every earlier one it sent.
     pub counter: u64,
 }
 
@@ -88,14 +107,14 @@ fn tag(key: &GroupKey, domain: &[u8], bytes: &[u8]) -> [u8; TAG_LEN] {
 /// Build a frame. `domain` separates message families that share a key.
 pub fn seal(key: &GroupKey, domain: &[u8], header: Header, body: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER_LEN + body.len() + TAG_LEN);
-    out.push(VERSION);
-    out.push(header.kind);
-    out.extend_from_slice(&header.epoch.to_be_bytes());
-    out.push(header.sender);
-    out.extend_from_slice(&header.counter.to_be_bytes());
-    out.extend_from_slice(body);
+    out.put_u8(VERSION);
+    out.put_u8(header.kind);
+    out.put_u64(header.epoch);
+    out.put_u8(header.sender);
+    out.put_u64(header.counter);
+    out.put_raw(body);
     let t = tag(key, domain, &out);
-    out.extend_from_slice(&t);
+    out.put_raw(&t);
     out
 }
 
@@ -118,13 +137,18 @@ pub fn open<'a>(
     if diff != 0 {
         return Err(AuthError::BadTag);
     }
-    let header = Header {
-        kind: signed[1],
-        epoch: u64::from_be_bytes(signed[2..10].try_into().expect("8 bytes")),
-        sender: signed[10],
-        counter: u64::from_be_bytes(signed[11..19].try_into().expect("8 bytes")),
+    // After the version byte; the length check above guarantees the fields.
+    let mut r = Reader::new(&signed[1..]);
+    let (Ok(kind), Ok(epoch), Ok(sender), Ok(counter)) = (r.u8(), r.u64(), r.u8(), r.u64()) else {
+        return Err(AuthError::Truncated);
     };
-    Ok((header, &signed[HEADER_LEN..]))
+    let header = Header {
+        kind,
+        epoch,
+        sender,
+        counter,
+    };
+    Ok((header, r.rest()))
 }
 
 /// A sender's frame counter: starts at the wall clock in microseconds, so a
@@ -133,6 +157,8 @@ pub fn open<'a>(
 pub struct Counter(u64);
 
 impl Counter {
+    /// Start at the wall clock in microseconds: above anything an earlier
+    /// process of this member sent.
     pub fn from_clock() -> Counter {
         let micros = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -146,6 +172,7 @@ impl Counter {
         Counter(value)
     }
 
+    /// The next counter value (each is used once).
     pub fn next_value(&mut self) -> u64 {
         self.0 += 1;
         self.0
@@ -160,6 +187,8 @@ pub struct ReplayGuard {
 }
 
 impl ReplayGuard {
+    /// Accept `header` if its counter is above the last one accepted from its
+    /// sender, and remember it; refuse a replayed or reordered frame.
     pub fn check(&mut self, header: &Header) -> Result<(), AuthError> {
         let last = self.last.entry(header.sender).or_insert(0);
         if header.counter <= *last {
@@ -171,63 +200,6 @@ impl ReplayGuard {
         *last = header.counter;
         Ok(())
     }
-}
-
-/// Little helpers to read a body without panicking on short input.
-pub(crate) struct Reader<'a> {
-    bytes: &'a [u8],
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("message body truncated or malformed")]
-pub struct Malformed;
-
-impl<'a> Reader<'a> {
-    pub fn new(bytes: &'a [u8]) -> Reader<'a> {
-        Reader { bytes }
-    }
-    pub fn take(&mut self, n: usize) -> Result<&'a [u8], Malformed> {
-        if self.bytes.len() < n {
-            return Err(Malformed);
-        }
-        let (head, rest) = self.bytes.split_at(n);
-        self.bytes = rest;
-        Ok(head)
-    }
-    /// Everything not read yet.
-    pub fn rest(&mut self) -> &'a [u8] {
-        std::mem::take(&mut self.bytes)
-    }
-    pub fn u8(&mut self) -> Result<u8, Malformed> {
-        Ok(self.take(1)?[0])
-    }
-    pub fn u16(&mut self) -> Result<u16, Malformed> {
-        Ok(u16::from_be_bytes(
-            self.take(2)?.try_into().expect("2 bytes"),
-        ))
-    }
-    pub fn u32(&mut self) -> Result<u32, Malformed> {
-        Ok(u32::from_be_bytes(
-            self.take(4)?.try_into().expect("4 bytes"),
-        ))
-    }
-    pub fn u64(&mut self) -> Result<u64, Malformed> {
-        Ok(u64::from_be_bytes(
-            self.take(8)?.try_into().expect("8 bytes"),
-        ))
-    }
-    pub fn addr(&mut self) -> Result<std::net::SocketAddrV4, Malformed> {
-        let ip: [u8; 4] = self.take(4)?.try_into().expect("4 bytes");
-        Ok(std::net::SocketAddrV4::new(ip.into(), self.u16()?))
-    }
-    pub fn is_empty(&self) -> bool {
-        self.bytes.is_empty()
-    }
-}
-
-pub(crate) fn put_addr(out: &mut Vec<u8>, addr: std::net::SocketAddrV4) {
-    out.extend_from_slice(&addr.ip().octets());
-    out.extend_from_slice(&addr.port().to_be_bytes());
 }
 
 #[cfg(test)]
@@ -278,6 +250,16 @@ mod tests {
     }
 
     #[test]
+    fn a_frame_is_version_kind_epoch_sender_counter_body_then_tag() {
+        let frame = seal(&key(1), b"d", header(0x0102), b"xy");
+        let mut want = vec![VERSION, 7, 0, 0, 0, 0, 0, 0, 0, 3, 2];
+        want.extend([0, 0, 0, 0, 0, 0, 1, 2]);
+        want.extend(b"xy");
+        assert_eq!(frame[..HEADER_LEN + 2], want[..]);
+        assert_eq!(frame.len(), HEADER_LEN + 2 + TAG_LEN);
+    }
+
+    #[test]
     fn replay_guard_refuses_repeated_and_older_counters_per_sender() {
         let mut guard = ReplayGuard::default();
         assert!(guard.check(&header(10)).is_ok());
@@ -297,15 +279,5 @@ mod tests {
         assert_eq!(GroupKey::from_hex(&hex).unwrap().0[31], 0xff);
         assert_eq!(GroupKey::from_hex("abc"), Err(KeyError::Length(3)));
         assert_eq!(GroupKey::from_hex(&"zz".repeat(32)), Err(KeyError::NotHex));
-    }
-
-    #[test]
-    fn reader_never_panics_on_short_input() {
-        let mut r = Reader::new(&[1, 2, 3]);
-        assert_eq!(r.u16(), Ok(0x0102));
-        assert_eq!(r.u16(), Err(Malformed));
-        assert_eq!(r.u8(), Ok(3));
-        assert!(r.u64().is_err());
-        assert!(r.addr().is_err());
     }
 }

@@ -12,6 +12,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, Instant};
 
+use hydra_base::codec::Put;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::replication::MemberId;
@@ -25,16 +26,25 @@ const MAX_INBOUND: usize = 32;
 const MAX_QUEUE: usize = 32 << 20;
 /// Bytes read per inbound connection per poll at most.
 const READ_BUDGET: usize = 4 << 20;
+/// A lost connection to a peer is tried again after this.
 const RECONNECT_AFTER: Duration = Duration::from_millis(50);
 
+/// Counters of the mesh for the operator.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MeshStats {
+    /// Frames queued to peers.
     pub frames_sent: u64,
+    /// Whole frames read from peers.
     pub frames_received: u64,
+    /// Connections to peers established.
     pub connects: u64,
+    /// Connection attempts that failed.
     pub connect_failures: u64,
+    /// Peers whose send queue overflowed (their connection was reset).
     pub queue_overflows: u64,
+    /// Inbound connections dropped for announcing a frame over [`MAX_FRAME`].
     pub oversized_frames: u64,
+    /// Inbound connections dropped to make room for a newer one.
     pub inbound_evicted: u64,
     /// Connections to a peer that the peer's side closed or reset.
     pub peer_closes: u64,
@@ -70,6 +80,8 @@ impl Outbound {
     }
 }
 
+/// The full mesh of one member: a listener for its peers' connections and
+/// one outgoing connection per peer, all non-blocking.
 pub struct Mesh {
     me: MemberId,
     listener: TcpListener,
@@ -83,6 +95,7 @@ pub struct Mesh {
 }
 
 impl Mesh {
+    /// Listen on `listen` for member `me`; no peers yet.
     pub fn new(me: MemberId, listen: SocketAddr) -> io::Result<Mesh> {
         let listener = TcpListener::bind(listen)?;
         listener.set_nonblocking(true)?;
@@ -97,10 +110,12 @@ impl Mesh {
         })
     }
 
+    /// The address the listener is bound to.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.listener.local_addr()
     }
 
+    /// Counters for the operator.
     pub fn stats(&self) -> &MeshStats {
         &self.stats
     }
@@ -180,9 +195,7 @@ impl Mesh {
             out.queue.clear();
             out.sent = 0;
         }
-        out.queue
-            .extend_from_slice(&(frame.len() as u32).to_be_bytes());
-        out.queue.extend_from_slice(&frame);
+        out.queue.put_bytes(&frame);
         self.stats.frames_sent += 1;
     }
 

@@ -1,4 +1,13 @@
+//! Tests of the control protocol: agents and an authority exchanging
+//! datagrams in memory, and the wire bytes of every message.
+
+use std::net::SocketAddrV4;
+
+use hydra_base::{Duration, Instant};
+
+use super::messages::*;
 use super::*;
+use crate::auth::{self, Counter, GroupKey, Header};
 
 fn key() -> GroupKey {
     GroupKey([7; 32])
@@ -549,4 +558,78 @@ fn a_restarted_authority_carries_on_the_saved_view() {
         assert!(t < 600);
     }
     assert_eq!(fresh.view().epoch, epoch + 1);
+}
+
+#[test]
+fn every_message_keeps_its_wire_bytes() {
+    let a = SocketAddrV4::new([1, 2, 3, 4].into(), 258);
+    let b = SocketAddrV4::new([5, 6, 7, 8].into(), 1);
+    let view = View {
+        epoch: 9,
+        members: vec![
+            ViewMember {
+                id: 1,
+                alive: true,
+                joining: false,
+                data_addr: a,
+                ack_addr: b,
+            },
+            ViewMember {
+                id: 2,
+                alive: false,
+                joining: true,
+                data_addr: b,
+                ack_addr: a,
+            },
+        ],
+    };
+    let a_bytes = [1, 2, 3, 4, 1, 2];
+    let b_bytes = [5, 6, 7, 8, 0, 1];
+    let mut register = vec![2, b'g', b'1'];
+    register.extend(a_bytes);
+    register.extend(b_bytes);
+    register.extend([0, 0, 0, 0, 0, 0, 1, 2]);
+    let mut reply = vec![0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0x01, 0xf4];
+    reply.extend([0, 0, 0, 0, 0, 0, 0, 9, 2, 1, 1]);
+    reply.extend(a_bytes);
+    reply.extend(b_bytes);
+    reply.extend([2, 2]);
+    reply.extend(b_bytes);
+    reply.extend(a_bytes);
+    let cases = [
+        (
+            Message::Register {
+                group: "g1".into(),
+                data_addr: a,
+                ack_addr: b,
+                incarnation: 0x0102,
+            },
+            KIND_REGISTER,
+            register,
+        ),
+        (Message::Keepalive, KIND_KEEPALIVE, vec![]),
+        (
+            Message::FailureReport { suspect: 3 },
+            KIND_FAILURE_REPORT,
+            vec![3],
+        ),
+        (Message::Resign { stay: true }, KIND_RESIGN, vec![1]),
+        (Message::Ready { member: 4 }, KIND_READY, vec![4]),
+        (
+            Message::Reply {
+                echo: 5,
+                lease: Duration::from_millis(500),
+                view,
+            },
+            KIND_REPLY,
+            reply,
+        ),
+    ];
+    for (msg, kind, want) in cases {
+        let datagram = encode(&key(), 1, 2, 3, &msg);
+        let (header, body) = auth::open(&key(), DOMAIN, &datagram).unwrap();
+        assert_eq!(header.kind, kind);
+        assert_eq!(body, want, "{msg:?}");
+        assert_eq!(decode(&key(), &datagram).unwrap().1, msg);
+    }
 }

@@ -12,7 +12,7 @@ use std::collections::{HashMap, VecDeque};
 use hydra_base::{Duration, Instant};
 
 use super::MemberId;
-use crate::auth::{Malformed, Reader};
+use hydra_base::codec::{DecodeError, Put, Reader};
 
 /// Bytes of records in one frame at most (one larger record goes alone).
 const FRAME_BYTES: usize = 1 << 20;
@@ -142,12 +142,11 @@ impl CheckpointStream {
             return None;
         }
         let mut body = Vec::with_capacity(16 + bytes + records.len() * 12);
-        body.extend_from_slice(&self.commit.to_be_bytes());
-        body.extend_from_slice(&(records.len() as u16).to_be_bytes());
+        body.put_u64(self.commit);
+        body.put_u16(records.len() as u16);
         for (index, record) in &records {
-            body.extend_from_slice(&index.to_be_bytes());
-            body.extend_from_slice(&(record.len() as u32).to_be_bytes());
-            body.extend_from_slice(record);
+            body.put_u64(*index);
+            body.put_bytes(record);
         }
         let last = records.last().map(|(i, _)| *i);
         let commit = self.commit;
@@ -191,7 +190,7 @@ impl CheckpointStream {
 
     /// Backup: a frame from the primary. Returns the records now known
     /// committed, to apply in order.
-    pub fn on_frame(&mut self, r: &mut Reader) -> Result<Vec<Vec<u8>>, Malformed> {
+    pub fn on_frame(&mut self, r: &mut Reader<'_>) -> Result<Vec<Vec<u8>>, DecodeError> {
         let commit = r.u64()?;
         let n = r.u16()? as usize;
         let mut records = Vec::with_capacity(n.min(1024));
@@ -201,7 +200,7 @@ impl CheckpointStream {
             records.push((index, r.take(len)?));
         }
         if !r.is_empty() {
-            return Err(Malformed);
+            return Err(DecodeError::Invalid);
         }
         for (index, record) in records {
             if index <= self.received {
@@ -233,8 +232,9 @@ impl CheckpointStream {
     /// The body is what we hold, then what we applied.
     pub fn take_ack(&mut self) -> Option<Vec<u8>> {
         std::mem::take(&mut self.ack_due).then(|| {
-            let mut body = self.received.to_be_bytes().to_vec();
-            body.extend_from_slice(&self.applied.to_be_bytes());
+            let mut body = Vec::with_capacity(16);
+            body.put_u64(self.received);
+            body.put_u64(self.applied);
             body
         })
     }

@@ -1,6 +1,13 @@
+//! Tests of the replication core: groups of replicators exchanging frames
+//! in memory, and the wire bytes of every frame body.
+
 use std::net::SocketAddrV4;
 
+use super::frame::*;
 use super::*;
+use hydra_base::codec::Reader;
+
+use crate::auth::{self, Header};
 
 fn key() -> GroupKey {
     GroupKey([3; 32])
@@ -463,4 +470,129 @@ fn a_backup_that_never_takes_the_log_is_suspected() {
     }
     let t = suspected_at.expect("the primary never reported the backup");
     assert!((100..=130).contains(&t), "reported at {t} ms");
+}
+
+/// The key `1.2.3.4:258 -> 5.6.7.8:1` and its twelve bytes on the wire.
+fn wire_key() -> (ConnKey, [u8; 12]) {
+    let key = ConnKey {
+        local: "1.2.3.4:258".parse().unwrap(),
+        remote: "5.6.7.8:1".parse().unwrap(),
+    };
+    (key, [1, 2, 3, 4, 1, 2, 5, 6, 7, 8, 0, 1])
+}
+
+#[test]
+fn log_entries_and_confirmations_keep_their_wire_bytes() {
+    let (key, k) = wire_key();
+    let entries = vec![
+        (
+            7,
+            Entry::Opened {
+                key,
+                record: vec![0xaa, 0xbb],
+            },
+        ),
+        (
+            8,
+            Entry::Data {
+                key,
+                upto: Seq(0x0102_0304),
+            },
+        ),
+        (9, Entry::Closed { key }),
+    ];
+    let mut out = Vec::new();
+    encode_entries(&mut out, &entries);
+    let mut want = vec![0, 3];
+    want.extend([0, 0, 0, 0, 0, 0, 0, 7, 1]);
+    want.extend(k);
+    want.extend([0, 2, 0xaa, 0xbb]);
+    want.extend([0, 0, 0, 0, 0, 0, 0, 8, 2]);
+    want.extend(k);
+    want.extend([1, 2, 3, 4]);
+    want.extend([0, 0, 0, 0, 0, 0, 0, 9, 3]);
+    want.extend(k);
+    assert_eq!(out, want);
+    assert_eq!(decode_entries(&mut Reader::new(&out)).unwrap(), entries);
+
+    let confirms = vec![(
+        key,
+        Progress {
+            held: Seq(0x0a0b_0c0d),
+            edge: Seq(0x1000_0001),
+            fin: true,
+        },
+    )];
+    let mut out = Vec::new();
+    encode_confirms(&mut out, &confirms);
+    let mut want = vec![0, 1];
+    want.extend(k);
+    want.extend([0x0a, 0x0b, 0x0c, 0x0d, 0x10, 0, 0, 1, 1]);
+    assert_eq!(out, want);
+    assert_eq!(decode_confirms(&mut Reader::new(&out)).unwrap(), confirms);
+}
+
+#[test]
+fn repair_frames_keep_their_wire_bytes() {
+    let (c, k) = wire_key();
+    let mut g = Group::new(2);
+    g.view(ms(0), 1, &[1, 2]);
+    while g.nodes[0].poll_transmit().is_some() {}
+    g.nodes[0].send_fill(ms(1), MemberId(2), c, Seq(7), b"xyz");
+    let (to, frame) = g.nodes[0].poll_transmit().unwrap();
+    assert_eq!(to, MemberId(2));
+    let (header, body) = auth::open(&key(), DOMAIN, &frame).unwrap();
+    assert_eq!(header.kind, KIND_FILL);
+    let mut want = k.to_vec();
+    want.extend([0, 0, 0, 7, 0, 0, 0, 3]);
+    want.extend(b"xyz");
+    assert_eq!(body, want);
+}
+
+#[test]
+fn frame_bodies_keep_their_wire_bytes() {
+    let (key, k) = wire_key();
+    let mut want = vec![0, 0, 0, 0, 0, 0, 0, 5, FLAG_SEND_ALL, 0, 1];
+    want.extend([0, 0, 0, 0, 0, 0, 0, 6, ENTRY_CLOSED]);
+    want.extend(k);
+    let entries = [(6, Entry::Closed { key })];
+    let body = append_body(5, FLAG_SEND_ALL, &entries);
+    assert_eq!(body, want);
+    let append = Append {
+        commit: 5,
+        flags: FLAG_SEND_ALL,
+        entries: entries.to_vec(),
+    };
+    assert_eq!(read_append(&mut Reader::new(&body)), Ok(append));
+
+    let body = confirm_body(4, &[]);
+    assert_eq!(body, [0, 0, 0, 0, 0, 0, 0, 4, 0, 0]);
+    assert_eq!(read_confirm(&mut Reader::new(&body)), Ok((4, Vec::new())));
+
+    let body = fill_request_body(&key, Seq(9), 300);
+    let mut want = k.to_vec();
+    want.extend([0, 0, 0, 9, 0, 0, 1, 44]);
+    assert_eq!(body, want);
+    assert_eq!(
+        read_fill_request(&mut Reader::new(&body)),
+        Ok((key, Seq(9), 300))
+    );
+
+    let body = deliver_body(&[(key, Seq(0x0102_0304))]);
+    let mut want = vec![0, 0, 0, 1];
+    want.extend(k);
+    want.extend([1, 2, 3, 4]);
+    assert_eq!(body, want);
+    assert_eq!(
+        read_deliveries(&mut Reader::new(&body)),
+        Ok(vec![(key, Seq(0x0102_0304))])
+    );
+
+    let mut body = fill_body(&key, Seq(1), b"ab");
+    assert_eq!(
+        read_fill(&mut Reader::new(&body)),
+        Ok((key, Seq(1), b"ab".to_vec()))
+    );
+    body.push(0);
+    assert!(read_fill(&mut Reader::new(&body)).is_err(), "trailing byte");
 }

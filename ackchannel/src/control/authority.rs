@@ -1,539 +1,28 @@
-//! Control messages between replicas and the redirector, the group's
-//! registrar and view authority (DESIGN rules 5 and 6).
-//!
-//! A replica ([`MemberAgent`]) registers with its data and ack-channel
-//! addresses, then sends a keepalive every heartbeat. The redirector
-//! ([`ViewAuthority`]) answers each one with the current view and echoes
-//! the keepalive's counter; the answer renews the replica's *lease*: a
-//! primary may send to clients only until `sent_at(keepalive) + lease`. The
-//! authority declares a member dead when its keepalives stop (or when the
-//! primary reports a backup, or a backup reports a primary whose keepalives
-//! are already late), stops answering it, and publishes the next view only
-//! once the dead member's lease has certainly run out: one writer per epoch.
-//!
-//! Both sides are sans-IO: datagrams and time in, datagrams and deadlines out.
+//! The redirector's side of the control protocol: registration, the
+//! members' liveness and leases, and the views it publishes.
 
-use std::collections::VecDeque;
 use std::net::SocketAddrV4;
 
 use hydra_base::{Duration, Instant};
 
-use crate::auth::{
-    self, put_addr, AuthError, Counter, GroupKey, Header, Malformed, Reader, ReplayGuard,
-};
-use crate::replication::{MemberId, ReplicationView};
-
-const DOMAIN: &[u8] = b"hydra control v1";
-/// Sender id the redirector uses in its frames (member ids start at 1).
-pub const AUTHORITY: u8 = 0;
-/// Largest group we describe in one datagram.
-pub const MAX_MEMBERS: usize = 32;
-
-const KIND_REGISTER: u8 = 1;
-const KIND_KEEPALIVE: u8 = 2;
-const KIND_FAILURE_REPORT: u8 = 3;
-const KIND_REPLY: u8 = 4;
-const KIND_RESIGN: u8 = 5;
-const KIND_READY: u8 = 6;
-
-const STATUS_DEAD: u8 = 0;
-const STATUS_ALIVE: u8 = 1;
-const STATUS_JOINING: u8 = 2;
-
-/// One member as the view lists it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ViewMember {
-    pub id: u8,
-    pub alive: bool,
-    /// Rejoining: it receives client packets and the primary's state
-    /// transfer, but is not a live member until it has caught up.
-    pub joining: bool,
-    pub data_addr: SocketAddrV4,
-    pub ack_addr: SocketAddrV4,
-}
-
-/// A group view: epoch and ordered members (primary, live backups, dead last).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct View {
-    pub epoch: u64,
-    pub members: Vec<ViewMember>,
-}
-
-impl View {
-    pub fn primary(&self) -> Option<u8> {
-        self.members.iter().find(|m| m.alive).map(|m| m.id)
-    }
-
-    pub fn is_alive(&self, id: u8) -> bool {
-        self.members.iter().any(|m| m.id == id && m.alive)
-    }
-
-    pub fn live(&self) -> impl Iterator<Item = &ViewMember> {
-        self.members.iter().filter(|m| m.alive)
-    }
-
-    pub fn is_joining(&self, id: u8) -> bool {
-        self.members.iter().any(|m| m.id == id && m.joining)
-    }
-
-    /// The part the replication core needs: epoch, live members in order,
-    /// and the members catching up.
-    pub fn to_replication_view(&self) -> ReplicationView {
-        ReplicationView {
-            epoch: self.epoch,
-            members: self.live().map(|m| MemberId(m.id)).collect(),
-            joining: self
-                .members
-                .iter()
-                .filter(|m| m.joining)
-                .map(|m| MemberId(m.id))
-                .collect(),
-        }
-    }
-
-    fn encode(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.epoch.to_be_bytes());
-        let n = self.members.len().min(MAX_MEMBERS);
-        out.push(n as u8);
-        for m in &self.members[..n] {
-            out.push(m.id);
-            out.push(if m.alive {
-                STATUS_ALIVE
-            } else if m.joining {
-                STATUS_JOINING
-            } else {
-                STATUS_DEAD
-            });
-            put_addr(out, m.data_addr);
-            put_addr(out, m.ack_addr);
-        }
-    }
-
-    fn decode(r: &mut Reader) -> Result<View, Malformed> {
-        let epoch = r.u64()?;
-        let n = r.u8()? as usize;
-        if n > MAX_MEMBERS {
-            return Err(Malformed);
-        }
-        let mut members = Vec::with_capacity(n);
-        for _ in 0..n {
-            let id = r.u8()?;
-            let status = r.u8()?;
-            if status > STATUS_JOINING {
-                return Err(Malformed);
-            }
-            members.push(ViewMember {
-                id,
-                alive: status == STATUS_ALIVE,
-                joining: status == STATUS_JOINING,
-                data_addr: r.addr()?,
-                ack_addr: r.addr()?,
-            });
-        }
-        Ok(View { epoch, members })
-    }
-}
-
-/// A decoded control message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Message {
-    Register {
-        group: String,
-        data_addr: SocketAddrV4,
-        ack_addr: SocketAddrV4,
-        /// Differs for each start of the member's process: a registration
-        /// with a new one means the old process is gone, state and all.
-        incarnation: u64,
-    },
-    Keepalive,
-    FailureReport {
-        suspect: u8,
-    },
-    /// The member has stopped sending to clients and gives up its place:
-    /// a primary hands its role to the next live member (staying on as a
-    /// backup when `stay`), a backup with `stay == false` leaves the group.
-    Resign {
-        stay: bool,
-    },
-    /// From the primary: a joining member holds every connection and may
-    /// count in the group from now on.
-    Ready {
-        member: u8,
-    },
-    Reply {
-        /// Counter of the keepalive or registration being answered.
-        echo: u64,
-        lease: Duration,
-        view: View,
-    },
-}
-
-/// Why a control datagram was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ControlError {
-    #[error(transparent)]
-    Auth(#[from] AuthError),
-    #[error(transparent)]
-    Malformed(#[from] Malformed),
-    #[error("unknown control message kind {0}")]
-    Kind(u8),
-    #[error("member {0} is not configured in this group")]
-    UnknownMember(u8),
-    #[error("registration for group {0:?}, but this key belongs to another group")]
-    WrongGroup(String),
-    #[error("member {0} was declared dead; rejoining needs a state transfer")]
-    DeadMember(u8),
-    #[error("message from member {0}, which has not registered")]
-    NotRegistered(u8),
-    #[error("unexpected message")]
-    Unexpected,
-}
-
-/// Encode `msg` as an authenticated datagram.
-pub fn encode(key: &GroupKey, sender: u8, epoch: u64, counter: u64, msg: &Message) -> Vec<u8> {
-    let mut body = Vec::new();
-    let kind = match msg {
-        Message::Register {
-            group,
-            data_addr,
-            ack_addr,
-            incarnation,
-        } => {
-            let name = &group.as_bytes()[..group.len().min(255)];
-            body.push(name.len() as u8);
-            body.extend_from_slice(name);
-            put_addr(&mut body, *data_addr);
-            put_addr(&mut body, *ack_addr);
-            body.extend_from_slice(&incarnation.to_be_bytes());
-            KIND_REGISTER
-        }
-        Message::Keepalive => KIND_KEEPALIVE,
-        Message::FailureReport { suspect } => {
-            body.push(*suspect);
-            KIND_FAILURE_REPORT
-        }
-        Message::Resign { stay } => {
-            body.push(u8::from(*stay));
-            KIND_RESIGN
-        }
-        Message::Ready { member } => {
-            body.push(*member);
-            KIND_READY
-        }
-        Message::Reply { echo, lease, view } => {
-            body.extend_from_slice(&echo.to_be_bytes());
-            body.extend_from_slice(&(lease.total_millis() as u32).to_be_bytes());
-            view.encode(&mut body);
-            KIND_REPLY
-        }
-    };
-    let header = Header {
-        kind,
-        epoch,
-        sender,
-        counter,
-    };
-    auth::seal(key, DOMAIN, header, &body)
-}
-
-/// Verify and decode a datagram (no replay check: the receiver does that).
-pub fn decode(key: &GroupKey, datagram: &[u8]) -> Result<(Header, Message), ControlError> {
-    let (header, body) = auth::open(key, DOMAIN, datagram)?;
-    let mut r = Reader::new(body);
-    let msg = match header.kind {
-        KIND_REGISTER => {
-            let len = r.u8()? as usize;
-            let group = String::from_utf8_lossy(r.take(len)?).into_owned();
-            Message::Register {
-                group,
-                data_addr: r.addr()?,
-                ack_addr: r.addr()?,
-                incarnation: r.u64()?,
-            }
-        }
-        KIND_KEEPALIVE => Message::Keepalive,
-        KIND_FAILURE_REPORT => Message::FailureReport { suspect: r.u8()? },
-        KIND_READY => Message::Ready { member: r.u8()? },
-        KIND_RESIGN => Message::Resign {
-            stay: match r.u8()? {
-                0 => false,
-                1 => true,
-                _ => return Err(Malformed.into()),
-            },
-        },
-        KIND_REPLY => Message::Reply {
-            echo: r.u64()?,
-            lease: Duration::from_millis(u64::from(r.u32()?)),
-            view: View::decode(&mut r)?,
-        },
-        other => return Err(ControlError::Kind(other)),
-    };
-    if !r.is_empty() {
-        return Err(Malformed.into());
-    }
-    Ok((header, msg))
-}
-
-// ---------------------------------------------------------------- member side
-
-/// Keepalives remembered for lease computation.
-const SENT_MEMORY: usize = 64;
-
-/// The replica's side of the control protocol.
-#[derive(Debug)]
-pub struct MemberAgent {
-    group: String,
-    id: u8,
-    key: GroupKey,
-    data_addr: SocketAddrV4,
-    ack_addr: SocketAddrV4,
-    heartbeat: Duration,
-    counter: Counter,
-    guard: ReplayGuard,
-    view: Option<View>,
-    /// (counter, send time) of recent keepalives and registrations.
-    sent: VecDeque<(u64, Instant)>,
-    lease_until: Option<Instant>,
-    next_send: Instant,
-    outbox: VecDeque<Vec<u8>>,
-    reported: Vec<(u64, u8)>,
-    removed: bool,
-    /// A view listed it live or catching up.
-    took_part: bool,
-    /// A resignation under way (its `stay` flag) until a view shows it done.
-    resigning: Option<bool>,
-    /// This process's registrations carry it (the counter's start: it
-    /// grows with each restart).
-    incarnation: u64,
-}
-
-impl MemberAgent {
-    pub fn new(
-        group: String,
-        id: u8,
-        key: GroupKey,
-        data_addr: SocketAddrV4,
-        ack_addr: SocketAddrV4,
-        heartbeat: Duration,
-    ) -> MemberAgent {
-        MemberAgent::with_counter(
-            group,
-            id,
-            key,
-            data_addr,
-            ack_addr,
-            heartbeat,
-            Counter::from_clock(),
-        )
-    }
-
-    pub fn with_counter(
-        group: String,
-        id: u8,
-        key: GroupKey,
-        data_addr: SocketAddrV4,
-        ack_addr: SocketAddrV4,
-        heartbeat: Duration,
-        mut counter: Counter,
-    ) -> MemberAgent {
-        let incarnation = counter.next_value();
-        MemberAgent {
-            group,
-            id,
-            key,
-            data_addr,
-            ack_addr,
-            heartbeat,
-            counter,
-            guard: ReplayGuard::default(),
-            view: None,
-            sent: VecDeque::new(),
-            lease_until: None,
-            next_send: Instant::ZERO,
-            outbox: VecDeque::new(),
-            reported: Vec::new(),
-            removed: false,
-            took_part: false,
-            resigning: None,
-            incarnation,
-        }
-    }
-
-    pub fn view(&self) -> Option<&View> {
-        self.view.as_ref()
-    }
-
-    /// True once a view lists this member as dead after it had been alive:
-    /// the group has moved on without it.
-    pub fn removed(&self) -> bool {
-        self.removed
-    }
-
-    fn admitted(&self) -> bool {
-        self.view.as_ref().is_some_and(|v| v.is_alive(self.id))
-    }
-
-    /// When the current lease runs out (None: no lease).
-    pub fn lease_until(&self) -> Option<Instant> {
-        self.lease_until
-    }
-
-    /// This member is the primary of the newest view it knows and its lease
-    /// (renewed by the authority's answers) has not run out.
-    pub fn lease_valid(&self, now: Instant) -> bool {
-        let primary = self.view.as_ref().and_then(View::primary) == Some(self.id);
-        primary
-            && !self.removed
-            && self.resigning.is_none()
-            && self.lease_until.is_some_and(|t| now < t)
-    }
-
-    /// Give up this member's place (see [`Message::Resign`]). From now on
-    /// [`lease_valid`](Self::lease_valid) is false, so the caller must
-    /// already have stopped sending to clients: the authority publishes the
-    /// next view at once, without waiting for a lease to run out. The
-    /// request is repeated every heartbeat until a view shows it done.
-    pub fn resign(&mut self, now: Instant, stay: bool) {
-        if self.removed {
-            return;
-        }
-        self.resigning = Some(stay);
-        self.next_send = now;
-        self.handle_timeout(now);
-    }
-
-    /// Give up a resignation the authority did not act on (it never hands
-    /// the role to nobody); the lease is renewed again by keepalives.
-    pub fn cancel_resign(&mut self) {
-        self.resigning = None;
-    }
-
-    pub fn resigning(&self) -> bool {
-        self.resigning.is_some()
-    }
-
-    pub fn handle_datagram(&mut self, now: Instant, datagram: &[u8]) -> Result<(), ControlError> {
-        let (header, msg) = decode(&self.key, datagram)?;
-        if header.sender != AUTHORITY {
-            return Err(ControlError::Unexpected);
-        }
-        self.guard.check(&header)?;
-        let Message::Reply { echo, lease, view } = msg else {
-            return Err(ControlError::Unexpected);
-        };
-        let known = self.view.as_ref().map_or(0, |v| v.epoch);
-        if view.epoch < known {
-            return Ok(()); // a late answer from before the current view
-        }
-        let alive = view.is_alive(self.id);
-        let listed = alive || view.is_joining(self.id);
-        // Dropped after it took part (live, or catching up): the group moved
-        // on without it and what it holds is stale. It may never have seen
-        // its own admission (a pause), so catching up counts as taking part.
-        if self.took_part && !listed {
-            self.removed = true;
-        }
-        self.took_part |= listed;
-        if view.epoch > known {
-            // A new view: leases granted under an older one do not carry over.
-            self.lease_until = None;
-            let done = match self.resigning {
-                Some(true) => view.primary() != Some(self.id),
-                Some(false) => !alive,
-                None => false,
-            };
-            if done {
-                self.resigning = None;
-            } else if self.resigning.is_some() {
-                // Sent under the older view, it was ignored: send it again.
-                self.next_send = now;
-            }
-        }
-        if alive {
-            if let Some(&(_, sent_at)) = self.sent.iter().find(|(c, _)| *c == echo) {
-                let until = sent_at + lease;
-                if self.lease_until.is_none_or(|t| until > t) {
-                    self.lease_until = Some(until);
-                }
-            }
-        }
-        self.view = Some(view);
-        Ok(())
-    }
-
-    pub fn handle_timeout(&mut self, now: Instant) {
-        if now < self.next_send || self.removed {
-            return;
-        }
-        self.next_send = now + self.heartbeat;
-        let counter = self.counter.next_value();
-        let msg = if let Some(stay) = self.resigning {
-            Message::Resign { stay }
-        } else if self.admitted() {
-            Message::Keepalive
-        } else {
-            Message::Register {
-                group: self.group.clone(),
-                data_addr: self.data_addr,
-                ack_addr: self.ack_addr,
-                incarnation: self.incarnation,
-            }
-        };
-        let epoch = self.view.as_ref().map_or(0, |v| v.epoch);
-        self.outbox
-            .push_back(encode(&self.key, self.id, epoch, counter, &msg));
-        if self.sent.len() == SENT_MEMORY {
-            self.sent.pop_front();
-        }
-        self.sent.push_back((counter, now));
-    }
-
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        (!self.removed).then_some(self.next_send)
-    }
-
-    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
-        self.outbox.pop_front()
-    }
-
-    /// Primary: tell the authority a joining member has caught up.
-    pub fn report_ready(&mut self, member: u8) {
-        let epoch = self.view.as_ref().map_or(0, |v| v.epoch);
-        let counter = self.counter.next_value();
-        let msg = Message::Ready { member };
-        self.outbox
-            .push_back(encode(&self.key, self.id, epoch, counter, &msg));
-    }
-
-    /// Tell the authority a peer looks dead (once per peer and epoch).
-    pub fn report_failure(&mut self, _now: Instant, suspect: u8) {
-        let epoch = self.view.as_ref().map_or(0, |v| v.epoch);
-        if self.reported.contains(&(epoch, suspect)) {
-            return;
-        }
-        if self.reported.len() >= MAX_MEMBERS {
-            self.reported.remove(0);
-        }
-        self.reported.push((epoch, suspect));
-        let counter = self.counter.next_value();
-        let msg = Message::FailureReport { suspect };
-        self.outbox
-            .push_back(encode(&self.key, self.id, epoch, counter, &msg));
-    }
-}
-
-// ------------------------------------------------------------- authority side
+use super::messages::{decode, encode, Message, DOMAIN};
+use super::{ControlError, View, ViewMember, AUTHORITY};
+use crate::auth::{self, AuthError, Counter, GroupKey, ReplayGuard};
 
 /// Settings of one group at the authority.
 #[derive(Debug, Clone)]
 pub struct GroupPolicy {
+    /// The group's name; registrations must carry it.
     pub name: String,
+    /// The group's key: every control datagram is sealed with it.
     pub key: GroupKey,
     /// Member ids allowed to register.
     pub members: Vec<u8>,
     /// No view is formed before this many members registered.
     pub min_members: usize,
+    /// A live member silent this long is declared dead.
     pub keepalive_timeout: Duration,
+    /// How long an answered keepalive lets a primary send to clients.
     pub lease: Duration,
     /// The members' keepalive period; a backup's report about the primary is
     /// believed once the primary has been silent for three of them.
@@ -568,23 +57,36 @@ struct Member {
 /// A member as the authority keeps it across a restart of the redirector.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SavedMember {
+    /// Its member id.
     pub id: u8,
+    /// Live in the saved view.
     pub alive: bool,
+    /// Catching up in the saved view.
     pub joining: bool,
+    /// Where client packets are copied to it.
     pub data_addr: SocketAddrV4,
+    /// Where its peers reach its ack channel.
     pub ack_addr: SocketAddrV4,
+    /// The stamp of the process the view counts (see [`Message::Register`]).
     pub incarnation: u64,
 }
 
 /// Counters the operator sees.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AuthorityStats {
+    /// Datagrams not sealed with the group key.
     pub refused_unauthenticated: u64,
+    /// Datagrams whose counter was not above the sender's last.
     pub refused_replayed: u64,
+    /// Datagrams from members not configured, not registered, or of another group.
     pub refused_unknown_member: u64,
+    /// Registrations of dead members that could not rejoin.
     pub refused_dead_member: u64,
+    /// Datagrams refused for any other reason (a body that does not decode).
     pub refused_malformed: u64,
+    /// Views published.
     pub view_changes: u64,
+    /// Failure reports received, believed or not.
     pub failure_reports: u64,
     /// Handovers and leaves done at a member's own request.
     pub resignations: u64,
@@ -592,7 +94,11 @@ pub struct AuthorityStats {
     pub rejoins: u64,
 }
 
-/// The redirector's registrar and view authority for one group.
+/// The redirector's registrar and view authority for one group, sans IO.
+/// It admits registered members, answers keepalives with the view and a
+/// lease, declares silent or reported members dead, and publishes the next
+/// view only once a dead member's lease has run out, so that an epoch
+/// never has two primaries sending to clients.
 #[derive(Debug)]
 pub struct ViewAuthority {
     policy: GroupPolicy,
@@ -606,10 +112,14 @@ pub struct ViewAuthority {
 }
 
 impl ViewAuthority {
+    /// An authority with no members yet; its frame counter starts at the wall
+    /// clock.
     pub fn new(policy: GroupPolicy) -> ViewAuthority {
         ViewAuthority::with_counter(policy, Counter::from_clock())
     }
 
+    /// An authority whose frame counter starts at `counter` (deterministic
+    /// simulation).
     pub fn with_counter(policy: GroupPolicy, counter: Counter) -> ViewAuthority {
         ViewAuthority {
             policy,
@@ -622,14 +132,17 @@ impl ViewAuthority {
         }
     }
 
+    /// The group's name.
     pub fn name(&self) -> &str {
         &self.policy.name
     }
 
+    /// The current view (epoch 0 before the first is formed).
     pub fn view(&self) -> &View {
         &self.view
     }
 
+    /// Counters for the operator.
     pub fn stats(&self) -> &AuthorityStats {
         &self.stats
     }
@@ -670,7 +183,13 @@ impl ViewAuthority {
         auth::open(&self.policy.key, DOMAIN, datagram).is_ok()
     }
 
-    /// Handle one datagram; returns the answer to send back to its source.
+    /// Take one datagram from a member: a registration, keepalive, failure
+    /// report, readiness report or resignation, sealed with the group key
+    /// and newer than the member's last. Returns the reply to send back to
+    /// its source (the current view, with a lease only for a live member in
+    /// good standing), or none where the member must get no answer (a
+    /// condemned member, whose lease must run out; a report). Refusals are
+    /// counted in [`stats`](Self::stats).
     pub fn handle_datagram(
         &mut self,
         now: Instant,
@@ -964,6 +483,9 @@ impl ViewAuthority {
         self.change_at = Some(self.change_at.map_or(due, |t| t.max(due)));
     }
 
+    /// Time has passed: declare silent members dead, drop silent joining
+    /// members, and publish the next view once the condemned members'
+    /// leases have run out.
     pub fn handle_timeout(&mut self, now: Instant) {
         let timeout = self.policy.keepalive_timeout;
         let late: Vec<u8> = self
@@ -1015,6 +537,7 @@ impl ViewAuthority {
         }
     }
 
+    /// When [`handle_timeout`](Self::handle_timeout) next has something to do.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let watched: Vec<&Member> = self
             .members
@@ -1136,6 +659,3 @@ impl ViewAuthority {
         encode(&self.policy.key, AUTHORITY, self.view.epoch, counter, &msg)
     }
 }
-
-#[cfg(test)]
-mod tests;

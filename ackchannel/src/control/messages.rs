@@ -1,0 +1,193 @@
+//! The control messages and their wire format: each is a kind byte in the
+//! authenticated header and a body, sealed with the group key.
+
+use std::net::SocketAddrV4;
+
+use hydra_base::codec::{DecodeError, Put, Reader};
+use hydra_base::Duration;
+
+use super::{ControlError, View, ViewMember, MAX_MEMBERS};
+use crate::auth::{self, GroupKey, Header};
+
+pub(super) const DOMAIN: &[u8] = b"hydra control v1";
+
+pub(super) const KIND_REGISTER: u8 = 1;
+pub(super) const KIND_KEEPALIVE: u8 = 2;
+pub(super) const KIND_FAILURE_REPORT: u8 = 3;
+pub(super) const KIND_REPLY: u8 = 4;
+pub(super) const KIND_RESIGN: u8 = 5;
+pub(super) const KIND_READY: u8 = 6;
+
+pub(super) const STATUS_DEAD: u8 = 0;
+pub(super) const STATUS_ALIVE: u8 = 1;
+pub(super) const STATUS_JOINING: u8 = 2;
+
+impl View {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.put_u64(self.epoch);
+        let n = self.members.len().min(MAX_MEMBERS);
+        out.put_u8(n as u8);
+        for m in &self.members[..n] {
+            out.put_u8(m.id);
+            out.put_u8(if m.alive {
+                STATUS_ALIVE
+            } else if m.joining {
+                STATUS_JOINING
+            } else {
+                STATUS_DEAD
+            });
+            out.put_addr(m.data_addr);
+            out.put_addr(m.ack_addr);
+        }
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<View, DecodeError> {
+        let epoch = r.u64()?;
+        let n = r.u8()? as usize;
+        if n > MAX_MEMBERS {
+            return Err(DecodeError::Invalid);
+        }
+        let mut members = Vec::with_capacity(n);
+        for _ in 0..n {
+            let id = r.u8()?;
+            let status = r.u8()?;
+            if status > STATUS_JOINING {
+                return Err(DecodeError::Invalid);
+            }
+            members.push(ViewMember {
+                id,
+                alive: status == STATUS_ALIVE,
+                joining: status == STATUS_JOINING,
+                data_addr: r.addr()?,
+                ack_addr: r.addr()?,
+            });
+        }
+        Ok(View { epoch, members })
+    }
+}
+
+/// A decoded control message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    /// A replica announces itself (first, and again until a view lists it).
+    Register {
+        /// The group it means to join; the authority checks it against the key's.
+        group: String,
+        /// Where client packets are to be copied to it.
+        data_addr: SocketAddrV4,
+        /// Where its peers reach its ack channel.
+        ack_addr: SocketAddrV4,
+        /// Differs for each start of the member's process: a registration
+        /// with a new one means the old process is gone, state and all.
+        incarnation: u64,
+    },
+    /// A live member is still there; the answer renews its lease.
+    Keepalive,
+    /// A member reports a peer it watches as silent or gone.
+    FailureReport {
+        /// The peer's member id.
+        suspect: u8,
+    },
+    /// The member has stopped sending to clients and gives up its place:
+    /// a primary hands its role to the next live member (staying on as a
+    /// backup when `stay`), a backup with `stay == false` leaves the group.
+    Resign {
+        /// Whether it stays on as a backup.
+        stay: bool,
+    },
+    /// From the primary: a joining member holds every connection and may
+    /// count in the group from now on.
+    Ready {
+        /// The joining member's id.
+        member: u8,
+    },
+    /// The authority's answer to a registration, keepalive or resignation.
+    Reply {
+        /// Counter of the keepalive or registration being answered.
+        echo: u64,
+        /// How long after sending the echoed message the member may act on this
+        /// view (zero: no lease).
+        lease: Duration,
+        /// The current view.
+        view: View,
+    },
+}
+
+/// Encode `msg` as an authenticated datagram.
+pub fn encode(key: &GroupKey, sender: u8, epoch: u64, counter: u64, msg: &Message) -> Vec<u8> {
+    let mut body = Vec::new();
+    let kind = match msg {
+        Message::Register {
+            group,
+            data_addr,
+            ack_addr,
+            incarnation,
+        } => {
+            let name = &group.as_bytes()[..group.len().min(255)];
+            body.put_u8(name.len() as u8);
+            body.put_raw(name);
+            body.put_addr(*data_addr);
+            body.put_addr(*ack_addr);
+            body.put_u64(*incarnation);
+            KIND_REGISTER
+        }
+        Message::Keepalive => KIND_KEEPALIVE,
+        Message::FailureReport { suspect } => {
+            body.put_u8(*suspect);
+            KIND_FAILURE_REPORT
+        }
+        Message::Resign { stay } => {
+            body.put_bool(*stay);
+            KIND_RESIGN
+        }
+        Message::Ready { member } => {
+            body.put_u8(*member);
+            KIND_READY
+        }
+        Message::Reply { echo, lease, view } => {
+            body.put_u64(*echo);
+            body.put_u32(lease.total_millis() as u32);
+            view.encode(&mut body);
+            KIND_REPLY
+        }
+    };
+    let header = Header {
+        kind,
+        epoch,
+        sender,
+        counter,
+    };
+    auth::seal(key, DOMAIN, header, &body)
+}
+
+/// Verify and decode a datagram (no replay check: the receiver does that).
+pub fn decode(key: &GroupKey, datagram: &[u8]) -> Result<(Header, Message), ControlError> {
+    let (header, body) = auth::open(key, DOMAIN, datagram)?;
+    let mut r = Reader::new(body);
+    let msg = match header.kind {
+        KIND_REGISTER => {
+            let len = r.u8()? as usize;
+            let group = String::from_utf8_lossy(r.take(len)?).into_owned();
+            Message::Register {
+                group,
+                data_addr: r.addr()?,
+                ack_addr: r.addr()?,
+                incarnation: r.u64()?,
+            }
+        }
+        KIND_KEEPALIVE => Message::Keepalive,
+        KIND_FAILURE_REPORT => Message::FailureReport { suspect: r.u8()? },
+        KIND_READY => Message::Ready { member: r.u8()? },
+        KIND_RESIGN => Message::Resign { stay: r.bool()? },
+        KIND_REPLY => Message::Reply {
+            echo: r.u64()?,
+            lease: Duration::from_millis(u64::from(r.u32()?)),
+            view: View::decode(&mut r)?,
+        },
+        other => return Err(ControlError::Kind(other)),
+    };
+    if !r.is_empty() {
+        return Err(DecodeError::Invalid.into());
+    }
+    Ok((header, msg))
+}
