@@ -6,7 +6,7 @@
 //! - [`seq`]: [`Seq`], TCP sequence numbers modulo 2^32.
 //! - [`conn`]: [`ConnKey`], a connection's identity, the same on every
 //!   replica; [`Role`] and [`Gate`], what replication asks of a stack.
-//! - [`codec`]: the one big-endian byte codec ([`codec::Writer`],
+//! - [`codec`]: the one big-endian byte codec ([`codec::Put`],
 //!   [`codec::Reader`]) used by connection snapshots, checkpoints and the
 //!   ack channel's frames.
 //! - [`rng`]: [`rng::SplitMix64`], the one seeded generator (simulation,

@@ -25,7 +25,7 @@ impl Stack {
     /// Copy a connection's state without removing it: the connection carries
     /// on here, and the copy brings a joining (or rejoining) replica's stack
     /// to the same point through [`import`](Self::import). Unlike
-    /// [`export`](Self::export), the connection stays in this stack. Returns
+    /// [`take_connection`](Self::take_connection), the connection stays in this stack. Returns
     /// `None` if there is no such connection.
     pub fn snapshot(&self, key: ConnKey) -> Option<ConnSnapshot> {
         let now = self.now_of(key);
