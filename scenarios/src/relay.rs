@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use sim::simnet::Rng;
+use hydra_base::rng::SplitMix64 as Rng;
 
 /// Datagrams held for delay at most; beyond, new ones are dropped (counted).
 const MAX_QUEUED: usize = 65536;
