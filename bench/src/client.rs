@@ -49,6 +49,26 @@ pub struct ClientResult {
     pub cdf: Vec<(u64, f64)>,
 }
 
+impl ClientResult {
+    /// The result a client process printed on stdout, or what went wrong
+    /// running it.
+    pub fn from_output(out: std::io::Result<std::process::Output>) -> ClientResult {
+        match out {
+            Ok(out) => serde_json::from_slice(&out.stdout).unwrap_or_else(|e| ClientResult {
+                error: Some(format!(
+                    "client output unreadable: {e}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                )),
+                ..ClientResult::default()
+            }),
+            Err(e) => ClientResult {
+                error: Some(format!("client did not run: {e}")),
+                ..ClientResult::default()
+            },
+        }
+    }
+}
+
 pub fn run(args: &ClientArgs) -> ClientResult {
     let result = match args.mode.as_str() {
         "upload" => upload(args),

@@ -11,6 +11,7 @@ mod run;
 mod servers;
 mod setups;
 mod soak;
+mod topology;
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;

@@ -9,7 +9,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use scenarios::cluster::{Binaries, Cluster, ClusterSpec};
 
 use crate::client::ClientResult;
-use crate::report::{Failover, Latency, Rejoin, Report, Scale, Throughput};
+use crate::report::{self, Failover, Latency, Rejoin, Report, Scale, Throughput};
 use crate::servers::{DISCARD, ECHO, SOURCE};
 use crate::setups::{self, Kind, Target};
 
@@ -59,62 +59,6 @@ pub struct RunArgs {
     pub heartbeat_ms: u64,
 }
 
-fn machine() -> serde_json::Value {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
-        })
-        .unwrap_or_default();
-    let mem = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| m.lines().next().map(str::to_string))
-        .unwrap_or_default();
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    serde_json::json!({
-        "cpu": cpu,
-        "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
-        "memory": mem,
-        "kernel": kernel.trim(),
-    })
-}
-
-/// The source tree's commit (short hash, `-dirty` with uncommitted
-/// changes): results are named by date and commit.
-pub fn commit() -> String {
-    let dir = env!("CARGO_MANIFEST_DIR");
-    let git = |args: &[&str]| {
-        std::process::Command::new("git")
-            .arg("-C")
-            .arg(dir)
-            .args(args)
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-    };
-    match git(&["rev-parse", "--short", "HEAD"]) {
-        Some(hash) => {
-            let dirty = git(&["status", "--porcelain", "--untracked-files=no"])
-                .is_some_and(|s| !s.is_empty());
-            if dirty {
-                format!("{hash}-dirty")
-            } else {
-                hash
-            }
-        }
-        None => "unknown".into(),
-    }
-}
-
-pub fn today() -> String {
-    let out = std::process::Command::new("date").arg("+%Y-%m-%d").output();
-    out.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default()
-}
-
 /// Run the client in the target's client namespace.
 fn client(
     t: &Target,
@@ -135,19 +79,7 @@ fn client(
     ]);
     cmd.args(["--msg", &msg.to_string(), "--secs", &secs.to_string()]);
     cmd.args(extra);
-    match cmd.output() {
-        Ok(out) => serde_json::from_slice(&out.stdout).unwrap_or_else(|e| ClientResult {
-            error: Some(format!(
-                "client output unreadable: {e}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            )),
-            ..ClientResult::default()
-        }),
-        Err(e) => ClientResult {
-            error: Some(format!("client did not run: {e}")),
-            ..ClientResult::default()
-        },
-    }
+    ClientResult::from_output(cmd.output())
 }
 
 pub fn run(args: &RunArgs) -> anyhow::Result<()> {
@@ -207,10 +139,10 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         ProgressBar::hidden()
     };
     let mut report = Report {
-        date: today(),
-        commit: commit(),
+        date: report::today(),
+        commit: report::commit(),
         mode: if quick { "quick" } else { "full" }.into(),
-        machine: machine(),
+        machine: report::machine(),
         shared_cores: true,
         link_mtu: args.link_mtu,
         ..Report::default()
@@ -268,10 +200,8 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     bar.finish_and_clear();
     print_table(&report);
     let out = args.out.clone().unwrap_or_else(crate::default_out);
-    std::fs::create_dir_all(&out)?;
     let stem = format!("{}-{}-{}", report.date, report.commit, report.mode);
-    let json = out.join(format!("{stem}.json"));
-    std::fs::write(&json, serde_json::to_string_pretty(&report)?)?;
+    let json = report::write_json(&out, &stem, &report)?;
     println!("\nreport: {}", json.display());
     match crate::plots::draw(&report, &out, &stem) {
         Ok(files) => {
@@ -521,15 +451,15 @@ enum Disruption {
     Handover,
 }
 
-/// Repeated loss of the primary (crash or handover) under a steady
-/// request/response stream (64-byte round trips); the gap is the slowest
-/// round trip around each one.
 /// Lease and heartbeat of the groups the failover measurements start.
 struct Timing {
     lease_ms: u64,
     heartbeat_ms: u64,
 }
 
+/// Repeated loss of the primary (crash or handover) under a steady
+/// request/response stream (64-byte round trips); the gap is the slowest
+/// round trip around each one.
 fn failover(
     bins: &Binaries,
     crashes: usize,
@@ -684,18 +614,14 @@ fn print_table(r: &Report) {
             println!("{:<9} {:<9} {:>8} error: {e}", t.config, t.direction, t.msg);
             continue;
         }
-        let ratio = |base: Option<f64>| {
-            base.filter(|b| *b > 0.0)
-                .map_or("-".to_string(), |b| format!("{:.2}", t.gbit_s / b))
-        };
         println!(
             "{:<9} {:<9} {:>8} {:>9.2} {:>9} {:>9} {:>11.2}",
             t.config,
             t.direction,
             t.msg,
             t.gbit_s,
-            ratio(find("kernel", &t.direction, t.msg)),
-            ratio(find("hydra", &t.direction, t.msg)),
+            report::ratio(t.gbit_s, find("kernel", &t.direction, t.msg)),
+            report::ratio(t.gbit_s, find("hydra", &t.direction, t.msg)),
             t.cpu_s_per_gib
         );
     }

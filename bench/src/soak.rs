@@ -69,16 +69,7 @@ fn bulk(c: &Cluster, mode: &str, port: u16, secs: u64) -> anyhow::Result<std::pr
 }
 
 fn result_of(child: std::process::Child) -> ClientResult {
-    match child.wait_with_output() {
-        Ok(out) => serde_json::from_slice(&out.stdout).unwrap_or_else(|e| ClientResult {
-            error: Some(format!("client output unreadable: {e}")),
-            ..ClientResult::default()
-        }),
-        Err(e) => ClientResult {
-            error: Some(format!("client did not run: {e}")),
-            ..ClientResult::default()
-        },
-    }
+    ClientResult::from_output(child.wait_with_output())
 }
 
 pub fn run(args: &SoakArgs) -> anyhow::Result<()> {
@@ -120,7 +111,7 @@ pub fn run(args: &SoakArgs) -> anyhow::Result<()> {
         lease_ms: args.lease_ms,
         heartbeat_ms: args.heartbeat_ms,
         timeout_ms: args.timeout_ms,
-        commit: crate::run::commit(),
+        commit: crate::report::commit(),
         hogs,
         ..SoakReport::default()
     };
