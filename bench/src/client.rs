@@ -3,8 +3,10 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use scenarios::cluster::{Cluster, VIP};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -67,6 +69,22 @@ impl ClientResult {
             },
         }
     }
+}
+
+/// The load generator (`hydra-bench client --mode <mode>`) in a group's
+/// client namespace against `port` of the VIP, its output piped (read
+/// with [`ClientResult::from_output`]).
+pub fn spawn_in(
+    c: &Cluster,
+    mode: &str,
+    port: u16,
+    args: &[&str],
+) -> anyhow::Result<std::process::Child> {
+    let exe = std::env::current_exe()?;
+    let mut cmd = c.client(&exe.to_string_lossy());
+    cmd.args(["client", "--mode", mode, "--addr", &format!("{VIP}:{port}")]);
+    cmd.args(args);
+    Ok(cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?)
 }
 
 pub fn run(args: &ClientArgs) -> ClientResult {

@@ -4,16 +4,15 @@
 //! live member declared dead because it answered late). An operator runs
 //! it with the lease and heartbeat they mean to deploy.
 
-use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use scenarios::cluster::{Binaries, Cluster, ClusterSpec, VIP};
+use scenarios::cluster::{Binaries, Cluster, ClusterSpec};
 use serde::Serialize;
 
-use crate::client::ClientResult;
+use crate::client::{self, ClientResult};
 use crate::servers::{DISCARD, SOURCE};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -61,11 +60,7 @@ pub struct SoakReport {
 
 /// One bulk client round of `secs` against `port`.
 fn bulk(c: &Cluster, mode: &str, port: u16, secs: u64) -> anyhow::Result<std::process::Child> {
-    let exe = std::env::current_exe()?;
-    let mut cmd = c.client(&exe.to_string_lossy());
-    cmd.args(["client", "--mode", mode, "--addr", &format!("{VIP}:{port}")]);
-    cmd.args(["--secs", &secs.to_string()]);
-    Ok(cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?)
+    client::spawn_in(c, mode, port, &["--secs", &secs.to_string()])
 }
 
 fn result_of(child: std::process::Child) -> ClientResult {
