@@ -3,8 +3,10 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use scenarios::cluster::{Cluster, VIP};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -47,6 +49,42 @@ pub struct ClientResult {
     pub error: Option<String>,
     /// CDF points of the round trip (us, fraction) for plots.
     pub cdf: Vec<(u64, f64)>,
+}
+
+impl ClientResult {
+    /// The result a client process printed on stdout, or what went wrong
+    /// running it.
+    pub fn from_output(out: std::io::Result<std::process::Output>) -> ClientResult {
+        match out {
+            Ok(out) => serde_json::from_slice(&out.stdout).unwrap_or_else(|e| ClientResult {
+                error: Some(format!(
+                    "client output unreadable: {e}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                )),
+                ..ClientResult::default()
+            }),
+            Err(e) => ClientResult {
+                error: Some(format!("client did not run: {e}")),
+                ..ClientResult::default()
+            },
+        }
+    }
+}
+
+/// The load generator (`hydra-bench client --mode <mode>`) in a group's
+/// client namespace against `port` of the VIP, its output piped (read
+/// with [`ClientResult::from_output`]).
+pub fn spawn_in(
+    c: &Cluster,
+    mode: &str,
+    port: u16,
+    args: &[&str],
+) -> anyhow::Result<std::process::Child> {
+    let exe = std::env::current_exe()?;
+    let mut cmd = c.client(&exe.to_string_lossy());
+    cmd.args(["client", "--mode", mode, "--addr", &format!("{VIP}:{port}")]);
+    cmd.args(args);
+    Ok(cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?)
 }
 
 pub fn run(args: &ClientArgs) -> ClientResult {

@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use scenarios::clients::parse_wrk;
-use scenarios::cluster::{Binaries, Cluster, ClusterSpec, MemberProgram, VIP};
+use scenarios::cluster::{Binaries, VIP};
 use serde::Serialize;
 use testnet::netns::{self, Topology};
 
-const SERVER_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
-const TUN_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 200, 1);
+use crate::report::{self, ratio};
+use crate::topology::{self, SingleHost, SERVER_IP, TUN_IP};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct HttpArgs {
@@ -72,54 +72,33 @@ fn wrk(
     })
 }
 
+/// `hydra-axum` on kernel TCP and standalone on Hydra, one topology.
 fn single_host(bins: &Binaries, args: &HttpArgs) -> anyhow::Result<Vec<HttpResult>> {
-    let mut topo = Topology::new("hts");
-    let client = topo.namespace("c")?;
-    let server = topo.namespace("s")?;
-    topo.veth((&client, "198.18.0.1/24"), (&server, "198.18.0.2/24"), 1500)?;
-    topo.router(&server)?;
-    topo.ip(
-        &client,
-        &["route", "add", "198.18.200.0/24", "via", "198.18.0.2"],
-    )?;
+    let mut host = SingleHost::new("hts")?;
     let exe = bins.sibling("hydra-axum");
-    let mut kernel = topo.command(&server, &exe.to_string_lossy());
+    let mut kernel = host.server_command(&exe);
     kernel.args(["kernel", "--listen", &format!("{SERVER_IP}:80")]);
-    topo.spawn("axum-kernel", kernel)?;
-    let tun = topo.name("t");
-    let mut hydra = topo.command(&server, &exe.to_string_lossy());
-    hydra.args([
-        "standalone",
-        "--tun",
-        &tun,
-        "--address",
-        &TUN_IP.to_string(),
-    ]);
-    topo.spawn("axum-hydra", hydra)?;
-    topo.wait_link(&server, &tun, Duration::from_secs(10))?;
-    topo.ip(
-        &server,
-        &["route", "add", &format!("{TUN_IP}/32"), "dev", &tun],
-    )?;
+    host.topo.spawn("axum-kernel", kernel)?;
+    let hydra = host.tun_command(&exe, "standalone");
+    host.topo.spawn("axum-hydra", hydra)?;
+    host.route_tun()?;
     std::thread::sleep(Duration::from_millis(500));
     Ok(vec![
-        wrk(&topo, &client, "axum on kernel TCP", SERVER_IP, args)?,
-        wrk(&topo, &client, "axum on hydra", TUN_IP, args)?,
+        wrk(
+            &host.topo,
+            &host.client,
+            "axum on kernel TCP",
+            SERVER_IP,
+            args,
+        )?,
+        wrk(&host.topo, &host.client, "axum on hydra", TUN_IP, args)?,
     ])
 }
 
 pub fn run(args: &HttpArgs) -> anyhow::Result<()> {
     let bins = Binaries::beside_current_exe()?;
     let mut results = single_host(&bins, args)?;
-    let spec = ClusterSpec {
-        replicas: 3,
-        program: Some(MemberProgram {
-            path: bins.sibling("hydra-axum"),
-            args: vec!["--port".into(), "80".into()],
-        }),
-        ..ClusterSpec::default()
-    };
-    let c = Cluster::start("htg", spec, bins.clone())?;
+    let c = topology::example_group("htg", &bins, "hydra-axum", 80)?;
     results.push(wrk(&c.topo, &c.client_ns, "axum on hydra ft-3", VIP, args)?);
     drop(c);
     let rate = |name: &str| {
@@ -138,30 +117,27 @@ pub fn run(args: &HttpArgs) -> anyhow::Result<()> {
         "server", "requests/s", "p50 ms", "p99 ms", "x kernel", "x hydra", "errors"
     );
     for r in &results {
-        let ratio =
-            |base: Option<f64>| base.map_or("-".into(), |b| format!("{:.2}", r.requests_per_s / b));
         println!(
             "{:<20} {:>11.0} {:>8} {:>8} {:>9} {:>9} {:>7}",
             r.server,
             r.requests_per_s,
             r.p50_ms.map_or("-".into(), |v| format!("{v:.3}")),
             r.p99_ms.map_or("-".into(), |v| format!("{v:.3}")),
-            ratio(rate("axum on kernel TCP")),
-            ratio(rate("axum on hydra")),
+            ratio(r.requests_per_s, rate("axum on kernel TCP")),
+            ratio(r.requests_per_s, rate("axum on hydra")),
             r.socket_errors + r.non_2xx,
         );
     }
     let report = HttpReport {
-        date: crate::run::today(),
-        commit: crate::run::commit(),
+        date: report::today(),
+        commit: report::commit(),
         seconds: args.seconds,
         connections: args.connections,
         results,
     };
     let out = args.out.clone().unwrap_or_else(crate::default_out);
-    std::fs::create_dir_all(&out)?;
-    let path = out.join(format!("{}-{}-http.json", report.date, report.commit));
-    std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;
+    let stem = format!("{}-{}-http", report.date, report.commit);
+    let path = report::write_json(&out, &stem, &report)?;
     println!("report: {}", path.display());
     Ok(())
 }

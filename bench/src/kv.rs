@@ -9,12 +9,12 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use anyhow::Context;
-use scenarios::cluster::{Binaries, Cluster, ClusterSpec, MemberProgram, VIP};
+use scenarios::cluster::{Binaries, VIP};
 use serde::Serialize;
 use testnet::netns::{self, Topology};
 
-const SERVER_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
-const TUN_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 200, 1);
+use crate::report::{self, ratio};
+use crate::topology::{self, SingleHost, SERVER_IP, TUN_IP};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct KvArgs {
@@ -99,52 +99,31 @@ fn benchmark(
 
 /// The real server and `hydra-kv` standalone, one topology.
 fn single_host(bins: &Binaries, args: &KvArgs) -> anyhow::Result<Vec<KvResult>> {
-    let mut topo = Topology::new("kvs");
-    let client = topo.namespace("c")?;
-    let server = topo.namespace("s")?;
-    topo.veth((&client, "198.18.0.1/24"), (&server, "198.18.0.2/24"), 1500)?;
-    topo.router(&server)?;
-    topo.ip(
-        &client,
-        &["route", "add", "198.18.200.0/24", "via", "198.18.0.2"],
-    )?;
-    let mut redis = topo.command(&server, "redis-server");
+    let mut host = SingleHost::new("kvs")?;
+    let mut redis = host.topo.command(&host.server, "redis-server");
     redis.args(["--port", "6379", "--bind", &SERVER_IP.to_string()]);
     redis.args(["--save", "", "--appendonly", "no", "--protected-mode", "no"]);
     redis.stdout(std::process::Stdio::null());
-    topo.spawn("redis-server", redis)
+    host.topo
+        .spawn("redis-server", redis)
         .context("redis-server (apt install redis-server)")?;
-    let tun = topo.name("t");
-    let mut kv = topo.command(&server, &bins.sibling("hydra-kv").to_string_lossy());
-    kv.args([
-        "standalone",
-        "--tun",
-        &tun,
-        "--address",
-        &TUN_IP.to_string(),
-    ]);
-    topo.spawn("hydra-kv", kv)?;
-    topo.wait_link(&server, &tun, Duration::from_secs(10))?;
-    topo.ip(
-        &server,
-        &["route", "add", &format!("{TUN_IP}/32"), "dev", &tun],
-    )?;
+    let kv = host.tun_command(&bins.sibling("hydra-kv"), "standalone");
+    host.topo.spawn("hydra-kv", kv)?;
+    host.route_tun()?;
     std::thread::sleep(Duration::from_millis(500));
-    let mut all = benchmark(&topo, &client, "redis-server", SERVER_IP, args)?;
-    all.extend(benchmark(&topo, &client, "hydra-kv", TUN_IP, args)?);
+    let mut all = benchmark(&host.topo, &host.client, "redis-server", SERVER_IP, args)?;
+    all.extend(benchmark(
+        &host.topo,
+        &host.client,
+        "hydra-kv",
+        TUN_IP,
+        args,
+    )?);
     Ok(all)
 }
 
 fn group(bins: &Binaries, args: &KvArgs) -> anyhow::Result<Vec<KvResult>> {
-    let spec = ClusterSpec {
-        replicas: 3,
-        program: Some(MemberProgram {
-            path: bins.sibling("hydra-kv"),
-            args: vec!["--port".into(), "6379".into()],
-        }),
-        ..ClusterSpec::default()
-    };
-    let c = Cluster::start("kvg", spec, bins.clone())?;
+    let c = topology::example_group("kvg", bins, "hydra-kv", 6379)?;
     benchmark(&c.topo, &c.client_ns, "hydra-kv ft-3", VIP, args)
 }
 
@@ -167,10 +146,6 @@ pub fn run(args: &KvArgs) -> anyhow::Result<()> {
         "server", "test", "P", "requests/s", "p50 ms", "p99 ms", "x redis", "x kv alone"
     );
     for r in &results {
-        let ratio = |base: Option<f64>| {
-            base.filter(|b| *b > 0.0)
-                .map_or("-".into(), |b| format!("{:.2}", r.rps / b))
-        };
         println!(
             "{:<15} {:<5} {:>3} {:>11.0} {:>8.3} {:>8.3} {:>11} {:>11}",
             r.server,
@@ -179,21 +154,20 @@ pub fn run(args: &KvArgs) -> anyhow::Result<()> {
             r.rps,
             r.p50_ms,
             r.p99_ms,
-            ratio(find("redis-server", &r.test, r.pipeline)),
-            ratio(find("hydra-kv", &r.test, r.pipeline)),
+            ratio(r.rps, find("redis-server", &r.test, r.pipeline)),
+            ratio(r.rps, find("hydra-kv", &r.test, r.pipeline)),
         );
     }
     let report = KvReport {
-        date: crate::run::today(),
-        commit: crate::run::commit(),
+        date: report::today(),
+        commit: report::commit(),
         requests: args.requests,
         clients: args.clients,
         results,
     };
     let out = args.out.clone().unwrap_or_else(crate::default_out);
-    std::fs::create_dir_all(&out)?;
-    let path = out.join(format!("{}-{}-kv.json", report.date, report.commit));
-    std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;
+    let stem = format!("{}-{}-kv", report.date, report.commit);
+    let path = report::write_json(&out, &stem, &report)?;
     println!("report: {}", path.display());
     Ok(())
 }

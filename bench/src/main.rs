@@ -3,14 +3,18 @@
 //! namespaces, and prints ratios. See `hydra-bench --help`.
 
 mod client;
+mod failover;
 mod http;
 mod kv;
+mod measure;
 mod plots;
 mod report;
 mod run;
 mod servers;
 mod setups;
 mod soak;
+mod table;
+mod topology;
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;

@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use crate::report::Report;
@@ -88,6 +89,34 @@ fn configs(r: &Report) -> Vec<String> {
     c
 }
 
+/// `points` as a line of `color`, named `label` in the legend.
+fn labelled_line<CT: CoordTranslate<From = (f64, f64)>>(
+    chart: &mut ChartContext<'_, BitMapBackend<'_>, CT>,
+    points: Vec<(f64, f64)>,
+    color: RGBAColor,
+    label: &str,
+) -> anyhow::Result<()> {
+    chart
+        .draw_series(LineSeries::new(points, color.stroke_width(2)))?
+        .label(label)
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+    Ok(())
+}
+
+/// Draw the legend of the labelled lines, then write the file.
+fn legend_and_present<'a, 'b: 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, BitMapBackend<'b>, CT>,
+    root: &DrawingArea<BitMapBackend<'b>, Shift>,
+) -> anyhow::Result<()> {
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
+
 fn throughput(r: &Report, path: &Path) -> anyhow::Result<()> {
     let root = BitMapBackend::new(path, (900, 560)).into_drawing_area();
     root.fill(&WHITE)?;
@@ -115,21 +144,10 @@ fn throughput(r: &Report, path: &Path) -> anyhow::Result<()> {
             .filter(|t| &t.config == config && t.direction == "upload" && t.error.is_none())
             .map(|t| ((t.msg as f64).log2(), t.gbit_s))
             .collect();
-        chart
-            .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))?
-            .label(config.as_str())
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-            });
+        labelled_line(&mut chart, points.clone(), color, config)?;
         chart.draw_series(points.iter().map(|p| Circle::new(*p, 3, color.filled())))?;
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()?;
-    root.present()?;
-    Ok(())
+    legend_and_present(&mut chart, &root)
 }
 
 fn latency(r: &Report, path: &Path) -> anyhow::Result<()> {
@@ -171,20 +189,9 @@ fn latency(r: &Report, path: &Path) -> anyhow::Result<()> {
             .iter()
             .map(|(us, q)| ((*us).max(1) as f64, *q))
             .collect();
-        chart
-            .draw_series(LineSeries::new(points, color.stroke_width(2)))?
-            .label(l.config.as_str())
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-            });
+        labelled_line(&mut chart, points, color, &l.config)?;
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()?;
-    root.present()?;
-    Ok(())
+    legend_and_present(&mut chart, &root)
 }
 
 fn failover(r: &Report, path: &Path) -> anyhow::Result<()> {

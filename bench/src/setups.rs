@@ -14,8 +14,7 @@ use anyhow::Context;
 use scenarios::cluster::{Binaries, Cluster, ClusterSpec, VIP};
 use testnet::netns::Topology;
 
-const SERVER_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
-const TUN_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 200, 1);
+use crate::topology::{SingleHost, SERVER_IP, TUN_IP};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -94,26 +93,15 @@ pub fn start(kind: Kind, bins: &Binaries, link_mtu: u32) -> anyhow::Result<Targe
 }
 
 fn single_host(kind: Kind, bins: &Binaries, link_mtu: u32) -> anyhow::Result<Target> {
-    let mut topo = Topology::new(&format!("x{}", &kind.name()[..1]));
-    let client = topo.namespace("c")?;
-    let server = topo.namespace("s")?;
-    topo.veth((&client, "198.18.0.1/24"), (&server, "198.18.0.2/24"), 1500)?;
-    let tun = topo.name("t");
-    let (cmd, ip) = match kind {
+    let mut host = SingleHost::new(&format!("x{}", &kind.name()[..1]))?;
+    let (mut cmd, ip) = match kind {
         Kind::Kernel => {
-            let mut c = topo.command(&server, &bench_exe()?.to_string_lossy());
+            let mut c = host.server_command(&bench_exe()?);
             c.args(["kernel-server", "--address", &SERVER_IP.to_string()]);
             (c, SERVER_IP)
         }
         Kind::Hydra => {
-            let mut c = topo.command(&server, &bins.replica.to_string_lossy());
-            c.args([
-                "standalone",
-                "--tun",
-                &tun,
-                "--address",
-                &TUN_IP.to_string(),
-            ]);
+            let mut c = host.tun_command(&bins.replica, "standalone");
             c.args([
                 "--mtu",
                 "1500",
@@ -126,44 +114,24 @@ fn single_host(kind: Kind, bins: &Binaries, link_mtu: u32) -> anyhow::Result<Tar
             ]);
             (c, TUN_IP)
         }
-        Kind::Smoltcp => {
-            let mut c = topo.command(&server, &bench_exe()?.to_string_lossy());
-            c.args([
-                "smoltcp-server",
-                "--tun",
-                &tun,
-                "--address",
-                &TUN_IP.to_string(),
-            ]);
-            (c, TUN_IP)
-        }
+        Kind::Smoltcp => (host.tun_command(&bench_exe()?, "smoltcp-server"), TUN_IP),
         Kind::Replicated(_) => unreachable!("handled by start"),
     };
-    let mut cmd = cmd;
     cmd.stdout(std::process::Stdio::null());
     // The server's own diagnostics, for when a configuration fails.
     let log = std::env::temp_dir().join(format!("hydra-bench-{}.log", kind.name()));
     cmd.stderr(std::fs::File::create(&log)?);
-    let pid = topo.spawn("server", cmd)?;
+    let pid = host.topo.spawn("server", cmd)?;
     if kind != Kind::Kernel {
-        topo.wait_link(&server, &tun, Duration::from_secs(10))?;
-        topo.ip(
-            &server,
-            &["route", "add", &format!("{TUN_IP}/32"), "dev", &tun],
-        )?;
-        topo.router(&server)?;
-        topo.ip(
-            &client,
-            &["route", "add", "198.18.200.0/24", "via", "198.18.0.2"],
-        )?;
+        host.route_tun()?;
     }
     let target = Target {
         kind,
-        client_ns: client,
+        client_ns: host.client,
         server_ip: ip,
         pids: vec![pid],
         link_mtu,
-        topo: Some(topo),
+        topo: Some(host.topo),
         cluster: None,
     };
     wait_listening(&target)?;

@@ -4,16 +4,15 @@
 //! live member declared dead because it answered late). An operator runs
 //! it with the lease and heartbeat they mean to deploy.
 
-use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use scenarios::cluster::{Binaries, Cluster, ClusterSpec, VIP};
+use scenarios::cluster::{Binaries, Cluster, ClusterSpec};
 use serde::Serialize;
 
-use crate::client::ClientResult;
+use crate::client::{self, ClientResult};
 use crate::servers::{DISCARD, SOURCE};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -61,24 +60,11 @@ pub struct SoakReport {
 
 /// One bulk client round of `secs` against `port`.
 fn bulk(c: &Cluster, mode: &str, port: u16, secs: u64) -> anyhow::Result<std::process::Child> {
-    let exe = std::env::current_exe()?;
-    let mut cmd = c.client(&exe.to_string_lossy());
-    cmd.args(["client", "--mode", mode, "--addr", &format!("{VIP}:{port}")]);
-    cmd.args(["--secs", &secs.to_string()]);
-    Ok(cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?)
+    client::spawn_in(c, mode, port, &["--secs", &secs.to_string()])
 }
 
 fn result_of(child: std::process::Child) -> ClientResult {
-    match child.wait_with_output() {
-        Ok(out) => serde_json::from_slice(&out.stdout).unwrap_or_else(|e| ClientResult {
-            error: Some(format!("client output unreadable: {e}")),
-            ..ClientResult::default()
-        }),
-        Err(e) => ClientResult {
-            error: Some(format!("client did not run: {e}")),
-            ..ClientResult::default()
-        },
-    }
+    ClientResult::from_output(child.wait_with_output())
 }
 
 pub fn run(args: &SoakArgs) -> anyhow::Result<()> {
@@ -120,7 +106,7 @@ pub fn run(args: &SoakArgs) -> anyhow::Result<()> {
         lease_ms: args.lease_ms,
         heartbeat_ms: args.heartbeat_ms,
         timeout_ms: args.timeout_ms,
-        commit: crate::run::commit(),
+        commit: crate::report::commit(),
         hogs,
         ..SoakReport::default()
     };

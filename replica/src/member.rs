@@ -59,6 +59,8 @@ use crate::signals::Signals;
 
 pub use crate::replicated::config::MemberConfig;
 
+pub mod cli;
+
 /// Why a member could not start or had to stop. Each message names what
 /// failed and, where there is one, what the operator can do about it.
 #[derive(Debug, thiserror::Error)]

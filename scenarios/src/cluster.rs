@@ -71,6 +71,17 @@ pub struct MemberProgram {
     pub args: Vec<String>,
 }
 
+impl MemberProgram {
+    /// An example's binary of the same build (`hydra-kv`, `hydra-axum`)
+    /// serving `--port port`.
+    pub fn example(bins: &Binaries, name: &str, port: u16) -> MemberProgram {
+        MemberProgram {
+            path: bins.sibling(name),
+            args: vec!["--port".into(), port.to_string()],
+        }
+    }
+}
+
 impl Default for ClusterSpec {
     fn default() -> Self {
         ClusterSpec {
@@ -448,15 +459,20 @@ admin = "127.0.0.1:{ADMIN_PORT}"
 
     /// The redirector's `/status` JSON.
     pub fn status(&self) -> anyhow::Result<serde_json::Value> {
-        let mut cmd = self.topo.command(&self.redirector_ns, "curl");
+        let out = self.admin_get(&self.redirector_ns, "/status")?;
+        serde_json::from_slice(&out).context("redirector /status is not JSON")
+    }
+
+    /// `GET` `path` from the admin endpoint in namespace `ns`; the body.
+    fn admin_get(&self, ns: &str, path: &str) -> anyhow::Result<Vec<u8>> {
+        let mut cmd = self.topo.command(ns, "curl");
         cmd.args([
             "-s",
             "--max-time",
             "2",
-            &format!("http://127.0.0.1:{ADMIN_PORT}/status"),
+            &format!("http://127.0.0.1:{ADMIN_PORT}{path}"),
         ]);
-        let out = run(&mut cmd)?;
-        serde_json::from_slice(&out.stdout).context("redirector /status is not JSON")
+        Ok(run(&mut cmd)?.stdout)
     }
 
     /// Current (epoch, primary member id, live member count) from the redirector.
@@ -525,15 +541,8 @@ admin = "127.0.0.1:{ADMIN_PORT}"
 
     /// A counter from replica `i`'s `/metrics` (counted across groups).
     pub fn replica_metric(&self, i: usize, name: &str) -> anyhow::Result<u64> {
-        let mut cmd = self.topo.command(&self.replica_ns[i], "curl");
-        cmd.args([
-            "-s",
-            "--max-time",
-            "2",
-            &format!("http://127.0.0.1:{ADMIN_PORT}/metrics"),
-        ]);
-        let out = run(&mut cmd)?;
-        let text = String::from_utf8_lossy(&out.stdout);
+        let out = self.admin_get(&self.replica_ns[i], "/metrics")?;
+        let text = String::from_utf8_lossy(&out);
         text.lines()
             .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
             .with_context(|| format!("no {name} in replica {i}'s metrics"))
@@ -562,16 +571,8 @@ admin = "127.0.0.1:{ADMIN_PORT}"
 
     /// A replica's own `/status` JSON (from inside its namespace).
     pub fn replica_status(&self, member: u8) -> anyhow::Result<serde_json::Value> {
-        let ns = &self.replica_ns[usize::from(member) - 1];
-        let mut cmd = self.topo.command(ns, "curl");
-        cmd.args([
-            "-s",
-            "--max-time",
-            "2",
-            &format!("http://127.0.0.1:{ADMIN_PORT}/status"),
-        ]);
-        let out = run(&mut cmd)?;
-        serde_json::from_slice(&out.stdout).context("replica /status is not JSON")
+        let out = self.admin_get(&self.replica_ns[usize::from(member) - 1], "/status")?;
+        serde_json::from_slice(&out).context("replica /status is not JSON")
     }
 
     /// `POST` to an admin action of member `member` (`/handover`, `/leave`);

@@ -4,31 +4,12 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{bins, serial};
+use common::{example_group, kill_primary, serial};
 use scenarios::clients;
-use scenarios::cluster::{Cluster, ClusterSpec, MemberProgram, VIP};
+use scenarios::cluster::{Cluster, VIP};
 use testnet::netns::{privileged, run};
-
-fn axum_group(tag: &str) -> Cluster {
-    let b = bins();
-    let program = MemberProgram {
-        path: b.sibling("hydra-axum"),
-        args: vec!["--port".into(), "80".into()],
-    };
-    assert!(
-        program.path.exists(),
-        "{} missing: cargo build --workspace --bins",
-        program.path.display()
-    );
-    let spec = ClusterSpec {
-        replicas: 3,
-        program: Some(program),
-        ..ClusterSpec::default()
-    };
-    Cluster::start(tag, spec, b).expect("cluster start")
-}
 
 fn curl(c: &Cluster, args: &[&str]) -> String {
     let mut cmd = c.client("curl");
@@ -42,7 +23,7 @@ fn wrk_through_a_primary_crash_sees_no_error() {
         return;
     }
     let _serial = serial();
-    let mut c = axum_group("axw");
+    let mut c = example_group("axw", "hydra-axum", 80);
     let base = format!("http://{VIP}");
     assert_eq!(curl(&c, &[&format!("{base}/")]), "hello from hydra\n");
     assert_eq!(
@@ -56,17 +37,7 @@ fn wrk_through_a_primary_crash_sees_no_error() {
 
     let wrk = clients::start_wrk(&c, "", 20, 5).unwrap();
     std::thread::sleep(Duration::from_millis(2000));
-    let (epoch, primary, _) = c.view().unwrap();
-    c.kill_member(primary.expect("a primary")).unwrap();
-    let end = Instant::now() + Duration::from_secs(5);
-    while c.view().map(|v| v.0).unwrap_or(epoch) == epoch {
-        assert!(
-            Instant::now() < end,
-            "no view change; logs in {}",
-            c.log_dir().display()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    kill_primary(&mut c);
     let out = wrk.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     eprintln!("wrk through a primary crash:\n{text}");

@@ -6,9 +6,12 @@
 mod common;
 
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{cluster, download_matches, echo_verdict, live_members, serial};
+use common::{
+    cluster, download_matches, echo_verdict, kill_and_wait_view, kill_primary, live_members,
+    serial, wait_until,
+};
 use scenarios::clients;
 use scenarios::cluster::{Cluster, VIP};
 use testnet::netns::privileged;
@@ -17,26 +20,11 @@ use testnet::netns::privileged;
 /// `after` has passed, and wait for the new view.
 fn kill_after(c: &mut Cluster, after: Duration, backup: bool) -> u8 {
     std::thread::sleep(after);
-    let (epoch, primary, live) = c.view().expect("redirector status");
-    let victim = if backup {
-        *live_members(c).last().expect("a live backup")
-    } else {
-        primary.expect("a primary")
-    };
-    c.kill_member(victim).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let (e, _, n) = c.view().unwrap_or((epoch, None, live));
-        if e > epoch && n == live - 1 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no view change after killing {victim}; logs in {}",
-            c.log_dir().display()
-        );
-        std::thread::sleep(Duration::from_millis(20));
+    if !backup {
+        return kill_primary(c);
     }
+    let victim = *live_members(c).last().expect("a live backup");
+    kill_and_wait_view(c, victim);
     victim
 }
 
@@ -171,25 +159,19 @@ fn a_paused_old_primary_is_fenced_after_the_new_view() {
     let (epoch, primary, _) = c.view().unwrap();
     let old = primary.unwrap();
     c.signal_member(old, libc::SIGSTOP).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while c.view().unwrap().0 == epoch {
-        assert!(
-            Instant::now() < deadline,
-            "no view change while the primary was paused"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until(
+        "a view change while the primary was paused",
+        Duration::from_secs(5),
+        || c.view().unwrap().0 != epoch,
+    );
     std::thread::sleep(Duration::from_millis(300));
     c.signal_member(old, libc::SIGCONT).unwrap();
     // It learns from the authority that it is out and exits without sending.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while c.member_running(old) {
-        assert!(
-            Instant::now() < deadline,
-            "the old primary kept running after the new view"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until(
+        "the old primary to exit after the new view",
+        Duration::from_secs(5),
+        || !c.member_running(old),
+    );
     let log = std::fs::read_to_string(c.log_dir().join(format!("replica{old}.log"))).unwrap();
     assert!(
         log.contains("the group declared this member dead"),
@@ -291,14 +273,11 @@ fn a_redirector_restart_keeps_the_views_and_the_connections() {
     std::thread::sleep(Duration::from_millis(800));
     let (epoch, primary, _) = c.view().unwrap();
     c.restart_redirector().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while c.view().is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "the redirector did not come back"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until(
+        "the redirector to come back",
+        Duration::from_secs(5),
+        || c.view().is_ok(),
+    );
     assert_eq!(
         c.view().unwrap(),
         (epoch, primary, 3),

@@ -10,51 +10,15 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{bins, serial};
-use scenarios::cluster::{Cluster, ClusterSpec, MemberProgram, VIP};
+use common::{example_group, kill_primary, serial};
+use scenarios::cluster::{Cluster, VIP};
 use testnet::netns::{privileged, run};
-
-fn kv_group(tag: &str) -> Cluster {
-    let b = bins();
-    let program = MemberProgram {
-        path: b.sibling("hydra-kv"),
-        args: vec!["--port".into(), "6379".into()],
-    };
-    assert!(
-        program.path.exists(),
-        "{} missing: cargo build --workspace --bins",
-        program.path.display()
-    );
-    let spec = ClusterSpec {
-        replicas: 3,
-        program: Some(program),
-        ..ClusterSpec::default()
-    };
-    Cluster::start(tag, spec, b).expect("cluster start")
-}
 
 fn redis_cli(c: &Cluster, args: &[&str]) -> String {
     let mut cmd = c.client("redis-cli");
     cmd.args(["-h", &VIP.to_string(), "-p", "6379"]).args(args);
     let out = run(&mut cmd).expect("redis-cli");
     String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-/// Kill the current primary and wait until the group has a new view.
-fn kill_primary(c: &mut Cluster) -> u8 {
-    let (epoch, primary, _) = c.view().expect("redirector status");
-    let victim = primary.expect("a primary");
-    c.kill_member(victim).unwrap();
-    let end = Instant::now() + Duration::from_secs(5);
-    while c.view().map(|v| v.0).unwrap_or(epoch) == epoch {
-        assert!(
-            Instant::now() < end,
-            "no view change after killing {victim}; logs in {}",
-            c.log_dir().display()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    victim
 }
 
 /// The store digest a member's admin endpoint shows.
@@ -75,7 +39,7 @@ fn redis_clients_get_redis_answers_and_benchmark_through_two_primary_crashes() {
         return;
     }
     let _serial = serial();
-    let mut c = kv_group("kvb");
+    let mut c = example_group("kvb", "hydra-kv", 6379);
     assert_eq!(redis_cli(&c, &["PING"]), "PONG");
     assert_eq!(redis_cli(&c, &["SET", "greeting", "hello world"]), "OK");
     assert_eq!(redis_cli(&c, &["GET", "greeting"]), "hello world");
@@ -127,7 +91,7 @@ fn incrs_from_many_connections_survive_a_primary_crash_exactly_once() {
         return;
     }
     let _serial = serial();
-    let mut c = kv_group("kvi");
+    let mut c = example_group("kvi", "hydra-kv", 6379);
     let script =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../testnet/clients/incr_checker.py");
     let mut checker: Command = c.client("python3");

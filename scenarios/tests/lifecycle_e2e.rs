@@ -102,7 +102,7 @@ fn pool_cluster() -> Cluster {
             .collect(),
         ..ClusterSpec::default()
     };
-    Cluster::start("pl", spec, common::bins()).expect("cluster start")
+    common::start("pl", spec)
 }
 
 /// Connections the redirector assigned to (demo, demo1) in `pool`.

@@ -18,7 +18,7 @@ fn relayed(tag: &str) -> Cluster {
         relays: true,
         ..ClusterSpec::default()
     };
-    Cluster::start(tag, spec, common::bins()).expect("cluster start")
+    common::start(tag, spec)
 }
 
 #[test]

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::{echo_verdict, live_members, serial, wait_until};
 use scenarios::clients;
-use scenarios::cluster::{Cluster, ClusterSpec};
+use scenarios::cluster::ClusterSpec;
 use testnet::netns::privileged;
 
 const SESSION_PORT: u16 = 7000;
@@ -27,7 +27,7 @@ fn passive_sessions_survive_a_primary_crash_and_a_handover() {
         extra_apps: vec![format!("session:{SESSION_PORT}")],
         ..ClusterSpec::default()
     };
-    let mut c = Cluster::start("pas", spec, common::bins()).expect("cluster start");
+    let mut c = common::start("pas", spec);
     // 8 sessions of 1000 rounds 5 ms apart: about 6 s each.
     let mut sessions =
         clients::start_sessions(&c, SESSION_PORT, 8, ROUNDS, Duration::from_millis(5)).unwrap();

@@ -11,14 +11,11 @@
 //! the middle of a response keeps it well-formed).
 
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::path::PathBuf;
 
-use anyhow::Context;
 use axum::routing::{get, post};
 use axum::Router;
 use clap::{Parser, Subcommand};
-use replica::member::{Member, MemberConfig};
-use stack::phy::tun::Tun;
+use replica::member::cli::{self, MemberArgs, StandaloneArgs};
 use stack::socket::NetStack;
 
 #[derive(Parser)]
@@ -32,12 +29,8 @@ struct Cli {
 enum Command {
     /// One stack on one TUN device, no replication.
     Standalone {
-        /// TUN device to create (or attach to).
-        #[arg(long, default_value = "hydra0")]
-        tun: String,
-        /// IPv4 address the stack answers for (route it to the TUN device).
-        #[arg(long)]
-        address: Ipv4Addr,
+        #[command(flatten)]
+        stack: StandaloneArgs,
         /// Port to serve on.
         #[arg(long, default_value_t = 80)]
         port: u16,
@@ -52,9 +45,8 @@ enum Command {
     /// A member of a replicated group (a member configuration file; an
     /// `apps` entry, as in `hydra-replica`'s files, is ignored).
     Member {
-        /// The member's TOML configuration.
-        #[arg(long)]
-        config: PathBuf,
+        #[command(flatten)]
+        member: MemberArgs,
         /// Port to serve on.
         #[arg(long, default_value_t = 80)]
         port: u16,
@@ -89,19 +81,13 @@ async fn serve(net: NetStack, port: u16) -> std::io::Result<()> {
 }
 
 fn main() {
-    hydra_ops::logging::init();
-    if let Err(e) = run(Cli::parse()) {
-        eprintln!("hydra-axum: {e:#}");
-        std::process::exit(1);
-    }
+    cli::main("hydra-axum", || run(Cli::parse()));
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Standalone { tun, address, port } => {
-            let device = Tun::open_offload(&tun, 1500)
-                .with_context(|| format!("opening TUN device {tun} (needs root)"))?;
-            let net = NetStack::spawn(stack::Config::default(), address, device)?;
+        Command::Standalone { stack, port } => {
+            let net = stack.spawn()?;
             tokio::runtime::Runtime::new()?.block_on(serve(net, port))?;
         }
         Command::Kernel { listen } => {
@@ -110,10 +96,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 axum::serve(listener, app()).await
             })?;
         }
-        Command::Member { config, port } => {
-            let cfg = MemberConfig::from_replica_file(&config)?;
+        Command::Member { member, port } => {
             // Before the runtime's threads exist: they inherit the signal mask.
-            let member = Member::join(&cfg)?;
+            let member = member.join()?;
             let runtime = tokio::runtime::Runtime::new()?;
             let net = member.net().clone();
             runtime.spawn(async move {

@@ -2,14 +2,10 @@
 //! member of a replicated group.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
-use replica::member::{Member, MemberConfig};
-use stack::phy::tun::Tun;
-use stack::socket::NetStack;
+use replica::member::cli::{self, MemberArgs, StandaloneArgs};
 
 #[derive(Parser)]
 #[command(
@@ -26,12 +22,8 @@ struct Cli {
 enum Command {
     /// One stack on one TUN device, no replication.
     Standalone {
-        /// TUN device to create (or attach to).
-        #[arg(long, default_value = "hydra0")]
-        tun: String,
-        /// IPv4 address the stack answers for (route it to the TUN device).
-        #[arg(long)]
-        address: Ipv4Addr,
+        #[command(flatten)]
+        stack: StandaloneArgs,
         /// Port to serve on.
         #[arg(long, default_value_t = 6379)]
         port: u16,
@@ -39,9 +31,8 @@ enum Command {
     /// A member of a replicated group (a member configuration file; an
     /// `apps` entry, as in `hydra-replica`'s files, is ignored).
     Member {
-        /// The member's TOML configuration.
-        #[arg(long)]
-        config: PathBuf,
+        #[command(flatten)]
+        member: MemberArgs,
         /// Port to serve on.
         #[arg(long, default_value_t = 6379)]
         port: u16,
@@ -49,25 +40,18 @@ enum Command {
 }
 
 fn main() {
-    hydra_ops::logging::init();
-    if let Err(e) = run(Cli::parse()) {
-        eprintln!("hydra-kv: {e:#}");
-        std::process::exit(1);
-    }
+    cli::main("hydra-kv", || run(Cli::parse()));
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     let store = Arc::new(Mutex::new(kv::Store::default()));
     match cli.command {
-        Command::Standalone { tun, address, port } => {
-            let device = Tun::open_offload(&tun, 1500)
-                .with_context(|| format!("opening TUN device {tun} (needs root)"))?;
-            let net = NetStack::spawn(stack::Config::default(), address, device)?;
-            kv::serve(&net, SocketAddrV4::new(address, port), store)?;
+        Command::Standalone { stack, port } => {
+            let net = stack.spawn()?;
+            kv::serve(&net, SocketAddrV4::new(stack.address, port), store)?;
         }
-        Command::Member { config, port } => {
-            let cfg = MemberConfig::from_replica_file(&config)?;
-            let member = Member::join(&cfg)?;
+        Command::Member { member, port } => {
+            let member = member.join()?;
             let digest_store = store.clone();
             member.add_admin_page("/digest", move || {
                 let s = digest_store.lock().unwrap_or_else(|p| p.into_inner());

@@ -6,7 +6,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use scenarios::clients;
-use scenarios::cluster::{Binaries, Cluster, ClusterSpec};
+use scenarios::cluster::{Binaries, Cluster, ClusterSpec, MemberProgram};
 
 /// One cluster at a time: five processes per cluster on a 2-core machine.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -19,12 +19,67 @@ pub fn bins() -> Binaries {
     Binaries::beside_current_exe().expect("build the binaries first: cargo build --bins")
 }
 
-pub fn cluster(tag: &str, replicas: usize) -> Cluster {
-    let spec = ClusterSpec {
-        replicas,
-        ..ClusterSpec::default()
-    };
+/// A cluster as `spec` says, of this build's binaries.
+pub fn start(tag: &str, spec: ClusterSpec) -> Cluster {
     Cluster::start(tag, spec, bins()).expect("cluster start")
+}
+
+/// A group of `replicas` `hydra-replica` members with the default apps.
+pub fn cluster(tag: &str, replicas: usize) -> Cluster {
+    start(
+        tag,
+        ClusterSpec {
+            replicas,
+            ..ClusterSpec::default()
+        },
+    )
+}
+
+/// An example's program (`hydra-kv`, `hydra-axum`) as a group of 3
+/// serving `port`.
+pub fn example_group(tag: &str, example: &str, port: u16) -> Cluster {
+    let program = MemberProgram::example(&bins(), example, port);
+    assert!(
+        program.path.exists(),
+        "{} missing: cargo build --workspace --bins",
+        program.path.display()
+    );
+    start(
+        tag,
+        ClusterSpec {
+            replicas: 3,
+            program: Some(program),
+            ..ClusterSpec::default()
+        },
+    )
+}
+
+/// Kill member `victim` and wait (5 s at most) for the group's new view:
+/// a later epoch with one live member fewer.
+pub fn kill_and_wait_view(c: &mut Cluster, victim: u8) {
+    let (epoch, _, live) = c.view().expect("redirector status");
+    c.kill_member(victim).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (e, _, n) = c.view().unwrap_or((epoch, None, live));
+        if e > epoch && n == live - 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no view change after killing {victim}; logs in {}",
+            c.log_dir().display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Kill the current primary and wait for the new view; returns its id.
+pub fn kill_primary(c: &mut Cluster) -> u8 {
+    let (_, primary, _) = c.view().expect("redirector status");
+    let victim = primary.expect("a primary");
+    kill_and_wait_view(c, victim);
+    victim
 }
 
 pub fn echo_verdict(v: &serde_json::Value, what: &str) {
@@ -56,6 +111,7 @@ pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool)
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
 /// Live member ids in view order (primary first) from the redirector.
 pub fn live_members(c: &Cluster) -> Vec<u8> {
     let s = c.status().unwrap_or_default();
