@@ -98,12 +98,14 @@ fn checksums(c: &mut Criterion) {
     g.finish();
 }
 
-fn input(c: &mut Criterion) {
-    // The client's initial congestion window: what it sends before an ACK.
+/// The client's initial congestion window (what it sends before an ACK):
+/// ten full segments into an established connection in `order`, then one
+/// read of what became readable.
+fn deliver_initial_window(c: &mut Criterion, group: &str, name: &str, order: &[usize]) {
     const N: usize = 10;
-    let mut g = c.benchmark_group("input");
+    let mut g = c.benchmark_group(group);
     g.throughput(Throughput::Elements(N as u64));
-    g.bench_function("in_order_data_10_segments", |b| {
+    g.bench_function(name, |b| {
         b.iter_batched(
             || {
                 let (mut client, server, key, accepted) = connected();
@@ -113,8 +115,8 @@ fn input(c: &mut Criterion) {
             },
             |(mut server, accepted, segs)| {
                 let mut buf = vec![0u8; 65536];
-                for s in &segs {
-                    server.handle_packet(Instant::ZERO, s);
+                for &i in order {
+                    server.handle_packet(Instant::ZERO, &segs[i]);
                 }
                 std::hint::black_box(server.recv(accepted, &mut buf).ok())
             },
@@ -124,31 +126,21 @@ fn input(c: &mut Criterion) {
     g.finish();
 }
 
+fn input(c: &mut Criterion) {
+    let in_order: Vec<usize> = (0..10).collect();
+    deliver_initial_window(c, "input", "in_order_data_10_segments", &in_order);
+}
+
 fn reassembly(c: &mut Criterion) {
-    // The client's initial window again, arriving with a hole before every
-    // other segment: the odd ones wait out of order until the even ones fill.
-    const N: usize = 10;
-    let mut g = c.benchmark_group("reassembly");
-    g.throughput(Throughput::Elements(N as u64));
-    g.bench_function("holes_every_other_then_filled_10_segments", |b| {
-        b.iter_batched(
-            || {
-                let (mut client, server, key, accepted) = connected();
-                let segs = data_segments(&mut client, key, N);
-                assert_eq!(segs.len(), N, "the client sent fewer segments");
-                (server, accepted, segs)
-            },
-            |(mut server, accepted, segs)| {
-                let mut buf = vec![0u8; 65536];
-                for i in (1..N).step_by(2).chain((0..N).step_by(2)) {
-                    server.handle_packet(Instant::ZERO, &segs[i]);
-                }
-                std::hint::black_box(server.recv(accepted, &mut buf).ok())
-            },
-            BatchSize::SmallInput,
-        )
-    });
-    g.finish();
+    // A hole before every other segment: the odd ones wait out of order
+    // until the even ones fill the holes.
+    let holes_first: Vec<usize> = (1..10).step_by(2).chain((0..10).step_by(2)).collect();
+    deliver_initial_window(
+        c,
+        "reassembly",
+        "holes_every_other_then_filled_10_segments",
+        &holes_first,
+    );
 }
 
 fn key(i: u32) -> ConnKey {
