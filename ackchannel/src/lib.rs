@@ -13,6 +13,7 @@
 //! The crate sits on `hydra-base` (time, sequence numbers, connection
 //! keys, gates, the byte codec) and knows nothing of the TCP stack.
 
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod auth;

@@ -7,6 +7,8 @@
 //! - [`simnet`]: a seeded simulated network (loss, delay, reordering,
 //!   duplication) for deterministic tests of whole stacks.
 
+#![forbid(unsafe_code)]
+
 pub mod groupsim;
 pub mod simclient;
 pub mod simnet;

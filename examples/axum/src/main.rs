@@ -10,6 +10,8 @@
 //! response that differs between members (same length, so a takeover in
 //! the middle of a response keeps it well-formed).
 
+#![forbid(unsafe_code)]
+
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 use axum::routing::{get, post};

@@ -10,6 +10,8 @@
 //! know. No expiry (it would need a clock, which active replication rules
 //! out).
 
+#![forbid(unsafe_code)]
+
 pub mod resp;
 pub mod store;
 

@@ -1,6 +1,8 @@
 //! `hydra-kv`: the key-value example, standalone on a TUN device or as a
 //! member of a replicated group.
 
+#![forbid(unsafe_code)]
+
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::{Arc, Mutex};
 

@@ -1,6 +1,8 @@
 //! `hydra-sim`: runs many seeds of the whole-group simulation and prints
 //! each failure with its seed and a one-line repro command.
 
+#![forbid(unsafe_code)]
+
 use clap::Parser;
 use sim::groupsim::{run_seed, ClientKind, SimConfig, Verdict};
 
