@@ -43,6 +43,7 @@ fuzz_target!(|data: &[u8]| {
         keepalive_timeout: Duration::from_millis(100),
         lease: Duration::from_millis(60),
         heartbeat: Duration::from_millis(10),
+        preferred_primary: None,
     });
     let mut now = Instant::ZERO;
     let mut counter = 1u64;

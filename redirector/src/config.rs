@@ -98,6 +98,10 @@ pub struct GroupConfig {
     /// The members' keepalive period.
     #[serde(default = "default_heartbeat_ms")]
     pub heartbeat_ms: u64,
+    /// The member that should be primary whenever it is live and caught up:
+    /// after it rejoins, the primary hands the role back to it.
+    #[serde(default)]
+    pub preferred_primary: Option<u8>,
 }
 
 fn default_max_flows() -> usize {
@@ -159,6 +163,14 @@ impl RedirectorConfig {
                 "group {}: min_members must be between 1 and the number of members",
                 g.name
             );
+            if let Some(p) = g.preferred_primary {
+                anyhow::ensure!(
+                    g.members.contains(&p),
+                    "group {}: preferred_primary {p} is not one of its members {:?}",
+                    g.name,
+                    g.members
+                );
+            }
             // Fencing: a member is declared dead only after its lease ran out.
             anyhow::ensure!(
                 g.lease_ms < g.keepalive_timeout_ms && g.heartbeat_ms < g.lease_ms,
@@ -263,6 +275,7 @@ impl RedirectorConfig {
                 keepalive_timeout: Duration::from_millis(g.keepalive_timeout_ms),
                 lease: Duration::from_millis(g.lease_ms),
                 heartbeat: Duration::from_millis(g.heartbeat_ms),
+                preferred_primary: g.preferred_primary,
             })
             .collect()
     }

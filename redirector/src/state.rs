@@ -82,6 +82,7 @@ mod tests {
             keepalive_timeout: Duration::from_millis(100),
             lease: Duration::from_millis(60),
             heartbeat: Duration::from_millis(10),
+            preferred_primary: None,
         })
     }
 

@@ -60,6 +60,9 @@ pub struct ClusterSpec {
     /// A program of one's own to run as each member instead of
     /// `hydra-replica` (see [`MemberProgram`]).
     pub program: Option<MemberProgram>,
+    /// The groups' preferred primary (`preferred_primary` in the
+    /// redirector's configuration).
+    pub preferred_primary: Option<u8>,
 }
 
 /// A member program built on the member library: started as `<path> member
@@ -95,6 +98,7 @@ impl Default for ClusterSpec {
             relays: false,
             link_mtu: 65_535,
             program: None,
+            preferred_primary: None,
         }
     }
 }
@@ -310,6 +314,9 @@ heartbeat_ms = {hb}
                 timeout = self.spec.failure_timeout_ms,
                 lease = self.spec.lease_ms,
             ));
+            if let Some(p) = self.spec.preferred_primary {
+                text.push_str(&format!("preferred_primary = {p}\n"));
+            }
         }
         let path = self.write("redirector.toml", &text)?;
         let mut cmd = self

@@ -27,6 +27,10 @@ pub struct GroupPolicy {
     /// The members' keepalive period; a backup's report about the primary is
     /// believed once the primary has been silent for three of them.
     pub heartbeat: Duration,
+    /// The member that should be primary whenever it is live and caught up:
+    /// views name it, and a primary that sees it live hands the role back
+    /// by a deliberate handover (no failure-sized stall).
+    pub preferred_primary: Option<u8>,
 }
 
 #[derive(Debug, Clone)]
@@ -445,6 +449,15 @@ impl ViewAuthority {
         // then those awaiting their declared death, the joining, the dead.
         self.members
             .sort_by_key(|m| (!m.alive, m.condemned, !m.joining));
+        // A handover goes to the preferred primary when it can serve.
+        if let Some(p) = self
+            .members
+            .iter()
+            .position(|m| Some(m.id) == self.policy.preferred_primary && usable(m))
+        {
+            let preferred = self.members.remove(p);
+            self.members.insert(0, preferred);
+        }
         if stay {
             let after = self.members.iter().filter(|m| usable(m)).count();
             self.members.insert(after, m);
@@ -623,6 +636,7 @@ impl ViewAuthority {
     fn view_of(&self, epoch: u64) -> View {
         View {
             epoch,
+            preferred: self.policy.preferred_primary,
             members: self
                 .members
                 .iter()

@@ -6,7 +6,7 @@ use std::net::SocketAddrV4;
 use hydra_base::codec::{DecodeError, Put, Reader};
 use hydra_base::Duration;
 
-use super::{ControlError, View, ViewMember, MAX_MEMBERS};
+use super::{ControlError, View, ViewMember, AUTHORITY, MAX_MEMBERS};
 use crate::auth::{self, GroupKey, Header};
 
 pub(super) const DOMAIN: &[u8] = b"hydra control v1";
@@ -39,6 +39,8 @@ impl View {
             out.put_addr(m.data_addr);
             out.put_addr(m.ack_addr);
         }
+        // 0 is the authority's id, never a member's: no preferred primary.
+        out.put_u8(self.preferred.unwrap_or(AUTHORITY));
     }
 
     fn decode(r: &mut Reader<'_>) -> Result<View, DecodeError> {
@@ -62,7 +64,15 @@ impl View {
                 ack_addr: r.addr()?,
             });
         }
-        Ok(View { epoch, members })
+        let preferred = match r.u8()? {
+            AUTHORITY => None,
+            id => Some(id),
+        };
+        Ok(View {
+            epoch,
+            members,
+            preferred,
+        })
     }
 }
 

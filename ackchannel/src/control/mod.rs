@@ -62,6 +62,9 @@ pub struct View {
     pub epoch: u64,
     /// Every member: the primary first, then live backups, the joining and the dead.
     pub members: Vec<ViewMember>,
+    /// The member the group hands the primary role back to once it is live
+    /// (`GroupPolicy::preferred_primary`).
+    pub preferred: Option<u8>,
 }
 
 impl View {
@@ -78,6 +81,13 @@ impl View {
     /// The live members in order, primary first.
     pub fn live(&self) -> impl Iterator<Item = &ViewMember> {
         self.members.iter().filter(|m| m.alive)
+    }
+
+    /// The preferred primary, when it is live in this view but not primary:
+    /// the primary should hand its role over to it.
+    pub fn handback_due(&self) -> Option<u8> {
+        let p = self.preferred?;
+        (self.is_alive(p) && self.primary() != Some(p)).then_some(p)
     }
 
     /// Whether member `id` is catching up in this view.

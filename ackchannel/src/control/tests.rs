@@ -26,6 +26,7 @@ fn policy() -> GroupPolicy {
         keepalive_timeout: Duration::from_millis(100),
         lease: Duration::from_millis(60),
         heartbeat: Duration::from_millis(10),
+        preferred_primary: None,
     }
 }
 
@@ -377,6 +378,35 @@ fn order(auth: &ViewAuthority) -> Vec<(u8, bool)> {
         .collect()
 }
 
+/// With a preferred primary the views name it; a handover goes to it when
+/// it is live (not to the next in order), and `handback_due` tells a
+/// primary that is not the preferred one to hand over.
+#[test]
+fn a_handover_goes_to_the_preferred_primary() {
+    let mut auth = ViewAuthority::with_counter(
+        GroupPolicy {
+            preferred_primary: Some(3),
+            ..policy()
+        },
+        Counter::starting_at(1),
+    );
+    let mut agents: Vec<MemberAgent> = (1..=3).map(agent).collect();
+    round(ms(0), &mut auth, &mut agents, &[1, 2, 3]);
+    round(ms(10), &mut auth, &mut agents, &[1, 2, 3]);
+    let view = agents[0].view().expect("a view").clone();
+    assert_eq!(view.preferred, Some(3));
+    assert_eq!(view.primary(), Some(1));
+    assert_eq!(view.handback_due(), Some(3), "3 is live, 1 is primary");
+    agents[0].resign(ms(15), true);
+    exchange(ms(15), &mut auth, &mut agents[0]);
+    assert_eq!(order(&auth), vec![(3, true), (2, true), (1, true)]);
+    assert_eq!(
+        auth.view().handback_due(),
+        None,
+        "the preferred one is primary"
+    );
+}
+
 #[test]
 fn a_primary_hands_over_at_once_and_stays_as_the_last_backup() {
     let (mut auth, mut agents) = group();
@@ -582,6 +612,7 @@ fn every_message_keeps_its_wire_bytes() {
                 ack_addr: a,
             },
         ],
+        preferred: Some(2),
     };
     let a_bytes = [1, 2, 3, 4, 1, 2];
     let b_bytes = [5, 6, 7, 8, 0, 1];
@@ -596,6 +627,7 @@ fn every_message_keeps_its_wire_bytes() {
     reply.extend([2, 2]);
     reply.extend(b_bytes);
     reply.extend(a_bytes);
+    reply.push(2); // the preferred primary (0: none)
     let cases = [
         (
             Message::Register {

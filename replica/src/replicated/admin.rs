@@ -96,6 +96,14 @@ pub(crate) fn serve(
                         "",
                         snapshot.failovers,
                     );
+                    metric(
+                        &mut out,
+                        "hydra_handbacks_total",
+                        "counter",
+                        "Primary roles this replica handed back to the group's preferred primary.",
+                        "",
+                        snapshot.handbacks,
+                    );
                     Some(("text/plain; version=0.0.4", out))
                 }
                 ("GET", "/connections") => Some((

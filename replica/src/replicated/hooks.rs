@@ -58,6 +58,8 @@ pub struct ReplicaStatus {
     pub resigning: bool,
     /// Handovers or leaves the group did not act on in time.
     pub resignations_cancelled: u64,
+    /// Handbacks of the primary role to the group's preferred primary.
+    pub handbacks: u64,
     /// Passive mode: checkpoints applied (backup) or released (primary).
     pub checkpoints_applied: u64,
     /// Passive mode: checkpoints that did not apply (connection gone).
@@ -160,6 +162,7 @@ impl ReplicationHooks {
         s.checkpoint_backlog = r.checkpoint_backlog();
         s.resigning = logic.resigning();
         s.resignations_cancelled = logic.resignations_cancelled;
+        s.handbacks = logic.handbacks;
         s.checkpoints_applied = logic.checkpoints_applied;
         s.checkpoints_refused = logic.checkpoints_refused;
         if let Some(v) = logic.agent().view() {

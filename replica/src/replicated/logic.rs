@@ -63,6 +63,11 @@ pub struct ReplicaLogic {
     resign_started: Option<Instant>,
     /// Resignations the authority did not act on in time.
     pub resignations_cancelled: u64,
+    /// The epoch of the view in which this primary last handed its role
+    /// back to the preferred primary: one attempt per view.
+    handback_epoch: u64,
+    /// Handbacks to the preferred primary this replica started.
+    pub handbacks: u64,
     /// Takeovers by this replica (the first view's primary does not count).
     pub failovers: u64,
     /// Connections created from the log's "opened" entries.
@@ -96,6 +101,8 @@ impl ReplicaLogic {
             pending_promotion: false,
             resign_started: None,
             resignations_cancelled: 0,
+            handback_epoch: 0,
+            handbacks: 0,
             epoch: 0,
             failovers: 0,
             imported_connections: 0,
@@ -313,9 +320,39 @@ impl ReplicaLogic {
     /// How long a new primary waits for its members' first confirmations.
     const CONFIRMATION_WAIT: stack::Duration = stack::Duration::from_millis(30);
 
+    /// A primary that sees the group's preferred primary live (caught up:
+    /// the authority lists a rejoining member live only once it holds every
+    /// connection) hands the role back by a deliberate handover, once per
+    /// view: output stops first, so the next view needs no lease wait.
+    fn hand_back_to_preferred(&mut self, now: Instant) {
+        if self.role != Role::Primary || self.pending_promotion || self.resigning() {
+            return;
+        }
+        let Some(view) = self.agent.view() else {
+            return;
+        };
+        let (epoch, due) = (view.epoch, view.handback_due());
+        let Some(preferred) = due else {
+            return;
+        };
+        if preferred == self.me.0 || epoch == self.handback_epoch {
+            return;
+        }
+        self.handback_epoch = epoch;
+        if self.resign(now, true) {
+            tracing::info!(
+                preferred,
+                epoch,
+                "handing the primary role back to the preferred member"
+            );
+            self.handbacks += 1;
+        }
+    }
+
     /// After input: replication timers, then what the protocol decided.
     pub fn settle(&mut self, now: Instant, stack: &mut Stack) {
         self.check_resignation(now);
+        self.hand_back_to_preferred(now);
         self.promote_when_leased(now, stack);
         self.replicator.handle_timeout(now);
         self.apply_actions(now, stack);

@@ -64,6 +64,10 @@ struct Cli {
     /// deliveries) to see the check catch it.
     #[arg(long)]
     inject_overread: bool,
+    /// The group's preferred primary (a member id): the primary hands the
+    /// role back to it once it is live again.
+    #[arg(long)]
+    preferred_primary: Option<u8>,
 }
 
 fn main() {
@@ -83,6 +87,7 @@ fn main() {
         segmentation_offload: cli.offload,
         ordered: cli.ordered,
         inject_overread: cli.inject_overread,
+        preferred_primary: cli.preferred_primary,
         ..SimConfig::new(seed)
     };
     if let Some(seed) = cli.trace {
@@ -92,7 +97,7 @@ fn main() {
     let mut failures = 0u64;
     let mut lost = 0u64;
     let (mut crashes, mut failovers, mut handovers) = (0usize, 0u64, 0usize);
-    let (mut restarts, mut rejoins) = (0usize, 0u64);
+    let (mut restarts, mut rejoins, mut handbacks) = (0usize, 0u64, 0u64);
     for (done, seed) in (cli.from..cli.from + cli.seeds).enumerate() {
         // A long sweep says where it is (stderr, so stdout stays the report).
         if done > 0 && done % 1000 == 0 {
@@ -108,8 +113,10 @@ fn main() {
                 handovers: h,
                 restarts: r,
                 rejoins: j,
+                handbacks: b,
                 ..
             } => {
+                handbacks += b;
                 crashes += c;
                 failovers += f;
                 handovers += h;
@@ -133,6 +140,9 @@ fn main() {
                 if cli.offload {
                     bug.push_str(" --offload");
                 }
+                if let Some(p) = cli.preferred_primary {
+                    bug.push_str(&format!(" --preferred-primary {p}"));
+                }
                 if let Some(r) = cli.request {
                     bug.push_str(&format!(" --request {r}"));
                 }
@@ -150,7 +160,7 @@ fn main() {
         }
     }
     println!(
-        "{} seeds, {} failed, {lost} lost every replica (no liveness owed); {crashes} crashes, {handovers} handovers, {failovers} failovers, {restarts} restarts ({rejoins} rejoined) survived in the passing seeds",
+        "{} seeds, {} failed, {lost} lost every replica (no liveness owed); {crashes} crashes, {handovers} handovers, {failovers} failovers, {restarts} restarts ({rejoins} rejoined), {handbacks} handbacks survived in the passing seeds",
         cli.seeds, failures
     );
     if failures > 0 {

@@ -40,6 +40,9 @@ pub struct SimConfig {
     /// A known bug to show that check works: the shared-state application
     /// reads past each delivery, up to whatever the replica has received.
     pub inject_overread: bool,
+    /// The group's preferred primary: after it rejoins, the primary hands
+    /// the role back to it by a deliberate handover.
+    pub preferred_primary: Option<u8>,
 }
 
 impl SimConfig {
@@ -60,6 +63,7 @@ impl SimConfig {
             segmentation_offload: false,
             ordered: false,
             inject_overread: false,
+            preferred_primary: None,
         }
     }
 }
@@ -81,6 +85,9 @@ pub enum Verdict {
         restarts: usize,
         /// Restarted replicas that caught up and rejoined the view.
         rejoins: u64,
+        /// Handbacks to the preferred primary started by the replicas
+        /// running at the end.
+        handbacks: u64,
         /// Passive checkpoints applied by backups or released by primaries.
         checkpoints: u64,
     },

@@ -95,6 +95,7 @@ impl Sim {
                 keepalive_timeout: Duration::from_millis(TIMEOUT_MS),
                 lease: Duration::from_millis(LEASE_MS),
                 heartbeat: Duration::from_millis(HEARTBEAT_MS),
+                preferred_primary: cfg.preferred_primary,
             },
             Counter::starting_at(1),
         );
@@ -210,6 +211,7 @@ impl Sim {
                     handovers: self.handovers,
                     restarts: self.restarts,
                     rejoins: self.authority.stats().rejoins,
+                    handbacks: self.nodes.iter().map(|n| n.logic.handbacks).sum(),
                     checkpoints: self.nodes.iter().map(|n| n.logic.checkpoints_applied).sum(),
                 };
             }
