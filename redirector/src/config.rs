@@ -323,6 +323,10 @@ members = [1, 2, 3]
         let e = RedirectorConfig::parse(&GOOD.replace("0001", "xx01")).unwrap_err();
         assert!(format!("{e:#}").contains("hex"), "{e:#}");
         assert!(RedirectorConfig::parse(&format!("{GOOD}bogus = 1\n")).is_err());
+        let e = RedirectorConfig::parse(&format!("{GOOD}preferred_primary = 9\n")).unwrap_err();
+        assert!(format!("{e:#}").contains("preferred_primary 9"), "{e:#}");
+        let ok = RedirectorConfig::parse(&format!("{GOOD}preferred_primary = 2\n")).unwrap();
+        assert_eq!(ok.policies()[0].preferred_primary, Some(2));
     }
 
     #[test]
