@@ -309,12 +309,25 @@ fn the_primary_role_returns_to_the_preferred_member_after_it_rejoins() {
     wait_until("member 1 primary again", Duration::from_secs(10), || {
         live_members(&c).first() == Some(&1) && live_members(&c).len() == 3
     });
-    let handed_back = c
-        .replica_status(2)
-        .ok()
-        .and_then(|s| s["handbacks"].as_u64())
-        .unwrap_or(0);
-    assert_eq!(handed_back, 1, "member 2 handed the role back, once");
+    // Statuses refresh every 50 ms: wait for the one that counts it.
+    let handbacks = |c: &Cluster| -> u64 {
+        [2u8, 3]
+            .iter()
+            .filter_map(|&m| c.replica_status(m).ok())
+            .filter_map(|s| s["handbacks"].as_u64())
+            .sum()
+    };
+    wait_until(
+        "a member's status counts the handback",
+        Duration::from_secs(2),
+        || handbacks(&c) > 0,
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        handbacks(&c),
+        1,
+        "one handback, by the member that took over"
+    );
     std::thread::sleep(Duration::from_millis(500));
     let bulk = clients::finish_echo(bulk).unwrap();
     let chat = clients::finish_echo(chat).unwrap();
