@@ -112,6 +112,10 @@ pub struct ViewAuthority {
     view: View,
     /// A view change is due at this time (when condemned leases run out).
     change_at: Option<Instant>,
+    /// The preferred primary handed its role away itself (an operator's
+    /// handover): views name no preferred member, so nobody hands the
+    /// role straight back, until it next rejoins.
+    preference_waived: bool,
     stats: AuthorityStats,
 }
 
@@ -132,6 +136,7 @@ impl ViewAuthority {
             members: Vec::new(),
             view: View::default(),
             change_at: None,
+            preference_waived: false,
             stats: AuthorityStats::default(),
         }
     }
@@ -424,6 +429,9 @@ impl ViewAuthority {
         m.joining = false;
         m.alive = true;
         tracing::info!(group = %self.policy.name, member = id, "member caught up: live again");
+        if Some(id) == self.policy.preferred_primary {
+            self.preference_waived = false;
+        }
         self.stats.rejoins += 1;
         self.order_members();
         self.publish();
@@ -444,6 +452,9 @@ impl ViewAuthority {
         let Some(at) = self.members.iter().position(|m| m.id == id) else {
             return;
         };
+        if Some(id) == self.policy.preferred_primary && stay {
+            self.preference_waived = true;
+        }
         let mut m = self.members.remove(at);
         // Live members that can serve first (one of them becomes primary),
         // then those awaiting their declared death, the joining, the dead.
@@ -636,7 +647,10 @@ impl ViewAuthority {
     fn view_of(&self, epoch: u64) -> View {
         View {
             epoch,
-            preferred: self.policy.preferred_primary,
+            preferred: self
+                .policy
+                .preferred_primary
+                .filter(|_| !self.preference_waived),
             members: self
                 .members
                 .iter()
