@@ -179,16 +179,7 @@ impl Harness {
 
     /// Three-way handshake with timestamps; returns the accepted connection.
     pub fn establish(&mut self) -> ConnKey {
-        self.send(Seg {
-            ctl: Ctl::Syn,
-            seq: CLIENT_ISN,
-            win: 65535,
-            mss: Some(1460),
-            ws: Some(7),
-            sack_perm: true,
-            ts: Some((100, 0)),
-            ..Default::default()
-        });
+        self.send(client_syn());
         if self.stack.role() == Role::Primary {
             // A replicated primary answers the SYN only once the backups
             // hold it: nothing goes out until the gate covers the SYN.
@@ -224,16 +215,7 @@ impl Harness {
     /// Handshake for a backup: it answers nothing, so the server ISN is
     /// computed as every replica computes it.
     pub fn establish_silently(&mut self) -> ConnKey {
-        self.send(Seg {
-            ctl: Ctl::Syn,
-            seq: CLIENT_ISN,
-            win: 65535,
-            mss: Some(1460),
-            ws: Some(7),
-            sack_perm: true,
-            ts: Some((100, 0)),
-            ..Default::default()
-        });
+        self.send(client_syn());
         assert!(self.recv_all().is_empty(), "a backup sent something");
         self.iss =
             crate::tcp::isn::server_isn(&self.stack.config().isn_key, SERVER, CLIENT, CLIENT_ISN);
@@ -278,6 +260,21 @@ impl Harness {
             out.extend_from_slice(&buf[..n]);
         }
         out
+    }
+}
+
+/// The client's SYN with every option Hydra negotiates: MSS, window
+/// scale, SACK and timestamps.
+fn client_syn() -> Seg {
+    Seg {
+        ctl: Ctl::Syn,
+        seq: CLIENT_ISN,
+        win: 65535,
+        mss: Some(1460),
+        ws: Some(7),
+        sack_perm: true,
+        ts: Some((100, 0)),
+        ..Default::default()
     }
 }
 

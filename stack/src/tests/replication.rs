@@ -39,16 +39,7 @@ fn backup_sends_nothing_and_primary_gates_acks() {
     p.stack.set_role(p.now, Role::Primary);
     p.establish();
     // The backup sees the same client packets; it never answers.
-    b.send(Seg {
-        ctl: Ctl::Syn,
-        seq: CLIENT_ISN,
-        win: 65535,
-        mss: Some(1460),
-        ws: Some(7),
-        sack_perm: true,
-        ts: Some((100, 0)),
-        ..Default::default()
-    });
+    b.send(client_syn());
     assert!(b.recv_all().is_empty());
     b.iss = p.iss;
     b.send(b.ack_seg(CLIENT_ISN + 1, p.iss + 1));
@@ -87,16 +78,7 @@ fn backup_sends_nothing_and_primary_gates_acks() {
 fn backup_promoted_retransmits_unacked_output_and_acks_at_once() {
     let mut b = h();
     b.stack.set_role(b.now, Role::Backup);
-    b.send(Seg {
-        ctl: Ctl::Syn,
-        seq: CLIENT_ISN,
-        win: 65535,
-        mss: Some(1460),
-        ws: Some(7),
-        sack_perm: true,
-        ts: Some((100, 0)),
-        ..Default::default()
-    });
+    b.send(client_syn());
     let iss = crate::tcp::isn::server_isn(&test_config().isn_key, SERVER, CLIENT, CLIENT_ISN);
     b.iss = iss;
     b.send(b.ack_seg(CLIENT_ISN + 1, iss + 1));

@@ -524,16 +524,7 @@ fn the_window_after_a_syn_ack_never_exceeds_the_buffer() {
     // Found by the group simulator: the SYN-ACK's unscaled window was
     // recorded as if scaled, so later ACKs offered up to 65535 << shift.
     let mut s = h();
-    s.send(Seg {
-        ctl: Ctl::Syn,
-        seq: CLIENT_ISN,
-        win: 65535,
-        mss: Some(1460),
-        ws: Some(7),
-        sack_perm: true,
-        ts: Some((100, 0)),
-        ..Default::default()
-    });
+    s.send(client_syn());
     let synack = s.recv_one();
     let shift = u32::from(synack.ws.expect("window scaling negotiated"));
     s.iss = synack.seq;
