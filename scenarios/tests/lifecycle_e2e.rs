@@ -310,24 +310,24 @@ fn the_primary_role_returns_to_the_preferred_member_after_it_rejoins() {
         live_members(&c).first() == Some(&1) && live_members(&c).len() == 3
     });
     // Statuses refresh every 50 ms: wait for the one that counts it.
-    let handbacks = |c: &Cluster| -> u64 {
-        [2u8, 3]
-            .iter()
-            .filter_map(|&m| c.replica_status(m).ok())
-            .filter_map(|s| s["handbacks"].as_u64())
-            .sum()
+    let handbacks = |c: &Cluster, member: u8| -> u64 {
+        c.replica_status(member)
+            .ok()
+            .and_then(|s| s["handbacks"].as_u64())
+            .unwrap_or(0)
     };
     wait_until(
-        "a member's status counts the handback",
+        "member 2's status counts the handback",
         Duration::from_secs(2),
-        || handbacks(&c) > 0,
+        || handbacks(&c, 2) > 0,
     );
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(
-        handbacks(&c),
+        handbacks(&c, 2),
         1,
-        "one handback, by the member that took over"
+        "member 2, which took over, handed back once"
     );
+    assert_eq!(handbacks(&c, 3), 0, "member 3 was never primary");
     std::thread::sleep(Duration::from_millis(500));
     let bulk = clients::finish_echo(bulk).unwrap();
     let chat = clients::finish_echo(chat).unwrap();
