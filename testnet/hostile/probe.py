@@ -19,6 +19,7 @@ import argparse
 import json
 import random
 import sys
+import threading
 import time
 
 from scapy.all import IP, TCP, Raw, AsyncSniffer, conf, fragment, send
@@ -50,9 +51,15 @@ class Probe:
         flt = f"tcp and src host {self.target} and dst host {self.src}"
         if sport is not None:
             flt += f" and dst port {sport}"
-        sniffer = AsyncSniffer(iface=self.iface, filter=flt, store=True)
+        # The sniffer's socket opens on its own thread (the first time after
+        # compiling the filter): send nothing before it listens, or an
+        # answer arriving first is missed.
+        listening = threading.Event()
+        sniffer = AsyncSniffer(iface=self.iface, filter=flt, store=True,
+                               started_callback=listening.set)
         sniffer.start()
-        time.sleep(0.05)
+        if not listening.wait(5.0):
+            raise RuntimeError(f"the sniffer on {self.iface} did not start")
         for p in packets:
             send(p)
         time.sleep(wait)
