@@ -75,7 +75,7 @@ pub enum AuthError {
     },
 }
 
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 /// Bytes of a frame header: version, kind, epoch, sender, counter.
 pub const HEADER_LEN: usize = 1 + 1 + 8 + 1 + 8;
 /// Bytes of the truncated HMAC-SHA256 tag that ends every frame.

@@ -1,13 +1,14 @@
 //! The one byte codec: big-endian integers, length-prefixed byte strings,
-//! IPv4 socket addresses and connection keys. Connection snapshots,
+//! socket addresses and connection keys. Connection snapshots,
 //! passive-replication checkpoints and the ack channel's frames are all
 //! written with [`Put`] and read with [`Reader`], so a [`ConnKey`] has one
-//! encoding everywhere (12 bytes: local address and port, then remote).
+//! encoding everywhere: a family byte (4 or 6), then the local address and
+//! port, then the remote ones (13 bytes for IPv4, 37 for IPv6).
 //!
 //! Reading never panics on short or hostile input: every read returns
 //! [`DecodeError`] when the bytes run out or a value is impossible.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
 use crate::conn::ConnKey;
 use crate::seq::Seq;
@@ -57,15 +58,33 @@ pub trait Put {
         self.put_u32(v.len() as u32);
         self.put_raw(v);
     }
-    /// An IPv4 address (four bytes) and a port (two).
-    fn put_addr(&mut self, a: SocketAddrV4) {
-        self.put_raw(&a.ip().octets());
+    /// A socket address: its family byte (4 or 6), the address, the port.
+    fn put_addr(&mut self, a: SocketAddr) {
+        self.put_u8(family(&a));
+        self.put_addr_bytes(a);
+    }
+    /// A connection key: the family byte once (both ends share it), the
+    /// local address and port, then the remote ones.
+    fn put_key(&mut self, k: &ConnKey) {
+        self.put_u8(family(&k.local));
+        self.put_addr_bytes(k.local);
+        self.put_addr_bytes(k.remote);
+    }
+    /// An address and port without the family byte.
+    fn put_addr_bytes(&mut self, a: SocketAddr) {
+        match a {
+            SocketAddr::V4(a) => self.put_raw(&a.ip().octets()),
+            SocketAddr::V6(a) => self.put_raw(&a.ip().octets()),
+        }
         self.put_u16(a.port());
     }
-    /// A connection key: local address, then remote.
-    fn put_key(&mut self, k: &ConnKey) {
-        self.put_addr(k.local);
-        self.put_addr(k.remote);
+}
+
+/// The family byte of an address: 4 or 6.
+fn family(a: &SocketAddr) -> u8 {
+    match a {
+        SocketAddr::V4(_) => 4,
+        SocketAddr::V6(_) => 6,
     }
 }
 
@@ -165,17 +184,31 @@ impl<'a> Reader<'a> {
         let n = self.u32()? as usize;
         Ok(self.take(n)?.to_vec())
     }
-    /// An IPv4 address and a port.
-    pub fn addr(&mut self) -> Result<SocketAddrV4, DecodeError> {
-        let ip = Ipv4Addr::from(self.array::<4>()?);
-        Ok(SocketAddrV4::new(ip, self.u16()?))
+    /// A family byte, an address and a port.
+    pub fn addr(&mut self) -> Result<SocketAddr, DecodeError> {
+        let family = self.u8()?;
+        self.addr_of(family)
     }
-    /// A connection key.
+    /// A connection key: one family byte for both of its addresses.
     pub fn key(&mut self) -> Result<ConnKey, DecodeError> {
+        let family = self.u8()?;
         Ok(ConnKey {
-            local: self.addr()?,
-            remote: self.addr()?,
+            local: self.addr_of(family)?,
+            remote: self.addr_of(family)?,
         })
+    }
+    fn addr_of(&mut self, family: u8) -> Result<SocketAddr, DecodeError> {
+        match family {
+            4 => {
+                let ip = Ipv4Addr::from(self.array::<4>()?);
+                Ok(SocketAddrV4::new(ip, self.u16()?).into())
+            }
+            6 => {
+                let ip = Ipv6Addr::from(self.array::<16>()?);
+                Ok(SocketAddrV6::new(ip, self.u16()?, 0, 0).into())
+            }
+            _ => Err(DecodeError::Invalid),
+        }
     }
 }
 
@@ -215,14 +248,36 @@ mod tests {
     }
 
     #[test]
-    fn a_key_is_twelve_bytes_in_network_order() {
+    fn a_key_is_its_family_then_both_addresses_in_network_order() {
         let key = ConnKey {
             local: "1.2.3.4:258".parse().unwrap(),
             remote: "5.6.7.8:1".parse().unwrap(),
         };
         let mut out = Vec::new();
         out.put_key(&key);
-        assert_eq!(out, [1, 2, 3, 4, 1, 2, 5, 6, 7, 8, 0, 1]);
+        assert_eq!(out, [4, 1, 2, 3, 4, 1, 2, 5, 6, 7, 8, 0, 1]);
+        let v6 = ConnKey {
+            local: "[fd00::1]:80".parse().unwrap(),
+            remote: "[fd00::2:3]:40000".parse().unwrap(),
+        };
+        let mut out = Vec::new();
+        out.put_key(&v6);
+        assert_eq!(out.len(), 37);
+        assert_eq!(out[0], 6);
+        assert_eq!(out[1..17], "fd00::1".parse::<Ipv6Addr>().unwrap().octets());
+        assert_eq!(out[17..19], [0, 80]);
+        assert_eq!(Reader::new(&out).key(), Ok(v6));
+    }
+
+    #[test]
+    fn an_unknown_address_family_is_invalid() {
+        let mut out = Vec::new();
+        out.put_addr("[fd00::9]:7".parse().unwrap());
+        assert_eq!(Reader::new(&out).addr(), Ok("[fd00::9]:7".parse().unwrap()));
+        out[0] = 5;
+        assert_eq!(Reader::new(&out).addr(), Err(DecodeError::Invalid));
+        assert_eq!(Reader::new(&out[..10]).key(), Err(DecodeError::Invalid));
+        assert_eq!(Reader::new(&[6, 0, 0]).key(), Err(DecodeError::Truncated));
     }
 
     #[test]
@@ -233,6 +288,6 @@ mod tests {
             Reader::new(&[0, 0, 0, 9, 1]).bytes(),
             Err(DecodeError::Truncated)
         );
-        assert_eq!(Reader::new(&[0; 11]).key(), Err(DecodeError::Truncated));
+        assert_eq!(Reader::new(&[4; 12]).key(), Err(DecodeError::Truncated));
     }
 }

@@ -1,16 +1,19 @@
 //! A connection's identity, and what replication asks of a stack.
 
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 
 use crate::seq::Seq;
 
 /// A connection's identity: the same on every replica of a group.
+///
+/// Both addresses are of one family: an IPv4 client of a dual-stack
+/// listener has an IPv4 key (never an IPv4-mapped IPv6 one).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnKey {
     /// The service's address (the virtual IP and port in a group).
-    pub local: SocketAddrV4,
+    pub local: SocketAddr,
     /// The client's address.
-    pub remote: SocketAddrV4,
+    pub remote: SocketAddr,
 }
 
 /// What a stack does with its output.

@@ -3,7 +3,7 @@
 //! confirmations, and the delivery log's encoding. `cargo bench -p
 //! hydra-bench --bench hot_paths`; the end-to-end figures are `hydra-bench`.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 
 use ackchannel::auth::{Counter, GroupKey};
 use ackchannel::replication::{MemberId, ReplicationConfig, ReplicationView, Replicator};
@@ -29,10 +29,14 @@ fn connected() -> (Stack, Stack, ConnKey, ConnKey) {
     let now = Instant::ZERO;
     let mut client = Stack::new(Config::default());
     let mut server = Stack::new(Config::default());
-    let listen = SocketAddrV4::new(SERVER, 7);
+    let listen = SocketAddr::V4(SocketAddrV4::new(SERVER, 7));
     server.listen(listen).expect("listen");
     let key = client
-        .connect(now, SocketAddrV4::new(CLIENT, 40000), listen)
+        .connect(
+            now,
+            SocketAddr::V4(SocketAddrV4::new(CLIENT, 40000)),
+            listen,
+        )
         .expect("connect");
     for _ in 0..4 {
         pump(now, &mut client, &mut server);
@@ -82,7 +86,10 @@ fn segments(c: &mut Criterion) {
 fn checksums(c: &mut Criterion) {
     use smoltcp::wire::{IpAddress, TcpPacket};
     use std::net::Ipv4Addr;
-    let (src, dst) = (Ipv4Addr::new(198, 18, 0, 1), Ipv4Addr::new(198, 18, 0, 2));
+    let (src, dst): (std::net::IpAddr, std::net::IpAddr) = (
+        Ipv4Addr::new(198, 18, 0, 1).into(),
+        Ipv4Addr::new(198, 18, 0, 2).into(),
+    );
     let data: Vec<u8> = (0..65_000u32).map(|i| (i * 7 + 3) as u8).collect();
     let mut g = c.benchmark_group("tcp_checksum");
     g.throughput(Throughput::Bytes(data.len() as u64));
@@ -92,7 +99,7 @@ fn checksums(c: &mut Criterion) {
     g.bench_function("smoltcp_65000", |b| {
         b.iter(|| {
             TcpPacket::new_unchecked(std::hint::black_box(&data[..]))
-                .verify_checksum(&IpAddress::Ipv4(src), &IpAddress::Ipv4(dst))
+                .verify_checksum(&IpAddress::from(src), &IpAddress::from(dst))
         })
     });
     g.finish();
@@ -145,8 +152,11 @@ fn reassembly(c: &mut Criterion) {
 
 fn key(i: u32) -> ConnKey {
     ConnKey {
-        local: SocketAddrV4::new(SERVER, 80),
-        remote: SocketAddrV4::new(Ipv4Addr::from(0xC612_0000 | (i >> 16)), (i & 0xffff) as u16),
+        local: SocketAddr::V4(SocketAddrV4::new(SERVER, 80)),
+        remote: SocketAddr::V4(SocketAddrV4::new(
+            Ipv4Addr::from(0xC612_0000 | (i >> 16)),
+            (i & 0xffff) as u16,
+        )),
     }
 }
 

@@ -10,7 +10,7 @@
 //! the server's highest sent sequence number.
 #![no_main]
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddr};
 
 use hydra_fuzz::{flags, reply_fields, tcp_packet, Tcp};
 use libfuzzer_sys::fuzz_target;
@@ -58,7 +58,7 @@ fn take<'a>(rest: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let local = SocketAddrV4::new(Ipv4Addr::from(SERVER.0), SERVER.1);
+    let local = SocketAddr::new(Ipv4Addr::from(SERVER.0).into(), SERVER.1);
     let mut stack = Stack::new(Config {
         isn_key: [7; 16],
         ..Config::default()

@@ -7,7 +7,7 @@
 //! Input: records of [target, kind, sender, len, bytes...].
 #![no_main]
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ackchannel::auth::{seal, GroupKey, Header};
 use ackchannel::control::{GroupPolicy, ViewAuthority};
@@ -20,10 +20,12 @@ const CONTROL_DOMAIN: &[u8] = b"hydra control v1";
 
 fuzz_target!(|data: &[u8]| {
     let key = GroupKey([9; 32]);
-    let vip = Ipv4Addr::new(198, 18, 100, 1);
+    let vip = IpAddr::V4(Ipv4Addr::new(198, 18, 100, 1));
+    let vip6 = IpAddr::V6(Ipv6Addr::new(0xfd00, 0x100, 0, 0, 0, 0, 0, 1));
     let mut services = ServiceMap::default();
     services.add(vip, vec![80], Target::Pool(0));
     services.add(vip, vec![], Target::Group(0));
+    services.add(vip6, vec![80], Target::Pool(0));
     let limits = PoolLimits {
         max_flows: 64,
         ..PoolLimits::default()

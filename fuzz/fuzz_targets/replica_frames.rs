@@ -9,7 +9,7 @@
 //! Input: records of [target, kind, sender, epoch, len, body...].
 #![no_main]
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddr};
 
 use ackchannel::auth::{seal, GroupKey, Header};
 use ackchannel::control::{MemberAgent, AUTHORITY};
@@ -34,7 +34,7 @@ fuzz_target!(|data: &[u8]| {
     let now = Instant::ZERO;
     backup.install_view(now, view.clone());
     primary.install_view(now, view);
-    let addr = SocketAddrV4::new(Ipv4Addr::new(198, 18, 1, 12), 7100);
+    let addr = SocketAddr::new(Ipv4Addr::new(198, 18, 1, 12).into(), 7100);
     let mut agent = MemberAgent::new(
         "fuzz".into(),
         2,

@@ -6,7 +6,7 @@
 //! `RUSTC_BOOTSTRAP=1 cargo fuzz run segments` in fuzz/.
 #![no_main]
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddr};
 
 use hydra_fuzz::fix_checksums;
 use libfuzzer_sys::fuzz_target;
@@ -29,7 +29,7 @@ fuzz_target!(|data: &[u8]| {
         _ => Role::Backup,
     };
     s.set_role(Instant::ZERO, role);
-    let _ = s.listen(SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 2), 80));
+    let _ = s.listen(SocketAddr::new(Ipv4Addr::new(198, 18, 0, 2).into(), 80));
     let mut now = Instant::ZERO;
     let mut out = vec![0u8; 65536];
     let mut buf = [0u8; 4096];
@@ -52,7 +52,7 @@ fuzz_target!(|data: &[u8]| {
                 let _ = s.recv(k, &mut buf);
             }
         }
-        while let Some(k) = s.accept(SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 2), 80)) {
+        while let Some(k) = s.accept(SocketAddr::new(Ipv4Addr::new(198, 18, 0, 2).into(), 80)) {
             let _ = s.send(k, b"hello");
         }
         let step = packet.first().copied().unwrap_or(1);

@@ -29,7 +29,7 @@
 
 use std::future::poll_fn;
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, SocketAddrV4};
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -44,13 +44,13 @@ pub struct TcpListener {
 impl TcpListener {
     /// Listen on `local` (`0.0.0.0` = any local address), actively
     /// replicated in a group.
-    pub fn bind(net: &NetStack, local: SocketAddrV4) -> io::Result<TcpListener> {
+    pub fn bind(net: &NetStack, local: SocketAddr) -> io::Result<TcpListener> {
         Self::from_listener(stack::socket::TcpListener::bind(net, local)?)
     }
 
     /// Listen on `local` with passive replication (only the primary's
     /// application runs; see `stack::socket::TcpListener::bind_passive`).
-    pub fn bind_passive(net: &NetStack, local: SocketAddrV4) -> io::Result<TcpListener> {
+    pub fn bind_passive(net: &NetStack, local: SocketAddr) -> io::Result<TcpListener> {
         Self::from_listener(stack::socket::TcpListener::bind_passive(net, local)?)
     }
 
@@ -103,7 +103,7 @@ impl TcpStream {
 
     /// Open a connection to `remote` (the handshake runs on tokio's
     /// blocking pool).
-    pub async fn connect(net: &NetStack, remote: SocketAddrV4) -> io::Result<TcpStream> {
+    pub async fn connect(net: &NetStack, remote: SocketAddr) -> io::Result<TcpStream> {
         let net = net.clone();
         let s =
             tokio::task::spawn_blocking(move || stack::socket::TcpStream::connect(&net, remote))

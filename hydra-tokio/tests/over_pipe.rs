@@ -1,8 +1,9 @@
 //! The tokio integration over two stacks linked in memory (no privileges):
-//! many concurrent connections on one runtime, byte-exact both ways, FIN
-//! as end of stream, and axum serving unchanged on a Hydra listener.
+//! many concurrent connections on one runtime over IPv4 and IPv6,
+//! byte-exact both ways, FIN as end of stream, and axum serving unchanged
+//! on a Hydra listener.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use hydra_tokio::{TcpListener, TcpStream};
@@ -10,13 +11,16 @@ use stack::phy::pipe;
 use stack::socket::NetStack;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const SERVER: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
-const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+const SERVER: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1));
+const CLIENT: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 2));
+const SERVER6: IpAddr = IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1));
+const CLIENT6: IpAddr = IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2));
 
+/// Two dual-stack hosts on one link.
 fn pair() -> (NetStack, NetStack) {
     let (a, b) = pipe::pair(1500).expect("socketpair");
-    let server = NetStack::spawn(stack::Config::default(), SERVER, a).expect("server stack");
-    let client = NetStack::spawn(stack::Config::default(), CLIENT, b).expect("client stack");
+    let server = NetStack::spawn(stack::Config::default(), &[SERVER, SERVER6], a).expect("server");
+    let client = NetStack::spawn(stack::Config::default(), &[CLIENT, CLIENT6], b).expect("client");
     (server, client)
 }
 
@@ -27,9 +31,11 @@ fn pattern(seed: usize, len: usize) -> Vec<u8> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn many_connections_echo_byte_exact_on_one_runtime() {
+async fn many_connections_echo_byte_exact_on_one_runtime_over_both_families() {
     let (server, client) = pair();
-    let listener = TcpListener::bind(&server, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 7)).unwrap();
+    // `[::]` takes IPv4 and IPv6 connections alike.
+    let listener =
+        TcpListener::bind(&server, SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), 7)).unwrap();
     tokio::spawn(async move {
         loop {
             let (mut s, _) = listener.accept().await.unwrap();
@@ -50,9 +56,11 @@ async fn many_connections_echo_byte_exact_on_one_runtime() {
     for i in 0..40 {
         let client = client.clone();
         tasks.push(tokio::spawn(async move {
-            let s = TcpStream::connect(&client, SocketAddrV4::new(SERVER, 7))
+            let to = if i % 2 == 0 { SERVER6 } else { SERVER };
+            let s = TcpStream::connect(&client, SocketAddr::new(to, 7))
                 .await
                 .unwrap();
+            assert_eq!(s.peer_addr().unwrap().ip(), to);
             let data = pattern(i, 20_000 + i * 1000);
             let (mut r, mut w) = tokio::io::split(s);
             let sent = data.clone();
@@ -80,7 +88,7 @@ async fn many_connections_echo_byte_exact_on_one_runtime() {
 async fn axum_serves_unchanged_on_a_hydra_listener() {
     use axum::routing::get;
     let (server, client) = pair();
-    let listener = TcpListener::bind(&server, SocketAddrV4::new(SERVER, 80)).unwrap();
+    let listener = TcpListener::bind(&server, SocketAddr::new(SERVER, 80)).unwrap();
     let app = axum::Router::new()
         .route("/", get(|| async { "hello from hydra\n" }))
         .route(
@@ -92,7 +100,7 @@ async fn axum_serves_unchanged_on_a_hydra_listener() {
         ("/", "hello from hydra\n"),
         ("/echo/replicated", "replicated"),
     ] {
-        let mut s = TcpStream::connect(&client, SocketAddrV4::new(SERVER, 80))
+        let mut s = TcpStream::connect(&client, SocketAddr::new(SERVER, 80))
             .await
             .unwrap();
         let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");

@@ -8,7 +8,7 @@
 //! of per packet.
 
 use std::io;
-use std::net::{SocketAddrV4, UdpSocket};
+use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
 use std::os::fd::AsRawFd;
 
 /// Most segments the kernel takes in one `UDP_SEGMENT` send (UDP_MAX_SEGMENTS).
@@ -22,7 +22,7 @@ pub const MAX_COALESCED: usize = 65_507;
 /// packets and [`MAX_COALESCED`] bytes.
 pub fn send_segments(
     socket: &UdpSocket,
-    to: SocketAddrV4,
+    to: SocketAddr,
     packets: &[&[u8]],
     segment_size: usize,
 ) -> io::Result<()> {
@@ -34,13 +34,13 @@ pub fn send_segments(
             iov_len: p.len(),
         })
         .collect();
-    let mut addr = sockaddr_in(to);
+    let (mut addr, addr_len) = sockaddr(to);
     // Room for one cmsg carrying a u16, aligned as the kernel expects.
     let mut control = [0u64; 4];
     // SAFETY: an all-zero msghdr is a valid empty message.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_name = (&mut addr as *mut libc::sockaddr_in).cast();
-    msg.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    msg.msg_name = (&mut addr as *mut libc::sockaddr_storage).cast();
+    msg.msg_namelen = addr_len;
     msg.msg_iov = iov.as_mut_ptr();
     msg.msg_iovlen = iov.len() as _;
     if packets.len() > 1 {
@@ -111,8 +111,8 @@ fn switch_on(socket: &UdpSocket, level: libc::c_int, name: libc::c_int) -> io::R
 pub struct Received {
     /// Bytes written into the buffer.
     pub len: usize,
-    /// The sender, when it was an IPv4 address.
-    pub from: Option<SocketAddrV4>,
+    /// The sender, when it was an IPv4 or IPv6 address.
+    pub from: Option<SocketAddr>,
     /// The size of each coalesced datagram (the last may be shorter).
     pub segment_size: Option<usize>,
     /// The datagram did not fit `buf` and was cut.
@@ -125,12 +125,12 @@ pub fn recv_coalesced(socket: &UdpSocket, buf: &mut [u8]) -> io::Result<Received
         iov_base: buf.as_mut_ptr().cast(),
         iov_len: buf.len(),
     };
-    // SAFETY: all-zero sockaddr_in and msghdr are valid.
-    let mut addr: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+    // SAFETY: all-zero sockaddr_storage and msghdr are valid.
+    let mut addr: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
     let mut control = [0u64; 8];
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_name = (&mut addr as *mut libc::sockaddr_in).cast();
-    msg.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    msg.msg_name = (&mut addr as *mut libc::sockaddr_storage).cast();
+    msg.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
     msg.msg_iov = &mut iov;
     msg.msg_iovlen = 1;
     msg.msg_control = control.as_mut_ptr().cast();
@@ -155,12 +155,7 @@ pub fn recv_coalesced(socket: &UdpSocket, buf: &mut [u8]) -> io::Result<Received
             cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
         }
     }
-    let from = (addr.sin_family == libc::AF_INET as libc::sa_family_t).then(|| {
-        SocketAddrV4::new(
-            u32::from_be(addr.sin_addr.s_addr).into(),
-            u16::from_be(addr.sin_port),
-        )
-    });
+    let from = socket_addr(&addr);
     Ok(Received {
         len: n as usize,
         from,
@@ -169,13 +164,63 @@ pub fn recv_coalesced(socket: &UdpSocket, buf: &mut [u8]) -> io::Result<Received
     })
 }
 
-fn sockaddr_in(a: SocketAddrV4) -> libc::sockaddr_in {
-    // SAFETY: an all-zero sockaddr_in is valid; we fill the fields we use.
-    let mut s: libc::sockaddr_in = unsafe { std::mem::zeroed() };
-    s.sin_family = libc::AF_INET as libc::sa_family_t;
-    s.sin_port = a.port().to_be();
-    s.sin_addr.s_addr = u32::from(*a.ip()).to_be();
-    s
+/// `a` as the kernel takes it, and its length.
+fn sockaddr(a: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+    // SAFETY: an all-zero sockaddr_storage is valid; we fill the fields we use.
+    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let len = match a {
+        SocketAddr::V4(a) => {
+            // SAFETY: sockaddr_storage is larger than, and aligned for, sockaddr_in.
+            let s = unsafe {
+                &mut *(&mut storage as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in>()
+            };
+            s.sin_family = libc::AF_INET as libc::sa_family_t;
+            s.sin_port = a.port().to_be();
+            s.sin_addr.s_addr = u32::from(*a.ip()).to_be();
+            std::mem::size_of::<libc::sockaddr_in>()
+        }
+        SocketAddr::V6(a) => {
+            // SAFETY: sockaddr_storage is larger than, and aligned for, sockaddr_in6.
+            let s = unsafe {
+                &mut *(&mut storage as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in6>()
+            };
+            s.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+            s.sin6_port = a.port().to_be();
+            s.sin6_addr.s6_addr = a.ip().octets();
+            s.sin6_flowinfo = a.flowinfo().to_be();
+            s.sin6_scope_id = a.scope_id();
+            std::mem::size_of::<libc::sockaddr_in6>()
+        }
+    };
+    (storage, len as libc::socklen_t)
+}
+
+/// The address the kernel wrote into `storage`, if of a family we know.
+fn socket_addr(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
+    match i32::from(storage.ss_family) {
+        libc::AF_INET => {
+            // SAFETY: the family says the kernel wrote a sockaddr_in.
+            let s =
+                unsafe { &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                u32::from_be(s.sin_addr.s_addr).into(),
+                u16::from_be(s.sin_port),
+            )))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the family says the kernel wrote a sockaddr_in6.
+            let s = unsafe {
+                &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>()
+            };
+            Some(SocketAddr::V6(SocketAddrV6::new(
+                s.sin6_addr.s6_addr.into(),
+                u16::from_be(s.sin6_port),
+                u32::from_be(s.sin6_flowinfo),
+                s.sin6_scope_id,
+            )))
+        }
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -189,14 +234,29 @@ mod tests {
         datagram.chunks(size)
     }
 
-    fn pair() -> (UdpSocket, UdpSocket, SocketAddrV4) {
-        let rx = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
-        let tx = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
-        let to = match rx.local_addr().unwrap() {
-            std::net::SocketAddr::V4(a) => a,
-            _ => unreachable!(),
-        };
+    fn pair() -> (UdpSocket, UdpSocket, SocketAddr) {
+        pair_on(Ipv4Addr::LOCALHOST.into())
+    }
+
+    fn pair_on(ip: std::net::IpAddr) -> (UdpSocket, UdpSocket, SocketAddr) {
+        let rx = UdpSocket::bind((ip, 0)).unwrap();
+        let tx = UdpSocket::bind((ip, 0)).unwrap();
+        let to = rx.local_addr().unwrap();
         (tx, rx, to)
+    }
+
+    #[test]
+    fn a_run_travels_over_ipv6_and_names_its_sender() {
+        let (tx, rx, to) = pair_on(std::net::Ipv6Addr::LOCALHOST.into());
+        enable_gro(&rx).unwrap();
+        let sent = packets(&[1200, 1200, 77]);
+        let slices: Vec<&[u8]> = sent.iter().map(Vec::as_slice).collect();
+        send_segments(&tx, to, &slices, 1200).unwrap();
+        assert_eq!(received_packets(&rx, sent.len()), sent);
+        send_segments(&tx, to, &[b"who"], 3).unwrap();
+        let mut buf = [0u8; 16];
+        let r = recv_coalesced(&rx, &mut buf).unwrap();
+        assert_eq!(r.from, Some(tx.local_addr().unwrap()));
     }
 
     fn received_packets(rx: &UdpSocket, count: usize) -> Vec<Vec<u8>> {

@@ -1,7 +1,7 @@
 //! `redirector.toml`: the virtual IPs, the services on them and the groups
 //! that serve them.
 
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 
 use ackchannel::auth::GroupKey;
@@ -30,10 +30,10 @@ pub struct RedirectorConfig {
     #[serde(default = "default_receive_offload")]
     pub receive_offload: bool,
     /// UDP address for registrations and keepalives.
-    pub control_listen: SocketAddrV4,
+    pub control_listen: SocketAddr,
     /// Local address the packet copies are sent from (replicas accept copies
     /// only from this IP).
-    pub data_bind: SocketAddrV4,
+    pub data_bind: SocketAddr,
     /// Admin endpoint for /metrics and /status.
     pub admin: Option<SocketAddr>,
     /// Where the groups' views are kept across a restart of the redirector
@@ -49,7 +49,7 @@ pub struct RedirectorConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceConfig {
-    pub vip: Ipv4Addr,
+    pub vip: IpAddr,
     /// TCP ports; empty means every port of the VIP.
     #[serde(default)]
     pub ports: Vec<u16>,

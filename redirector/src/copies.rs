@@ -4,7 +4,7 @@
 //! the same packets.
 
 use std::io;
-use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 
 use hydra_ops::udp_offload::{disable_checksums, send_segments, MAX_COALESCED, MAX_SEGMENTS};
 use stack::wire::split_tcp;
@@ -148,7 +148,7 @@ impl CopySender {
     pub fn send(
         &mut self,
         inbox: &Inbox,
-        destinations: &[(u64, Vec<SocketAddrV4>)],
+        destinations: &[(u64, Vec<SocketAddr>)],
         counters: &mut Counters,
     ) {
         for group in inbox.groups() {
@@ -164,7 +164,7 @@ impl CopySender {
         }
     }
 
-    fn send_run(&mut self, to: SocketAddrV4, run: &[&[u8]], counters: &mut Counters) {
+    fn send_run(&mut self, to: SocketAddr, run: &[&[u8]], counters: &mut Counters) {
         if self.offload && run.len() > 1 {
             match send_segments(&self.socket, to, run, run[0].len()) {
                 Ok(()) => {
@@ -186,7 +186,7 @@ impl CopySender {
             }
         }
         for packet in run {
-            match self.singles.send_to(packet, SocketAddr::V4(to)) {
+            match self.singles.send_to(packet, to) {
                 Ok(_) => counters.copies_sent += 1,
                 Err(_) => counters.copy_errors += 1,
             }
@@ -259,13 +259,7 @@ mod tests {
         let rx: Vec<UdpSocket> = (0..2)
             .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
             .collect();
-        let addrs: Vec<SocketAddrV4> = rx
-            .iter()
-            .map(|s| match s.local_addr().unwrap() {
-                SocketAddr::V4(a) => a,
-                _ => unreachable!(),
-            })
-            .collect();
+        let addrs: Vec<SocketAddr> = rx.iter().map(|s| s.local_addr().unwrap()).collect();
         let sizes = [1400, 1400, 1400, 60, 1400, 900, 1400, 1400];
         let i = inbox(&sizes.map(|n| (n, 0)));
         let mut sender = CopySender::new(

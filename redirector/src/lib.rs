@@ -11,7 +11,7 @@ pub mod services;
 pub mod state;
 pub mod status;
 
-use std::net::{SocketAddrV4, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex};
@@ -50,7 +50,7 @@ struct Redirector {
     available: Vec<bool>,
     drain_requests: Receiver<DrainRequest>,
     /// Live members' data addresses per group, refreshed on view change.
-    destinations: Vec<(u64, Vec<SocketAddrV4>)>,
+    destinations: Vec<(u64, Vec<SocketAddr>)>,
     counters: Counters,
     clock: std::time::Instant,
 }
@@ -73,7 +73,7 @@ pub fn run(cfg: RedirectorConfig, signals: Signals) -> anyhow::Result<()> {
     data.set_nonblocking(true)?;
     size_socket_buffer(&data, SocketBuffer::Send, 8 << 20)?;
     // Replicas check the source address of copies, not the port.
-    let singles = UdpSocket::bind(SocketAddrV4::new(*cfg.data_bind.ip(), 0))
+    let singles = UdpSocket::bind(SocketAddr::new(cfg.data_bind.ip(), 0))
         .with_context(|| format!("binding data socket {}:0", cfg.data_bind.ip()))?;
     singles.set_nonblocking(true)?;
     size_socket_buffer(&singles, SocketBuffer::Send, 8 << 20)?;
@@ -273,7 +273,7 @@ impl Redirector {
                 self.counters.dropped_no_service += 1;
                 None
             }
-            Verdict::NotIpv4 | Verdict::Malformed => {
+            Verdict::NotIp | Verdict::Malformed => {
                 self.counters.dropped_malformed += 1;
                 None
             }

@@ -4,7 +4,7 @@
 //! element selection, `shared/seeds/`).
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 use stack::{Duration, Instant};
@@ -28,9 +28,9 @@ pub enum Policy {
 /// A TCP connection as the redirector sees it: client to service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct FlowKey {
-    pub client: Ipv4Addr,
+    pub client: IpAddr,
     pub client_port: u16,
-    pub service: Ipv4Addr,
+    pub service: IpAddr,
     pub service_port: u16,
 }
 
@@ -206,7 +206,7 @@ impl Pool {
     }
 
     /// The policy's choice among `usable` (indices into this pool's groups).
-    fn pick(&mut self, usable: &[usize], client: Ipv4Addr) -> Option<usize> {
+    fn pick(&mut self, usable: &[usize], client: IpAddr) -> Option<usize> {
         if usable.is_empty() {
             return None;
         }
@@ -235,7 +235,7 @@ impl Pool {
             Policy::Random => usable[(self.random() % usable.len() as u64) as usize],
             Policy::ClientHash => *usable
                 .iter()
-                .max_by_key(|&&m| mix(u64::from(u32::from(client)) ^ name_hash(&self.names[m])))?,
+                .max_by_key(|&&m| mix(address_bits(client) ^ name_hash(&self.names[m])))?,
         };
         Some(chosen)
     }
@@ -304,3 +304,15 @@ fn name_hash(name: &str) -> u64 {
 
 #[cfg(test)]
 mod tests;
+
+/// An address as 64 bits for rendezvous hashing: an IPv4 address as its
+/// 32-bit value, an IPv6 one folded (its halves exclusive-or'ed).
+fn address_bits(ip: IpAddr) -> u64 {
+    match ip {
+        IpAddr::V4(a) => u64::from(u32::from(a)),
+        IpAddr::V6(a) => {
+            let v = u128::from(a);
+            (v >> 64) as u64 ^ v as u64
+        }
+    }
+}

@@ -6,7 +6,7 @@
 //! cargo run --example echo_member -- replica1.toml
 //! ```
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv6Addr, SocketAddr};
 
 use replica::member::{Member, MemberConfig};
 use stack::socket::TcpListener;
@@ -14,7 +14,10 @@ use stack::socket::TcpListener;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let path = std::env::args().nth(1).ok_or("usage: echo_member CONFIG")?;
     let member = Member::join(&MemberConfig::from_replica_file(path.as_ref())?)?;
-    let listener = TcpListener::bind(member.net(), SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 7))?;
+    let listener = TcpListener::bind(
+        member.net(),
+        SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), 7),
+    )?;
     std::thread::spawn(move || {
         // Ends when the stack stops (accept then fails for good).
         for stream in listener.incoming() {

@@ -6,7 +6,7 @@
 //! ```sh
 //! cargo run --example session_member -- replica1.toml    # port 7000
 //! ```
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv6Addr, SocketAddr};
 
 use replica::apps::session;
 use replica::member::{Member, MemberConfig};
@@ -17,8 +17,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .nth(1)
         .ok_or("usage: session_member CONFIG")?;
     let member = Member::join(&MemberConfig::from_replica_file(path.as_ref())?)?;
-    let listener =
-        TcpListener::bind_passive(member.net(), SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 7000))?;
+    let listener = TcpListener::bind_passive(
+        member.net(),
+        SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), 7000),
+    )?;
     std::thread::spawn(move || {
         // On a backup, accept waits: after a takeover it returns every
         // session the old primary's application had.

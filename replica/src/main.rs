@@ -2,7 +2,7 @@
 
 #![forbid(unsafe_code)]
 
-use std::net::Ipv4Addr;
+use std::net::Ipv6Addr;
 use std::path::Path;
 
 use anyhow::Context;
@@ -92,7 +92,7 @@ fn run_member(path: &Path) -> anyhow::Result<()> {
     let (config, app_specs) = load(path)?;
     let member = Member::join(&config)?;
     for app in &app_specs {
-        apps::start(member.net(), Ipv4Addr::UNSPECIFIED, app)
+        apps::start(member.net(), Ipv6Addr::UNSPECIFIED.into(), app)
             .with_context(|| format!("starting {app}"))?;
     }
     member.run_until_signal()?;

@@ -11,14 +11,14 @@
 //!
 //! ```no_run
 //! use std::io::{Read, Write};
-//! use std::net::{Ipv4Addr, SocketAddrV4};
+//! use std::net::{Ipv6Addr, SocketAddr};
 //! use replica::member::{Member, MemberConfig};
 //! use stack::socket::TcpListener;
 //!
 //! fn main() -> Result<(), Box<dyn std::error::Error>> {
 //!     let config = MemberConfig::from_file("member.toml".as_ref())?;
 //!     let member = Member::join(&config)?;
-//!     let listener = TcpListener::bind(member.net(), SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 7))?;
+//!     let listener = TcpListener::bind(member.net(), SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), 7))?;
 //!     std::thread::spawn(move || {
 //!         for stream in listener.incoming() {
 //!             let Ok(mut s) = stream else { break }; // the stack stopped
@@ -221,21 +221,16 @@ impl Member {
                 name: config.tun.clone(),
                 source,
             })?;
-        let bind = |what: &'static str, addr: std::net::SocketAddrV4| {
-            UdpSocket::bind(addr).map_err(|source| MemberError::Bind {
-                what,
-                addr: addr.into(),
-                source,
-            })
+        let bind = |what: &'static str, addr: std::net::SocketAddr| {
+            UdpSocket::bind(addr).map_err(|source| MemberError::Bind { what, addr, source })
         };
         let data = bind("data socket", config.data_listen)?;
-        let copies =
-            CopyReceiver::new(data, *config.redirector.ip()).map_err(MemberError::Start)?;
+        let copies = CopyReceiver::new(data, config.redirector.ip()).map_err(MemberError::Start)?;
         let copy_drops = copies.drops.clone();
         let device = ReplicaDevice::new(copies, tun);
         let control = bind(
             "control socket",
-            std::net::SocketAddrV4::new(*config.data_listen.ip(), 0),
+            std::net::SocketAddr::new(config.data_listen.ip(), 0),
         )?;
         let heartbeat = stack::Duration::from_millis(config.heartbeat_ms);
         let group_key = GroupKey(key_bytes);
@@ -256,14 +251,13 @@ impl Member {
                 ..ReplicationConfig::default()
             },
         );
-        let mesh =
-            Mesh::new(MemberId(config.member), config.ack_listen.into()).map_err(|source| {
-                MemberError::Bind {
-                    what: "ack channel",
-                    addr: config.ack_listen.into(),
-                    source,
-                }
-            })?;
+        let mesh = Mesh::new(MemberId(config.member), config.ack_listen).map_err(|source| {
+            MemberError::Bind {
+                what: "ack channel",
+                addr: config.ack_listen,
+                source,
+            }
+        })?;
         let stack_cfg = Config {
             isn_key: isn_key(&key_bytes),
             mss: config.mss,
@@ -286,7 +280,7 @@ impl Member {
             command_rx,
         )
         .map_err(|e| MemberError::Start(io::Error::other(format!("{e:#}"))))?;
-        let net = NetStack::spawn_with_hooks(core, config.vips[0], device, hooks)
+        let net = NetStack::spawn_with_hooks(core, &config.vips, device, hooks)
             .map_err(MemberError::Start)?;
         let member = Member {
             net,

@@ -1,7 +1,7 @@
 //! Standalone mode: the stack on one TUN device serving built-in apps, with
 //! no replication. The operator routes the service address to the TUN.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,10 +18,11 @@ pub struct StandaloneArgs {
     /// TUN device to create (or attach to).
     #[arg(long, default_value = "hydra0")]
     pub tun: String,
-    /// IPv4 address the stack answers for (route it to the TUN device).
-    #[arg(long)]
-    pub address: Ipv4Addr,
-    /// MTU of the TUN device; MSS is MTU - 40.
+    /// Address the stack answers for (route it to the TUN device): IPv4 or
+    /// IPv6; give it twice, one of each family, for a dual-stack host.
+    #[arg(long = "address", required = true)]
+    pub addresses: Vec<IpAddr>,
+    /// MTU of the TUN device; the MSS is MTU - 40 over IPv4, MTU - 60 over IPv6.
     #[arg(long, default_value_t = 1500)]
     pub mtu: usize,
     /// Applications to serve: echo:PORT, discard:PORT, source:PORT, http:PORT=DIR.
@@ -62,9 +63,15 @@ pub fn run(args: StandaloneArgs, signals: Signals) -> anyhow::Result<()> {
         },
         ..Config::default()
     };
-    let net = NetStack::spawn(cfg, args.address, tun).context("starting the stack")?;
+    let net = NetStack::spawn(cfg, &args.addresses, tun).context("starting the stack")?;
+    // One address: listen on it. Both families: on `[::]`, which takes
+    // IPv4 and IPv6 connections alike.
+    let listen_on = match args.addresses.as_slice() {
+        [one] => *one,
+        _ => Ipv6Addr::UNSPECIFIED.into(),
+    };
     for app in &args.apps {
-        apps::start(&net, args.address, app).with_context(|| format!("starting {app}"))?;
+        apps::start(&net, listen_on, app).with_context(|| format!("starting {app}"))?;
     }
     if let Some(addr) = args.admin {
         let status_net = net.clone();
@@ -100,7 +107,7 @@ pub fn run(args: StandaloneArgs, signals: Signals) -> anyhow::Result<()> {
         .with_context(|| format!("admin endpoint on {addr}"))?;
         tracing::info!(%bound, "admin endpoint up");
     }
-    tracing::info!(tun = %args.tun, address = %args.address, apps = ?args.apps.iter().map(|a| a.to_string()).collect::<Vec<_>>(), "standalone replica ready");
+    tracing::info!(tun = %args.tun, addresses = ?args.addresses, apps = ?args.apps.iter().map(|a| a.to_string()).collect::<Vec<_>>(), "standalone replica ready");
     loop {
         if let Some(sig) = signals.wait(Duration::from_secs(1)) {
             tracing::info!(signal = sig, "shutting down");

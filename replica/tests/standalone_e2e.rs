@@ -1,5 +1,6 @@
 //! End to end: Linux clients (curl, nc, Python sockets) in one network
-//! namespace against `hydra-replica standalone` over TUN in another.
+//! namespace against `hydra-replica standalone` over TUN in another, over
+//! IPv4 and over IPv6 (the stack serves both families on one TUN).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -9,6 +10,8 @@ use std::time::Duration;
 use testnet::netns::{privileged, run, Topology};
 
 const SERVICE: &str = "198.18.20.1";
+/// The service's IPv6 address (a ULA prefix inside the test's namespaces).
+const SERVICE6: &str = "fd00:20::1";
 
 struct Setup {
     topo: Topology,
@@ -21,16 +24,26 @@ fn setup(tag: &str) -> Setup {
     let mut topo = Topology::new(tag);
     let client = topo.namespace("c").unwrap();
     let server = topo.namespace("s").unwrap();
-    topo.veth(
-        (&client, "198.18.10.1/24"),
-        (&server, "198.18.10.2/24"),
-        1500,
-    )
-    .unwrap();
+    let (client_link, server_link) = topo
+        .veth(
+            (&client, "198.18.10.1/24"),
+            (&server, "198.18.10.2/24"),
+            1500,
+        )
+        .unwrap();
+    topo.add_ipv6(&client, &client_link, "fd00:10::1/64")
+        .unwrap();
+    topo.add_ipv6(&server, &server_link, "fd00:10::2/64")
+        .unwrap();
     topo.router(&server).unwrap();
     topo.ip(
         &client,
         &["route", "add", "198.18.20.0/24", "via", "198.18.10.2"],
+    )
+    .unwrap();
+    topo.ip(
+        &client,
+        &["-6", "route", "add", "fd00:20::/64", "via", "fd00:10::2"],
     )
     .unwrap();
     let www = std::env::temp_dir().join(format!("{}-www", topo.prefix()));
@@ -38,6 +51,7 @@ fn setup(tag: &str) -> Setup {
     let tun = topo.name("t");
     let mut cmd = topo.command(&server, env!("CARGO_BIN_EXE_hydra-replica"));
     cmd.args(["standalone", "--tun", &tun, "--address", SERVICE]);
+    cmd.args(["--address", SERVICE6]);
     for app in ["echo:7", "discard:9", "source:19"] {
         cmd.args(["--app", app]);
     }
@@ -48,6 +62,18 @@ fn setup(tag: &str) -> Setup {
     topo.ip(
         &server,
         &["route", "add", &format!("{SERVICE}/32"), "dev", &tun],
+    )
+    .unwrap();
+    topo.ip(
+        &server,
+        &[
+            "-6",
+            "route",
+            "add",
+            &format!("{SERVICE6}/128"),
+            "dev",
+            &tun,
+        ],
     )
     .unwrap();
     Setup { topo, client, www }
@@ -149,12 +175,16 @@ fn curl_uploads_64_mib_byte_exact_through_receive_offload() {
 }
 
 fn echo_client(s: &Setup, args: &[&str]) -> serde_json::Value {
+    echo_client_to(s, SERVICE, args)
+}
+
+fn echo_client_to(s: &Setup, service: &str, args: &[&str]) -> serde_json::Value {
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../testnet/clients/echo_client.py"
     );
     let mut cmd = s.topo.command(&s.client, "python3");
-    cmd.arg(script).args([SERVICE, "7"]).args(args);
+    cmd.arg(script).args([service, "7"]).args(args);
     let out = cmd.output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap_or_else(|_| {
@@ -191,4 +221,62 @@ fn python_and_nc_echo_clients_see_no_reset() {
     ]);
     let out = run(&mut nc).expect("nc");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hello hydra\n");
+}
+
+/// IPv6 clients of the same stack that serves IPv4: curl downloads and
+/// uploads (through the TUN's IPv6 receive and segmentation offloads),
+/// Python and nc echo, all byte-exact and without a reset; an IPv4 client
+/// alongside shows one stack serving both families.
+#[test]
+fn ipv6_clients_curl_python_and_nc_against_a_dual_stack_server() {
+    if !privileged("ipv6_clients_curl_python_and_nc_against_a_dual_stack_server") {
+        return;
+    }
+    let s = setup("six");
+    let original = s.www.join("big.bin");
+    write_file(&original, 32 << 20);
+    let fetched = s.www.join("fetched6.bin");
+    let mut curl = s.topo.command(&s.client, "curl");
+    curl.args(["-6", "-sS", "--fail", "--max-time", "120", "-o"])
+        .arg(&fetched)
+        .arg(format!("http://[{SERVICE6}]/big.bin"));
+    run(&mut curl).expect("curl -6 download");
+    assert_eq!(sha256(&fetched), sha256(&original), "IPv6 download differs");
+
+    let mut upload = s.topo.command(&s.client, "curl");
+    upload
+        .args(["-6", "-sS", "--fail", "--max-time", "120", "-H", "Expect:"])
+        .arg("--data-binary")
+        .arg(format!("@{}", original.display()))
+        .arg(format!("http://[{SERVICE6}]/upload"));
+    let answer = run(&mut upload).expect("curl -6 upload").stdout;
+    assert_eq!(
+        String::from_utf8_lossy(&answer).trim(),
+        format!("{} {}", sha256(&original), 32 << 20),
+        "the server read other bytes than were sent over IPv6"
+    );
+
+    let many = echo_client_to(
+        &s,
+        SERVICE6,
+        &["--connections", "50", "--size", "65536", "--seed", "6"],
+    );
+    assert_eq!(many["connections"], 50);
+    assert_eq!(many["resets"], 0);
+    assert_eq!(many["bytes"], 50 * 65536);
+
+    let mut nc = s.topo.command(&s.client, "sh");
+    nc.args([
+        "-c",
+        &format!("printf 'hello six\\n' | nc -6 -N -w 10 {SERVICE6} 7"),
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&run(&mut nc).expect("nc -6").stdout),
+        "hello six\n"
+    );
+
+    // The same stack, over IPv4, at the same time.
+    let four = echo_client(&s, &["--connections", "5", "--size", "100000"]);
+    assert_eq!(four["resets"], 0);
+    assert_eq!(four["bytes"], 5 * 100000);
 }

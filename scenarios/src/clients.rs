@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::cluster::{Cluster, VIP};
+use crate::cluster::Cluster;
 
 /// The Python echo client (testnet/clients/echo_client.py).
 pub fn echo_script() -> PathBuf {
@@ -36,7 +36,7 @@ pub fn start_echo_on(
 ) -> anyhow::Result<Child> {
     let mut cmd = c.client("python3");
     cmd.arg(echo_script())
-        .args([&VIP.to_string(), &port.to_string()]);
+        .args([&c.vip().to_string(), &port.to_string()]);
     cmd.args([
         "--connections",
         &connections.to_string(),
@@ -72,7 +72,7 @@ pub fn start_sessions(
 ) -> anyhow::Result<Child> {
     let mut cmd = c.client("python3");
     cmd.arg(session_script())
-        .args([&VIP.to_string(), &port.to_string()])
+        .args([&c.vip().to_string(), &port.to_string()])
         .args(["--sessions", &sessions.to_string()])
         .args(["--requests", &requests.to_string()])
         .args(["--pace", &format!("{:.4}", pace.as_secs_f64())]);
@@ -107,7 +107,7 @@ fn curl(c: &Cluster, rate: &str) -> Command {
 pub fn start_download(c: &Cluster, path: &str, dest: &Path, rate: &str) -> anyhow::Result<Child> {
     let mut cmd = curl(c, rate);
     cmd.arg("-o").arg(dest);
-    cmd.arg(format!("http://{VIP}/{path}"));
+    cmd.arg(format!("http://{}/{path}", c.vip_host()));
     cmd.stdout(Stdio::null());
     cmd.spawn().context("starting curl")
 }
@@ -119,7 +119,7 @@ pub fn start_upload(c: &Cluster, src: &Path, rate: &str) -> anyhow::Result<Child
     // `Expect:` off: the app sends no 100 Continue, curl would wait 1 s.
     cmd.args(["-H", "Expect:", "--data-binary"])
         .arg(format!("@{}", src.display()))
-        .arg(format!("http://{VIP}/upload"));
+        .arg(format!("http://{}/upload", c.vip_host()));
     cmd.stdout(Stdio::piped());
     cmd.spawn().context("starting curl")
 }
@@ -140,7 +140,7 @@ pub fn start_wrk(
         "--timeout".into(),
         "10s".into(),
         "--latency".into(),
-        format!("http://{VIP}/{path}"),
+        format!("http://{}/{path}", c.vip_host()),
     ]);
     cmd.stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -9,9 +9,14 @@
 //! it into the redirector's TUN; copies go to each replica over UDP; the
 //! primary's replies leave its TUN and are forwarded by the kernels back to
 //! the client. Everything is removed when the `Cluster` drops.
+//!
+//! With [`ClusterSpec::ipv6`] the cluster is dual-stack: the group serves
+//! the IPv6 VIP `fd00:100::1` beside the IPv4 one, clients reach it over
+//! `fd00::/64`, and the links between the redirector and the replicas
+//! (copies, ack channel, control plane) are IPv6 (`fd00:1::/64`).
 
 use std::io::Write;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -20,7 +25,10 @@ use anyhow::{bail, Context};
 use testnet::netns::{run, Topology};
 
 pub const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 100, 1);
+/// The IPv6 VIP of a dual-stack cluster ([`ClusterSpec::ipv6`]).
+pub const VIP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x100, 0, 0, 0, 0, 0, 1);
 const REDIRECTOR_IP: &str = "198.18.1.1";
+const REDIRECTOR_IP6: &str = "fd00:1::1";
 const CONTROL_PORT: u16 = 7000;
 const DATA_PORT: u16 = 7100;
 const ACK_PORT: u16 = 7200;
@@ -63,6 +71,9 @@ pub struct ClusterSpec {
     /// The groups' preferred primary (`preferred_primary` in the
     /// redirector's configuration).
     pub preferred_primary: Option<u8>,
+    /// Dual stack: the group also serves [`VIP6`], clients use it
+    /// ([`Cluster::vip`]), and the redirector and replicas talk over IPv6.
+    pub ipv6: bool,
 }
 
 /// A member program built on the member library: started as `<path> member
@@ -99,6 +110,7 @@ impl Default for ClusterSpec {
             link_mtu: 65_535,
             program: None,
             preferred_primary: None,
+            ipv6: false,
         }
     }
 }
@@ -167,6 +179,20 @@ fn replica_ip(i: usize) -> String {
     format!("198.18.1.{}", 11 + i)
 }
 
+/// Replica `i`'s IPv6 address on the links of a dual-stack cluster.
+fn replica_ip6(i: usize) -> String {
+    format!("fd00:1::{:x}", 0x11 + i)
+}
+
+/// `ip` and `port` as a socket address's text (IPv6 in brackets).
+fn socket_text(ip: &str, port: u16) -> String {
+    if ip.contains(':') {
+        format!("[{ip}]:{port}")
+    } else {
+        format!("{ip}:{port}")
+    }
+}
+
 /// Name of group `g`.
 pub fn group_name(g: usize) -> String {
     if g == 0 {
@@ -192,6 +218,15 @@ impl Cluster {
             &client_ns,
             &["route", "add", "198.18.100.0/24", "via", "198.18.0.2"],
         )?;
+        if spec.ipv6 {
+            anyhow::ensure!(!spec.relays, "the link relays are IPv4 only");
+            topo.add_ipv6(&client_ns, &client_link, "fd00::1/64")?;
+            topo.add_ipv6(&redirector_ns, &redirector_client_link, "fd00::2/64")?;
+            topo.ip(
+                &client_ns,
+                &["-6", "route", "add", "fd00:100::/64", "via", "fd00::2"],
+            )?;
+        }
         topo.router(&redirector_ns)?;
         let bridge = topo.name("br");
         topo.ip(
@@ -216,17 +251,27 @@ impl Cluster {
                 &bridge,
             ],
         )?;
+        if spec.ipv6 {
+            topo.add_ipv6(&redirector_ns, &bridge, &format!("{REDIRECTOR_IP6}/64"))?;
+        }
         topo.ip(&redirector_ns, &["link", "set", &bridge, "up"])?;
         let mut replica_ns = Vec::new();
         for i in 0..spec.replicas * spec.groups {
             let ns = topo.namespace(&format!("p{i}"))?;
-            let (_, outer) = topo.veth(
+            let (inner, outer) = topo.veth(
                 (&ns, &format!("{}/24", replica_ip(i))),
                 (&redirector_ns, ""),
                 spec.link_mtu,
             )?;
             topo.ip(&redirector_ns, &["link", "set", &outer, "master", &bridge])?;
             topo.ip(&ns, &["route", "add", "default", "via", REDIRECTOR_IP])?;
+            if spec.ipv6 {
+                topo.add_ipv6(&ns, &inner, &format!("{}/64", replica_ip6(i)))?;
+                topo.ip(
+                    &ns,
+                    &["-6", "route", "add", "default", "via", REDIRECTOR_IP6],
+                )?;
+            }
             topo.router(&ns)?;
             replica_ns.push(ns);
         }
@@ -271,29 +316,79 @@ impl Cluster {
         Ok(path)
     }
 
+    /// The redirector's address on the links to the replicas.
+    fn redirector_link_ip(&self) -> &'static str {
+        if self.spec.ipv6 {
+            REDIRECTOR_IP6
+        } else {
+            REDIRECTOR_IP
+        }
+    }
+
+    /// Replica `i`'s address on the links to the redirector.
+    fn replica_link_ip(&self, i: usize) -> String {
+        if self.spec.ipv6 {
+            replica_ip6(i)
+        } else {
+            replica_ip(i)
+        }
+    }
+
+    /// The address clients use: [`VIP6`] in a dual-stack cluster, [`VIP`]
+    /// otherwise.
+    pub fn vip(&self) -> std::net::IpAddr {
+        if self.spec.ipv6 {
+            VIP6.into()
+        } else {
+            VIP.into()
+        }
+    }
+
+    /// [`vip`](Self::vip) as the host part of a URL (IPv6 in brackets).
+    pub fn vip_host(&self) -> String {
+        match self.vip() {
+            std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+            v4 => v4.to_string(),
+        }
+    }
+
     fn start_redirector(&mut self) -> anyhow::Result<()> {
         let tun = self.topo.name("rt");
         let members: Vec<String> = (1..=self.spec.replicas).map(|m| m.to_string()).collect();
         let services = self.spec.services_toml.clone().unwrap_or_else(|| {
-            format!(
+            let mut services = format!(
                 r#"[[services]]
 vip = "{VIP}"
 ports = []
 group = "demo"
 "#
-            )
+            );
+            if self.spec.ipv6 {
+                services.push_str(&format!(
+                    r#"
+[[services]]
+vip = "{VIP6}"
+ports = []
+group = "demo"
+"#
+                ));
+            }
+            services
         });
+        let link_ip = self.redirector_link_ip();
         let mut text = format!(
             r#"tun = "{tun}"
 mtu = 1500
-control_listen = "{REDIRECTOR_IP}:{CONTROL_PORT}"
-data_bind = "{REDIRECTOR_IP}:0"
+control_listen = "{control}"
+data_bind = "{data}"
 admin = "127.0.0.1:{ADMIN_PORT}"
 state_file = "{state}"
 
 {services}
 "#,
             state = self.dir.join("redirector.state").display(),
+            control = socket_text(link_ip, CONTROL_PORT),
+            data = socket_text(link_ip, 0),
         );
         for (g, key) in self.keys.iter().enumerate() {
             text.push_str(&format!(
@@ -331,6 +426,12 @@ heartbeat_ms = {hb}
             &self.redirector_ns,
             &["route", "add", &format!("{VIP}/32"), "dev", &tun],
         )?;
+        if self.spec.ipv6 {
+            self.topo.ip(
+                &self.redirector_ns,
+                &["-6", "route", "add", &format!("{VIP6}/128"), "dev", &tun],
+            )?;
+        }
         Ok(())
     }
 
@@ -392,7 +493,13 @@ heartbeat_ms = {hb}
     pub fn start_replica(&mut self, i: usize) -> anyhow::Result<()> {
         let ns = self.replica_ns[i].clone();
         let tun = self.topo.name(&format!("t{i}"));
-        let ip = replica_ip(i);
+        let ip = self.replica_link_ip(i);
+        let redirector_ip = self.redirector_link_ip();
+        let vips = if self.spec.ipv6 {
+            format!("\"{VIP}\", \"{VIP6}\"")
+        } else {
+            format!("\"{VIP}\"")
+        };
         let group = i / self.spec.replicas;
         let mut apps: Vec<String> = ["echo:7", "discard:9", "source:19"]
             .iter()
@@ -405,13 +512,13 @@ heartbeat_ms = {hb}
             r#"member = {member}
 group = "{group}"
 key = "{key}"
-vips = ["{VIP}"]
+vips = [{vips}]
 tun = "{tun}"
 mtu = 9000
 mss = 1460
-data_listen = "{ip}:{DATA_PORT}"
-ack_listen = "{ip}:{ACK_PORT}"
-redirector = "{REDIRECTOR_IP}:{CONTROL_PORT}"
+data_listen = "{data_listen}"
+ack_listen = "{ack_listen}"
+redirector = "{redirector}"
 heartbeat_ms = {hb}
 peer_timeout_ms = {timeout}
 apps = [{apps}]
@@ -420,6 +527,9 @@ admin = "127.0.0.1:{ADMIN_PORT}"
             member = i % self.spec.replicas + 1,
             group = group_name(group),
             key = self.keys[group],
+            data_listen = socket_text(&ip, DATA_PORT),
+            ack_listen = socket_text(&ip, ACK_PORT),
+            redirector = socket_text(redirector_ip, CONTROL_PORT),
             hb = self.spec.heartbeat_ms,
             timeout = self.spec.failure_timeout_ms,
             apps = apps.join(", "),
@@ -454,6 +564,19 @@ admin = "127.0.0.1:{ADMIN_PORT}"
             &ns,
             &["route", "replace", &format!("{VIP}/32"), "dev", &tun],
         )?;
+        if self.spec.ipv6 {
+            self.topo.ip(
+                &ns,
+                &[
+                    "-6",
+                    "route",
+                    "replace",
+                    &format!("{VIP6}/128"),
+                    "dev",
+                    &tun,
+                ],
+            )?;
+        }
         Ok(())
     }
 
@@ -609,11 +732,11 @@ admin = "127.0.0.1:{ADMIN_PORT}"
 
     /// The redirector's control address and a replica's ack-channel address.
     pub fn control_addr(&self) -> String {
-        format!("{REDIRECTOR_IP}:{CONTROL_PORT}")
+        socket_text(self.redirector_link_ip(), CONTROL_PORT)
     }
 
     pub fn ack_addr(&self, member: u8) -> String {
-        format!("{}:{ACK_PORT}", replica_ip(usize::from(member) - 1))
+        socket_text(&self.replica_link_ip(usize::from(member) - 1), ACK_PORT)
     }
 
     /// Command run inside the client namespace.

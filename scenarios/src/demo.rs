@@ -24,6 +24,10 @@ pub struct DemoArgs {
     /// Silence after which the redirector declares a replica dead, ms.
     #[arg(long, default_value_t = 100)]
     pub failure_timeout_ms: u64,
+    /// The client talks IPv6 to the group's IPv6 VIP, and the redirector
+    /// and replicas talk IPv6 among themselves.
+    #[arg(long)]
+    pub ipv6: bool,
 }
 
 pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
@@ -36,13 +40,16 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         heartbeat_ms: args.heartbeat_ms,
         failure_timeout_ms: args.failure_timeout_ms,
         lease_ms: args.failure_timeout_ms * 6 / 10,
+        ipv6: args.ipv6,
         ..ClusterSpec::default()
     };
     println!(
-        "building: client, redirector and {} replicas in network namespaces",
-        args.replicas
+        "building: client, redirector and {} replicas in network namespaces{}",
+        args.replicas,
+        if args.ipv6 { ", over IPv6" } else { "" }
     );
     let mut cluster = Cluster::start("demo", spec, bins)?;
+    println!("service address: {}", cluster.vip());
     let (epoch, primary) = cluster.wait_view(args.replicas, Duration::from_secs(10))?;
     println!("view {epoch}: primary is replica {primary}");
 

@@ -3,7 +3,7 @@
 //! policy), behind the few calls the simulator needs.
 
 use std::collections::{HashMap, VecDeque};
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 
 use smoltcp::iface::{Config as IfaceConfig, Interface, SocketHandle, SocketSet};
 use smoltcp::phy::{self, DeviceCapabilities, Medium};
@@ -71,8 +71,8 @@ impl SimClient {
     pub fn connect(
         &mut self,
         now: Instant,
-        local: SocketAddrV4,
-        remote: SocketAddrV4,
+        local: SocketAddr,
+        remote: SocketAddr,
     ) -> Result<ConnKey, String> {
         match self {
             SimClient::Hydra(s) => s.connect(now, local, remote).map_err(|e| e.to_string()),
@@ -273,13 +273,13 @@ impl SmolClient {
         }
     }
 
-    fn connect(&mut self, local: SocketAddrV4, remote: SocketAddrV4) -> Result<ConnKey, String> {
+    fn connect(&mut self, local: SocketAddr, remote: SocketAddr) -> Result<ConnKey, String> {
         let mut socket = tcp::Socket::new(
             tcp::SocketBuffer::new(vec![0; SMOL_BUFFER]),
             tcp::SocketBuffer::new(vec![0; SMOL_BUFFER]),
         );
-        let to = IpEndpoint::new(IpAddress::Ipv4(*remote.ip()), remote.port());
-        let from = IpEndpoint::new(IpAddress::Ipv4(*local.ip()), local.port());
+        let to = IpEndpoint::new(IpAddress::from(remote.ip()), remote.port());
+        let from = IpEndpoint::new(IpAddress::from(local.ip()), local.port());
         socket
             .connect(self.iface.context(), to, from)
             .map_err(|e| format!("smoltcp connect: {e}"))?;

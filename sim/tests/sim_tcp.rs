@@ -3,17 +3,30 @@
 //! Both sides send a seeded byte stream, close, and check every byte they
 //! receive. A failure names its seed; `HYDRA_SIM_SEED=<n>` replays one seed.
 
-use std::net::SocketAddrV4;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use sim::simclient::PacketQueue;
 use sim::simnet::{Link, LinkProfile, Rng};
 use smoltcp::iface::{Config as SmolConfig, Interface, SocketHandle, SocketSet};
 use smoltcp::socket::tcp;
-use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, Ipv4Address};
+use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr};
 use stack::{Config, ConnKey, Instant, Stack};
 
-const CLIENT: [u8; 4] = [198, 18, 0, 1];
-const SERVER: [u8; 4] = [198, 18, 0, 2];
+/// The two ends' addresses: one family per run.
+#[derive(Debug, Clone, Copy)]
+struct Addrs {
+    client: IpAddr,
+    server: IpAddr,
+}
+
+const V4: Addrs = Addrs {
+    client: IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1)),
+    server: IpAddr::V4(Ipv4Addr::new(198, 18, 0, 2)),
+};
+const V6: Addrs = Addrs {
+    client: IpAddr::V6(Ipv6Addr::new(0xfd00, 0x18, 0, 0, 0, 0, 0, 1)),
+    server: IpAddr::V6(Ipv6Addr::new(0xfd00, 0x18, 0, 0, 0, 0, 0, 2)),
+};
 const PORT: u16 = 80;
 /// Simulated time a transfer may take at most (liveness bound).
 const SIM_LIMIT_US: u64 = 3_600 * 1_000_000;
@@ -104,7 +117,7 @@ trait Endpoint {
 struct Hydra {
     stack: Stack,
     conn: Option<ConnKey>,
-    listen: Option<SocketAddrV4>,
+    listen: Option<SocketAddr>,
     app: App,
     buf: Vec<u8>,
 }
@@ -118,9 +131,9 @@ fn sim_config() -> Config {
 }
 
 impl Hydra {
-    fn server(app: App) -> Hydra {
+    fn server(app: App, addrs: Addrs) -> Hydra {
         let mut stack = Stack::new(sim_config());
-        let local = SocketAddrV4::new(SERVER.into(), PORT);
+        let local = SocketAddr::new(addrs.server, PORT);
         stack.listen(local).unwrap();
         Hydra {
             stack,
@@ -131,13 +144,13 @@ impl Hydra {
         }
     }
 
-    fn client(app: App) -> Hydra {
+    fn client(app: App, addrs: Addrs) -> Hydra {
         let mut stack = Stack::new(sim_config());
         let key = stack
             .connect(
                 Instant::ZERO,
-                SocketAddrV4::new(CLIENT.into(), 49152),
-                SocketAddrV4::new(SERVER.into(), PORT),
+                SocketAddr::new(addrs.client, 49152),
+                SocketAddr::new(addrs.server, PORT),
             )
             .unwrap();
         Hydra {
@@ -234,13 +247,14 @@ struct Smol {
 }
 
 impl Smol {
-    fn client(app: App, seed: u64) -> Smol {
+    fn client(app: App, seed: u64, addrs: Addrs) -> Smol {
         let mut device = PacketQueue::default();
         let mut cfg = SmolConfig::new(HardwareAddress::Ip);
         cfg.random_seed = seed;
         let mut iface = Interface::new(cfg, &mut device, smoltcp::time::Instant::ZERO);
         iface.update_ip_addrs(|a| {
-            a.push(IpCidr::new(IpAddress::Ipv4(Ipv4Address::from(CLIENT)), 24))
+            let prefix = if addrs.client.is_ipv4() { 24 } else { 64 };
+            a.push(IpCidr::new(IpAddress::from(addrs.client), prefix))
                 .unwrap();
         });
         let socket = tcp::Socket::new(
@@ -252,7 +266,7 @@ impl Smol {
         let s = sockets.get_mut::<tcp::Socket>(handle);
         s.connect(
             iface.context(),
-            (IpAddress::Ipv4(Ipv4Address::from(SERVER)), PORT),
+            (IpAddress::from(addrs.server), PORT),
             49152,
         )
         .unwrap();
@@ -482,8 +496,8 @@ const MIB: u64 = 1 << 20;
 fn our_server_and_smoltcp_client_exchange_tens_of_mib_over_a_hostile_link() {
     for seed in seeds(&[1, 2]) {
         let size = if seed == 1 { 20 * MIB } else { 4 * MIB };
-        let mut client = Smol::client(App::new(seed * 10 + 1, seed * 10 + 2, size), seed);
-        let mut server = Hydra::server(App::new(seed * 10 + 2, seed * 10 + 1, size));
+        let mut client = Smol::client(App::new(seed * 10 + 1, seed * 10 + 2, size), seed, V4);
+        let mut server = Hydra::server(App::new(seed * 10 + 2, seed * 10 + 1, size), V4);
         let r = simulate(seed, &mut client, &mut server, LinkProfile::hostile(2_000));
         check("our_server_and_smoltcp_client", seed, r);
     }
@@ -493,10 +507,25 @@ fn our_server_and_smoltcp_client_exchange_tens_of_mib_over_a_hostile_link() {
 fn our_stack_against_itself_exchanges_tens_of_mib_over_a_hostile_link() {
     for seed in seeds(&[3, 4, 5]) {
         let size = if seed == 3 { 20 * MIB } else { 4 * MIB };
-        let mut client = Hydra::client(App::new(seed * 10 + 1, seed * 10 + 2, size));
-        let mut server = Hydra::server(App::new(seed * 10 + 2, seed * 10 + 1, size));
+        let mut client = Hydra::client(App::new(seed * 10 + 1, seed * 10 + 2, size), V4);
+        let mut server = Hydra::server(App::new(seed * 10 + 2, seed * 10 + 1, size), V4);
         let r = simulate(seed, &mut client, &mut server, LinkProfile::hostile(2_000));
         check("our_stack_against_itself", seed, r);
+    }
+}
+
+#[test]
+fn over_ipv6_our_stack_exchanges_mib_with_smoltcp_and_itself_over_a_hostile_link() {
+    for seed in seeds(&[11, 12]) {
+        let size = 4 * MIB;
+        let mut client = Smol::client(App::new(seed * 10 + 1, seed * 10 + 2, size), seed, V6);
+        let mut server = Hydra::server(App::new(seed * 10 + 2, seed * 10 + 1, size), V6);
+        let r = simulate(seed, &mut client, &mut server, LinkProfile::hostile(2_000));
+        check("ipv6_our_server_and_smoltcp_client", seed, r);
+        let mut client = Hydra::client(App::new(seed * 10 + 3, seed * 10 + 4, size), V6);
+        let mut server = Hydra::server(App::new(seed * 10 + 4, seed * 10 + 3, size), V6);
+        let r = simulate(seed, &mut client, &mut server, LinkProfile::hostile(2_000));
+        check("ipv6_our_stack_against_itself", seed, r);
     }
 }
 
@@ -507,15 +536,15 @@ fn heavy_loss_and_reordering_still_complete() {
     profile.reorder = 0.10;
     profile.duplicate = 0.05;
     for seed in seeds(&[6, 7]) {
-        let mut client = Smol::client(App::new(seed + 100, seed + 200, MIB), seed);
-        let mut server = Hydra::server(App::new(seed + 200, seed + 100, MIB));
+        let mut client = Smol::client(App::new(seed + 100, seed + 200, MIB), seed, V4);
+        let mut server = Hydra::server(App::new(seed + 200, seed + 100, MIB), V4);
         check(
             "heavy_loss_vs_smoltcp",
             seed,
             simulate(seed, &mut client, &mut server, profile),
         );
-        let mut client = Hydra::client(App::new(seed + 100, seed + 200, MIB));
-        let mut server = Hydra::server(App::new(seed + 200, seed + 100, MIB));
+        let mut client = Hydra::client(App::new(seed + 100, seed + 200, MIB), V4);
+        let mut server = Hydra::server(App::new(seed + 200, seed + 100, MIB), V4);
         check(
             "heavy_loss_vs_self",
             seed,
@@ -527,8 +556,8 @@ fn heavy_loss_and_reordering_still_complete() {
 #[test]
 fn a_simulation_replays_exactly_from_its_seed() {
     let run = || {
-        let mut client = Smol::client(App::new(1, 2, 256 * 1024), 9);
-        let mut server = Hydra::server(App::new(2, 1, 256 * 1024));
+        let mut client = Smol::client(App::new(1, 2, 256 * 1024), 9, V4);
+        let mut server = Hydra::server(App::new(2, 1, 256 * 1024), V4);
         simulate(9, &mut client, &mut server, LinkProfile::hostile(2_000)).unwrap()
     };
     assert_eq!(run(), run(), "same seed, same simulated completion time");
@@ -539,13 +568,13 @@ fn sweep_case(seed: u64) -> Vec<String> {
     let mut profile = LinkProfile::hostile(1_000 + seed % 7 * 1_000);
     profile.loss = (seed % 5) as f64 * 0.02;
     let mut failures = Vec::new();
-    let mut client = Smol::client(App::new(seed, !seed, MIB), seed);
-    let mut server = Hydra::server(App::new(!seed, seed, MIB));
+    let mut client = Smol::client(App::new(seed, !seed, MIB), seed, V4);
+    let mut server = Hydra::server(App::new(!seed, seed, MIB), V4);
     if let Err(e) = simulate(seed, &mut client, &mut server, profile) {
         failures.push(format!("vs smoltcp seed {seed}: {e}"));
     }
-    let mut client = Hydra::client(App::new(seed, !seed, MIB));
-    let mut server = Hydra::server(App::new(!seed, seed, MIB));
+    let mut client = Hydra::client(App::new(seed, !seed, MIB), V4);
+    let mut server = Hydra::server(App::new(!seed, seed, MIB), V4);
     if let Err(e) = simulate(seed, &mut client, &mut server, profile) {
         failures.push(format!("vs self seed {seed}: {e}"));
     }

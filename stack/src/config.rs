@@ -1,5 +1,7 @@
 //! Stack configuration.
 
+use std::net::IpAddr;
+
 use hydra_base::time::Duration;
 
 /// Which congestion controller new connections use.
@@ -56,7 +58,9 @@ pub struct Config {
     /// same key (derived from the group key) so every member derives the
     /// same server ISN.
     pub isn_key: [u8; 16],
-    /// MSS we advertise and the cap on what we send (bytes of payload).
+    /// MSS we advertise and the cap on what we send (bytes of payload), for
+    /// IPv4; IPv6 connections use 20 bytes less, its header being 20 bytes
+    /// longer (see [`Config::mss_for`]).
     pub mss: u16,
     /// Receive buffer per connection, bytes (advertised window upper bound).
     pub recv_buffer: usize,
@@ -149,6 +153,30 @@ fn random_key() -> [u8; 16] {
     }
     key
 }
+
+impl Config {
+    /// The MSS a connection over `ip`'s family advertises and sends at most:
+    /// [`mss`](Self::mss) for IPv4, 20 bytes less for IPv6 (RFC 8200's
+    /// 40-byte header), never below IPv6's minimum of 1,220 (RFC 8200 section
+    /// 5: every link carries 1,280-byte packets).
+    pub fn mss_for(&self, ip: IpAddr) -> u16 {
+        match ip {
+            IpAddr::V4(_) => self.mss,
+            IpAddr::V6(_) => self.mss.saturating_sub(20).max(DEFAULT_MSS_V6),
+        }
+    }
+}
+
+/// The MSS assumed of a peer that sends no MSS option (RFC 9293 section
+/// 3.7.1): 536 bytes over IPv4, 1,220 over IPv6.
+pub fn default_mss(ip: IpAddr) -> u16 {
+    match ip {
+        IpAddr::V4(_) => 536,
+        IpAddr::V6(_) => DEFAULT_MSS_V6,
+    }
+}
+
+const DEFAULT_MSS_V6: u16 = 1220;
 
 impl Default for Config {
     fn default() -> Self {

@@ -61,6 +61,14 @@ pub struct Stats {
     pub icmp_echo_replies: u64,
     /// ICMP destination unreachable messages received.
     pub icmp_unreachable_received: u64,
+    /// ICMPv6 Packet Too Big messages received.
+    pub icmp_packet_too_big: u64,
+    /// Packet Too Big messages that lowered a connection's send MSS (the
+    /// others quoted nothing in flight, or no smaller size).
+    pub path_mtu_lowered: u64,
+    /// ICMPv6 messages a host on a point-to-point link does not act on
+    /// (neighbour discovery, multicast listener reports, echo replies).
+    pub icmp_ignored: u64,
     /// Connections created in this stack: by a listener (SYN received or SYN
     /// cookie validated), by `connect`, by `import`, or from a logged
     /// "opened" record (`import_open`, a backup that missed the SYN).
@@ -124,6 +132,9 @@ impl Stats {
             ("rto_expirations", self.rto_expirations),
             ("icmp_echo_replies", self.icmp_echo_replies),
             ("icmp_unreachable_received", self.icmp_unreachable_received),
+            ("icmp_packet_too_big", self.icmp_packet_too_big),
+            ("path_mtu_lowered", self.path_mtu_lowered),
+            ("icmp_ignored", self.icmp_ignored),
             ("connections_opened", self.connections_opened),
             ("connections_closed", self.connections_closed),
             ("suppressed_segments", self.suppressed_segments),

@@ -146,6 +146,13 @@ impl Topology {
         format!("{}{}{side}", short(a), short(b))
     }
 
+    /// Give `link` in `ns` the IPv6 address `cidr`, usable at once (no
+    /// duplicate address detection: the test made the link and knows the
+    /// address is unique on it).
+    pub fn add_ipv6(&self, ns: &str, link: &str, cidr: &str) -> io::Result<()> {
+        self.ip(ns, &["-6", "addr", "add", cidr, "dev", link, "nodad"])
+    }
+
     /// Run `ip <args>` inside `ns`.
     pub fn ip(&self, ns: &str, args: &[&str]) -> io::Result<()> {
         let mut full = vec!["-n", ns];
@@ -166,9 +173,11 @@ impl Topology {
         .map(|_| ())
     }
 
-    /// Make `ns` forward packets and accept asymmetric routes (TUN replies).
+    /// Make `ns` forward packets (IPv4 and IPv6) and accept asymmetric
+    /// routes (TUN replies).
     pub fn router(&self, ns: &str) -> io::Result<()> {
         self.sysctl(ns, "net.ipv4.ip_forward", "1")?;
+        self.sysctl(ns, "net.ipv6.conf.all.forwarding", "1")?;
         self.sysctl(ns, "net.ipv4.conf.all.rp_filter", "0")?;
         self.sysctl(ns, "net.ipv4.conf.default.rp_filter", "0")
     }

@@ -1,7 +1,7 @@
 //! The redirector's side of the control protocol: registration, the
 //! members' liveness and leases, and the views it publishes.
 
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 
 use hydra_base::{Duration, Instant};
 
@@ -36,8 +36,8 @@ pub struct GroupPolicy {
 #[derive(Debug, Clone)]
 struct Member {
     id: u8,
-    data_addr: SocketAddrV4,
-    ack_addr: SocketAddrV4,
+    data_addr: SocketAddr,
+    ack_addr: SocketAddr,
     /// The process's registration stamp (see [`Message::Register`]).
     incarnation: u64,
     alive: bool,
@@ -68,9 +68,9 @@ pub struct SavedMember {
     /// Catching up in the saved view.
     pub joining: bool,
     /// Where client packets are copied to it.
-    pub data_addr: SocketAddrV4,
+    pub data_addr: SocketAddr,
     /// Where its peers reach its ack channel.
-    pub ack_addr: SocketAddrV4,
+    pub ack_addr: SocketAddr,
     /// The stamp of the process the view counts (see [`Message::Register`]).
     pub incarnation: u64,
 }
@@ -178,7 +178,7 @@ impl ViewAuthority {
 
     /// Data addresses of the live and joining members: where client
     /// packets are copied.
-    pub fn live_data_addrs(&self) -> Vec<SocketAddrV4> {
+    pub fn live_data_addrs(&self) -> Vec<SocketAddr> {
         self.view
             .members
             .iter()
@@ -305,8 +305,8 @@ impl ViewAuthority {
         &mut self,
         now: Instant,
         id: u8,
-        data_addr: SocketAddrV4,
-        ack_addr: SocketAddrV4,
+        data_addr: SocketAddr,
+        ack_addr: SocketAddr,
         incarnation: u64,
     ) -> Result<(), ControlError> {
         if let Some(m) = self.members.iter_mut().find(|m| m.id == id) {

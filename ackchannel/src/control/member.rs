@@ -2,7 +2,7 @@
 //! the lease they renew, failure reports and resignation.
 
 use std::collections::VecDeque;
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 
 use hydra_base::{Duration, Instant};
 
@@ -22,8 +22,8 @@ pub struct MemberAgent {
     group: String,
     pub(super) id: u8,
     key: GroupKey,
-    data_addr: SocketAddrV4,
-    ack_addr: SocketAddrV4,
+    data_addr: SocketAddr,
+    ack_addr: SocketAddr,
     heartbeat: Duration,
     pub(super) counter: Counter,
     guard: ReplayGuard,
@@ -51,8 +51,8 @@ impl MemberAgent {
         group: String,
         id: u8,
         key: GroupKey,
-        data_addr: SocketAddrV4,
-        ack_addr: SocketAddrV4,
+        data_addr: SocketAddr,
+        ack_addr: SocketAddr,
         heartbeat: Duration,
     ) -> MemberAgent {
         MemberAgent::with_counter(
@@ -72,8 +72,8 @@ impl MemberAgent {
         group: String,
         id: u8,
         key: GroupKey,
-        data_addr: SocketAddrV4,
-        ack_addr: SocketAddrV4,
+        data_addr: SocketAddr,
+        ack_addr: SocketAddr,
         heartbeat: Duration,
         mut counter: Counter,
     ) -> MemberAgent {

@@ -1,7 +1,7 @@
 //! The control messages and their wire format: each is a kind byte in the
 //! authenticated header and a body, sealed with the group key.
 
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 
 use hydra_base::codec::{DecodeError, Put, Reader};
 use hydra_base::Duration;
@@ -84,9 +84,9 @@ pub enum Message {
         /// The group it means to join; the authority checks it against the key's.
         group: String,
         /// Where client packets are to be copied to it.
-        data_addr: SocketAddrV4,
+        data_addr: SocketAddr,
         /// Where its peers reach its ack channel.
-        ack_addr: SocketAddrV4,
+        ack_addr: SocketAddr,
         /// Differs for each start of the member's process: a registration
         /// with a new one means the old process is gone, state and all.
         incarnation: u64,

@@ -20,7 +20,7 @@
 //! - `member`: the replica's side, [`MemberAgent`].
 //! - `authority`: the redirector's side, [`ViewAuthority`].
 
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 
 use hydra_base::codec::DecodeError;
 
@@ -50,9 +50,9 @@ pub struct ViewMember {
     /// transfer, but is not a live member until it has caught up.
     pub joining: bool,
     /// Where the redirector copies client packets to it.
-    pub data_addr: SocketAddrV4,
+    pub data_addr: SocketAddr,
     /// Where its peers reach its ack channel.
-    pub ack_addr: SocketAddrV4,
+    pub ack_addr: SocketAddr,
 }
 
 /// A group view: epoch and ordered members (primary, live backups, dead last).

@@ -1,7 +1,7 @@
 //! Tests of the control protocol: agents and an authority exchanging
 //! datagrams in memory, and the wire bytes of every message.
 
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 
 use hydra_base::{Duration, Instant};
 
@@ -13,8 +13,8 @@ fn key() -> GroupKey {
     GroupKey([7; 32])
 }
 
-fn addr(id: u8, port: u16) -> SocketAddrV4 {
-    SocketAddrV4::new([198, 18, 1, 10 + id].into(), port)
+fn addr(id: u8, port: u16) -> SocketAddr {
+    SocketAddr::from(([198, 18, 1, 10 + id], port))
 }
 
 fn policy() -> GroupPolicy {
@@ -592,8 +592,8 @@ fn a_restarted_authority_carries_on_the_saved_view() {
 
 #[test]
 fn every_message_keeps_its_wire_bytes() {
-    let a = SocketAddrV4::new([1, 2, 3, 4].into(), 258);
-    let b = SocketAddrV4::new([5, 6, 7, 8].into(), 1);
+    let a = SocketAddr::from(([1, 2, 3, 4], 258));
+    let b = SocketAddr::from(([5, 6, 7, 8], 1));
     let view = View {
         epoch: 9,
         members: vec![
@@ -614,8 +614,9 @@ fn every_message_keeps_its_wire_bytes() {
         ],
         preferred: Some(2),
     };
-    let a_bytes = [1, 2, 3, 4, 1, 2];
-    let b_bytes = [5, 6, 7, 8, 0, 1];
+    // Each address: its family byte, then address and port.
+    let a_bytes = [4, 1, 2, 3, 4, 1, 2];
+    let b_bytes = [4, 5, 6, 7, 8, 0, 1];
     let mut register = vec![2, b'g', b'1'];
     register.extend(a_bytes);
     register.extend(b_bytes);

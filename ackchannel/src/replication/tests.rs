@@ -1,7 +1,7 @@
 //! Tests of the replication core: groups of replicators exchanging frames
 //! in memory, and the wire bytes of every frame body.
 
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 
 use super::frame::*;
 use super::*;
@@ -15,8 +15,8 @@ fn key() -> GroupKey {
 
 fn conn(port: u16) -> ConnKey {
     ConnKey {
-        local: SocketAddrV4::new([198, 18, 100, 1].into(), 80),
-        remote: SocketAddrV4::new([198, 18, 0, 1].into(), port),
+        local: SocketAddr::from(([198, 18, 100, 1], 80)),
+        remote: SocketAddr::from(([198, 18, 0, 1], port)),
     }
 }
 
@@ -472,13 +472,14 @@ fn a_backup_that_never_takes_the_log_is_suspected() {
     assert!((100..=130).contains(&t), "reported at {t} ms");
 }
 
-/// The key `1.2.3.4:258 -> 5.6.7.8:1` and its twelve bytes on the wire.
-fn wire_key() -> (ConnKey, [u8; 12]) {
+/// The key `1.2.3.4:258 -> 5.6.7.8:1` and its thirteen bytes on the wire
+/// (the family byte, then each address and port).
+fn wire_key() -> (ConnKey, [u8; 13]) {
     let key = ConnKey {
         local: "1.2.3.4:258".parse().unwrap(),
         remote: "5.6.7.8:1".parse().unwrap(),
     };
-    (key, [1, 2, 3, 4, 1, 2, 5, 6, 7, 8, 0, 1])
+    (key, [4, 1, 2, 3, 4, 1, 2, 5, 6, 7, 8, 0, 1])
 }
 
 #[test]

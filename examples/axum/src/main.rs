@@ -12,7 +12,7 @@
 
 #![forbid(unsafe_code)]
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv6Addr, SocketAddr};
 
 use axum::routing::{get, post};
 use axum::Router;
@@ -78,7 +78,7 @@ fn app() -> Router {
 /// Serve the app on `port` of `net` until the stack stops.
 async fn serve(net: NetStack, port: u16) -> std::io::Result<()> {
     let listener =
-        hydra_tokio::TcpListener::bind(&net, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port))?;
+        hydra_tokio::TcpListener::bind(&net, SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), port))?;
     axum::serve(listener, app()).await
 }
 

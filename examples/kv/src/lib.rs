@@ -17,7 +17,7 @@ pub mod store;
 
 use std::collections::HashMap;
 use std::io;
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use stack::socket::{NetStack, OrderedEvent, OrderedListener};
@@ -28,7 +28,7 @@ pub use store::Store;
 /// Serve the store on `addr` of `net` until the stack stops. `store` is
 /// shared so that others can read it (an admin page showing its digest);
 /// only this loop changes it.
-pub fn serve(net: &NetStack, addr: SocketAddrV4, store: Arc<Mutex<Store>>) -> io::Result<()> {
+pub fn serve(net: &NetStack, addr: SocketAddr, store: Arc<Mutex<Store>>) -> io::Result<()> {
     let mut listener = OrderedListener::bind(net, addr)?;
     // Each connection's bytes not yet parsed into a whole request.
     let mut pending: HashMap<ConnKey, Vec<u8>> = HashMap::new();

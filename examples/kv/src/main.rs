@@ -3,7 +3,7 @@
 
 #![forbid(unsafe_code)]
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
 use clap::{Parser, Subcommand};
@@ -50,7 +50,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Standalone { stack, port } => {
             let net = stack.spawn()?;
-            kv::serve(&net, SocketAddrV4::new(stack.address, port), store)?;
+            kv::serve(
+                &net,
+                SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), port),
+                store,
+            )?;
         }
         Command::Member { member, port } => {
             let member = member.join()?;
@@ -60,7 +64,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 ("text/plain", format!("{}\n", s.digest()))
             });
             let net = member.net().clone();
-            let addr = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port);
+            let addr = SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), port);
             std::thread::Builder::new()
                 .name("kv".into())
                 .spawn(move || {

@@ -12,9 +12,9 @@ fn pool(policy: Policy, weights: &[u32]) -> Pool {
 fn packet(client: u8, port: u16) -> FlowPacket {
     FlowPacket {
         key: FlowKey {
-            client: Ipv4Addr::new(198, 18, 0, client),
+            client: IpAddr::from([198, 18, 0, client]),
             client_port: port,
-            service: Ipv4Addr::new(198, 18, 100, 1),
+            service: IpAddr::from([198, 18, 100, 1]),
             service_port: 7,
         },
         syn: true,

@@ -10,7 +10,7 @@ mod upload;
 
 use std::fmt;
 use std::io::{self, Read, Write};
-use std::net::{Ipv4Addr, Shutdown, SocketAddrV4};
+use std::net::{IpAddr, Shutdown, SocketAddr};
 use std::path::PathBuf;
 use std::str::FromStr;
 
@@ -93,8 +93,8 @@ pub fn source_byte(i: u64) -> u8 {
 }
 
 /// Listen on `address:port` and serve `spec` with a thread per connection.
-pub fn start(net: &NetStack, address: Ipv4Addr, spec: &AppSpec) -> io::Result<()> {
-    let local = SocketAddrV4::new(address, spec.port);
+pub fn start(net: &NetStack, address: IpAddr, spec: &AppSpec) -> io::Result<()> {
+    let local = SocketAddr::new(address, spec.port);
     let listener = if spec.kind == AppKind::Session {
         TcpListener::bind_passive(net, local)?
     } else {

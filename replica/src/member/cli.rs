@@ -47,7 +47,7 @@
 //! }
 //! ```
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -62,9 +62,10 @@ pub struct StandaloneArgs {
     /// TUN device to create (or attach to).
     #[arg(long, default_value = "hydra0")]
     pub tun: String,
-    /// IPv4 address the stack answers for (route it to the TUN device).
-    #[arg(long)]
-    pub address: Ipv4Addr,
+    /// Address the stack answers for (route it to the TUN device): IPv4 or
+    /// IPv6; give it twice, one of each family, for a dual-stack host.
+    #[arg(long = "address", required = true)]
+    pub addresses: Vec<IpAddr>,
 }
 
 impl StandaloneArgs {
@@ -75,7 +76,7 @@ impl StandaloneArgs {
             .with_context(|| format!("opening TUN device {} (needs root)", self.tun))?;
         Ok(NetStack::spawn(
             stack::Config::default(),
-            self.address,
+            &self.addresses,
             device,
         )?)
     }

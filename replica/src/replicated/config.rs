@@ -1,7 +1,7 @@
 //! A member's configuration (`member.toml`, or the member part of
 //! `hydra-replica`'s `replica.toml`): one member of one group.
 
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddr};
 
 use serde::Deserialize;
 
@@ -18,7 +18,7 @@ pub struct MemberConfig {
     /// ack-channel messages and derives the shared ISN key.
     pub key: String,
     /// Virtual IPs this group serves (routed to the TUN device).
-    pub vips: Vec<Ipv4Addr>,
+    pub vips: Vec<IpAddr>,
     /// TUN device carrying the primary's output to the kernel.
     #[serde(default = "default_tun")]
     pub tun: String,
@@ -28,17 +28,17 @@ pub struct MemberConfig {
     #[serde(default = "default_mss")]
     pub mss: u16,
     /// UDP address where the redirector's copies of client packets arrive.
-    pub data_listen: SocketAddrV4,
+    pub data_listen: SocketAddr,
     /// TCP address of this replica's ack-channel endpoint.
-    pub ack_listen: SocketAddrV4,
+    pub ack_listen: SocketAddr,
     /// Where the redirector should send the copies, if not `data_listen`
     /// (a NAT or a relay in between).
-    pub data_advertise: Option<SocketAddrV4>,
+    pub data_advertise: Option<SocketAddr>,
     /// Where the other replicas should reach our ack channel, if not
     /// `ack_listen`.
-    pub ack_advertise: Option<SocketAddrV4>,
+    pub ack_advertise: Option<SocketAddr>,
     /// The redirector's control (UDP) address.
-    pub redirector: SocketAddrV4,
+    pub redirector: SocketAddr,
     /// Keepalive period to the redirector and heartbeat period among replicas.
     #[serde(default = "default_heartbeat_ms")]
     pub heartbeat_ms: u64,

@@ -38,7 +38,7 @@ const DATA_BUFFER: usize = 32 << 20;
 /// cut back into the packets it carries.
 pub struct CopyReceiver {
     data: UdpSocket,
-    redirector_ip: std::net::Ipv4Addr,
+    redirector_ip: std::net::IpAddr,
     /// What is left of the last coalesced datagram and how far it has been
     /// handed out.
     datagram: Vec<u8>,
@@ -50,7 +50,7 @@ pub struct CopyReceiver {
 
 impl CopyReceiver {
     /// Copies from `redirector_ip` only, on the data socket `data`.
-    pub fn new(data: UdpSocket, redirector_ip: std::net::Ipv4Addr) -> io::Result<CopyReceiver> {
+    pub fn new(data: UdpSocket, redirector_ip: std::net::IpAddr) -> io::Result<CopyReceiver> {
         data.set_nonblocking(true)?;
         // A backup busy with a burst must not lose copies in the kernel: a
         // lost copy costs the client a retransmission timeout.
@@ -101,7 +101,7 @@ impl CopyReceiver {
             let direct = buf.len() >= MAX_COALESCED;
             let into: &mut [u8] = if direct { buf } else { &mut self.datagram };
             let got = recv_coalesced(&self.data, into)?;
-            if got.from.map(|a| *a.ip()) != Some(self.redirector_ip) {
+            if got.from.map(|a| a.ip()) != Some(self.redirector_ip) {
                 DeviceDrops::count(&self.drops.foreign_source);
                 continue;
             }
@@ -183,16 +183,17 @@ impl Device for ReplicaDevice {
 mod tests {
     use super::*;
     use hydra_ops::udp_offload::send_segments;
-    use std::net::{Ipv4Addr, SocketAddrV4};
+    use std::net::{Ipv4Addr, SocketAddr};
 
-    fn pair() -> (UdpSocket, CopyReceiver, SocketAddrV4) {
+    fn pair() -> (UdpSocket, CopyReceiver, SocketAddr) {
         let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let to = match rx.local_addr().unwrap() {
-            std::net::SocketAddr::V4(a) => a,
-            _ => unreachable!(),
-        };
+        let to = rx.local_addr().unwrap();
         let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
-        (tx, CopyReceiver::new(rx, Ipv4Addr::LOCALHOST).unwrap(), to)
+        (
+            tx,
+            CopyReceiver::new(rx, Ipv4Addr::LOCALHOST.into()).unwrap(),
+            to,
+        )
     }
 
     /// Every packet, in order, then WouldBlock (waits out loopback delivery).

@@ -1,7 +1,7 @@
 //! The replica binary's driver hooks: the sockets (control UDP, the
 //! ack-channel mesh) around [`ReplicaLogic`], and the admin status.
 
-use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex};
@@ -71,7 +71,7 @@ pub struct ReplicaStatus {
 pub struct ReplicationHooks {
     logic: ReplicaLogic,
     control: UdpSocket,
-    redirector: SocketAddrV4,
+    redirector: SocketAddr,
     mesh: Mesh,
     status: Arc<Mutex<ReplicaStatus>>,
     commands: Receiver<Command>,
@@ -84,7 +84,7 @@ impl ReplicationHooks {
     pub fn new(
         logic: ReplicaLogic,
         control: UdpSocket,
-        redirector: SocketAddrV4,
+        redirector: SocketAddr,
         mesh: Mesh,
         status: Arc<Mutex<ReplicaStatus>>,
         commands: Receiver<Command>,
@@ -106,7 +106,7 @@ impl ReplicationHooks {
         let mut buf = [0u8; 2048];
         for _ in 0..CONTROL_BATCH {
             match self.control.recv_from(&mut buf) {
-                Ok((n, SocketAddr::V4(from))) if from == self.redirector => {
+                Ok((n, from)) if from == self.redirector => {
                     if let Err(e) = self.logic.on_control(now, &buf[..n]) {
                         tracing::debug!("control datagram refused: {e}");
                     }
@@ -196,10 +196,6 @@ impl Hooks for ReplicationHooks {
         }
         self.read_control(now);
         if let Some(peers) = self.logic.follow(now, stack) {
-            let peers = peers
-                .into_iter()
-                .map(|(m, a)| (m, SocketAddr::V4(a)))
-                .collect();
             self.mesh.set_peers(peers);
         }
         for frame in self.mesh.poll() {

@@ -28,7 +28,7 @@
 #![warn(missing_docs)]
 
 use std::collections::HashMap;
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 
 use ackchannel::control::{ControlError, MemberAgent};
 use ackchannel::replication::{Action, FrameError, MemberId, Replicator};
@@ -176,7 +176,7 @@ impl ReplicaLogic {
         &mut self,
         now: Instant,
         stack: &mut Stack,
-    ) -> Option<Vec<(MemberId, SocketAddrV4)>> {
+    ) -> Option<Vec<(MemberId, SocketAddr)>> {
         self.agent.handle_timeout(now);
         let view = self.agent.view()?;
         if view.epoch <= self.epoch {

@@ -3,7 +3,7 @@
 //! streams they check every byte against.
 
 use std::collections::HashMap;
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 
 use stack::iface::RecvError;
 use stack::State;
@@ -115,7 +115,7 @@ pub(super) struct EchoApp {
 /// stream; close after the client's close.
 pub(super) fn echo_apps(node: &mut Node, seed: u64) -> Result<(), String> {
     let mut fresh = Vec::new();
-    while let Some(key) = node.stack.accept(SocketAddrV4::new(VIP, PORT)) {
+    while let Some(key) = node.stack.accept(SocketAddr::new(VIP, PORT)) {
         fresh.push(key);
     }
     for key in node.stack.connections() {
@@ -167,7 +167,7 @@ pub(super) fn echo_apps(node: &mut Node, seed: u64) -> Result<(), String> {
 /// checkpoint that split the read from the state, or lost either, shows.
 pub(super) fn passive_echo_apps(node: &mut Node, seed: u64) -> Result<(), String> {
     let member = node.logic.member();
-    while let Some(key) = node.stack.accept(SocketAddrV4::new(VIP, PORT)) {
+    while let Some(key) = node.stack.accept(SocketAddr::new(VIP, PORT)) {
         let pos = match node.stack.store_lookup(key, "pos") {
             Ok(Some(b)) => u64::from_be_bytes(b.try_into().map_err(|_| "bad pos block")?),
             Ok(None) => 0,

@@ -2,7 +2,7 @@
 //! packet the group sends to the client.
 
 use std::collections::HashSet;
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 
 use smoltcp::wire::{Ipv4Packet, TcpOption, TcpPacket};
 use stack::ConnKey;
@@ -60,8 +60,8 @@ impl Sim {
                 let unit = 1i32 << c.wscale;
                 if (edge.wrapping_sub(max) as i32) <= -unit {
                     let key = ConnKey {
-                        local: SocketAddrV4::new(VIP, PORT),
-                        remote: SocketAddrV4::new(CLIENT_IP, port),
+                        local: SocketAddr::new(VIP, PORT),
+                        remote: SocketAddr::new(CLIENT_IP, port),
                     };
                     let reported: Vec<String> = self
                         .nodes

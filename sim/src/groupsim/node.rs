@@ -2,7 +2,7 @@
 //! its crash, pause and restart state, and its step within the group.
 
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::SocketAddr;
 
 use ackchannel::auth::{Counter, GroupKey};
 use ackchannel::control::MemberAgent;
@@ -38,7 +38,7 @@ pub(super) struct Node {
 /// `counter` (a restarted process must not reuse its old counters).
 pub(super) fn new_node(i: usize, key: &GroupKey, counter: u64, cfg: &SimConfig) -> Node {
     let id = i as u8 + 1;
-    let addr = |port| SocketAddrV4::new(Ipv4Addr::new(198, 18, 1, 11 + i as u8), port);
+    let addr = |port| SocketAddr::from(([198, 18, 1, 11 + i as u8], port));
     let agent = MemberAgent::with_counter(
         "sim".into(),
         id,
@@ -66,7 +66,7 @@ pub(super) fn new_node(i: usize, key: &GroupKey, counter: u64, cfg: &SimConfig) 
     if cfg.segmentation_offload {
         stack.set_segmentation_offload(Some(64 * 1024 - 80));
     }
-    let local = SocketAddrV4::new(VIP, PORT);
+    let local = SocketAddr::new(VIP, PORT);
     if cfg.passive {
         stack.listen_passive(local).expect("listen");
     } else if cfg.ordered {

@@ -3,7 +3,7 @@
 //! the run loop that advances the virtual clock to the next deadline.
 
 use std::collections::HashMap;
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 
 use ackchannel::auth::{Counter, GroupKey};
 use ackchannel::control::{GroupPolicy, ViewAuthority};
@@ -384,10 +384,10 @@ impl Sim {
         let total = self.cfg.bytes_per_connection as u64;
         for (k, c) in self.conns.iter_mut().enumerate() {
             if c.key.is_none() && now >= c.opens_at {
-                let local = SocketAddrV4::new(CLIENT_IP, 40000 + k as u16);
+                let local = SocketAddr::new(CLIENT_IP, 40000 + k as u16);
                 c.key = Some(
                     self.client
-                        .connect(inst, local, SocketAddrV4::new(VIP, PORT))
+                        .connect(inst, local, SocketAddr::new(VIP, PORT))
                         .map_err(|e| format!("connect: {e}"))?,
                 );
             }

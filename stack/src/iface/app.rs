@@ -1,7 +1,7 @@
 //! The application's calls: listening, accepting and opening connections,
 //! reading, writing, closing, and what it may ask about them.
 
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 
 use super::*;
 use crate::tcp::conn::{ConnError, Options, Signals, Tcb};
@@ -16,7 +16,7 @@ impl Stack {
     ///
     /// Errors: [`ListenError::AddrInUse`] if something already listens on
     /// exactly this address and port.
-    pub fn listen(&mut self, local: SocketAddrV4) -> Result<(), ListenError> {
+    pub fn listen(&mut self, local: SocketAddr) -> Result<(), ListenError> {
         if self.listeners.contains_key(&local) {
             return Err(ListenError::AddrInUse);
         }
@@ -34,7 +34,7 @@ impl Stack {
     /// Stop listening on `local`: established connections still waiting in
     /// its accept queue are aborted (RST). Connections already accepted are
     /// not affected. Nothing happens if nothing listens there.
-    pub fn unlisten(&mut self, local: SocketAddrV4) {
+    pub fn unlisten(&mut self, local: SocketAddr) {
         if let Some(l) = self.listeners.remove(&local) {
             for key in l.accept_queue {
                 self.abort(key);
@@ -49,7 +49,7 @@ impl Stack {
     /// Returns `None` if nothing listens on `local`, its queue is empty, or
     /// it is a passive listener (see [`listen_passive`](Self::listen_passive))
     /// and this stack is a backup.
-    pub fn accept(&mut self, local: SocketAddrV4) -> Option<ConnKey> {
+    pub fn accept(&mut self, local: SocketAddr) -> Option<ConnKey> {
         if self.accept_blocked(local) {
             return None;
         }
@@ -75,8 +75,8 @@ impl Stack {
     pub fn connect(
         &mut self,
         now: Instant,
-        local: SocketAddrV4,
-        remote: SocketAddrV4,
+        local: SocketAddr,
+        remote: SocketAddr,
     ) -> Result<ConnKey, ConnectError> {
         let key = ConnKey { local, remote };
         if self.conns.contains_key(&key) {
@@ -87,7 +87,7 @@ impl Stack {
         }
         let iss = Seq(isn::client_isn(&self.cfg.isn_key, local, remote, now));
         let opts = Options {
-            send_mss: self.cfg.mss,
+            send_mss: self.cfg.mss_for(local.ip()),
             snd_wscale: 0,
             rcv_wscale: if self.cfg.window_scaling {
                 self.wscale_for_buffer()

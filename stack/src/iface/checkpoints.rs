@@ -3,7 +3,7 @@
 //! on the primary, applying them on backups, and handing connections to
 //! the application of whichever replica is primary.
 
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 
 use super::{Event, ListenError, Role, Stack};
 use crate::tcp::checkpoint::{Checkpoint, PassiveState, Release, StoreError};
@@ -39,7 +39,7 @@ impl Stack {
     /// primary's application runs. On a backup, `accept` finds nothing;
     /// the connections wait, kept current by checkpoints, and are offered
     /// to the application if this replica becomes primary.
-    pub fn listen_passive(&mut self, local: SocketAddrV4) -> Result<(), ListenError> {
+    pub fn listen_passive(&mut self, local: SocketAddr) -> Result<(), ListenError> {
         self.listen(local)?;
         if let Some(l) = self.listeners.get_mut(&local) {
             l.passive = true;
@@ -47,7 +47,7 @@ impl Stack {
         Ok(())
     }
 
-    pub(super) fn listener_is_passive(&self, local: Option<SocketAddrV4>) -> bool {
+    pub(super) fn listener_is_passive(&self, local: Option<SocketAddr>) -> bool {
         local
             .and_then(|l| self.listeners.get(&l))
             .is_some_and(|l| l.passive)
@@ -348,7 +348,7 @@ impl Stack {
     /// This replica became primary: its applications may accept the
     /// passive connections that waited.
     pub(super) fn passive_promote(&mut self) {
-        let ready: Vec<SocketAddrV4> = self
+        let ready: Vec<SocketAddr> = self
             .listeners
             .iter()
             .filter(|(_, l)| l.passive && !l.accept_queue.is_empty())
@@ -360,7 +360,7 @@ impl Stack {
     }
 
     /// `accept` on a passive listener finds nothing on a backup.
-    pub(super) fn accept_blocked(&self, local: SocketAddrV4) -> bool {
+    pub(super) fn accept_blocked(&self, local: SocketAddr) -> bool {
         self.role == Role::Backup && self.listener_is_passive(Some(local))
     }
 }

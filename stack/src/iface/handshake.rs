@@ -1,7 +1,7 @@
 //! Passive opens: a listener's SYN handling, the SYN backlog and its budgets,
 //! option negotiation, and SYN cookies when the backlog is full (RFC 4987).
 
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 
 use crate::wire::{TcpControl, TcpRepr};
 
@@ -19,7 +19,7 @@ impl Stack {
     pub(super) fn listen_input(
         &mut self,
         now: Instant,
-        listener: SocketAddrV4,
+        listener: SocketAddr,
         key: ConnKey,
         seg: &TcpRepr<'_>,
     ) {
@@ -51,8 +51,11 @@ impl Stack {
         Options {
             //= RFC 9293 section 3.7.1
             //# If an MSS Option is not received at connection setup, TCP implementations MUST
-            //# assume a default send MSS of 536 (576 - 40) for IPv4
-            send_mss: seg.max_seg_size.unwrap_or(536).clamp(64, self.cfg.mss),
+            //# assume a default send MSS of 536 (576 - 40) for IPv4 or 1220 (1280 - 60) for IPv6
+            send_mss: seg
+                .max_seg_size
+                .unwrap_or(crate::config::default_mss(key.local.ip()))
+                .clamp(64, self.cfg.mss_for(key.local.ip())),
             snd_wscale: if ws_ok {
                 seg.window_scale.unwrap_or(0)
             } else {
@@ -69,7 +72,7 @@ impl Stack {
     pub(super) fn syn_input(
         &mut self,
         now: Instant,
-        listener: SocketAddrV4,
+        listener: SocketAddr,
         key: ConnKey,
         seg: &TcpRepr<'_>,
     ) {
@@ -177,7 +180,7 @@ impl Stack {
     pub(super) fn cookie_input(
         &mut self,
         now: Instant,
-        listener: SocketAddrV4,
+        listener: SocketAddr,
         key: ConnKey,
         seg: &TcpRepr<'_>,
     ) -> bool {
@@ -207,7 +210,7 @@ impl Stack {
         }
         let ws_ok = c.window_scale.is_some() && self.cfg.window_scaling;
         let opts = Options {
-            send_mss: c.mss.min(self.cfg.mss),
+            send_mss: c.mss.min(self.cfg.mss_for(key.local.ip())),
             snd_wscale: c.window_scale.unwrap_or(0),
             rcv_wscale: if ws_ok { self.wscale_for_buffer() } else { 0 },
             sack: c.sack,

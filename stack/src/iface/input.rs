@@ -2,9 +2,9 @@
 //! resets, and ICMP (answering echo and port-unreachable, acting on
 //! unreachables).
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use crate::wire::{Icmpv4Repr, TcpControl, TcpRepr, TcpSeqNumber};
+use crate::wire::{Icmpv4Repr, Icmpv6Repr, TcpControl, TcpRepr, TcpSeqNumber};
 
 use super::*;
 use crate::tcp::conn::{ConnError, Signals};
@@ -14,7 +14,7 @@ use hydra_base::time::Instant;
 use hydra_base::Seq;
 
 impl Stack {
-    /// Process one IPv4 packet read from the device at time `now`: parse and
+    /// Process one IPv4 or IPv6 packet read from the device at time `now`: parse and
     /// check it, then hand a TCP segment to its connection or listener (a
     /// joining replica parks segments of connections it does not hold yet),
     /// answer ICMP echo (if configured) and act on destination unreachable.
@@ -37,13 +37,13 @@ impl Stack {
         self.ip_input(now, packet);
     }
 
-    /// One IPv4 packet off the device, or reassembled from fragments.
+    /// One IP packet off the device, or reassembled from fragments.
     pub(super) fn ip_input(&mut self, now: Instant, packet: &[u8]) {
         match wire::parse(packet) {
             Err(ParseError::BadIp) | Err(ParseError::BadOther) => self.stats.drop_bad_ip += 1,
             Err(ParseError::BadTcp) => self.stats.drop_bad_tcp += 1,
             Err(ParseError::Fragment) => self.fragment_input(now, packet),
-            Ok(wire::Packet::Tcp(seg)) if !plausible(*seg.src.ip(), *seg.dst.ip()) => {
+            Ok(wire::Packet::Tcp(seg)) if !plausible(seg.src.ip(), seg.dst.ip()) => {
                 //= RFC 9293 section 3.10.7.2
                 //# If the SYN bit is set ... An incoming SYN segment with a
                 //# broadcast or multicast destination address ... SHOULD be
@@ -68,6 +68,14 @@ impl Stack {
                 }
             }
             Ok(wire::Packet::Icmp { src, dst, repr }) => self.icmp_input(now, src, dst, &repr),
+            Ok(wire::Packet::Icmpv6 { src, dst, repr }) => self.icmpv6_input(src, dst, &repr),
+            Ok(wire::Packet::Icmpv6Ignored) => self.stats.icmp_ignored += 1,
+            Ok(wire::Packet::Udp { src, dst, .. }) if !plausible(src, dst) => {
+                // No ICMP error answers a multicast or broadcast datagram
+                // (RFC 1122 3.2.2, RFC 4443 2.4(e)), nor goes to a source
+                // no host owns.
+                self.stats.drop_bad_address += 1;
+            }
             Ok(wire::Packet::Udp { src, dst, quote }) => {
                 self.stats.drop_no_socket += 1;
                 //= RFC 1122 section 3.2.2.1
@@ -90,7 +98,7 @@ impl Stack {
         };
         // Fragments from or to addresses no host owns get no memory.
         if let Some((src, dst)) = wire::ipv4_addresses(packet) {
-            if !plausible(src, dst) {
+            if !plausible(src.into(), dst.into()) {
                 self.stats.drop_bad_address += 1;
                 return;
             }
@@ -106,8 +114,8 @@ impl Stack {
     pub(super) fn tcp_input(
         &mut self,
         now: Instant,
-        local: SocketAddrV4,
-        remote: SocketAddrV4,
+        local: SocketAddr,
+        remote: SocketAddr,
         seg: &TcpRepr<'_>,
     ) {
         let key = ConnKey { local, remote };
@@ -199,20 +207,10 @@ impl Stack {
                 //= RFC 5461 section 4
                 //# ... TCP SHOULD abort connections in SYN-SENT state on hard errors (port unreachable);
                 //# established connections treat them as soft errors.
-                if header.next_header == wire::IpProtocol::Tcp && data.len() >= 4 {
-                    let sport = u16::from_be_bytes([data[0], data[1]]);
-                    let dport = u16::from_be_bytes([data[2], data[3]]);
-                    let key = ConnKey {
-                        local: SocketAddrV4::new(header.src_addr, sport),
-                        remote: SocketAddrV4::new(header.dst_addr, dport),
-                    };
-                    if let Some(tcb) = self.conns.get_mut(&key) {
-                        if tcb.state == State::SynSent {
-                            let mut sig = Signals::default();
-                            tcb.close_with(Some(ConnError::Refused), &mut sig);
-                            self.after_change(key, sig);
-                        }
-                    }
+                if header.next_header == wire::IpProtocol::Tcp {
+                    let src = IpAddr::V4(header.src_addr);
+                    let dst = IpAddr::V4(header.dst_addr);
+                    self.unreachable_input(src, dst, data);
                 }
                 let _ = now;
             }
@@ -220,12 +218,75 @@ impl Stack {
         }
     }
 
-    pub(super) fn queue_port_unreachable(
-        &mut self,
-        local: Ipv4Addr,
-        remote: Ipv4Addr,
-        quote: &[u8],
-    ) {
+    /// A destination unreachable for a segment of ours from `src` to
+    /// `dst`, whose TCP header begins `quoted`.
+    fn unreachable_input(&mut self, src: IpAddr, dst: IpAddr, quoted: &[u8]) {
+        let Some(key) = quoted_key(src, dst, quoted) else {
+            return;
+        };
+        if let Some(tcb) = self.conns.get_mut(&key) {
+            if tcb.state == State::SynSent {
+                let mut sig = Signals::default();
+                tcb.close_with(Some(ConnError::Refused), &mut sig);
+                self.after_change(key, sig);
+            }
+        }
+    }
+
+    pub(super) fn icmpv6_input(&mut self, src: Ipv6Addr, dst: Ipv6Addr, repr: &Icmpv6Repr<'_>) {
+        match *repr {
+            Icmpv6Repr::EchoRequest {
+                ident,
+                seq_no,
+                data,
+            } => {
+                //= RFC 4443 section 4.1
+                //# Every node MUST implement an ICMPv6 Echo responder function
+                // Unless the operator turned echo off, as for IPv4; a backup
+                // keeps quiet, its primary answers.
+                if !self.cfg.icmp_echo || self.role == Role::Backup || dst.is_multicast() {
+                    return;
+                }
+                let reply = Icmpv6Repr::EchoReply {
+                    ident,
+                    seq_no,
+                    data,
+                };
+                let mut buf = vec![0u8; wire::IPV6_HEADER_LEN + reply.buffer_len()];
+                if let Some(n) = wire::emit_icmpv6(&mut buf, dst, src, self.cfg.ttl, &reply) {
+                    buf.truncate(n);
+                    self.stats.icmp_echo_replies += 1;
+                    self.push_control(buf);
+                }
+            }
+            Icmpv6Repr::DstUnreachable { header, data, .. } => {
+                self.stats.icmp_unreachable_received += 1;
+                if header.next_header == wire::IpProtocol::Tcp {
+                    self.unreachable_input(header.src_addr.into(), header.dst_addr.into(), data);
+                }
+            }
+            Icmpv6Repr::PktTooBig { mtu, header, data } => {
+                self.stats.icmp_packet_too_big += 1;
+                if header.next_header != wire::IpProtocol::Tcp || data.len() < 8 {
+                    return;
+                }
+                let src = IpAddr::V6(header.src_addr);
+                let Some(key) = quoted_key(src, header.dst_addr.into(), data) else {
+                    return;
+                };
+                let seq = Seq(u32::from_be_bytes([data[4], data[5], data[6], data[7]]));
+                if let Some(tcb) = self.conns.get_mut(&key) {
+                    if tcb.on_packet_too_big(mtu, seq) {
+                        self.stats.path_mtu_lowered += 1;
+                        self.after_change(key, Signals::default());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    pub(super) fn queue_port_unreachable(&mut self, local: IpAddr, remote: IpAddr, quote: &[u8]) {
         if let Some(pkt) = wire::port_unreachable(local, remote, self.cfg.ttl, quote) {
             self.push_control(pkt);
         }
@@ -233,8 +294,8 @@ impl Stack {
 
     pub(super) fn queue_rst(
         &mut self,
-        local: SocketAddrV4,
-        remote: SocketAddrV4,
+        local: SocketAddr,
+        remote: SocketAddr,
         seq: Seq,
         ack: Option<Seq>,
     ) {
@@ -267,4 +328,14 @@ impl Stack {
         }
         self.control.push_back(pkt);
     }
+}
+
+/// The connection a quoted TCP header (of a segment we sent from `src` to
+/// `dst`) belongs to: its first four bytes are the ports.
+fn quoted_key(src: IpAddr, dst: IpAddr, quoted: &[u8]) -> Option<ConnKey> {
+    let ports = quoted.get(..4)?;
+    Some(ConnKey {
+        local: SocketAddr::new(src, u16::from_be_bytes([ports[0], ports[1]])),
+        remote: SocketAddr::new(dst, u16::from_be_bytes([ports[2], ports[3]])),
+    })
 }

@@ -15,7 +15,7 @@ use std::collections::{BTreeSet, BinaryHeap, HashMap, HashSet, VecDeque};
 /// its cost (SipHash was about 8% of the driver's time moving bulk data).
 type FastMap<K, V> = HashMap<K, V, ahash::RandomState>;
 type FastSet<K> = HashSet<K, ahash::RandomState>;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use crate::config::{Config, FragmentPolicy};
 use crate::stats::Stats;
@@ -44,7 +44,7 @@ pub enum Event {
     /// A listener has an established connection waiting in `accept`.
     Acceptable {
         /// The listener's address.
-        local: SocketAddrV4,
+        local: SocketAddr,
     },
     /// New bytes or end of stream can be read.
     Readable(ConnKey),
@@ -200,18 +200,48 @@ struct Listener {
     passive: bool,
 }
 
-/// Whether a TCP segment from `src` to `dst` can be part of a connection:
-/// RFC 1122 3.2.1.3 forbids 0.0.0.0, broadcast, multicast, loopback (from
-/// outside) and class E as a source, and a connection never has a
-/// broadcast or multicast destination.
-fn plausible(src: Ipv4Addr, dst: Ipv4Addr) -> bool {
-    let bad_source = src.is_unspecified()
-        || src.is_broadcast()
-        || src.is_multicast()
-        || src.is_loopback()
-        || src.octets()[0] >= 240;
-    let bad_destination = dst.is_broadcast() || dst.is_multicast() || dst.is_unspecified();
-    !bad_source && !bad_destination
+/// Whether a packet from `src` to `dst` can be part of a connection or be
+/// answered: RFC 1122 3.2.1.3 forbids 0.0.0.0, broadcast, multicast,
+/// loopback (from outside) and class E as an IPv4 source; RFC 4291 the
+/// unspecified, loopback and multicast IPv6 sources (and an IPv4-mapped
+/// one, which no IPv6 host sends from). A connection never has a broadcast,
+/// multicast or unspecified destination.
+fn plausible(src: IpAddr, dst: IpAddr) -> bool {
+    match (src, dst) {
+        (IpAddr::V4(src), IpAddr::V4(dst)) => {
+            let bad_source = src.is_unspecified()
+                || src.is_broadcast()
+                || src.is_multicast()
+                || src.is_loopback()
+                || src.octets()[0] >= 240;
+            let bad_destination = dst.is_broadcast() || dst.is_multicast() || dst.is_unspecified();
+            !bad_source && !bad_destination
+        }
+        (IpAddr::V6(src), IpAddr::V6(dst)) => {
+            let bad_source = src.is_unspecified()
+                || src.is_loopback()
+                || src.is_multicast()
+                || src.to_ipv4_mapped().is_some();
+            let bad_destination = dst.is_multicast() || dst.is_unspecified();
+            !bad_source && !bad_destination
+        }
+        _ => false,
+    }
+}
+
+/// The wildcard listeners that take a connection to `local` when no
+/// listener is bound to `local` itself, in order: `0.0.0.0:port` (IPv4
+/// only), then `[::]:port`, which takes IPv4 and IPv6 alike as a Linux
+/// socket does by default (`net.ipv6.bindv6only = 0`).
+pub(crate) fn wildcards(local: SocketAddr) -> impl Iterator<Item = SocketAddr> {
+    let port = local.port();
+    let v4 = local
+        .is_ipv4()
+        .then(|| SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)));
+    v4.into_iter().chain(std::iter::once(SocketAddr::from((
+        Ipv6Addr::UNSPECIFIED,
+        port,
+    ))))
 }
 
 /// Control packets (RSTs, ICMP) queued at most; beyond this they are dropped.
@@ -225,7 +255,7 @@ pub struct Stack {
     stats: Stats,
     role: Role,
     conns: FastMap<ConnKey, Tcb>,
-    listeners: FastMap<SocketAddrV4, Listener>,
+    listeners: FastMap<SocketAddr, Listener>,
     /// Connections that may have something to send, in round-robin order.
     ready: VecDeque<ConnKey>,
     in_ready: FastSet<ConnKey>,

@@ -10,7 +10,7 @@
 //! bytes each names sees the same sequence on every member.
 
 use std::collections::VecDeque;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::SocketAddr;
 
 use super::{ConnKey, Stack};
 use hydra_base::Seq;
@@ -37,7 +37,7 @@ pub enum Delivery {
 #[derive(Debug, Default)]
 pub(super) struct OrderedLog {
     /// Ordered listeners (`0.0.0.0` = any local address).
-    listeners: Vec<SocketAddrV4>,
+    listeners: Vec<SocketAddr>,
     records: VecDeque<Delivery>,
     /// Per connection: the sequence number up to which bytes were
     /// recorded, and whether its FIN was.
@@ -45,9 +45,10 @@ pub(super) struct OrderedLog {
 }
 
 impl OrderedLog {
-    fn covers(&self, local: SocketAddrV4) -> bool {
-        let any = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, local.port());
-        self.listeners.iter().any(|l| *l == local || *l == any)
+    fn covers(&self, local: SocketAddr) -> bool {
+        std::iter::once(local)
+            .chain(super::wildcards(local))
+            .any(|l| self.listeners.contains(&l))
     }
 }
 
@@ -55,7 +56,7 @@ impl Stack {
     /// Listen on `local` like [`Stack::listen`], and record the deliveries
     /// of its connections for [`Stack::poll_delivery`].
     /// A stack has one: its records are one sequence.
-    pub fn listen_ordered(&mut self, local: SocketAddrV4) -> Result<(), super::ListenError> {
+    pub fn listen_ordered(&mut self, local: SocketAddr) -> Result<(), super::ListenError> {
         if !self.ordered.listeners.is_empty() {
             return Err(super::ListenError::OrderedTaken);
         }

@@ -76,7 +76,9 @@ impl Stack {
                 self.in_ready.remove(&key);
                 continue;
             };
-            let room = buf.len().saturating_sub(wire::IPV4_HEADER_LEN + 60);
+            let room = buf
+                .len()
+                .saturating_sub(wire::ip_header_len(key.local.ip()) + 60);
             let max_payload = self.cfg.max_segment_payload.unwrap_or(0).min(room);
             let segment_payload = tcb.effective_mss(&self.cfg);
             match tcb.poll_output(now, &self.cfg, max_payload, &mut self.stats) {

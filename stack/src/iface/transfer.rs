@@ -2,7 +2,7 @@
 //! segments of connections not yet transferred, and the application's state
 //! attached to a connection.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::SocketAddr;
 
 use super::*;
 use crate::tcp::conn::{Signals, Tcb};
@@ -75,13 +75,10 @@ impl Stack {
     }
 
     /// The listener that accepts connections to `local`, if any.
-    pub(super) fn listener_for(&self, local: SocketAddrV4) -> Option<SocketAddrV4> {
-        let any = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, local.port());
-        if self.listeners.contains_key(&local) {
-            Some(local)
-        } else {
-            self.listeners.contains_key(&any).then_some(any)
-        }
+    pub(super) fn listener_for(&self, local: SocketAddr) -> Option<SocketAddr> {
+        std::iter::once(local)
+            .chain(super::wildcards(local))
+            .find(|l| self.listeners.contains_key(l))
     }
 
     /// Joining replica: hold packets of connections not in the stack (up to

@@ -8,6 +8,7 @@
 use std::ffi::CString;
 use std::fs::{File, OpenOptions};
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};
+use std::net::IpAddr;
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 
@@ -21,6 +22,7 @@ const IFF_NO_PI: libc::c_short = 0x1000;
 const IFF_VNET_HDR: libc::c_short = 0x4000;
 const TUN_F_CSUM: libc::c_ulong = 0x01;
 const TUN_F_TSO4: libc::c_ulong = 0x02;
+const TUN_F_TSO6: libc::c_ulong = 0x04;
 
 #[repr(C)]
 struct IfReqFlags {
@@ -115,7 +117,7 @@ impl Tun {
                 libc::ioctl(
                     file.as_raw_fd(),
                     TUNSETOFFLOAD as _,
-                    TUN_F_CSUM | TUN_F_TSO4,
+                    TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6,
                 )
             };
             if rc < 0 {
@@ -189,7 +191,8 @@ impl Tun {
 }
 
 /// Make an offloaded packet what a wire packet would be: a coalesced one
-/// gets its IPv4 length and header checksum for its real size, and a
+/// gets its IPv4 length and header checksum (or IPv6 payload length) for
+/// its real size, and a
 /// checksum the kernel left for the device to fill (`NEEDS_CSUM`) is
 /// computed, so the stack parses and verifies it like any other.
 fn finish_offloaded(hdr: &[u8; VNET_HDR_LEN], packet: &mut [u8]) {
@@ -207,6 +210,12 @@ fn finish_offloaded(hdr: &[u8; VNET_HDR_LEN], packet: &mut [u8]) {
             packet[10..12].copy_from_slice(&sum.to_be_bytes());
         }
     }
+    let v6_header = crate::wire::IPV6_HEADER_LEN;
+    if gso_type != VNET_GSO_NONE && packet.len() >= v6_header && packet[0] >> 4 == 6 {
+        if let Ok(payload_len) = u16::try_from(packet.len() - v6_header) {
+            packet[4..6].copy_from_slice(&payload_len.to_be_bytes());
+        }
+    }
     if flags & VNET_F_NEEDS_CSUM != 0 && csum_start + csum_offset + 2 <= packet.len() {
         // The field holds the pseudo-header's sum: summing the rest over
         // it gives the full checksum.
@@ -216,20 +225,41 @@ fn finish_offloaded(hdr: &[u8; VNET_HDR_LEN], packet: &mut [u8]) {
     }
 }
 
-/// The virtio-net header asking the kernel to cut the IPv4 TCP segment
-/// `packet` into segments of `segment_payload` data bytes, and a copy of
-/// the packet's IPv4 and TCP headers with what the kernel expects in the
-/// checksum field: the pseudo-header's sum only (it completes the sum for
-/// each segment it makes).
+/// The virtio-net header asking the kernel to cut the TCP segment `packet`
+/// (IPv4, or IPv6 without extension headers) into segments of
+/// `segment_payload` data bytes, and a copy of the packet's IP and TCP
+/// headers with what the kernel expects in the checksum field: the
+/// pseudo-header's sum only (it completes the sum for each segment it
+/// makes).
 fn offload_header(
     packet: &[u8],
     segment_payload: usize,
 ) -> io::Result<([u8; VNET_HDR_LEN], Vec<u8>)> {
     let invalid = |what: &str| io::Error::new(io::ErrorKind::InvalidInput, what.to_string());
-    if packet.len() < 40 || packet[0] >> 4 != 4 || packet[9] != 6 {
-        return Err(invalid("not an IPv4 TCP segment"));
-    }
-    let ip_len = usize::from(packet[0] & 0x0f) * 4;
+    let (ip_len, gso_type, src, dst) = match packet.first().map(|b| b >> 4) {
+        Some(4) if packet.len() >= 40 && packet[9] == 6 => {
+            let ip_len = usize::from(packet[0] & 0x0f) * 4;
+            let addr = |at: usize| -> IpAddr {
+                std::net::Ipv4Addr::from([
+                    packet[at],
+                    packet[at + 1],
+                    packet[at + 2],
+                    packet[at + 3],
+                ])
+                .into()
+            };
+            (ip_len, VNET_GSO_TCPV4, addr(12), addr(16))
+        }
+        Some(6) if packet.len() >= 60 && packet[6] == 6 => {
+            let addr = |at: usize| -> IpAddr {
+                let mut octets = [0u8; 16];
+                octets.copy_from_slice(&packet[at..at + 16]);
+                std::net::Ipv6Addr::from(octets).into()
+            };
+            (40, VNET_GSO_TCPV6, addr(8), addr(24))
+        }
+        _ => return Err(invalid("not an IPv4 or IPv6 TCP segment")),
+    };
     let tcp_len = packet.len().saturating_sub(ip_len);
     if ip_len < 20 || tcp_len < 20 {
         return Err(invalid("truncated headers"));
@@ -240,14 +270,11 @@ fn offload_header(
         return Err(invalid("bad TCP header or segment size"));
     }
     let mut headers = packet[..head].to_vec();
-    let addr = |at: usize| {
-        std::net::Ipv4Addr::new(packet[at], packet[at + 1], packet[at + 2], packet[at + 3])
-    };
-    let pseudo = checksum::pseudo_header_tcp(addr(12), addr(16), tcp_len);
+    let pseudo = checksum::pseudo_header_tcp(src, dst, tcp_len);
     headers[ip_len + 16..ip_len + 18].copy_from_slice(&pseudo.to_be_bytes());
     let mut hdr = [0u8; VNET_HDR_LEN];
     hdr[0] = VNET_F_NEEDS_CSUM;
-    hdr[1] = VNET_GSO_TCPV4;
+    hdr[1] = gso_type;
     hdr[2..4].copy_from_slice(&(head as u16).to_le_bytes());
     hdr[4..6].copy_from_slice(&segment.to_le_bytes());
     hdr[6..8].copy_from_slice(&(ip_len as u16).to_le_bytes());
@@ -266,6 +293,7 @@ const VNET_HDR_LEN: usize = 10;
 const VNET_F_NEEDS_CSUM: u8 = 1;
 const VNET_GSO_NONE: u8 = 0;
 const VNET_GSO_TCPV4: u8 = 1;
+const VNET_GSO_TCPV6: u8 = 4;
 
 impl Tun {
     /// Cut a large segment into wire segments here and write each.
@@ -394,7 +422,14 @@ mod tests {
     /// final.
     fn as_offloaded(mut p: Vec<u8>) -> ([u8; VNET_HDR_LEN], Vec<u8>) {
         let tcp_len = p.len() - 20;
-        let addr = |at: usize| std::net::Ipv4Addr::new(p[at], p[at + 1], p[at + 2], p[at + 3]);
+        let addr = |at: usize| {
+            IpAddr::from(std::net::Ipv4Addr::new(
+                p[at],
+                p[at + 1],
+                p[at + 2],
+                p[at + 3],
+            ))
+        };
         let pseudo = checksum::pseudo_header_tcp(addr(12), addr(16), tcp_len);
         p[36..38].copy_from_slice(&pseudo.to_be_bytes());
         p[2..4].fill(0);
@@ -419,6 +454,34 @@ mod tests {
             assert_eq!(p, wire_packet, "len {len}");
             assert!(wire::parse(&p).is_ok(), "len {len}");
         }
+    }
+
+    /// A valid IPv6+TCP packet with `payload`.
+    fn packet_v6(payload: &[u8]) -> Vec<u8> {
+        let src = "[fd00::1]:40000".parse().unwrap();
+        let dst = "[fd00::2]:80".parse().unwrap();
+        crate::wire::test_segment_between(src, dst, TcpControl::Psh, payload)
+    }
+
+    #[test]
+    fn an_ipv6_segment_is_cut_by_the_kernel_and_coalesced_ones_are_finished() {
+        let original = packet_v6(&vec![0x33; 20_000]);
+        let (hdr, headers) = offload_header(&original, 1428).unwrap();
+        assert_eq!(hdr[1], VNET_GSO_TCPV6);
+        assert_eq!(u16::from_le_bytes([hdr[2], hdr[3]]), 72);
+        assert_eq!(u16::from_le_bytes([hdr[6], hdr[7]]), 40);
+        let mut written = [headers.as_slice(), &original[headers.len()..]].concat();
+        assert_ne!(written, original);
+        finish_offloaded(&hdr, &mut written);
+        assert_eq!(written, original);
+        // A coalesced segment whose payload length the kernel left stale.
+        let mut coalesced = written.clone();
+        coalesced[4..6].fill(0);
+        coalesced[56..58].copy_from_slice(&headers[56..58]);
+        assert!(wire::parse(&coalesced).is_err());
+        finish_offloaded(&hdr, &mut coalesced);
+        assert_eq!(coalesced, original);
+        assert!(wire::parse(&coalesced).is_ok());
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! `TcpListener`: a passive open, used like `std::net::TcpListener`.
 
 use std::io;
-use std::net::{SocketAddr, SocketAddrV4};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::{lock, stopped_error, wait_change, NetStack, TcpStream, WaitKey};
@@ -10,13 +10,17 @@ use crate::iface::ListenError;
 /// Accepts connections on one local address and port.
 pub struct TcpListener {
     net: NetStack,
-    local: SocketAddrV4,
+    local: SocketAddr,
     nonblocking: AtomicBool,
 }
 
 impl TcpListener {
-    /// Listen on `local`; `0.0.0.0:port` accepts on any address of the stack.
-    pub fn bind(net: &NetStack, local: SocketAddrV4) -> io::Result<TcpListener> {
+    /// Listen on `local`. `0.0.0.0:port` accepts IPv4 connections to any
+    /// address; `[::]:port` accepts IPv4 and IPv6 alike, as a Linux socket
+    /// does by default (`net.ipv6.bindv6only = 0`); an IPv4 client of it
+    /// has an IPv4 `peer_addr`, not an IPv4-mapped one. A listener on the
+    /// exact address takes precedence over a wildcard.
+    pub fn bind(net: &NetStack, local: SocketAddr) -> io::Result<TcpListener> {
         Self::bind_with(net, local, false)
     }
 
@@ -27,11 +31,11 @@ impl TcpListener {
     /// ([`TcpStream::state_lookup`]) tell the application where it was. A
     /// handle taken while primary fails with `NotConnected` once the
     /// replica steps down.
-    pub fn bind_passive(net: &NetStack, local: SocketAddrV4) -> io::Result<TcpListener> {
+    pub fn bind_passive(net: &NetStack, local: SocketAddr) -> io::Result<TcpListener> {
         Self::bind_with(net, local, true)
     }
 
-    fn bind_with(net: &NetStack, local: SocketAddrV4, passive: bool) -> io::Result<TcpListener> {
+    fn bind_with(net: &NetStack, local: SocketAddr, passive: bool) -> io::Result<TcpListener> {
         net.with_stack(|s| {
             if passive {
                 s.listen_passive(local)
@@ -53,7 +57,7 @@ impl TcpListener {
 
     /// The address the listener listens on. Never fails.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        Ok(SocketAddr::V4(self.local))
+        Ok(self.local)
     }
 
     /// Make `accept` return `WouldBlock` instead of waiting when no
@@ -82,7 +86,7 @@ impl TcpListener {
                 drop(g);
                 return Ok((
                     TcpStream::from_accepted(self.net.clone(), key, generation),
-                    SocketAddr::V4(key.remote),
+                    key.remote,
                 ));
             }
             if self.nonblocking.load(Ordering::Relaxed) {

@@ -17,7 +17,7 @@ mod stream;
 
 use std::collections::HashMap;
 use std::io;
-use std::net::SocketAddrV4;
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::RawFd;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
@@ -66,7 +66,7 @@ enum WaitKey {
     /// Anything about one connection (readable, writable, established, closed).
     Conn(crate::iface::ConnKey),
     /// A listener has a connection to accept.
-    Listener(SocketAddrV4),
+    Listener(SocketAddr),
     /// Any event (pollers).
     Any,
 }
@@ -75,7 +75,9 @@ enum WaitKey {
 struct Shared {
     inner: Mutex<Inner>,
     wake: driver::Waker,
-    address: std::net::Ipv4Addr,
+    /// The stack's own addresses: connections start from the first of the
+    /// peer's family.
+    addresses: Vec<IpAddr>,
     clock: std::time::Instant,
 }
 
@@ -163,22 +165,47 @@ fn stop(shared: &Shared) {
 }
 
 impl NetStack {
-    /// Start a stack with local IPv4 `address` on `device`.
+    /// Start a stack on `device` whose own addresses are `addresses`: an
+    /// IPv4 address, an IPv6 address, or one of each for a dual-stack host.
+    /// Listeners take connections to whatever the device delivers;
+    /// [`TcpStream::connect`] starts from the first address of the peer's
+    /// family. Fails with `InvalidInput` when `addresses` is empty.
+    ///
+    /// ```no_run
+    /// # fn main() -> std::io::Result<()> {
+    /// use std::net::IpAddr;
+    /// use stack::phy::tun::Tun;
+    /// use stack::socket::NetStack;
+    ///
+    /// let tun = Tun::open("hydra0", 1500)?;
+    /// let addresses: [IpAddr; 2] = ["198.18.20.1".parse().unwrap(), "fd00:20::1".parse().unwrap()];
+    /// let net = NetStack::spawn(stack::Config::default(), &addresses, tun)?;
+    /// assert_eq!(net.addresses().len(), 2);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn spawn<D: Device + Send + 'static>(
         config: Config,
-        address: std::net::Ipv4Addr,
+        addresses: &[IpAddr],
         device: D,
     ) -> io::Result<NetStack> {
-        Self::spawn_with_hooks(Stack::new(config), address, device, ())
+        Self::spawn_with_hooks(Stack::new(config), addresses, device, ())
     }
 
-    /// Start a driver for an existing core (any role) with extension hooks.
+    /// Start a driver for an existing core (any role) with extension hooks;
+    /// `addresses` as for [`spawn`](Self::spawn).
     pub fn spawn_with_hooks<D: Device + Send + 'static, H: Hooks>(
         stack: Stack,
-        address: std::net::Ipv4Addr,
+        addresses: &[IpAddr],
         device: D,
         hooks: H,
     ) -> io::Result<NetStack> {
+        if addresses.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a network stack needs at least one address of its own",
+            ));
+        }
         let shared = Arc::new(Shared {
             inner: Mutex::new(Inner {
                 stack,
@@ -190,7 +217,7 @@ impl NetStack {
                 wakers: HashMap::default(),
             }),
             wake: driver::Waker::new()?,
-            address,
+            addresses: addresses.to_vec(),
             clock: std::time::Instant::now(),
         });
         let driver_shared = shared.clone();
@@ -203,9 +230,9 @@ impl NetStack {
         })
     }
 
-    /// The stack's local address.
-    pub fn address(&self) -> std::net::Ipv4Addr {
-        self.shared.address
+    /// The stack's own addresses, as given to [`spawn`](Self::spawn).
+    pub fn addresses(&self) -> &[IpAddr] {
+        &self.shared.addresses
     }
 
     /// Run `f` on the core with the lock held (status pages, replication).
@@ -279,8 +306,21 @@ fn stopped_error() -> io::Error {
     io::Error::new(io::ErrorKind::NotConnected, "network stack stopped")
 }
 
-fn local_addr(shared: &Shared, port: u16) -> SocketAddrV4 {
-    SocketAddrV4::new(shared.address, port)
+/// The local address a connection to `remote` starts from: the stack's
+/// first address of the same family.
+fn local_addr(shared: &Shared, remote: SocketAddr, port: u16) -> io::Result<SocketAddr> {
+    let ip = shared
+        .addresses
+        .iter()
+        .find(|a| a.is_ipv4() == remote.is_ipv4())
+        .ok_or_else(|| {
+            let family = if remote.is_ipv4() { "IPv4" } else { "IPv6" };
+            io::Error::new(
+                io::ErrorKind::AddrNotAvailable,
+                format!("the stack has no {family} address to connect to {remote} from"),
+            )
+        })?;
+    Ok(SocketAddr::new(*ip, port))
 }
 
 #[cfg(test)]

@@ -31,7 +31,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::{self, Write};
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::{lock, stopped_error, wait_change, NetStack, TcpStream, WaitKey};
@@ -58,7 +58,7 @@ pub enum OrderedEvent {
 /// the module documentation for the contract.
 pub struct OrderedListener {
     net: NetStack,
-    local: SocketAddrV4,
+    local: SocketAddr,
     streams: HashMap<ConnKey, TcpStream>,
     opened: HashSet<ConnKey>,
     ready: VecDeque<OrderedEvent>,
@@ -68,7 +68,7 @@ pub struct OrderedListener {
 
 impl OrderedListener {
     /// Listen on `local` (`0.0.0.0` = any local address).
-    pub fn bind(net: &NetStack, local: SocketAddrV4) -> io::Result<OrderedListener> {
+    pub fn bind(net: &NetStack, local: SocketAddr) -> io::Result<OrderedListener> {
         net.with_stack(|s| s.listen_ordered(local)).map_err(|e| {
             let kind = match e {
                 ListenError::AddrInUse | ListenError::OrderedTaken => io::ErrorKind::AddrInUse,
@@ -225,7 +225,7 @@ impl OrderedListener {
     }
 
     /// The address listened on.
-    pub fn local_addr(&self) -> SocketAddrV4 {
+    pub fn local_addr(&self) -> SocketAddr {
         self.local
     }
 }

@@ -1,7 +1,7 @@
 //! `TcpStream`: one connection, used like `std::net::TcpStream`.
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, SocketAddrV4};
+use std::net::{Shutdown, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -91,14 +91,14 @@ impl TcpStream {
     }
 
     /// Open a connection to `remote` from an ephemeral port.
-    pub fn connect(net: &NetStack, remote: SocketAddrV4) -> io::Result<TcpStream> {
+    pub fn connect(net: &NetStack, remote: SocketAddr) -> io::Result<TcpStream> {
         Self::connect_inner(net, remote, None)
     }
 
     /// Like [`TcpStream::connect`], giving up after `timeout`.
     pub fn connect_timeout(
         net: &NetStack,
-        remote: SocketAddrV4,
+        remote: SocketAddr,
         timeout: Duration,
     ) -> io::Result<TcpStream> {
         Self::connect_inner(net, remote, Some(timeout))
@@ -106,19 +106,23 @@ impl TcpStream {
 
     fn connect_inner(
         net: &NetStack,
-        remote: SocketAddrV4,
+        remote: SocketAddr,
         timeout: Option<Duration>,
     ) -> io::Result<TcpStream> {
         let shared = &net.shared;
         let deadline = timeout.map(|t| std::time::Instant::now() + t);
         let mut g = lock(shared);
         let now = super::now(shared);
+        local_addr(shared, remote, 0)?;
         let mut key = None;
         // Ephemeral range 49152..=65535 (RFC 6335); skip 4-tuples in use.
         for _ in 0..16384 {
             let port = g.next_port;
             g.next_port = if port == u16::MAX { 49152 } else { port + 1 };
-            match g.stack.connect(now, local_addr(shared, port), remote) {
+            match g
+                .stack
+                .connect(now, local_addr(shared, remote, port)?, remote)
+            {
                 Ok(k) => {
                     key = Some(k);
                     break;
@@ -170,12 +174,12 @@ impl TcpStream {
 
     /// The remote endpoint's address. Never fails.
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        Ok(SocketAddr::V4(self.handle.key.remote))
+        Ok(self.handle.key.remote)
     }
 
     /// The local endpoint's address. Never fails.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        Ok(SocketAddr::V4(self.handle.key.local))
+        Ok(self.handle.key.local)
     }
 
     /// Another handle to the same connection (e.g. one thread reads, one writes).

@@ -1,20 +1,22 @@
 //! The socket API over an in-memory link: two stacks, real threads.
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{Ipv4Addr, Shutdown, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr};
 use std::time::Duration;
 
 use super::*;
 use crate::iface::Event;
 use crate::phy::pipe;
 
-const SERVER: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
-const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+const SERVER: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1));
+const CLIENT: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 2));
+const SERVER6: IpAddr = IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1));
+const CLIENT6: IpAddr = IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2));
 
 fn pair() -> (NetStack, NetStack) {
     let (a, b) = pipe::pair(1500).expect("socketpair");
-    let server = NetStack::spawn(Config::default(), SERVER, a).expect("server stack");
-    let client = NetStack::spawn(Config::default(), CLIENT, b).expect("client stack");
+    let server = NetStack::spawn(Config::default(), &[SERVER], a).expect("server stack");
+    let client = NetStack::spawn(Config::default(), &[CLIENT], b).expect("client stack");
     (server, client)
 }
 
@@ -25,10 +27,10 @@ fn pattern(len: usize) -> Vec<u8> {
 #[test]
 fn echo_round_trip_and_orderly_close() {
     let (server, client) = pair();
-    let listener = TcpListener::bind(&server, SocketAddrV4::new(SERVER, 7)).unwrap();
+    let listener = TcpListener::bind(&server, SocketAddr::new(SERVER, 7)).unwrap();
     let echo = std::thread::spawn(move || {
         let (mut s, peer) = listener.accept().unwrap();
-        assert_eq!(peer, std::net::SocketAddr::V4(s.key().remote));
+        assert_eq!(peer, s.key().remote);
         let mut buf = [0u8; 4096];
         loop {
             let n = s.read(&mut buf).unwrap();
@@ -39,7 +41,7 @@ fn echo_round_trip_and_orderly_close() {
         }
         s.shutdown(Shutdown::Write).unwrap();
     });
-    let mut c = TcpStream::connect(&client, SocketAddrV4::new(SERVER, 7)).unwrap();
+    let mut c = TcpStream::connect(&client, SocketAddr::new(SERVER, 7)).unwrap();
     c.set_nodelay(true).unwrap();
     let data = pattern(300_000);
     let writer = {
@@ -62,14 +64,14 @@ fn echo_round_trip_and_orderly_close() {
 fn bulk_transfer_is_byte_exact() {
     let (server, client) = pair();
     let listener =
-        TcpListener::bind(&server, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 19)).unwrap();
+        TcpListener::bind(&server, SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), 19)).unwrap();
     let data = pattern(8 << 20);
     let sent = data.clone();
     let source = std::thread::spawn(move || {
         let (mut s, _) = listener.accept().unwrap();
         s.write_all(&sent).unwrap();
     });
-    let mut c = TcpStream::connect(&client, SocketAddrV4::new(SERVER, 19)).unwrap();
+    let mut c = TcpStream::connect(&client, SocketAddr::new(SERVER, 19)).unwrap();
     let mut got = Vec::new();
     c.read_to_end(&mut got).unwrap();
     source.join().unwrap();
@@ -80,7 +82,7 @@ fn bulk_transfer_is_byte_exact() {
 #[test]
 fn connect_to_closed_port_is_refused() {
     let (_server, client) = pair();
-    let err = TcpStream::connect(&client, SocketAddrV4::new(SERVER, 1)).unwrap_err();
+    let err = TcpStream::connect(&client, SocketAddr::new(SERVER, 1)).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::ConnectionRefused);
 }
 
@@ -88,8 +90,8 @@ fn connect_to_closed_port_is_refused() {
 fn connect_to_silent_host_times_out() {
     // The other end of the link exists but nobody answers on it.
     let (a, _silent) = pipe::pair(1500).unwrap();
-    let client = NetStack::spawn(Config::default(), CLIENT, a).unwrap();
-    let nowhere = SocketAddrV4::new(SERVER, 80);
+    let client = NetStack::spawn(Config::default(), &[CLIENT], a).unwrap();
+    let nowhere = SocketAddr::new(SERVER, 80);
     let t = std::time::Instant::now();
     let err = TcpStream::connect_timeout(&client, nowhere, Duration::from_millis(200)).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::TimedOut);
@@ -99,8 +101,8 @@ fn connect_to_silent_host_times_out() {
 #[test]
 fn read_timeout_and_nonblocking_report_would_block() {
     let (server, client) = pair();
-    let listener = TcpListener::bind(&server, SocketAddrV4::new(SERVER, 80)).unwrap();
-    let c = TcpStream::connect(&client, SocketAddrV4::new(SERVER, 80)).unwrap();
+    let listener = TcpListener::bind(&server, SocketAddr::new(SERVER, 80)).unwrap();
+    let c = TcpStream::connect(&client, SocketAddr::new(SERVER, 80)).unwrap();
     let (_s, _) = listener.accept().unwrap();
     c.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
     let mut buf = [0u8; 8];
@@ -122,8 +124,8 @@ fn read_timeout_and_nonblocking_report_would_block() {
 #[test]
 fn dropping_with_unread_data_resets_the_peer() {
     let (server, client) = pair();
-    let listener = TcpListener::bind(&server, SocketAddrV4::new(SERVER, 80)).unwrap();
-    let mut c = TcpStream::connect(&client, SocketAddrV4::new(SERVER, 80)).unwrap();
+    let listener = TcpListener::bind(&server, SocketAddr::new(SERVER, 80)).unwrap();
+    let mut c = TcpStream::connect(&client, SocketAddr::new(SERVER, 80)).unwrap();
     let (mut s, _) = listener.accept().unwrap();
     c.write_all(b"never read").unwrap();
     // Wait until the bytes are at the server, then drop it unread: RST.
@@ -143,10 +145,10 @@ fn dropping_with_unread_data_resets_the_peer() {
 fn poller_reports_acceptable_and_readable() {
     let (server, client) = pair();
     let poller = Poller::new(&server);
-    let listener = TcpListener::bind(&server, SocketAddrV4::new(SERVER, 80)).unwrap();
+    let listener = TcpListener::bind(&server, SocketAddr::new(SERVER, 80)).unwrap();
     listener.set_nonblocking(true).unwrap();
     assert_eq!(listener.accept().unwrap_err().kind(), ErrorKind::WouldBlock);
-    let mut c = TcpStream::connect(&client, SocketAddrV4::new(SERVER, 80)).unwrap();
+    let mut c = TcpStream::connect(&client, SocketAddr::new(SERVER, 80)).unwrap();
     let mut events = Vec::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while !events.iter().any(|e| matches!(e, Event::Acceptable { .. })) {
@@ -169,8 +171,8 @@ fn poller_reports_acceptable_and_readable() {
 #[test]
 fn stopped_stack_fails_handles_cleanly() {
     let (server, client) = pair();
-    let listener = TcpListener::bind(&server, SocketAddrV4::new(SERVER, 80)).unwrap();
-    let c = TcpStream::connect(&client, SocketAddrV4::new(SERVER, 80)).unwrap();
+    let listener = TcpListener::bind(&server, SocketAddr::new(SERVER, 80)).unwrap();
+    let c = TcpStream::connect(&client, SocketAddr::new(SERVER, 80)).unwrap();
     let _s = listener.accept().unwrap();
     client.stop();
     let mut buf = [0u8; 4];
@@ -186,7 +188,7 @@ fn stopped_stack_fails_handles_cleanly() {
 #[test]
 fn passive_listener_alone_keeps_state_and_streams() {
     let (server, client) = pair();
-    let listener = TcpListener::bind_passive(&server, SocketAddrV4::new(SERVER, 7)).unwrap();
+    let listener = TcpListener::bind_passive(&server, SocketAddr::new(SERVER, 7)).unwrap();
     let echo = std::thread::spawn(move || {
         let (s, _) = listener.accept().unwrap();
         assert_eq!(s.state_lookup("n").unwrap(), None);
@@ -215,7 +217,7 @@ fn passive_listener_alone_keeps_state_and_streams() {
         s.shutdown(Shutdown::Write).unwrap();
         u64::from_be_bytes(saved.try_into().unwrap())
     });
-    let mut c = TcpStream::connect(&client, SocketAddrV4::new(SERVER, 7)).unwrap();
+    let mut c = TcpStream::connect(&client, SocketAddr::new(SERVER, 7)).unwrap();
     let err = c.state_put("x", b"y").unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
     let data = pattern(300_000);
@@ -238,15 +240,16 @@ fn passive_listener_alone_keeps_state_and_streams() {
 fn an_ordered_listener_gives_every_connections_bytes_to_one_thread() {
     let (server, client) = pair();
     let mut listener =
-        OrderedListener::bind(&server, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 6379)).unwrap();
+        OrderedListener::bind(&server, SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), 6379))
+            .unwrap();
     // A stack has one ordered listener.
-    let again = OrderedListener::bind(&server, SocketAddrV4::new(SERVER, 6380));
+    let again = OrderedListener::bind(&server, SocketAddr::new(SERVER, 6380));
     assert_eq!(again.err().map(|e| e.kind()), Some(ErrorKind::AddrInUse));
     let clients: Vec<_> = (0..3u8)
         .map(|i| {
             let client = client.clone();
             std::thread::spawn(move || {
-                let mut c = TcpStream::connect(&client, SocketAddrV4::new(SERVER, 6379)).unwrap();
+                let mut c = TcpStream::connect(&client, SocketAddr::new(SERVER, 6379)).unwrap();
                 let data = vec![b'a' + i; 10_000 * (usize::from(i) + 1)];
                 c.write_all(&data).unwrap();
                 c.shutdown(Shutdown::Write).unwrap();
@@ -292,4 +295,75 @@ fn an_ordered_listener_gives_every_connections_bytes_to_one_thread() {
         let back = c.join().unwrap();
         assert!(!back.is_empty() && back.iter().all(|b| *b == back[0]));
     }
+}
+
+/// Two dual-stack hosts on one link.
+fn dual_pair() -> (NetStack, NetStack) {
+    let (a, b) = pipe::pair(1500).expect("socketpair");
+    let server = NetStack::spawn(Config::default(), &[SERVER, SERVER6], a).expect("server");
+    let client = NetStack::spawn(Config::default(), &[CLIENT, CLIENT6], b).expect("client");
+    (server, client)
+}
+
+/// Connect to `to`, send `data`, and return what the echo sent back and
+/// the local address the connection had.
+fn echo_through(client: &NetStack, to: SocketAddr, data: &[u8]) -> (Vec<u8>, SocketAddr) {
+    let mut c = TcpStream::connect(client, to).unwrap();
+    c.write_all(data).unwrap();
+    c.shutdown(Shutdown::Write).unwrap();
+    let mut back = Vec::new();
+    c.read_to_end(&mut back).unwrap();
+    (back, c.local_addr().unwrap())
+}
+
+#[test]
+fn an_ipv6_listener_on_the_wildcard_takes_both_families_as_linux_does() {
+    let (server, client) = dual_pair();
+    let listener =
+        TcpListener::bind(&server, SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), 7)).unwrap();
+    let echo = std::thread::spawn(move || {
+        let mut peers = Vec::new();
+        for _ in 0..2 {
+            let (mut s, peer) = listener.accept().unwrap();
+            assert_eq!(s.peer_addr().unwrap(), peer);
+            let mut buf = Vec::new();
+            s.read_to_end(&mut buf).unwrap();
+            s.write_all(&buf).unwrap();
+            peers.push((peer, s.local_addr().unwrap()));
+        }
+        peers
+    });
+    let data = pattern(300_000);
+    let (back6, from6) = echo_through(&client, SocketAddr::new(SERVER6, 7), &data);
+    assert_eq!(back6, data);
+    assert_eq!(
+        from6.ip(),
+        CLIENT6,
+        "a v6 connection starts from the v6 address"
+    );
+    let (back4, from4) = echo_through(&client, SocketAddr::new(SERVER, 7), b"four");
+    assert_eq!(back4, b"four");
+    assert_eq!(from4.ip(), CLIENT);
+    let peers = echo.join().unwrap();
+    assert_eq!(peers[0], (from6, SocketAddr::new(SERVER6, 7)));
+    // An IPv4 client of `[::]` is reported with its IPv4 address.
+    assert_eq!(peers[1], (from4, SocketAddr::new(SERVER, 7)));
+}
+
+#[test]
+fn an_ipv4_wildcard_does_not_take_ipv6_and_a_missing_family_is_an_error() {
+    let (server, client) = dual_pair();
+    let _v4_only =
+        TcpListener::bind(&server, SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), 9)).unwrap();
+    let err = TcpStream::connect(&client, SocketAddr::new(SERVER6, 9)).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ConnectionRefused);
+
+    let (a, _b) = pipe::pair(1500).expect("socketpair");
+    let v4_host = NetStack::spawn(Config::default(), &[CLIENT], a).unwrap();
+    let err = TcpStream::connect(&v4_host, SocketAddr::new(SERVER6, 9)).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::AddrNotAvailable);
+    assert!(err.to_string().contains("no IPv6 address"), "{err}");
+    let (c, _d) = pipe::pair(1500).expect("socketpair");
+    let err = NetStack::spawn(Config::default(), &[], c).err().unwrap();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
 }

@@ -354,7 +354,7 @@ pub struct Checkpoint {
     pub blocks: Vec<BlockChange>,
 }
 
-const CHECKPOINT_VERSION: u8 = 1;
+const CHECKPOINT_VERSION: u8 = 2;
 const CHANGE_WRITE: u8 = 1;
 const CHANGE_REMOVE: u8 = 2;
 
@@ -483,7 +483,7 @@ impl Checkpoint {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::{Ipv4Addr, SocketAddrV4};
+    use std::net::{Ipv4Addr, SocketAddr};
 
     fn sent(start: u32, bytes: &[u8]) -> SendBuffer {
         let mut b = SendBuffer::new(Seq(start), 1 << 16);
@@ -493,8 +493,8 @@ mod tests {
 
     fn key() -> ConnKey {
         ConnKey {
-            local: SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 1), 7000),
-            remote: SocketAddrV4::new(Ipv4Addr::new(198, 18, 1, 2), 40000),
+            local: SocketAddr::from((Ipv4Addr::new(198, 18, 0, 1), 7000)),
+            remote: SocketAddr::from((Ipv4Addr::new(198, 18, 1, 2), 40000)),
         }
     }
 

@@ -158,7 +158,7 @@ pub struct Tcb {
     /// The application called close(): free the block once the connection ends.
     pub app_closed: bool,
     /// The listener this connection was accepted from, until it is accepted.
-    pub listener: Option<std::net::SocketAddrV4>,
+    pub listener: Option<std::net::SocketAddr>,
 
     // Replication.
     pub gate: Option<Gate>,

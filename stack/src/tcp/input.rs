@@ -96,11 +96,12 @@ impl Tcb {
     }
 
     pub(super) fn negotiate_from_synack(&mut self, cfg: &Config, seg: &TcpRepr<'_>) {
+        let ours = cfg.mss_for(self.key.local.ip());
         if let Some(mss) = seg.max_seg_size {
-            self.opts.send_mss = mss.clamp(64, cfg.mss);
+            self.opts.send_mss = mss.clamp(64, ours);
             self.cc.set_mss(self.opts.send_mss as u32);
         } else {
-            self.opts.send_mss = 536.min(cfg.mss);
+            self.opts.send_mss = crate::config::default_mss(self.key.local.ip()).min(ours);
         }
         match seg.window_scale {
             Some(ws) if cfg.window_scaling => {

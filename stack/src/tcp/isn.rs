@@ -8,7 +8,7 @@
 //! still gets a fresh, unguessable ISN, and an off-path attacker who does not
 //! hold the key cannot predict it.
 
-use std::net::SocketAddrV4;
+use std::net::{IpAddr, SocketAddr};
 
 use siphasher::sip::SipHasher24;
 
@@ -22,47 +22,71 @@ const TIMESTAMP: u8 = 3;
 fn keyed_hash(
     key: &[u8; 16],
     domain: u8,
-    local: SocketAddrV4,
-    remote: SocketAddrV4,
+    local: SocketAddr,
+    remote: SocketAddr,
     extra: u32,
 ) -> u32 {
     use core::hash::Hasher;
     let mut h = SipHasher24::new_with_key(key);
     h.write_u8(domain);
-    h.write(&local.ip().octets());
-    h.write_u16(local.port());
-    h.write(&remote.ip().octets());
-    h.write_u16(remote.port());
+    write_endpoints(&mut h, local, remote);
     h.write_u32(extra);
     let v = h.finish();
     (v ^ (v >> 32)) as u32
 }
 
+/// Feed a 4-tuple to a keyed hash: each address's bytes (4 for IPv4, 16
+/// for IPv6) and port, local first.
+pub(crate) fn write_endpoints(
+    h: &mut impl core::hash::Hasher,
+    local: SocketAddr,
+    remote: SocketAddr,
+) {
+    for end in [local, remote] {
+        match end.ip() {
+            IpAddr::V4(ip) => h.write(&ip.octets()),
+            IpAddr::V6(ip) => h.write(&ip.octets()),
+        }
+        h.write_u16(end.port());
+    }
+}
+
 /// ISN for a passive open; a pure function of key, 4-tuple and the SYN's ISN.
-pub fn server_isn(key: &[u8; 16], local: SocketAddrV4, remote: SocketAddrV4, peer_isn: u32) -> u32 {
+pub fn server_isn(key: &[u8; 16], local: SocketAddr, remote: SocketAddr, peer_isn: u32) -> u32 {
     keyed_hash(key, SERVER, local, remote, peer_isn)
 }
 
 /// ISN for an active open: F(4-tuple, key) plus a 4 µs clock, as in RFC 6528.
-pub fn client_isn(key: &[u8; 16], local: SocketAddrV4, remote: SocketAddrV4, now: Instant) -> u32 {
+pub fn client_isn(key: &[u8; 16], local: SocketAddr, remote: SocketAddr, now: Instant) -> u32 {
     let m = (now.total_micros() / 4) as u32;
     keyed_hash(key, CLIENT, local, remote, 0).wrapping_add(m)
 }
 
 /// Per-connection offset added to TSval (RFC 7323 section 7.1 recommends a
 /// random offset per connection so timestamps do not leak uptime).
-pub fn ts_offset(key: &[u8; 16], local: SocketAddrV4, remote: SocketAddrV4) -> u32 {
+pub fn ts_offset(key: &[u8; 16], local: SocketAddr, remote: SocketAddr) -> u32 {
     keyed_hash(key, TIMESTAMP, local, remote, 0)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::Ipv4Addr;
 
     const KEY: [u8; 16] = [7; 16];
-    fn a(port: u16) -> SocketAddrV4 {
-        SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 1), port)
+    fn a(port: u16) -> SocketAddr {
+        SocketAddr::from(([198, 18, 0, 1], port))
+    }
+    fn a6(port: u16) -> SocketAddr {
+        SocketAddr::new("fd00::1".parse().unwrap(), port)
+    }
+
+    #[test]
+    fn ipv6_tuples_get_their_own_deterministic_isns() {
+        let v6 = server_isn(&KEY, a6(80), a6(5000), 42);
+        assert_eq!(v6, server_isn(&KEY, a6(80), a6(5000), 42));
+        assert_ne!(v6, server_isn(&KEY, a(80), a(5000), 42));
+        let other = SocketAddr::new("fd00::1:0:0:1".parse().unwrap(), 5000);
+        assert_ne!(v6, server_isn(&KEY, a6(80), other, 42));
     }
 
     #[test]

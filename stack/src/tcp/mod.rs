@@ -7,6 +7,7 @@ pub mod congestion;
 pub mod conn;
 pub mod input;
 pub mod output;
+pub mod pmtu;
 pub mod sack;
 pub mod timer;
 

@@ -148,7 +148,7 @@ impl Tcb {
         }
         // Window in a SYN is never scaled.
         hdr.window_len = self.recv_space().min(u16::MAX as u32) as u16;
-        hdr.max_seg_size = Some(cfg.mss);
+        hdr.max_seg_size = Some(cfg.mss_for(self.key.local.ip()));
         hdr.window_scale = (with_ack && self.opts.snd_wscale_negotiated()
             || !with_ack && cfg.window_scaling)
             .then_some(self.opts.rcv_wscale);

@@ -124,7 +124,7 @@ pub struct OpenRecord {
 /// Why bytes did not decode (the codec's error).
 pub use hydra_base::codec::DecodeError;
 
-const SNAPSHOT_VERSION: u8 = 2;
+const SNAPSHOT_VERSION: u8 = 3;
 const OPEN_VERSION: u8 = 1;
 
 /// Options in a snapshot or an open record.

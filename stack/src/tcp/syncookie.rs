@@ -8,7 +8,7 @@
 //! forged. A cookie is valid for the current and the previous counter value
 //! (64 to 128 seconds with the caller's 64 s tick).
 
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 
 use siphasher::sip::SipHasher24;
 
@@ -27,8 +27,8 @@ pub struct CookieOptions {
 
 fn mac(
     key: &[u8; 16],
-    local: SocketAddrV4,
-    remote: SocketAddrV4,
+    local: SocketAddr,
+    remote: SocketAddr,
     peer_isn: u32,
     counter: u32,
     bits: u32,
@@ -36,10 +36,7 @@ fn mac(
     use core::hash::Hasher;
     let mut h = SipHasher24::new_with_key(key);
     h.write_u8(0xC0); // domain separation from the ISN hash
-    h.write(&local.ip().octets());
-    h.write_u16(local.port());
-    h.write(&remote.ip().octets());
-    h.write_u16(remote.port());
+    super::isn::write_endpoints(&mut h, local, remote);
     h.write_u32(peer_isn);
     h.write_u32(counter);
     h.write_u32(bits);
@@ -82,8 +79,8 @@ fn decode_options(bits: u32) -> Option<CookieOptions> {
 /// will remember them (MSS rounded down).
 pub fn make_cookie(
     key: &[u8; 16],
-    local: SocketAddrV4,
-    remote: SocketAddrV4,
+    local: SocketAddr,
+    remote: SocketAddr,
     peer_isn: u32,
     counter: u32,
     opts: CookieOptions,
@@ -97,8 +94,8 @@ pub fn make_cookie(
 /// number minus one). `counter` is the current tick.
 pub fn check_cookie(
     key: &[u8; 16],
-    local: SocketAddrV4,
-    remote: SocketAddrV4,
+    local: SocketAddr,
+    remote: SocketAddr,
     peer_isn: u32,
     cookie: u32,
     counter: u32,
@@ -118,17 +115,28 @@ pub fn check_cookie(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::Ipv4Addr;
 
     const KEY: [u8; 16] = [9; 16];
-    fn a(port: u16) -> SocketAddrV4 {
-        SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 2), port)
+    fn a(port: u16) -> SocketAddr {
+        SocketAddr::from(([198, 18, 0, 2], port))
     }
     const OPTS: CookieOptions = CookieOptions {
         mss: 1460,
         window_scale: Some(7),
         sack: true,
     };
+
+    #[test]
+    fn an_ipv6_cookie_holds_only_for_its_own_tuple() {
+        let (l, r) = (
+            SocketAddr::new("fd00::2".parse().unwrap(), 80),
+            SocketAddr::new("fd00::9".parse().unwrap(), 4000),
+        );
+        let (c, kept) = make_cookie(&KEY, l, r, 1234, 100, OPTS);
+        assert_eq!(check_cookie(&KEY, l, r, 1234, c, 100), Some(kept));
+        let elsewhere = SocketAddr::new("fd00::8".parse().unwrap(), 4000);
+        assert_eq!(check_cookie(&KEY, l, elsewhere, 1234, c, 100), None);
+    }
 
     #[test]
     fn cookie_round_trips_options() {

@@ -121,13 +121,20 @@ impl Tcb {
             }
         }
         // Go back: resend from the oldest unacknowledged byte (or the SYN).
+        self.go_back_to_unacknowledged();
+        self.timers.rto = Some(now + self.rtt.rto());
+    }
+
+    /// Send again from the oldest unacknowledged byte: what was sent
+    /// after it is taken as lost, with the recovery, SACK and RTT-sample
+    /// state that went with it.
+    pub(crate) fn go_back_to_unacknowledged(&mut self) {
         self.snd_nxt = self.snd_una;
         self.recovery = None;
         self.dupacks = 0;
         self.scoreboard.clear();
         self.high_rxt = self.snd_una;
         self.rtt_probe = None;
-        self.timers.rto = Some(now + self.rtt.rto());
     }
 
     /// How long a half-open connection may live: the SYN-ACK and its

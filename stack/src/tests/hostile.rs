@@ -38,7 +38,7 @@ fn readdressed(mut pkt: Vec<u8>, src: Ipv4Addr, dst: Ipv4Addr) -> Vec<u8> {
     let ip_sum = !crate::checksum::sum(&pkt[..20]);
     pkt[10..12].copy_from_slice(&ip_sum.to_be_bytes());
     pkt[36..38].copy_from_slice(&[0, 0]);
-    let tcp_sum = crate::checksum::tcp_checksum(src, dst, &pkt[20..]);
+    let tcp_sum = crate::checksum::tcp_checksum(src.into(), dst.into(), &pkt[20..]);
     pkt[36..38].copy_from_slice(&tcp_sum.to_be_bytes());
     pkt
 }
@@ -56,7 +56,7 @@ fn syns_from_impossible_sources_or_to_broadcast_are_dropped_and_counted() {
         mss: Some(1460),
         ..Default::default()
     };
-    let server = *SERVER.ip();
+    let server = SERVER_IP;
     let sources = [
         Ipv4Addr::UNSPECIFIED,
         Ipv4Addr::BROADCAST,
@@ -70,7 +70,7 @@ fn syns_from_impossible_sources_or_to_broadcast_are_dropped_and_counted() {
     }
     // A SYN to a broadcast or multicast address, from a fine source.
     for dst in [Ipv4Addr::BROADCAST, Ipv4Addr::new(239, 1, 2, 3)] {
-        let pkt = readdressed(syn.packet(), *CLIENT.ip(), dst);
+        let pkt = readdressed(syn.packet(), CLIENT_IP, dst);
         h.stack.handle_packet(h.now, &pkt);
     }
     assert!(h.recv_all().is_empty(), "answered an impossible address");
@@ -94,11 +94,11 @@ fn ip_fragments_are_refused_and_counted() {
     let mut first = h.data_seg(0, b"hello").packet();
     first[6] |= 0x20; // more fragments
     h.stack
-        .handle_packet(h.now, &readdressed(first, *CLIENT.ip(), *SERVER.ip()));
+        .handle_packet(h.now, &readdressed(first, CLIENT_IP, SERVER_IP));
     let mut later = h.data_seg(0, b"hello").packet();
     later[7] = 3; // offset 24 bytes
     h.stack
-        .handle_packet(h.now, &readdressed(later, *CLIENT.ip(), *SERVER.ip()));
+        .handle_packet(h.now, &readdressed(later, CLIENT_IP, SERVER_IP));
     assert_eq!(h.stack.stats().drop_fragment, 2);
     assert!(h.read_all().is_empty());
     assert!(h.stack.stats().counters().contains(&("drop_fragment", 2)));
@@ -144,7 +144,7 @@ fn with_reassembly_fragments_make_whole_segments() {
         sack_perm: true,
         ..Default::default()
     };
-    let syn_pkt = readdressed(syn.packet(), *CLIENT.ip(), *SERVER.ip());
+    let syn_pkt = readdressed(syn.packet(), CLIENT_IP, SERVER_IP);
     let mut frags = fragments_of(&syn_pkt, 16);
     assert_eq!(frags.len(), 2);
     frags.reverse();
@@ -159,14 +159,14 @@ fn with_reassembly_fragments_make_whole_segments() {
     h.iss = synack.seq;
     h.send(h.ack_seg(CLIENT_ISN + 1, synack.seq + 1));
     let data: Vec<u8> = (0..1000u32).map(|i| i as u8).collect();
-    let seg = readdressed(h.data_seg(0, &data).packet(), *CLIENT.ip(), *SERVER.ip());
+    let seg = readdressed(h.data_seg(0, &data).packet(), CLIENT_IP, SERVER_IP);
     for f in fragments_of(&seg, 256) {
         h.stack.handle_packet(h.now, &f);
     }
     h.stack.accept(SERVER).unwrap();
     assert_eq!(h.read_all(), data);
     assert_eq!(h.stack.fragment_bytes(), 0);
-    let martian = readdressed(syn.packet(), Ipv4Addr::new(224, 0, 0, 1), *SERVER.ip());
+    let martian = readdressed(syn.packet(), Ipv4Addr::new(224, 0, 0, 1), SERVER_IP);
     h.stack.handle_packet(h.now, &fragments_of(&martian, 8)[0]);
     assert_eq!(h.stack.fragment_bytes(), 0);
     assert_eq!(h.stack.stats().drop_bad_address, 1);
@@ -207,7 +207,7 @@ fn half_open_connections_get_five_synack_retries_then_expire() {
         };
         let mut pkt = syn.packet();
         pkt[20..22].copy_from_slice(&(10_000 + i).to_be_bytes());
-        let pkt = readdressed(pkt, *CLIENT.ip(), *SERVER.ip());
+        let pkt = readdressed(pkt, CLIENT_IP, SERVER_IP);
         h.stack.handle_packet(h.now, &pkt);
     }
     assert_eq!(h.stack.connection_count(), usize::from(spoofed));
@@ -244,7 +244,7 @@ fn spoofed_syn(port: u16) -> Vec<u8> {
     };
     let mut pkt = syn.packet();
     pkt[20..22].copy_from_slice(&port.to_be_bytes());
-    readdressed(pkt, *CLIENT.ip(), *SERVER.ip())
+    readdressed(pkt, CLIENT_IP, SERVER_IP)
 }
 
 /// A backup never sends the SYN-ACK whose retransmissions would end a
@@ -329,9 +329,7 @@ fn half_open_connections_are_bounded_over_all_listeners() {
         ..test_config()
     });
     for port in [81u16, 82] {
-        h.stack
-            .listen(SocketAddrV4::new(*SERVER.ip(), port))
-            .unwrap();
+        h.stack.listen(SocketAddr::from((SERVER_IP, port))).unwrap();
     }
     let syn = Seg {
         ctl: Ctl::Syn,
@@ -343,7 +341,7 @@ fn half_open_connections_are_bounded_over_all_listeners() {
         let mut pkt = syn.packet();
         pkt[20..22].copy_from_slice(&(40_000 + i as u16).to_be_bytes());
         pkt[22..24].copy_from_slice(&port.to_be_bytes());
-        let pkt = readdressed(pkt, *CLIENT.ip(), *SERVER.ip());
+        let pkt = readdressed(pkt, CLIENT_IP, SERVER_IP);
         h.stack.handle_packet(h.now, &pkt);
     }
     assert_eq!(h.recv_all().len(), 3, "every SYN is answered");
@@ -370,7 +368,7 @@ fn syn_flood_falls_back_to_cookies() {
     .packet();
     other[20..22].copy_from_slice(&40001u16.to_be_bytes());
     let mut p = smoltcp::wire::TcpPacket::new_unchecked(&mut other[20..]);
-    p.fill_checksum(&(*CLIENT.ip()).into(), &(*SERVER.ip()).into());
+    p.fill_checksum(&(CLIENT_IP).into(), &(SERVER_IP).into());
     h.stack.handle_packet(h.now, &other);
     h.recv_all();
     h.send(Seg {
@@ -407,7 +405,7 @@ fn syn_flood_falls_back_to_cookies() {
     .packet();
     forged[20..22].copy_from_slice(&40002u16.to_be_bytes());
     let mut p = smoltcp::wire::TcpPacket::new_unchecked(&mut forged[20..]);
-    p.fill_checksum(&(*CLIENT.ip()).into(), &(*SERVER.ip()).into());
+    p.fill_checksum(&(CLIENT_IP).into(), &(SERVER_IP).into());
     h.stack.handle_packet(h.now, &forged);
     assert_eq!(h.stack.stats().syn_cookies_rejected, 1);
 }
@@ -422,7 +420,7 @@ fn icmp_echo_is_answered() {
         data: b"ping",
     };
     let mut buf = vec![0u8; 64];
-    let n = wire::emit_icmp(&mut buf, *CLIENT.ip(), *SERVER.ip(), 64, &req).unwrap();
+    let n = wire::emit_icmp(&mut buf, CLIENT_IP, SERVER_IP, 64, &req).unwrap();
     h.stack.handle_packet(h.now, &buf[..n]);
     let mut out = vec![0u8; 128];
     let n = h.stack.poll_transmit(h.now, &mut out).expect("echo reply");
@@ -437,10 +435,7 @@ fn icmp_echo_is_answered() {
                 },
             ..
         } => {
-            assert_eq!(
-                (dst, ident, seq_no, data),
-                (*CLIENT.ip(), 7, 3, &b"ping"[..])
-            );
+            assert_eq!((dst, ident, seq_no, data), (CLIENT_IP, 7, 3, &b"ping"[..]));
         }
         other => panic!("unexpected {other:?}"),
     }

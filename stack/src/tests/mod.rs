@@ -6,7 +6,7 @@
 //! half-open lifetime, cookies, ICMP) and `replication` (roles, gates,
 //! take-over, transfer, fills).
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 
 use smoltcp::wire::{TcpControl, TcpRepr, TcpSeqNumber, TcpTimestampRepr};
 
@@ -18,11 +18,14 @@ use hydra_base::time::{Duration, Instant};
 use hydra_base::Seq;
 
 mod hostile;
+mod ipv6;
 mod replication;
 mod segments;
 
-const SERVER: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(198, 19, 0, 1), 80);
-const CLIENT: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 1), 40000);
+const SERVER_IP: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 1);
+const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+const SERVER: SocketAddr = SocketAddr::V4(SocketAddrV4::new(SERVER_IP, 80));
+const CLIENT: SocketAddr = SocketAddr::V4(SocketAddrV4::new(CLIENT_IP, 40000));
 const CLIENT_ISN: u32 = 1_000_000;
 
 /// An owned segment, easy to build and compare.
@@ -76,12 +79,19 @@ impl Seg {
         }
     }
 
+    /// The segment from [`CLIENT`] to [`SERVER`].
     pub fn packet(&self) -> Vec<u8> {
+        self.packet_between(CLIENT, SERVER)
+    }
+
+    /// The segment from `client` to `server` (the ports are taken from
+    /// [`CLIENT`] and [`SERVER`] whatever the addresses).
+    pub fn packet_between(&self, client: SocketAddr, server: SocketAddr) -> Vec<u8> {
         let mut buf = vec![0u8; 2000 + self.payload.len()];
         let n = wire::emit_tcp(
             &mut buf,
-            CLIENT,
-            SERVER,
+            SocketAddr::new(client.ip(), CLIENT.port()),
+            SocketAddr::new(server.ip(), SERVER.port()),
             64,
             &self.repr(),
             (&self.payload, &[]),
@@ -137,21 +147,29 @@ pub fn test_config() -> Config {
 
 impl Harness {
     pub fn new(cfg: Config) -> Harness {
+        Harness::between(cfg, SERVER, CLIENT)
+    }
+
+    /// A server listening on `server`, its client at `client` (ports as
+    /// in [`SERVER`] and [`CLIENT`]).
+    pub fn between(cfg: Config, server: SocketAddr, client: SocketAddr) -> Harness {
+        let server = SocketAddr::new(server.ip(), SERVER.port());
+        let client = SocketAddr::new(client.ip(), CLIENT.port());
         let mut stack = Stack::new(cfg);
-        stack.listen(SERVER).unwrap();
+        stack.listen(server).unwrap();
         Harness {
             stack,
             now: Instant::from_millis(1000),
             iss: 0,
             key: ConnKey {
-                local: SERVER,
-                remote: CLIENT,
+                local: server,
+                remote: client,
             },
         }
     }
 
     pub fn send(&mut self, seg: Seg) {
-        let pkt = seg.packet();
+        let pkt = seg.packet_between(self.key.remote, self.key.local);
         self.stack.handle_packet(self.now, &pkt);
     }
 
@@ -206,7 +224,7 @@ impl Harness {
         self.send(self.ack_seg(CLIENT_ISN + 1, synack.seq + 1));
         let key = self
             .stack
-            .accept(SERVER)
+            .accept(self.key.local)
             .expect("connection not acceptable after handshake");
         assert_eq!(key, self.key);
         key
@@ -217,10 +235,11 @@ impl Harness {
     pub fn establish_silently(&mut self) -> ConnKey {
         self.send(client_syn());
         assert!(self.recv_all().is_empty(), "a backup sent something");
+        let (local, remote) = (self.key.local, self.key.remote);
         self.iss =
-            crate::tcp::isn::server_isn(&self.stack.config().isn_key, SERVER, CLIENT, CLIENT_ISN);
+            crate::tcp::isn::server_isn(&self.stack.config().isn_key, local, remote, CLIENT_ISN);
         self.send(self.ack_seg(CLIENT_ISN + 1, self.iss + 1));
-        self.stack.accept(SERVER).expect("backup did not establish")
+        self.stack.accept(local).expect("backup did not establish")
     }
 
     pub fn ack_seg(&self, seq: u32, ack: u32) -> Seg {

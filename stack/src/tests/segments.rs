@@ -334,9 +334,15 @@ fn segment_for_closed_port_gets_rst() {
     pkt[22..24].copy_from_slice(&81u16.to_be_bytes()); // dst port 81
     pkt[36..38].copy_from_slice(&[0, 0]);
     let mut p = smoltcp::wire::TcpPacket::new_unchecked(&mut pkt[20..]);
-    p.fill_checksum(&(*SERVER.ip()).into(), &(*CLIENT.ip()).into());
+    p.fill_checksum(
+        &smoltcp::wire::IpAddress::Ipv4(SERVER_IP),
+        &smoltcp::wire::IpAddress::Ipv4(CLIENT_IP),
+    );
     // Recompute with the right address order (src = client).
-    p.fill_checksum(&(*CLIENT.ip()).into(), &(*SERVER.ip()).into());
+    p.fill_checksum(
+        &smoltcp::wire::IpAddress::Ipv4(CLIENT_IP),
+        &smoltcp::wire::IpAddress::Ipv4(SERVER_IP),
+    );
     h.stack.handle_packet(h.now, &pkt);
     let rst = h.recv_one();
     assert_eq!(rst.ctl, Ctl::Rst);
