@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod coordination;
 pub mod copies;
 pub mod pool;
 pub mod services;
