@@ -15,28 +15,35 @@ struct StateFile {
     groups: Vec<GroupState>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-struct GroupState {
-    name: String,
-    epoch: u64,
-    members: Vec<SavedMember>,
+/// One group's persisted view: what the state file and the coordination
+/// store keep of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupState {
+    /// The group's name.
+    pub name: String,
+    /// The view's epoch.
+    pub epoch: u64,
+    /// Its members, in the view's order.
+    pub members: Vec<SavedMember>,
+}
+
+impl GroupState {
+    /// The view `g` holds now.
+    pub fn of(g: &ViewAuthority) -> GroupState {
+        let (epoch, members) = g.saved();
+        GroupState {
+            name: g.name().to_string(),
+            epoch,
+            members,
+        }
+    }
 }
 
 /// Write every group's view (to a temporary file, then renamed: a crash
 /// mid-write leaves the previous state).
 pub fn save(path: &Path, groups: &[ViewAuthority]) -> anyhow::Result<()> {
     let file = StateFile {
-        groups: groups
-            .iter()
-            .map(|g| {
-                let (epoch, members) = g.saved();
-                GroupState {
-                    name: g.name().to_string(),
-                    epoch,
-                    members,
-                }
-            })
-            .collect(),
+        groups: groups.iter().map(GroupState::of).collect(),
     };
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, serde_json::to_vec_pretty(&file)?)

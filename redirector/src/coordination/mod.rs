@@ -1,13 +1,19 @@
-//! Coordination through etcd (`[coordination]`): the groups' views kept in
-//! an etcd cluster.
+//! Coordination through etcd (`[coordination]`): one redirector at a time
+//! is the view authority, elected by a lease on `<prefix>/authority`, and
+//! the groups' views live at `<prefix>/groups/<name>/view`, written only by
+//! the authority, fenced by its election and compared-and-swapped.
 //!
 //! Every call blocks for up to the configured request timeout per etcd
 //! endpoint tried: run them off the packet-forwarding thread.
 
 mod base64;
+pub mod election;
 pub mod error;
 pub mod etcd;
 mod http;
+pub mod views;
 
+pub use election::{AuthorityToken, Campaign, Election};
 pub use error::CoordinationError;
 pub use etcd::EtcdClient;
+pub use views::{Saved, ViewStore};
