@@ -9,6 +9,7 @@ use ackchannel::control::GroupPolicy;
 use serde::Deserialize;
 use stack::Duration;
 
+use crate::coordination::CoordinationConfig;
 use crate::pool::{Policy, Pool, PoolLimits};
 use crate::services::Target;
 
@@ -44,6 +45,9 @@ pub struct RedirectorConfig {
     /// Load sharing: several groups behind one service.
     #[serde(default)]
     pub pools: Vec<PoolConfig>,
+    /// Keep the views in etcd (absent: this redirector alone is the
+    /// authority, with its state file).
+    pub coordination: Option<CoordinationConfig>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -151,6 +155,9 @@ impl RedirectorConfig {
             "mtu must be within 576..=65535"
         );
         anyhow::ensure!(!self.groups.is_empty(), "at least one [[groups]] is needed");
+        if let Some(c) = &self.coordination {
+            c.validate().map_err(anyhow::Error::msg)?;
+        }
         for g in &self.groups {
             GroupKey::from_hex(&g.key).map_err(|e| anyhow::anyhow!("group {}: {e}", g.name))?;
             anyhow::ensure!(
@@ -327,6 +334,20 @@ members = [1, 2, 3]
         assert!(format!("{e:#}").contains("preferred_primary 9"), "{e:#}");
         let ok = RedirectorConfig::parse(&format!("{GOOD}preferred_primary = 2\n")).unwrap();
         assert_eq!(ok.policies()[0].preferred_primary, Some(2));
+    }
+
+    #[test]
+    fn coordination_is_optional_and_checked() {
+        assert!(RedirectorConfig::parse(GOOD)
+            .unwrap()
+            .coordination
+            .is_none());
+        let with =
+            format!("{GOOD}\n[coordination]\netcd = [\"http://198.18.0.1:2379\"]\nname = \"r1\"\n");
+        let c = RedirectorConfig::parse(&with).unwrap();
+        assert_eq!(c.coordination.unwrap().prefix, "/hydra");
+        let e = RedirectorConfig::parse(&with.replace("r1", "")).unwrap_err();
+        assert!(format!("{e:#}").contains("coordination.name"), "{e:#}");
     }
 
     #[test]

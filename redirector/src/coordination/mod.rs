@@ -11,9 +11,11 @@ pub mod election;
 pub mod error;
 pub mod etcd;
 mod http;
+pub mod settings;
 pub mod views;
 
 pub use election::{AuthorityToken, Campaign, Election};
 pub use error::CoordinationError;
 pub use etcd::EtcdClient;
+pub use settings::CoordinationConfig;
 pub use views::{Saved, ViewStore};
