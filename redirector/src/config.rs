@@ -157,6 +157,10 @@ impl RedirectorConfig {
         anyhow::ensure!(!self.groups.is_empty(), "at least one [[groups]] is needed");
         if let Some(c) = &self.coordination {
             c.validate().map_err(anyhow::Error::msg)?;
+            anyhow::ensure!(
+                self.state_file.is_none(),
+                "state_file and [coordination] exclude each other: with coordination the views live in etcd"
+            );
         }
         for g in &self.groups {
             GroupKey::from_hex(&g.key).map_err(|e| anyhow::anyhow!("group {}: {e}", g.name))?;
@@ -348,6 +352,9 @@ members = [1, 2, 3]
         assert_eq!(c.coordination.unwrap().prefix, "/hydra");
         let e = RedirectorConfig::parse(&with.replace("r1", "")).unwrap_err();
         assert!(format!("{e:#}").contains("coordination.name"), "{e:#}");
+        let both = format!("state_file = \"/tmp/s\"\n{with}");
+        let e = RedirectorConfig::parse(&both).unwrap_err();
+        assert!(format!("{e:#}").contains("exclude each other"), "{e:#}");
     }
 
     #[test]

@@ -108,6 +108,15 @@ pub fn run(cfg: RedirectorConfig, signals: Signals) -> anyhow::Result<()> {
         tracing::info!(file = %path.display(), restored, "views restored from the state file");
     }
     let mut saved_epochs: Vec<u64> = r.groups.iter().map(|g| g.view().epoch).collect();
+    // With [coordination], views change only while this redirector is the
+    // elected authority, starting from what etcd holds.
+    let coordinator = match &cfg.coordination {
+        Some(c) => {
+            let names = r.groups.iter().map(|g| g.name().to_string()).collect();
+            Some(coordination::Agent::start(c, names).map_err(anyhow::Error::msg)?)
+        }
+        None => None,
+    };
     let snapshot = Arc::new(Mutex::new(Snapshot::default()));
     if let Some(addr) = cfg.admin {
         status::serve(addr, snapshot.clone(), Mutex::new(drain_tx))?;
@@ -130,9 +139,16 @@ pub fn run(cfg: RedirectorConfig, signals: Signals) -> anyhow::Result<()> {
     while !stop.load(std::sync::atomic::Ordering::SeqCst) {
         r.wait();
         let now = r.now();
-        r.read_control(now);
-        for g in &mut r.groups {
-            g.handle_timeout(now);
+        let acting = coordinator
+            .as_ref()
+            .is_none_or(|a| a.steer(now, &mut r.groups));
+        if acting {
+            r.read_control(now);
+            for g in &mut r.groups {
+                g.handle_timeout(now);
+            }
+        } else {
+            r.discard_control();
         }
         r.apply_drain_requests();
         r.refresh_destinations(now);
@@ -147,6 +163,9 @@ pub fn run(cfg: RedirectorConfig, signals: Signals) -> anyhow::Result<()> {
                     }
                 }
             }
+        }
+        if let Some(a) = coordinator.as_ref().filter(|_| acting) {
+            a.save_changed(&r.groups, &mut saved_epochs);
         }
         r.forward(now);
         if last_publish.elapsed() >= Duration::from_millis(20) {
@@ -203,6 +222,17 @@ impl Redirector {
                 Err(e) => {
                     tracing::warn!(%from, group = %group.name(), "control message refused: {e}")
                 }
+            }
+        }
+    }
+
+    /// Not the authority: control datagrams are read and dropped, so none
+    /// is handled late once this redirector acts.
+    fn discard_control(&mut self) {
+        let mut buf = [0u8; 2048];
+        for _ in 0..BATCH {
+            if self.control.recv_from(&mut buf).is_err() {
+                return;
             }
         }
     }

@@ -58,11 +58,21 @@ impl Election {
         }
     }
 
+    /// This contender's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// True while our lease surely holds: only then may views change.
     pub fn is_authority(&self) -> bool {
         self.held
             .as_ref()
             .is_some_and(|h| Instant::now() < h.deadline)
+    }
+
+    /// Until when our lease surely holds, if we won it.
+    pub fn authority_until(&self) -> Option<Instant> {
+        self.held.as_ref().map(|h| h.deadline)
     }
 
     /// The fencing token, while we are the authority.

@@ -6,6 +6,7 @@
 //! Every call blocks for up to the configured request timeout per etcd
 //! endpoint tried: run them off the packet-forwarding thread.
 
+pub mod agent;
 mod base64;
 pub mod election;
 pub mod error;
@@ -14,6 +15,7 @@ mod http;
 pub mod settings;
 pub mod views;
 
+pub use agent::{Agent, AgentStatus, Event};
 pub use election::{AuthorityToken, Campaign, Election};
 pub use error::CoordinationError;
 pub use etcd::EtcdClient;

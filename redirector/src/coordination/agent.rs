@@ -1,0 +1,306 @@
+//! The redirector's side of coordination, on a thread of its own so etcd's
+//! latency never reaches the packet path: it campaigns for the authority,
+//! renews it, hands the forwarding loop the views etcd holds when it wins,
+//! and writes the views the loop changes.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use ackchannel::control::ViewAuthority;
+
+use super::election::{Campaign, Election};
+use super::error::CoordinationError;
+use super::settings::CoordinationConfig;
+use super::views::ViewStore;
+use crate::state::GroupState;
+
+/// Longest pause of the agent between two looks at its queue and lease.
+const TICK: Duration = Duration::from_millis(100);
+
+/// What the agent tells the forwarding loop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// We are the authority: carry on from these views (the groups etcd
+    /// holds a view for) before changing any.
+    Elected(Vec<GroupState>),
+    /// We are no longer the authority: stop changing views.
+    Lost(String),
+}
+
+/// The agent's state, for `/status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AgentStatus {
+    /// The authority's name as last seen in etcd.
+    pub authority: Option<String>,
+    /// The last etcd error, cleared by the next success.
+    pub etcd_error: Option<String>,
+    /// View writes that failed.
+    pub save_errors: u64,
+}
+
+#[derive(Default)]
+struct Shared {
+    /// While acting, until when the lease surely holds.
+    acting_until: Mutex<Option<Instant>>,
+    status: Mutex<AgentStatus>,
+}
+
+/// The handle the forwarding loop keeps; dropping it resigns the authority.
+pub struct Agent {
+    events: Receiver<Event>,
+    saves: Option<Sender<GroupState>>,
+    shared: Arc<Shared>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Agent {
+    /// Start campaigning as `cfg.name` for the groups named.
+    pub fn start(cfg: &CoordinationConfig, groups: Vec<String>) -> Result<Agent, String> {
+        let client = cfg.client()?;
+        let election = Election::new(client.clone(), &cfg.prefix, &cfg.name, cfg.lease_ttl());
+        let store = ViewStore::new(client, &cfg.prefix);
+        let (event_tx, events) = mpsc::channel();
+        let (saves, save_rx) = mpsc::channel();
+        let shared = Arc::new(Shared::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut worker = Worker {
+            election,
+            store,
+            groups,
+            events: event_tx,
+            saves: save_rx,
+            shared: shared.clone(),
+            pending: BTreeMap::new(),
+            acting: false,
+            renewed: Instant::now(),
+        };
+        let stop_flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("coordination".into())
+            .spawn(move || worker.run(&stop_flag))
+            .map_err(|e| format!("cannot start the coordination thread: {e}"))?;
+        Ok(Agent {
+            events,
+            saves: Some(saves),
+            shared,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// True while this redirector is the authority with a lease that surely
+    /// holds: only then may it change views.
+    pub fn acting(&self) -> bool {
+        let until = self.shared.acting_until.lock().map(|u| *u).unwrap_or(None);
+        until.is_some_and(|u| Instant::now() < u)
+    }
+
+    /// Apply what the agent learnt (views to carry on from when elected)
+    /// and say whether the loop may change views now.
+    pub fn steer(&self, now: stack::Instant, groups: &mut [ViewAuthority]) -> bool {
+        while let Ok(event) = self.events.try_recv() {
+            match event {
+                Event::Elected(views) => {
+                    for v in views {
+                        if let Some(g) = groups.iter_mut().find(|g| g.name() == v.name) {
+                            g.restore(now, v.epoch, &v.members);
+                        }
+                    }
+                    tracing::info!("acting as the view authority");
+                }
+                Event::Lost(why) => tracing::warn!("stopped changing views: {why}"),
+            }
+        }
+        self.acting()
+    }
+
+    /// Write this view to etcd soon (a newer one for the same group
+    /// replaces it in the queue).
+    pub fn save(&self, view: GroupState) {
+        if let Some(s) = &self.saves {
+            // The worker only ends when the agent is dropped.
+            let _ = s.send(view);
+        }
+    }
+
+    /// Queue the views whose epoch moved since the last call (`saved`:
+    /// one epoch per group, updated).
+    pub fn save_changed(&self, groups: &[ViewAuthority], saved: &mut [u64]) {
+        for (g, epoch) in groups.iter().zip(saved.iter_mut()) {
+            if g.view().epoch != *epoch {
+                *epoch = g.view().epoch;
+                self.save(GroupState::of(g));
+            }
+        }
+    }
+
+    /// The next event, if any (for callers that do not use `steer`).
+    pub fn poll(&self) -> Option<Event> {
+        self.events.try_recv().ok()
+    }
+
+    /// The agent's state.
+    pub fn status(&self) -> AgentStatus {
+        self.shared
+            .status
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.saves = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+struct Worker {
+    election: Election,
+    store: ViewStore,
+    groups: Vec<String>,
+    events: Sender<Event>,
+    saves: Receiver<GroupState>,
+    shared: Arc<Shared>,
+    /// The newest view per group not yet written.
+    pending: BTreeMap<String, GroupState>,
+    acting: bool,
+    renewed: Instant,
+}
+
+impl Worker {
+    fn run(&mut self, stop: &AtomicBool) {
+        while !stop.load(Ordering::SeqCst) {
+            let result = if self.acting {
+                self.renew().and_then(|()| self.write_pending())
+            } else {
+                self.campaign()
+            };
+            self.note(result);
+            let wait = if self.acting && self.pending.is_empty() {
+                TICK
+            } else if self.acting {
+                Duration::from_millis(10)
+            } else {
+                self.election
+                    .keepalive_interval()
+                    .min(Duration::from_secs(1))
+            };
+            match self.saves.recv_timeout(wait) {
+                Ok(v) => {
+                    self.pending.insert(v.name.clone(), v);
+                    while let Ok(v) = self.saves.try_recv() {
+                        self.pending.insert(v.name.clone(), v);
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        if self.acting {
+            if let Err(e) = self.election.resign() {
+                tracing::warn!("resigning the view authority: {e}");
+            }
+        }
+    }
+
+    fn note(&mut self, result: Result<(), CoordinationError>) {
+        if let Err(e) = &result {
+            tracing::warn!("coordination: {e}");
+            if matches!(
+                e,
+                CoordinationError::AuthorityLost { .. }
+                    | CoordinationError::Conflict { .. }
+                    | CoordinationError::StaleEpoch { .. }
+            ) {
+                self.step_down(e.to_string());
+            }
+        }
+        if self.acting && !self.election.is_authority() {
+            self.step_down("the lease could not be renewed in time".into());
+        }
+        if let Ok(mut u) = self.shared.acting_until.lock() {
+            *u = self.election.authority_until().filter(|_| self.acting);
+        }
+        if let Ok(mut s) = self.shared.status.lock() {
+            s.etcd_error = result.err().map(|e| e.to_string());
+        }
+    }
+
+    fn step_down(&mut self, why: String) {
+        if !self.acting {
+            return;
+        }
+        self.acting = false;
+        // Someone else wrote, or our lease is gone: free the role for a
+        // contender that will read what etcd holds.
+        let _ = self.election.resign();
+        self.pending.clear();
+        let _ = self.events.send(Event::Lost(why));
+    }
+
+    fn campaign(&mut self) -> Result<(), CoordinationError> {
+        let holder = match self.election.campaign()? {
+            Campaign::HeldBy(name) => name,
+            Campaign::Won(_) => {
+                let mut views = Vec::new();
+                for g in &self.groups {
+                    match self.store.load(g) {
+                        Ok(Some(v)) => views.push(v),
+                        Ok(None) => {}
+                        Err(e) => {
+                            // Acting on views we could not read could fork them.
+                            let _ = self.election.resign();
+                            return Err(e);
+                        }
+                    }
+                }
+                self.acting = true;
+                self.renewed = Instant::now();
+                self.pending.clear();
+                let _ = self.events.send(Event::Elected(views));
+                self.election.name().to_string()
+            }
+        };
+        if let Ok(mut s) = self.shared.status.lock() {
+            s.authority = Some(holder).filter(|h| !h.is_empty());
+        }
+        Ok(())
+    }
+
+    fn renew(&mut self) -> Result<(), CoordinationError> {
+        if self.renewed.elapsed() < self.election.keepalive_interval() {
+            return Ok(());
+        }
+        self.election.keep_alive()?;
+        self.renewed = Instant::now();
+        Ok(())
+    }
+
+    fn write_pending(&mut self) -> Result<(), CoordinationError> {
+        let Some(token) = self.election.token() else {
+            return Ok(());
+        };
+        while let Some((name, view)) = self.pending.pop_first() {
+            if let Err(e) = self.store.save(&token, &view) {
+                if let Ok(mut s) = self.shared.status.lock() {
+                    s.save_errors += 1;
+                }
+                if e.is_connectivity() {
+                    self.pending.entry(name).or_insert(view);
+                }
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+}
