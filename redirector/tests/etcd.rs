@@ -1,125 +1,17 @@
-//! The coordination module against a real etcd (`etcd-server`), started by
-//! each test on 127.0.0.1 with free ports and a data directory of its own,
-//! both removed again when the test ends, also on failure.
+//! The etcd client, the authority election and the view store against a
+//! real etcd (`etcd-server`, started by each test).
+
+mod support;
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ackchannel::control::SavedMember;
 use redirector::coordination::etcd::{Compare, Op, OpResult};
 use redirector::coordination::{
-    Agent, Campaign, CoordinationConfig, CoordinationError, Election, EtcdClient, Event, Saved,
-    ViewStore,
+    Campaign, CoordinationError, Election, EtcdClient, Saved, ViewStore,
 };
-use redirector::state::GroupState;
-
-const TIMEOUT: Duration = Duration::from_millis(500);
-
-/// The etcd binary, or `None` (the test is then skipped, and fails under
-/// `CI=true`).
-fn etcd_binary(test: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let found = std::env::split_paths(&path)
-        .chain([PathBuf::from("/usr/bin")])
-        .map(|d| d.join("etcd"))
-        .find(|p| p.is_file());
-    if found.is_none() {
-        let why = "etcd is not installed (apt-get install etcd-server)";
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("{test}: {why}; CI=true forbids skipping");
-        }
-        eprintln!("SKIPPED {test}: {why}");
-    }
-    found
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
-/// One etcd member of its own; killed and its directory removed on drop.
-struct Etcd {
-    child: Child,
-    dir: PathBuf,
-    url: String,
-}
-
-impl Etcd {
-    fn start(test: &str) -> Option<Etcd> {
-        let binary = etcd_binary(test)?;
-        let dir = std::env::temp_dir().join(format!("hydra-etcd-{}-{test}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let (client, peer) = (free_port(), free_port());
-        let url = format!("http://127.0.0.1:{client}");
-        let peer_url = format!("http://127.0.0.1:{peer}");
-        let log = std::fs::File::create(dir.join("etcd.log")).expect("log file");
-        let child = Command::new(binary)
-            .args(["--name", "t", "--data-dir"])
-            .arg(dir.join("data"))
-            .args([
-                "--listen-client-urls",
-                &url,
-                "--advertise-client-urls",
-                &url,
-            ])
-            .args(["--listen-peer-urls", &peer_url])
-            .args(["--initial-advertise-peer-urls", &peer_url])
-            .args(["--initial-cluster", &format!("t={peer_url}")])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log file"))
-            .stderr(log)
-            .spawn()
-            .expect("starting etcd");
-        let etcd = Etcd { child, dir, url };
-        let client = etcd.client();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while client.status().map(|s| s.leader).unwrap_or(0) == 0 {
-            if Instant::now() > deadline {
-                panic!("etcd did not start within 20 s:\n{}", etcd.log());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Some(etcd)
-    }
-
-    fn client(&self) -> EtcdClient {
-        EtcdClient::new(std::slice::from_ref(&self.url), TIMEOUT).expect("valid URL")
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("etcd.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn view(epoch: u64, incarnation: u64) -> GroupState {
-    GroupState {
-        name: "web".into(),
-        epoch,
-        members: vec![SavedMember {
-            id: 1,
-            alive: true,
-            joining: false,
-            data_addr: "198.18.1.11:7100".parse().expect("address"),
-            ack_addr: "198.18.1.11:7200".parse().expect("address"),
-            incarnation,
-        }],
-    }
-}
+use support::{free_port, view, Etcd, TIMEOUT};
 
 fn won(c: Campaign) -> redirector::coordination::AuthorityToken {
     match c {
@@ -373,71 +265,4 @@ fn an_unreachable_or_silent_etcd_fails_fast_with_a_typed_error() {
     assert!(matches!(e, CoordinationError::BadResponse { .. }), "{e}");
     assert!(e.to_string().contains("HTTP 404"), "{e}");
     server.join().unwrap();
-}
-
-fn authority(name: &str) -> ackchannel::control::ViewAuthority {
-    ackchannel::control::ViewAuthority::new(ackchannel::control::GroupPolicy {
-        name: name.into(),
-        key: ackchannel::auth::GroupKey([1; 32]),
-        members: vec![1, 2],
-        min_members: 1,
-        keepalive_timeout: stack::Duration::from_millis(100),
-        lease: stack::Duration::from_millis(60),
-        heartbeat: stack::Duration::from_millis(10),
-        preferred_primary: None,
-    })
-}
-
-fn agent_config(etcd: &Etcd, name: &str) -> CoordinationConfig {
-    CoordinationConfig {
-        etcd: vec![etcd.url.clone()],
-        prefix: "/hydra".into(),
-        lease_ttl_ms: 2000,
-        name: name.into(),
-        request_timeout_ms: 300,
-    }
-}
-
-fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-#[test]
-fn one_agent_acts_writes_its_views_and_hands_them_to_the_next() {
-    let Some(etcd) = Etcd::start("one_agent_acts") else {
-        return;
-    };
-    let a = Agent::start(&agent_config(&etcd, "a"), vec!["web".into()]).unwrap();
-    let mut event = None;
-    wait_for("a's election", || {
-        event = a.poll();
-        event.is_some()
-    });
-    assert_eq!(event, Some(Event::Elected(Vec::new())));
-    assert!(a.acting());
-    let b = Agent::start(&agent_config(&etcd, "b"), vec!["web".into()]).unwrap();
-    wait_for("b to see a", || {
-        b.status().authority.as_deref() == Some("a")
-    });
-    let mut b_groups = vec![authority("web")];
-    assert!(!b.steer(stack::Instant::ZERO, &mut b_groups));
-    // a's view change reaches etcd.
-    let mut a_groups = vec![authority("web")];
-    a_groups[0].restore(stack::Instant::ZERO, 4, &view(4, 3).members);
-    let mut saved = [0];
-    a.save_changed(&a_groups, &mut saved);
-    assert_eq!(saved, [4]);
-    let mut store = ViewStore::new(etcd.client(), "/hydra");
-    wait_for("the view in etcd", || {
-        store.load("web").ok().flatten() == Some(view(4, 3))
-    });
-    // a stops (resigning): b acts at once, from the view etcd holds.
-    drop(a);
-    wait_for("b to act", || b.steer(stack::Instant::ZERO, &mut b_groups));
-    assert_eq!(b_groups[0].saved(), (4, view(4, 3).members));
-    assert_eq!(b.status().authority.as_deref(), Some("b"));
 }

@@ -20,6 +20,9 @@ use crate::state::GroupState;
 
 /// Longest pause of the agent between two looks at its queue and lease.
 const TICK: Duration = Duration::from_millis(100);
+/// The loop stops acting this long before the lease surely ends, so a turn
+/// under way never outlasts it.
+const MARGIN: Duration = Duration::from_millis(100);
 
 /// What the agent tells the forwarding loop.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,7 +100,7 @@ impl Agent {
     /// holds: only then may it change views.
     pub fn acting(&self) -> bool {
         let until = self.shared.acting_until.lock().map(|u| *u).unwrap_or(None);
-        until.is_some_and(|u| Instant::now() < u)
+        until.is_some_and(|u| Instant::now() + MARGIN < u)
     }
 
     /// Apply what the agent learnt (views to carry on from when elected)
@@ -241,6 +244,10 @@ impl Worker {
             return;
         }
         self.acting = false;
+        // The loop stops before the role is freed for another contender.
+        if let Ok(mut u) = self.shared.acting_until.lock() {
+            *u = None;
+        }
         // Someone else wrote, or our lease is gone: free the role for a
         // contender that will read what etcd holds.
         let _ = self.election.resign();

@@ -215,7 +215,9 @@ impl EtcdClient {
                     after_ms: self.timeout.as_millis() as u64,
                 },
                 Err(HttpFailure::Io(why)) => CoordinationError::Unreachable {
-                    detail: format!("{endpoint}: connection lost: {why}"),
+                    detail: format!(
+                        "{endpoint}: connection lost after the request was sent (a write's outcome is unknown): {why}"
+                    ),
                 },
                 Err(HttpFailure::Malformed(detail)) => {
                     CoordinationError::BadResponse { endpoint, detail }

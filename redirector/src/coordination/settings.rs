@@ -36,7 +36,7 @@ fn default_lease_ttl_ms() -> u64 {
     3000
 }
 fn default_request_timeout_ms() -> u64 {
-    300
+    200
 }
 
 impl CoordinationConfig {
@@ -120,7 +120,7 @@ mod tests {
         let c = parse(good).unwrap();
         assert_eq!(
             (c.prefix.as_str(), c.lease_ttl_ms, c.request_timeout_ms),
-            ("/hydra", 3000, 300)
+            ("/hydra", 3000, 200)
         );
         let cases = [
             ("etcd = []\nname = \"r1\"", "at least one endpoint"),

@@ -149,6 +149,13 @@ impl ViewStore {
                 self.known.remove(&view.name);
             }
         }
+        let ours = authority
+            .as_ref()
+            .is_some_and(|a| a.create_revision == token.create_revision);
+        if ours && self.known.get(&view.name).and_then(|k| k.view.as_ref()) == Some(view) {
+            // A retry of a write whose answer was lost, and it had landed.
+            return Ok(Saved::Unchanged);
+        }
         match authority {
             Some(a) if a.create_revision == token.create_revision => {
                 Err(CoordinationError::Conflict {

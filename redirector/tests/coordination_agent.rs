@@ -1,0 +1,77 @@
+//! The coordination thread against a real etcd (`etcd-server`, started by
+//! the test): one redirector acts, writes its views, and the next carries
+//! them on.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use redirector::coordination::{Agent, CoordinationConfig, Event, ViewStore};
+use support::{view, Etcd};
+
+fn authority(name: &str) -> ackchannel::control::ViewAuthority {
+    ackchannel::control::ViewAuthority::new(ackchannel::control::GroupPolicy {
+        name: name.into(),
+        key: ackchannel::auth::GroupKey([1; 32]),
+        members: vec![1, 2],
+        min_members: 1,
+        keepalive_timeout: stack::Duration::from_millis(100),
+        lease: stack::Duration::from_millis(60),
+        heartbeat: stack::Duration::from_millis(10),
+        preferred_primary: None,
+    })
+}
+
+fn agent_config(etcd: &Etcd, name: &str) -> CoordinationConfig {
+    CoordinationConfig {
+        etcd: vec![etcd.url.clone()],
+        prefix: "/hydra".into(),
+        lease_ttl_ms: 2000,
+        name: name.into(),
+        request_timeout_ms: 300,
+    }
+}
+
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn one_agent_acts_writes_its_views_and_hands_them_to_the_next() {
+    let Some(etcd) = Etcd::start("one_agent_acts") else {
+        return;
+    };
+    let a = Agent::start(&agent_config(&etcd, "a"), vec!["web".into()]).unwrap();
+    let mut event = None;
+    wait_for("a's election", || {
+        event = a.poll();
+        event.is_some()
+    });
+    assert_eq!(event, Some(Event::Elected(Vec::new())));
+    assert!(a.acting());
+    let b = Agent::start(&agent_config(&etcd, "b"), vec!["web".into()]).unwrap();
+    wait_for("b to see a", || {
+        b.status().authority.as_deref() == Some("a")
+    });
+    let mut b_groups = vec![authority("web")];
+    assert!(!b.steer(stack::Instant::ZERO, &mut b_groups));
+    // a's view change reaches etcd.
+    let mut a_groups = vec![authority("web")];
+    a_groups[0].restore(stack::Instant::ZERO, 4, &view(4, 3).members);
+    let mut saved = [0];
+    a.save_changed(&a_groups, &mut saved);
+    assert_eq!(saved, [4]);
+    let mut store = ViewStore::new(etcd.client(), "/hydra");
+    wait_for("the view in etcd", || {
+        store.load("web").ok().flatten() == Some(view(4, 3))
+    });
+    // a stops (resigning): b acts at once, from the view etcd holds.
+    drop(a);
+    wait_for("b to act", || b.steer(stack::Instant::ZERO, &mut b_groups));
+    assert_eq!(b_groups[0].saved(), (4, view(4, 3).members));
+    assert_eq!(b.status().authority.as_deref(), Some("b"));
+}
