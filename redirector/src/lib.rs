@@ -50,6 +50,9 @@ struct Redirector {
     /// Per group: it takes new connections (serving and not draining).
     available: Vec<bool>,
     drain_requests: Receiver<DrainRequest>,
+    /// Per group, the newest epoch its replies may carry (with
+    /// `[coordination]`: the newest etcd holds).
+    announce_limit: Vec<u64>,
     /// Live members' data addresses per group, refreshed on view change.
     destinations: Vec<(u64, Vec<SocketAddr>)>,
     counters: Counters,
@@ -98,6 +101,7 @@ pub fn run(cfg: RedirectorConfig, signals: Signals) -> anyhow::Result<()> {
         draining: vec![false; groups.len()],
         available: vec![false; groups.len()],
         drain_requests,
+        announce_limit: vec![u64::MAX; groups.len()],
         destinations: vec![(0, Vec::new()); groups.len()],
         groups,
         counters: Counters::default(),
@@ -142,6 +146,9 @@ pub fn run(cfg: RedirectorConfig, signals: Signals) -> anyhow::Result<()> {
         let acting = coordinator
             .as_ref()
             .is_none_or(|a| a.steer(now, &mut r.groups));
+        if let Some(a) = &coordinator {
+            a.announce_limits(&r.groups, &mut r.announce_limit);
+        }
         if acting {
             r.read_control(now);
             for g in &mut r.groups {
@@ -203,7 +210,7 @@ impl Redirector {
                 Err(_) => return,
             };
             let datagram = &buf[..n];
-            let Some(group) = self.groups.iter_mut().find(|g| g.accepts_key_of(datagram)) else {
+            let Some(i) = self.groups.iter().position(|g| g.accepts_key_of(datagram)) else {
                 self.counters.control_unauthenticated += 1;
                 if self.counters.control_unauthenticated <= 10
                     || self.counters.control_unauthenticated.is_multiple_of(1000)
@@ -212,7 +219,11 @@ impl Redirector {
                 }
                 continue;
             };
+            let group = &mut self.groups[i];
             match group.handle_datagram(now, datagram) {
+                Ok(Some(_)) if group.view().epoch > self.announce_limit[i] => {
+                    tracing::debug!(group = %group.name(), epoch = group.view().epoch, "reply held back until etcd holds the view");
+                }
                 Ok(Some(reply)) => {
                     if let Err(e) = self.control.send_to(&reply, from) {
                         tracing::debug!(%from, "control reply failed: {e}");

@@ -62,16 +62,23 @@ fn one_agent_acts_writes_its_views_and_hands_them_to_the_next() {
     // a's view change reaches etcd.
     let mut a_groups = vec![authority("web")];
     a_groups[0].restore(stack::Instant::ZERO, 4, &view(4, 3).members);
+    let mut limits = Vec::new();
+    a.announce_limits(&a_groups, &mut limits);
+    assert_eq!(limits, [0], "epoch 4 is not announced before etcd holds it");
     let mut saved = [0];
     a.save_changed(&a_groups, &mut saved);
     assert_eq!(saved, [4]);
-    let mut store = ViewStore::new(etcd.client(), "/hydra");
     wait_for("the view in etcd", || {
-        store.load("web").ok().flatten() == Some(view(4, 3))
+        a.announce_limits(&a_groups, &mut limits);
+        limits == [4]
     });
+    let mut store = ViewStore::new(etcd.client(), "/hydra");
+    assert_eq!(store.load("web").unwrap(), Some(view(4, 3)));
     // a stops (resigning): b acts at once, from the view etcd holds.
     drop(a);
     wait_for("b to act", || b.steer(stack::Instant::ZERO, &mut b_groups));
     assert_eq!(b_groups[0].saved(), (4, view(4, 3).members));
+    b.announce_limits(&b_groups, &mut limits);
+    assert_eq!(limits, [4]);
     assert_eq!(b.status().authority.as_deref(), Some("b"));
 }

@@ -49,6 +49,8 @@ pub struct AgentStatus {
 struct Shared {
     /// While acting, until when the lease surely holds.
     acting_until: Mutex<Option<Instant>>,
+    /// Per group, the newest epoch etcd holds as we wrote or read it.
+    persisted: Mutex<BTreeMap<String, u64>>,
     status: Mutex<AgentStatus>,
 }
 
@@ -129,6 +131,22 @@ impl Agent {
             // The worker only ends when the agent is dropped.
             let _ = s.send(view);
         }
+    }
+
+    /// Per group, the newest epoch that may be announced to the replicas:
+    /// a view goes out only once etcd holds it, so no view another
+    /// authority could not read from etcd is ever seen.
+    pub fn announce_limits(&self, groups: &[ViewAuthority], limits: &mut Vec<u64>) {
+        limits.clear();
+        let Ok(persisted) = self.shared.persisted.lock() else {
+            limits.resize(groups.len(), 0);
+            return;
+        };
+        limits.extend(
+            groups
+                .iter()
+                .map(|g| persisted.get(g.name()).copied().unwrap_or(0)),
+        );
     }
 
     /// Queue the views whose epoch moved since the last call (`saved`:
@@ -239,6 +257,12 @@ impl Worker {
         }
     }
 
+    fn persisted(&self, epochs: impl IntoIterator<Item = (String, u64)>) {
+        if let Ok(mut p) = self.shared.persisted.lock() {
+            p.extend(epochs);
+        }
+    }
+
     fn step_down(&mut self, why: String) {
         if !self.acting {
             return;
@@ -274,6 +298,7 @@ impl Worker {
                 self.acting = true;
                 self.renewed = Instant::now();
                 self.pending.clear();
+                self.persisted(views.iter().map(|v| (v.name.clone(), v.epoch)));
                 let _ = self.events.send(Event::Elected(views));
                 self.election.name().to_string()
             }
@@ -298,7 +323,11 @@ impl Worker {
             return Ok(());
         };
         while let Some((name, view)) = self.pending.pop_first() {
-            if let Err(e) = self.store.save(&token, &view) {
+            let saved = self.store.save(&token, &view);
+            if saved.is_ok() {
+                self.persisted([(name.clone(), view.epoch)]);
+            }
+            if let Err(e) = saved {
                 if let Ok(mut s) = self.shared.status.lock() {
                     s.save_errors += 1;
                 }
