@@ -179,6 +179,7 @@ pub fn run(cfg: RedirectorConfig, signals: Signals) -> anyhow::Result<()> {
             last_publish = std::time::Instant::now();
             if let Ok(mut s) = snapshot.lock() {
                 *s = Snapshot::take(now, &r.groups, &r.draining, &r.pools, &r.counters);
+                s.coordination = coordinator.as_ref().map(|a| a.status());
             }
         }
     }

@@ -65,6 +65,9 @@ pub struct Snapshot {
     pub groups: Vec<GroupStatus>,
     pub pools: Vec<PoolStatus>,
     pub counters: Counters,
+    /// With `[coordination]`: this redirector's part in the election.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub coordination: Option<crate::coordination::AgentStatus>,
 }
 
 impl Snapshot {
@@ -116,6 +119,7 @@ impl Snapshot {
             groups,
             pools: pools.iter().map(Pool::status).collect(),
             counters: counters.clone(),
+            coordination: None,
         }
     }
 
@@ -261,6 +265,32 @@ impl Snapshot {
                     + g.refused_unknown_member
                     + g.refused_dead_member
                     + g.refused_malformed,
+            );
+        }
+        if let Some(c) = &self.coordination {
+            let l = format!("name=\"{}\"", c.name);
+            let gauges = [
+                (
+                    "hydra_coordination_acting",
+                    "1 while this redirector is the view authority.",
+                    u64::from(c.acting),
+                ),
+                (
+                    "hydra_coordination_etcd_ok",
+                    "1 when the last etcd request succeeded.",
+                    u64::from(c.etcd_error.is_none()),
+                ),
+            ];
+            for (name, help, value) in gauges {
+                metric(&mut out, name, "gauge", help, &l, value);
+            }
+            metric(
+                &mut out,
+                "hydra_coordination_save_errors_total",
+                "counter",
+                "View writes to etcd that failed.",
+                &l,
+                c.save_errors,
             );
         }
         out

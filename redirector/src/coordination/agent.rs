@@ -35,8 +35,12 @@ pub enum Event {
 }
 
 /// The agent's state, for `/status`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct AgentStatus {
+    /// This redirector's name.
+    pub name: String,
+    /// This redirector is the authority and may change views.
+    pub acting: bool,
     /// The authority's name as last seen in etcd.
     pub authority: Option<String>,
     /// The last etcd error, cleared by the next success.
@@ -72,6 +76,9 @@ impl Agent {
         let (event_tx, events) = mpsc::channel();
         let (saves, save_rx) = mpsc::channel();
         let shared = Arc::new(Shared::default());
+        if let Ok(mut s) = shared.status.lock() {
+            s.name = cfg.name.clone();
+        }
         let stop = Arc::new(AtomicBool::new(false));
         let mut worker = Worker {
             election,
@@ -167,11 +174,14 @@ impl Agent {
 
     /// The agent's state.
     pub fn status(&self) -> AgentStatus {
-        self.shared
+        let mut s = self
+            .shared
             .status
             .lock()
             .map(|s| s.clone())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        s.acting = self.acting();
+        s
     }
 }
 

@@ -90,6 +90,11 @@ impl Etcd {
         Some(etcd)
     }
 
+    /// Its directory, removed with it: room for a test's other files.
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
     /// A client for it.
     pub fn client(&self) -> EtcdClient {
         EtcdClient::new(std::slice::from_ref(&self.url), TIMEOUT).expect("valid URL")
@@ -122,4 +127,22 @@ pub fn view(epoch: u64, incarnation: u64) -> GroupState {
             incarnation,
         }],
     }
+}
+
+/// True when this process may create TUN devices (the redirector binary
+/// needs one). Without, the test is skipped, and fails under `CI=true`.
+pub fn tun_available(test: &str) -> bool {
+    let ok = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/net/tun")
+        .is_ok();
+    if !ok {
+        let why = "needs root and /dev/net/tun";
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("{test}: {why}; CI=true forbids skipping");
+        }
+        eprintln!("SKIPPED {test}: {why}");
+    }
+    ok
 }
