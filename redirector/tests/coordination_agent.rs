@@ -82,3 +82,59 @@ fn one_agent_acts_writes_its_views_and_hands_them_to_the_next() {
     assert_eq!(limits, [4]);
     assert_eq!(b.status().authority.as_deref(), Some("b"));
 }
+
+fn elected(etcd: &Etcd, name: &str) -> Agent {
+    let agent = Agent::start(&agent_config(etcd, name), vec!["web".into()]).unwrap();
+    wait_for("the election", || {
+        matches!(agent.poll(), Some(Event::Elected(_)))
+    });
+    agent
+}
+
+#[test]
+fn an_agent_that_loses_etcd_stops_acting_before_its_lease_ends() {
+    let Some(mut etcd) = Etcd::start("an_agent_that_loses_etcd") else {
+        return;
+    };
+    let a = elected(&etcd, "a");
+    assert!(a.acting());
+    etcd.kill();
+    let lost = Instant::now();
+    wait_for("a to stop acting", || !a.acting());
+    // It carries on through a short outage, and stops before its lease
+    // could have run out in etcd (2 s from its last renewal).
+    let acted = lost.elapsed();
+    assert!(acted >= Duration::from_millis(500), "{acted:?}");
+    assert!(acted < Duration::from_millis(2000), "{acted:?}");
+    wait_for("the loss reported", || {
+        matches!(a.poll(), Some(Event::Lost(_)))
+    });
+    let s = a.status();
+    assert!(!s.acting);
+    let error = s.etcd_error.unwrap_or_default();
+    assert!(error.contains("no etcd endpoint reachable"), "{error}");
+}
+
+#[test]
+fn an_agent_whose_lease_is_gone_steps_down_and_a_new_election_follows() {
+    let Some(etcd) = Etcd::start("an_agent_whose_lease_is_gone") else {
+        return;
+    };
+    let a = elected(&etcd, "a");
+    let b = Agent::start(&agent_config(&etcd, "b"), vec!["web".into()]).unwrap();
+    // etcd drops a's lease (as after a partition longer than the lease).
+    let client = etcd.client();
+    let (_, key) = client.get(b"/hydra/authority").unwrap();
+    client.lease_revoke(key.unwrap().lease).unwrap();
+    wait_for("a to step down", || {
+        matches!(a.poll(), Some(Event::Lost(_)))
+    });
+    // A new election follows (either may win it again), never two acting.
+    wait_for("a new authority", || {
+        let (x, y) = (a.acting(), b.acting());
+        assert!(!(x && y), "two redirectors acting");
+        x || y
+    });
+    let winner = if a.acting() { "a" } else { "b" };
+    assert_eq!(b.status().authority.as_deref(), Some(winner));
+}

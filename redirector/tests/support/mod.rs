@@ -90,6 +90,12 @@ impl Etcd {
         Some(etcd)
     }
 
+    /// Kill it now (its directory stays until drop).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Its directory, removed with it: room for a test's other files.
     pub fn dir(&self) -> &std::path::Path {
         &self.dir
