@@ -1,6 +1,7 @@
 //! Real clients in the client namespace, started in the background and
 //! judged when they finish.
 
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -34,9 +35,22 @@ pub fn start_echo_on(
     chunk: usize,
     pace: Duration,
 ) -> anyhow::Result<Child> {
+    start_echo_to(c, c.vip(), port, connections, size, chunk, pace)
+}
+
+/// [`start_echo`] to `vip` (either of a dual-stack cluster's) and `port`.
+pub fn start_echo_to(
+    c: &Cluster,
+    vip: IpAddr,
+    port: u16,
+    connections: usize,
+    size: usize,
+    chunk: usize,
+    pace: Duration,
+) -> anyhow::Result<Child> {
     let mut cmd = c.client("python3");
     cmd.arg(echo_script())
-        .args([&c.vip().to_string(), &port.to_string()]);
+        .args([&vip.to_string(), &port.to_string()]);
     cmd.args([
         "--connections",
         &connections.to_string(),

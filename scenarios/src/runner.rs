@@ -1,14 +1,15 @@
 //! Plays scenario files on the real binaries and judges them.
 
+use std::net::IpAddr;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 use serde::Serialize;
 
 use crate::clients;
-use crate::cluster::{Binaries, Cluster, ClusterSpec, VIP};
-use crate::spec::{Action, Scenario, Workload};
+use crate::cluster::{Binaries, Cluster, ClusterSpec, VIP, VIP6};
+use crate::spec::{Action, Family, Scenario, Workload};
 
 /// What one scenario did.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -81,6 +82,7 @@ fn play_inner(
         failure_timeout_ms: t.failure_timeout_ms,
         lease_ms: t.failure_timeout_ms * 6 / 10,
         relays: t.relays,
+        ipv6: t.ipv6,
         ..ClusterSpec::default()
     };
     let _ = index;
@@ -195,13 +197,14 @@ fn start(c: &Cluster, i: usize, w: &Workload) -> anyhow::Result<Running> {
                 started: Instant::now(),
             }
         }
-        Workload::Nc { size_mib } => {
+        Workload::Nc { size_mib, family } => {
+            let vip = client_address(c, *family)?;
             let sent = c.log_dir().join(format!("nc{i}.bin"));
             let got = c.log_dir().join(format!("nc{i}.back"));
             clients::write_random_file(&sent, size_mib << 20)?;
             // -N: shut the socket down at the end of the file; nc exits
             // when the echo app closes after echoing everything.
-            let script = format!("nc -N {VIP} 7 < '{}' > '{}'", sent.display(), got.display());
+            let script = format!("nc -N {vip} 7 < '{}' > '{}'", sent.display(), got.display());
             let mut cmd = c.client("sh");
             cmd.args(["-c", &script])
                 .stdout(Stdio::null())
@@ -227,8 +230,11 @@ fn start(c: &Cluster, i: usize, w: &Workload) -> anyhow::Result<Running> {
             size,
             chunk,
             pace_ms,
-        } => Running::Echo(clients::start_echo(
+            family,
+        } => Running::Echo(clients::start_echo_to(
             c,
+            client_address(c, *family)?,
+            7,
             *connections,
             *size,
             *chunk,
@@ -240,9 +246,10 @@ fn start(c: &Cluster, i: usize, w: &Workload) -> anyhow::Result<Running> {
             gap_ms,
         } => {
             let script = format!(
-                "for i in $(seq 1 {count}); do python3 {} {VIP} 7 --size {size} --seed $i >/dev/null || {{ echo \"connection $i failed\" >&2; exit 1; }}; sleep {}; done",
+                "for i in $(seq 1 {count}); do python3 {} {vip} 7 --size {size} --seed $i >/dev/null || {{ echo \"connection $i failed\" >&2; exit 1; }}; sleep {}; done",
                 clients::echo_script().display(),
-                *gap_ms as f64 / 1000.0
+                *gap_ms as f64 / 1000.0,
+                vip = c.vip(),
             );
             let mut cmd = c.client("sh");
             cmd.args(["-c", &script])
@@ -477,4 +484,15 @@ pub fn table(outcomes: &[Outcome]) -> String {
         }
     }
     t
+}
+
+/// The VIP a workload of `family` connects to (the cluster's own family
+/// when it names none).
+fn client_address(c: &Cluster, family: Option<Family>) -> anyhow::Result<IpAddr> {
+    match family {
+        None => Ok(c.vip()),
+        Some(Family::Ipv4) => Ok(VIP.into()),
+        Some(Family::Ipv6) if c.vip().is_ipv6() => Ok(VIP6.into()),
+        Some(Family::Ipv6) => bail!("family = \"ipv6\" needs `ipv6 = true` in [topology]"),
+    }
 }

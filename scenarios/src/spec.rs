@@ -7,6 +7,7 @@
 //! replicas = 3
 //! [[workload]]
 //! kind = "download"          # download | upload | nc | echo | short | wrk
+//! # family = "ipv4"          # nc and echo: the VIP's family (ipv6 topologies)
 //! size_mib = 48
 //! rate = "16M"
 //! [[fault]]
@@ -56,6 +57,11 @@ pub struct Topology {
     /// `"loss=0.03 delay_ms=1 jitter_ms=2 duplicate=0.01"`.
     #[serde(default)]
     pub link: Option<String>,
+    /// Dual stack: the group also serves the IPv6 VIP, clients use it
+    /// unless a workload names `family = "ipv4"`, and the redirector and
+    /// replicas talk over IPv6 (no relays).
+    #[serde(default)]
+    pub ipv6: bool,
 }
 
 impl Default for Topology {
@@ -66,6 +72,7 @@ impl Default for Topology {
             failure_timeout_ms: 100,
             relays: false,
             link: None,
+            ipv6: false,
         }
     }
 }
@@ -100,7 +107,12 @@ pub enum Workload {
     },
     /// `nc -N` streams a file through the echo app; what comes back must
     /// be the file (SHA-256).
-    Nc { size_mib: usize },
+    Nc {
+        size_mib: usize,
+        /// The address family to connect over (default: the topology's).
+        #[serde(default)]
+        family: Option<Family>,
+    },
     /// `wrk`: many keep-alive connections fetching a small file for a
     /// while; any socket error (a reset is one) or non-2xx fails the run.
     Wrk {
@@ -118,6 +130,9 @@ pub enum Workload {
         chunk: usize,
         #[serde(default)]
         pace_ms: f64,
+        /// The address family to connect over (default: the topology's).
+        #[serde(default)]
+        family: Option<Family>,
     },
     /// Short connections back to back (handshakes and closes across faults).
     Short {
@@ -127,6 +142,16 @@ pub enum Workload {
         #[serde(default = "default_gap_ms")]
         gap_ms: u64,
     },
+}
+
+/// An address family a client connects over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Family {
+    /// The IPv4 VIP.
+    Ipv4,
+    /// The IPv6 VIP (a dual-stack topology: `ipv6 = true`).
+    Ipv6,
 }
 
 fn default_rate() -> String {

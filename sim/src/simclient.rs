@@ -8,9 +8,7 @@ use std::net::SocketAddr;
 use smoltcp::iface::{Config as IfaceConfig, Interface, SocketHandle, SocketSet};
 use smoltcp::phy::{self, DeviceCapabilities, Medium};
 use smoltcp::socket::tcp;
-use smoltcp::wire::{
-    HardwareAddress, IpAddress, IpCidr, IpEndpoint, Ipv4Address, Ipv4Packet, TcpPacket,
-};
+use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, IpEndpoint, Ipv4Address, Ipv6Address};
 use stack::iface::{RecvError, SendError};
 use stack::Seq;
 use stack::State;
@@ -258,10 +256,15 @@ impl SmolClient {
         config.random_seed = seed;
         let mut iface = Interface::new(config, &mut device, smoltcp::time::Instant::ZERO);
         iface.update_ip_addrs(|a| {
-            // The whole benchmark range is on-link: no route needed to the VIP.
+            // The whole benchmark range and the ULA prefix are on-link: no
+            // route needed to the VIP of either family.
             let _ = a.push(IpCidr::new(
                 IpAddress::Ipv4(Ipv4Address::new(198, 18, 0, 1)),
                 15,
+            ));
+            let _ = a.push(IpCidr::new(
+                IpAddress::Ipv6(Ipv6Address::new(0xfd00, 0, 0, 0, 0, 0, 0, 1)),
+                8,
             ));
         });
         SmolClient {
@@ -363,10 +366,7 @@ impl SmolClient {
 
     /// Learn a connection's ISS from its SYN.
     fn note_syn(&mut self, packet: &[u8]) {
-        let Ok(ip) = Ipv4Packet::new_checked(packet) else {
-            return;
-        };
-        let Ok(tcp) = TcpPacket::new_checked(ip.payload()) else {
+        let Some(tcp) = crate::simnet::tcp_segment(packet) else {
             return;
         };
         if !tcp.syn() || tcp.ack() {

@@ -134,6 +134,26 @@ impl Link {
     }
 }
 
+/// The TCP segment an IPv4 or IPv6 packet carries (IPv6 extension headers
+/// walked), without checking its checksum: the simulator reads what the
+/// stacks it runs have sent.
+pub fn tcp_segment(packet: &[u8]) -> Option<smoltcp::wire::TcpPacket<&[u8]>> {
+    let segment = match packet.first()? >> 4 {
+        4 => smoltcp::wire::Ipv4Packet::new_checked(packet)
+            .ok()?
+            .payload(),
+        6 => {
+            let ip = stack::wire::ipv6::parse(packet).ok()?;
+            if ip.protocol != 6 {
+                return None;
+            }
+            &packet[ip.upper..ip.end]
+        }
+        _ => return None,
+    };
+    smoltcp::wire::TcpPacket::new_checked(segment).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -157,6 +157,37 @@ fn a_smoltcp_client_survives_the_same_faults() {
     assert!(failovers > 0, "the fixed seeds must exercise failovers");
 }
 
+/// IPv6 clients (ours and smoltcp's) of active and passive groups, under
+/// the same faults: the same invariants over the other family.
+#[test]
+fn ipv6_clients_survive_the_same_faults() {
+    let mut failovers = 0;
+    for seed in seeds() {
+        for (client, passive) in [
+            (ClientKind::Hydra, false),
+            (ClientKind::Smoltcp, false),
+            (ClientKind::Hydra, true),
+        ] {
+            let cfg = SimConfig {
+                ipv6: true,
+                client,
+                passive,
+                ..SimConfig::new(seed)
+            };
+            match run_seed(cfg) {
+                Verdict::Pass { failovers: f, .. } => failovers += f,
+                Verdict::GroupLost { .. } => {}
+                Verdict::Violation { at_ms, what } => panic!(
+                    "seed {seed} at {at_ms} ms: {what}\nrepro: cargo run -p hydra-sim --bin hydra-sim -- --ipv6 --client {}{} --trace {seed}",
+                    if client == ClientKind::Smoltcp { "smoltcp" } else { "hydra" },
+                    if passive { " --passive" } else { "" }
+                ),
+            }
+        }
+    }
+    assert!(failovers > 0, "the fixed seeds must exercise failovers");
+}
+
 /// Request/response (1 KiB requests, each sent once the last came back),
 /// with either client, in both modes: takeovers fall between and inside
 /// exchanges, with the connection often idle.

@@ -68,6 +68,9 @@ struct Cli {
     /// role back to it once it is live again.
     #[arg(long)]
     preferred_primary: Option<u8>,
+    /// The client and the service talk IPv6.
+    #[arg(long)]
+    ipv6: bool,
 }
 
 fn main() {
@@ -88,6 +91,7 @@ fn main() {
         ordered: cli.ordered,
         inject_overread: cli.inject_overread,
         preferred_primary: cli.preferred_primary,
+        ipv6: cli.ipv6,
         ..SimConfig::new(seed)
     };
     if let Some(seed) = cli.trace {
@@ -139,6 +143,9 @@ fn main() {
                 }
                 if cli.offload {
                     bug.push_str(" --offload");
+                }
+                if cli.ipv6 {
+                    bug.push_str(" --ipv6");
                 }
                 if let Some(p) = cli.preferred_primary {
                     bug.push_str(&format!(" --preferred-primary {p}"));

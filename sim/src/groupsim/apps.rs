@@ -10,7 +10,6 @@ use stack::State;
 use stack::{ConnKey, Stack};
 
 use super::node::Node;
-use super::{PORT, VIP};
 use crate::simnet::Rng;
 
 /// Byte `i` of connection `port`'s client stream.
@@ -113,9 +112,9 @@ pub(super) struct EchoApp {
 /// consume what was sent: it keeps no bytes of its own, so a connection
 /// restored by state transfer resumes), checking them against the client's
 /// stream; close after the client's close.
-pub(super) fn echo_apps(node: &mut Node, seed: u64) -> Result<(), String> {
+pub(super) fn echo_apps(node: &mut Node, service: SocketAddr, seed: u64) -> Result<(), String> {
     let mut fresh = Vec::new();
-    while let Some(key) = node.stack.accept(SocketAddr::new(VIP, PORT)) {
+    while let Some(key) = node.stack.accept(service) {
         fresh.push(key);
     }
     for key in node.stack.connections() {
@@ -165,9 +164,13 @@ pub(super) fn echo_apps(node: &mut Node, seed: u64) -> Result<(), String> {
 /// keeping the position in state block `pos`. A connection it accepts
 /// after a takeover must have a block equal to the bytes consumed: a
 /// checkpoint that split the read from the state, or lost either, shows.
-pub(super) fn passive_echo_apps(node: &mut Node, seed: u64) -> Result<(), String> {
+pub(super) fn passive_echo_apps(
+    node: &mut Node,
+    service: SocketAddr,
+    seed: u64,
+) -> Result<(), String> {
     let member = node.logic.member();
-    while let Some(key) = node.stack.accept(SocketAddr::new(VIP, PORT)) {
+    while let Some(key) = node.stack.accept(service) {
         let pos = match node.stack.store_lookup(key, "pos") {
             Ok(Some(b)) => u64::from_be_bytes(b.try_into().map_err(|_| "bad pos block")?),
             Ok(None) => 0,

@@ -2,24 +2,19 @@
 //! packet the group sends to the client.
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
 
-use smoltcp::wire::{Ipv4Packet, TcpOption, TcpPacket};
+use smoltcp::wire::{TcpOption, TcpPacket};
 use stack::ConnKey;
 
 use super::apps::SharedState;
 use super::run::Sim;
-use super::{CLIENT_IP, PORT, VIP};
 
 impl Sim {
     /// In the order the group sends them (whichever replica sends):
     /// timestamps never go backwards, the right edge never shrinks, and no
     /// reset is ever sent to the client.
     pub(super) fn check_server_packet(&mut self, member: u8, p: &[u8]) -> Result<(), String> {
-        let Ok(ip) = Ipv4Packet::new_checked(p) else {
-            return Ok(());
-        };
-        let Ok(tcp) = TcpPacket::new_checked(ip.payload()) else {
+        let Some(tcp) = crate::simnet::tcp_segment(p) else {
             return Ok(());
         };
         let port = tcp.dst_port();
@@ -60,8 +55,8 @@ impl Sim {
                 let unit = 1i32 << c.wscale;
                 if (edge.wrapping_sub(max) as i32) <= -unit {
                     let key = ConnKey {
-                        local: SocketAddr::new(VIP, PORT),
-                        remote: SocketAddr::new(CLIENT_IP, port),
+                        local: self.cfg.service(),
+                        remote: self.cfg.client(port),
                     };
                     let reported: Vec<String> = self
                         .nodes

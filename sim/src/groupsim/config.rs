@@ -1,5 +1,7 @@
 //! What to simulate ([`SimConfig`]) and how a run ended ([`Verdict`]).
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
 use super::ClientKind;
 
 /// What to simulate.
@@ -43,9 +45,31 @@ pub struct SimConfig {
     /// The group's preferred primary: after it rejoins, the primary hands
     /// the role back to it by a deliberate handover.
     pub preferred_primary: Option<u8>,
+    /// The client and the service talk IPv6 (the VIP is `fd00:100::1`).
+    pub ipv6: bool,
 }
 
 impl SimConfig {
+    /// The service's address: the VIP and the echo's port.
+    pub(super) fn service(&self) -> SocketAddr {
+        let vip: IpAddr = if self.ipv6 {
+            Ipv6Addr::new(0xfd00, 0x100, 0, 0, 0, 0, 0, 1).into()
+        } else {
+            Ipv4Addr::new(198, 18, 100, 1).into()
+        };
+        SocketAddr::new(vip, super::PORT)
+    }
+
+    /// The client's address for its connection from `port`.
+    pub(super) fn client(&self, port: u16) -> SocketAddr {
+        let ip: IpAddr = if self.ipv6 {
+            Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1).into()
+        } else {
+            Ipv4Addr::new(198, 18, 0, 1).into()
+        };
+        SocketAddr::new(ip, port)
+    }
+
     /// The default run of `seed`: three replicas, four connections of
     /// 48 KiB, with faults.
     pub fn new(seed: u64) -> SimConfig {
@@ -64,6 +88,7 @@ impl SimConfig {
             ordered: false,
             inject_overread: false,
             preferred_primary: None,
+            ipv6: false,
         }
     }
 }

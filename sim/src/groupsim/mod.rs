@@ -14,8 +14,6 @@
 //! - `checker`: the invariants checked after every step.
 //! - `run`: the simulated group ([`Sim`]) and its run loop.
 
-use std::net::{IpAddr, Ipv4Addr};
-
 mod apps;
 mod checker;
 mod config;
@@ -28,8 +26,6 @@ pub use apps::SharedState;
 pub use config::{SimConfig, Verdict};
 pub use run::{run_seed, Sim};
 
-const CLIENT_IP: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1));
-const VIP: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 100, 1));
 const PORT: u16 = 7;
 const HEARTBEAT_MS: u64 = 10;
 const TIMEOUT_MS: u64 = 100;

@@ -12,7 +12,7 @@ use stack::{Config, ConnKey, Duration, Role, Stack};
 
 use super::apps::{echo_apps, passive_echo_apps, shared_state_app, EchoApp, SharedState};
 use super::run::{describe, Sim};
-use super::{SimConfig, HEARTBEAT_MS, PORT, TIMEOUT_MS, VIP};
+use super::{SimConfig, HEARTBEAT_MS, TIMEOUT_MS};
 
 /// One replica process on its host.
 pub(super) struct Node {
@@ -66,7 +66,7 @@ pub(super) fn new_node(i: usize, key: &GroupKey, counter: u64, cfg: &SimConfig) 
     if cfg.segmentation_offload {
         stack.set_segmentation_offload(Some(64 * 1024 - 80));
     }
-    let local = SocketAddr::new(VIP, PORT);
+    let local = cfg.service();
     if cfg.passive {
         stack.listen_passive(local).expect("listen");
     } else if cfg.ordered {
@@ -136,9 +136,9 @@ impl Sim {
                 node.logic.on_event(inst, &mut node.stack, e);
             }
             if self.cfg.passive {
-                passive_echo_apps(node, self.cfg.seed)?;
+                passive_echo_apps(node, self.cfg.service(), self.cfg.seed)?;
             } else {
-                echo_apps(node, self.cfg.seed)?;
+                echo_apps(node, self.cfg.service(), self.cfg.seed)?;
             }
             if self.cfg.ordered {
                 shared_state_app(node, self.cfg.inject_overread);

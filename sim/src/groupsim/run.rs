@@ -3,11 +3,9 @@
 //! the run loop that advances the virtual clock to the next deadline.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 
 use ackchannel::auth::{Counter, GroupKey};
 use ackchannel::control::{GroupPolicy, ViewAuthority};
-use smoltcp::wire::{Ipv4Packet, TcpPacket};
 use stack::{ConnKey, Duration, Instant};
 
 use super::apps::stream_byte;
@@ -15,7 +13,7 @@ use super::checker::tcp_options;
 use super::config::{SimConfig, Verdict};
 use super::faults::{self, Fault};
 use super::node::{new_node, Node};
-use super::{us, CLIENT_IP, HEARTBEAT_MS, LEASE_MS, PORT, TIMEOUT_MS, VIP};
+use super::{us, HEARTBEAT_MS, LEASE_MS, TIMEOUT_MS};
 use crate::simclient::{Received, SimClient};
 use crate::simnet::{Link, LinkProfile, Rng};
 
@@ -384,10 +382,10 @@ impl Sim {
         let total = self.cfg.bytes_per_connection as u64;
         for (k, c) in self.conns.iter_mut().enumerate() {
             if c.key.is_none() && now >= c.opens_at {
-                let local = SocketAddr::new(CLIENT_IP, 40000 + k as u16);
+                let local = self.cfg.client(40000 + k as u16);
                 c.key = Some(
                     self.client
-                        .connect(inst, local, SocketAddr::new(VIP, PORT))
+                        .connect(inst, local, self.cfg.service())
                         .map_err(|e| format!("connect: {e}"))?,
                 );
             }
@@ -477,11 +475,8 @@ pub fn run_seed(cfg: SimConfig) -> Verdict {
 
 /// One line about a TCP packet for the trace: the client's port, sequence
 /// and acknowledgement numbers, window, TSval, length and flags.
-/// One line about a TCP packet for the trace: the client's port, sequence
-/// and acknowledgement numbers, window, TSval, length and flags.
 pub(super) fn describe(p: &[u8], to_client: bool) -> Option<String> {
-    let ip = Ipv4Packet::new_checked(p).ok()?;
-    let t = TcpPacket::new_checked(ip.payload()).ok()?;
+    let t = crate::simnet::tcp_segment(p)?;
     let port = if to_client {
         t.dst_port()
     } else {
