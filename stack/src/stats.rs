@@ -102,6 +102,9 @@ pub struct Stats {
     /// Half-open connections (SYN-RECEIVED) that reached the end of their
     /// lifetime without the handshake's final ACK, in any role.
     pub half_open_expired: u64,
+    /// Half-open copies whose handshake a replica completed from the
+    /// primary's "opened" record (it had lost the client's ACK).
+    pub half_open_completed: u64,
 }
 
 impl Stats {
@@ -146,6 +149,7 @@ impl Stats {
             ("fragments_reassembled", self.fragments_reassembled),
             ("drop_bad_address", self.drop_bad_address),
             ("half_open_expired", self.half_open_expired),
+            ("half_open_completed", self.half_open_completed),
         ]
     }
 }

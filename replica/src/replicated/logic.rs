@@ -439,6 +439,8 @@ impl ReplicaLogic {
                                     tracing::warn!(%key.remote, "cannot open logged connection: {e}")
                                 }
                             }
+                        } else if stack.complete_half_open(&r) {
+                            tracing::debug!(%key.remote, "handshake completed from the primary's record");
                         }
                     }
                     Err(e) => tracing::warn!("bad opened record in the log: {e:?}"),

@@ -47,6 +47,10 @@ pub struct SimConfig {
     pub preferred_primary: Option<u8>,
     /// The client and the service talk IPv6 (the VIP is `fd00:100::1`).
     pub ipv6: bool,
+    /// Fault injection: the copies of each connection's handshake ACK and
+    /// of the client's first data segment (its first two segments after the
+    /// SYN) never reach this member.
+    pub lose_handshake_ack_to: Option<u8>,
 }
 
 impl SimConfig {
@@ -89,6 +93,7 @@ impl SimConfig {
             inject_overread: false,
             preferred_primary: None,
             ipv6: false,
+            lose_handshake_ack_to: None,
         }
     }
 }

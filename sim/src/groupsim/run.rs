@@ -63,6 +63,9 @@ pub struct Sim {
     pub(super) scratch: Vec<u8>,
     /// The client's connection ran out of retransmissions.
     pub(super) client_timed_out: bool,
+    /// Per client port, the segments after the SYN whose copies were lost
+    /// (`lose_handshake_ack_to`).
+    pub(super) handshake_lost: HashMap<u16, u8>,
 }
 
 impl Sim {
@@ -145,6 +148,7 @@ impl Sim {
             plan,
             scratch: vec![0u8; 65536],
             client_timed_out: false,
+            handshake_lost: HashMap::new(),
             nodes,
             rng,
             cfg,
@@ -311,8 +315,11 @@ impl Sim {
         while let Some(p) = self.up.recv(now) {
             // Copies to the live members and to those catching up.
             let view = self.authority.view().clone();
+            let skip = self.lost_handshake_ack(&p);
             for m in view.members.iter().filter(|m| m.alive || m.joining) {
-                self.to_replica[usize::from(m.id) - 1].send(now, &p);
+                if skip != Some(m.id) {
+                    self.to_replica[usize::from(m.id) - 1].send(now, &p);
+                }
             }
         }
         for i in 0..self.nodes.len() {
@@ -373,6 +380,22 @@ impl Sim {
             self.replica_step(i)?;
         }
         self.check_invariants()
+    }
+
+    /// The member whose copy of `p` is lost: the one named by
+    /// `lose_handshake_ack_to`, when `p` is one of a connection's first two
+    /// segments after its SYN.
+    fn lost_handshake_ack(&mut self, p: &[u8]) -> Option<u8> {
+        let member = self.cfg.lose_handshake_ack_to?;
+        let tcp = crate::simnet::tcp_segment(p)?;
+        if tcp.syn() || !tcp.ack() {
+            return None;
+        }
+        let lost = self.handshake_lost.entry(tcp.src_port()).or_default();
+        (*lost < 2).then(|| {
+            *lost += 1;
+            member
+        })
     }
 
     pub(super) fn client_app(&mut self) -> Result<(), String> {

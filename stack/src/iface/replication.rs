@@ -289,4 +289,40 @@ impl Stack {
         self.after_change(key, sig);
         Ok(key)
     }
+
+    /// A replica's half-open copy of a connection the primary logged as
+    /// established (`record`): its handshake completes from the record, as
+    /// the client's ACK, whose copy this replica lost, would have completed
+    /// it. Until then the copy confirms none of the client's bytes and the
+    /// primary's gate waits on it, up to the client's retransmission
+    /// timeout. Returns whether a half-open copy of the same incarnation
+    /// (same initial sequence numbers) was completed.
+    pub fn complete_half_open(&mut self, record: &OpenRecord) -> bool {
+        let key = record.key;
+        let Some(tcb) = self.conns.get_mut(&key) else {
+            return false;
+        };
+        if tcb.state != State::SynReceived || tcb.iss != record.iss || tcb.irs != record.irs {
+            return false;
+        }
+        tcb.set_state(State::Established);
+        tcb.timers.half_open = None;
+        tcb.snd_una = record.iss + 1u32;
+        tcb.snd_nxt = tcb.snd_nxt.max(tcb.snd_una);
+        tcb.snd_max = tcb.snd_max.max(tcb.snd_una);
+        tcb.peer_acked = tcb.snd_una;
+        tcb.snd_wnd = record.snd_wnd;
+        tcb.max_snd_wnd = record.snd_wnd;
+        tcb.ts_recent = record.ts_recent;
+        tcb.opened_epoch = record.opened_epoch;
+        tcb.retries = 0;
+        self.stats.half_open_completed += 1;
+        let sig = Signals {
+            established: true,
+            writable: true,
+            ..Default::default()
+        };
+        self.after_change(key, sig);
+        true
+    }
 }

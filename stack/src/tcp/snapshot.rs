@@ -125,7 +125,7 @@ pub struct OpenRecord {
 pub use hydra_base::codec::DecodeError;
 
 const SNAPSHOT_VERSION: u8 = 3;
-const OPEN_VERSION: u8 = 1;
+const OPEN_VERSION: u8 = 2;
 
 /// Options in a snapshot or an open record.
 fn put_opts(w: &mut Vec<u8>, o: &Options) {

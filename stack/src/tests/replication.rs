@@ -74,6 +74,52 @@ fn backup_sends_nothing_and_primary_gates_acks() {
     assert_eq!(b.stack.receive_progress(b.key).unwrap().0, start + 1000u32);
 }
 
+/// A backup that lost the client's handshake ACK holds a half-open copy;
+/// the primary's "opened" record completes it, so it confirms the
+/// client's bytes at once instead of at the client's retransmission.
+#[test]
+fn a_backup_that_missed_the_handshake_ack_is_completed_by_the_open_record() {
+    let mut p = h();
+    let mut b = h();
+    b.stack.set_role(b.now, Role::Backup);
+    p.stack.set_role(p.now, Role::Primary);
+    p.establish();
+    let record = p.stack.open_record(p.key).expect("the primary's record");
+    b.send(client_syn());
+    assert!(b.recv_all().is_empty());
+    assert_eq!(b.state(), State::SynReceived, "the ACK's copy was lost");
+    // Data while half-open and before the record: not confirmed.
+    b.iss = p.iss;
+    let mut early = b.data_seg(0, b"early");
+    early.ack = None;
+    b.send(early);
+    assert_eq!(
+        b.stack.receive_progress(b.key).map(|p| p.0),
+        Some(Seq(CLIENT_ISN + 1))
+    );
+
+    assert!(b.stack.complete_half_open(&record));
+    assert_eq!(b.state(), State::Established);
+    assert_eq!(b.stack.accept(SERVER), Some(b.key));
+    assert_eq!(b.stack.stats().half_open_completed, 1);
+    b.send(b.data_seg(0, &[7u8; 1000]));
+    assert_eq!(
+        b.stack.receive_progress(b.key).unwrap().0,
+        Seq(CLIENT_ISN + 1001),
+        "the completed copy confirms the client's bytes"
+    );
+    assert!(b.recv_all().is_empty(), "a backup still sends nothing");
+    // Another incarnation's record, or an established copy, is left alone.
+    assert!(!b.stack.complete_half_open(&record));
+    let mut other = record;
+    other.irs = other.irs + 5u32;
+    let mut c = h();
+    c.stack.set_role(c.now, Role::Backup);
+    c.send(client_syn());
+    assert!(!c.stack.complete_half_open(&other));
+    assert_eq!(c.state(), State::SynReceived);
+}
+
 #[test]
 fn backup_promoted_retransmits_unacked_output_and_acks_at_once() {
     let mut b = h();
