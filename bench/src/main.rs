@@ -16,7 +16,7 @@ mod soak;
 mod table;
 mod topology;
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
@@ -57,7 +57,7 @@ enum Command {
     #[command(hide = true)]
     KernelServer {
         #[arg(long)]
-        address: Ipv4Addr,
+        address: IpAddr,
     },
     /// (internal) smoltcp discard/echo/source server over a TUN device.
     #[command(hide = true)]

@@ -38,7 +38,7 @@ pub fn throughput(t: &Target, direction: &str, port: u16, msg: usize, secs: f64)
     let cpu = setups::cpu_seconds(&t.pids) - cpu0;
     let gib = r.bytes as f64 / (1u64 << 30) as f64;
     Throughput {
-        config: t.kind.name(),
+        config: t.name(),
         direction: direction.into(),
         msg,
         gbit_s: if r.secs > 0.0 {
@@ -55,7 +55,7 @@ pub fn latency(t: &Target, msg: usize, secs: f64) -> Latency {
     let r = client(t, "rr", ECHO, msg, secs, &[]);
     let [p50, p99, p999, max] = r.rtt_us.unwrap_or_default();
     Latency {
-        config: t.kind.name(),
+        config: t.name(),
         msg,
         p50_us: p50,
         p99_us: p99,
@@ -83,7 +83,7 @@ pub fn scale(t: &Target, connections: usize) -> Scale {
     let child = cmd.stdout(std::process::Stdio::piped()).spawn();
     let Ok(child) = child else {
         return Scale {
-            config: t.kind.name(),
+            config: t.name(),
             error: Some("client did not start".into()),
             ..Scale::default()
         };
@@ -108,7 +108,7 @@ pub fn scale(t: &Target, connections: usize) -> Scale {
             ..ClientResult::default()
         });
     Scale {
-        config: t.kind.name(),
+        config: t.name(),
         connections: r.held,
         setup_per_s: if r.setup_secs > 0.0 {
             r.held as f64 / r.setup_secs

@@ -51,6 +51,11 @@ pub struct RunArgs {
     /// Only these configurations (kernel, hydra, smoltcp, redir+1, ft-2, ft-3).
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
+    /// Also measure kernel TCP, the standalone stack and the group of 3
+    /// over IPv6 (those of them `--only` keeps), and print each IPv6
+    /// figure against the IPv4 one of the same run.
+    #[arg(long)]
+    pub ipv6: bool,
     /// Lease of the groups whose crashes and handovers are measured (ms):
     /// a crashed primary is replaced no sooner than this after its last
     /// answered keepalive.
@@ -106,8 +111,18 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     .into_iter()
     .filter(|k| args.only.is_empty() || args.only.contains(&k.name()))
     .collect();
+    // Each configuration with its address family (true: IPv6). With
+    // --ipv6 a kind's IPv6 run follows its IPv4 one at once: the two runs
+    // a ratio compares see the machine in about the same state.
+    let plan: Vec<(Kind, bool)> = kinds
+        .iter()
+        .flat_map(|&k| {
+            let ipv6 = args.ipv6 && matches!(k, Kind::Kernel | Kind::Hydra | Kind::Replicated(3));
+            std::iter::once((k, false)).chain(ipv6.then_some((k, true)))
+        })
+        .collect();
 
-    let steps = kinds.len() * (sizes.len() + 3) + crashes + handovers + rejoins + 2;
+    let steps = plan.len() * (sizes.len() + 3) + crashes + handovers + rejoins + 2;
     let bar = if std::io::stderr().is_terminal() {
         let b = ProgressBar::new(steps as u64);
         b.set_style(
@@ -129,13 +144,13 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     };
     let _ = exe;
 
-    for kind in &kinds {
-        bar.set_message(kind.name());
-        let target = match setups::start(*kind, &bins, args.link_mtu) {
+    for &(kind, ipv6) in &plan {
+        bar.set_message(kind.config(ipv6));
+        let target = match setups::start(kind, ipv6, &bins, args.link_mtu) {
             Ok(t) => t,
             Err(e) => {
                 report.throughput.push(Throughput {
-                    config: kind.name(),
+                    config: kind.config(ipv6),
                     error: Some(format!("setup failed: {e:#}")),
                     ..Throughput::default()
                 });
@@ -160,7 +175,9 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
             report.latency.push(l);
             bar.inc(1);
         }
-        if matches!(kind, Kind::Hydra | Kind::Replicated(3)) {
+        // Connection scale over IPv4 only: what it measures (memory per
+        // connection) does not depend on the family.
+        if !ipv6 && matches!(kind, Kind::Hydra | Kind::Replicated(3)) {
             report.scale.push(scale(&target, connections));
         }
         bar.inc(1);
@@ -180,7 +197,8 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     bar.finish_and_clear();
     print_table(&report);
     let out = args.out.clone().unwrap_or_else(crate::default_out);
-    let stem = format!("{}-{}-{}", report.date, report.commit, report.mode);
+    let family = if args.ipv6 { "-ipv6" } else { "" };
+    let stem = format!("{}-{}-{}{family}", report.date, report.commit, report.mode);
     let json = report::write_json(&out, &stem, &report)?;
     println!("\nreport: {}", json.display());
     match crate::plots::draw(&report, &out, &stem) {
@@ -210,7 +228,7 @@ fn group_lost_members(target: &mut Target, bins: &Binaries) -> Option<String> {
         return None;
     }
     let why = format!("the group fell to {live} of {members} live members during the run");
-    if let Ok(fresh) = setups::start(target.kind, bins, target.link_mtu) {
+    if let Ok(fresh) = setups::start(target.kind, target.ipv6, bins, target.link_mtu) {
         *target = fresh;
     }
     Some(why)

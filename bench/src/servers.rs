@@ -4,7 +4,7 @@
 //! the replica's built-in apps.
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
@@ -18,8 +18,8 @@ pub const DISCARD: u16 = 9;
 pub const ECHO: u16 = 7;
 pub const SOURCE: u16 = 19;
 
-/// Kernel TCP: a thread per connection.
-pub fn kernel(address: Ipv4Addr) -> anyhow::Result<()> {
+/// Kernel TCP on `address` (IPv4 or IPv6): a thread per connection.
+pub fn kernel(address: IpAddr) -> anyhow::Result<()> {
     let discard = TcpListener::bind((address, DISCARD))?;
     let echo = TcpListener::bind((address, ECHO))?;
     let source = TcpListener::bind((address, SOURCE))?;

@@ -5,16 +5,20 @@
 //! - `smoltcp`: smoltcp over the same TUN path;
 //! - `redir+1`, `ft-2`, `ft-3`: the redirector with 1 (no fault tolerance),
 //!   2 and 3 replicas (scenario cluster topology).
+//!
+//! Each but smoltcp can also be measured over IPv6: the same path with
+//! IPv6 addresses (a group: dual-stack, clients on its IPv6 VIP, IPv6
+//! between the redirector and the replicas), named with a `-v6` suffix.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use scenarios::cluster::{Binaries, Cluster, ClusterSpec, VIP};
+use scenarios::cluster::{Binaries, Cluster, ClusterSpec};
 use testnet::netns::Topology;
 
-use crate::topology::{SingleHost, SERVER_IP, TUN_IP};
+use crate::topology::{SingleHost, SERVER_IP, SERVER_IP6, TUN_IP, TUN_IP6};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -34,13 +38,34 @@ impl Kind {
             Kind::Replicated(n) => format!("ft-{n}"),
         }
     }
+
+    /// The configuration's name in the report: [`Kind::name`], with
+    /// [`V6_SUFFIX`] over IPv6.
+    pub fn config(self, ipv6: bool) -> String {
+        if ipv6 {
+            format!("{}{V6_SUFFIX}", self.name())
+        } else {
+            self.name()
+        }
+    }
+}
+
+/// What a configuration measured over IPv6 has after its name.
+pub const V6_SUFFIX: &str = "-v6";
+
+/// The IPv4 configuration an IPv6 one (`<name>-v6`) is compared with, or
+/// `None` for an IPv4 configuration.
+pub fn ipv4_counterpart(config: &str) -> Option<&str> {
+    config.strip_suffix(V6_SUFFIX)
 }
 
 /// A running configuration: where the client runs and what it talks to.
 pub struct Target {
     pub kind: Kind,
+    /// Measured over IPv6 (the client connects to an IPv6 address).
+    pub ipv6: bool,
     pub client_ns: String,
-    pub server_ip: Ipv4Addr,
+    pub server_ip: IpAddr,
     /// Our own binaries serving it (CPU time and memory are read from these).
     pub pids: Vec<u32>,
     pub link_mtu: u32,
@@ -49,6 +74,11 @@ pub struct Target {
 }
 
 impl Target {
+    /// The configuration's name in the report ([`Kind::config`]).
+    pub fn name(&self) -> String {
+        self.kind.config(self.ipv6)
+    }
+
     pub fn addr(&self, port: u16) -> SocketAddr {
         SocketAddr::from((self.server_ip, port))
     }
@@ -67,41 +97,53 @@ fn bench_exe() -> anyhow::Result<PathBuf> {
     std::env::current_exe().context("locating hydra-bench")
 }
 
-/// Start `kind`; a group's redirector-replica links get `link_mtu`.
-pub fn start(kind: Kind, bins: &Binaries, link_mtu: u32) -> anyhow::Result<Target> {
+/// Start `kind`, over IPv6 if `ipv6`; a group's redirector-replica links
+/// get `link_mtu`.
+pub fn start(kind: Kind, ipv6: bool, bins: &Binaries, link_mtu: u32) -> anyhow::Result<Target> {
+    // Every tag starts with "x" (see run.rs); an IPv6 one ends in "6".
+    let family = if ipv6 { "6" } else { "" };
     match kind {
         Kind::Replicated(n) => {
             let spec = ClusterSpec {
                 replicas: n,
                 link_mtu,
+                ipv6,
                 ..ClusterSpec::default()
             };
-            let cluster = Cluster::start(&format!("x{n}"), spec, bins.clone())?;
+            let cluster = Cluster::start(&format!("x{n}{family}"), spec, bins.clone())?;
             let pids = cluster.topo.pids().into_iter().map(|(_, p)| p).collect();
             Ok(Target {
                 kind,
+                ipv6,
                 client_ns: cluster.client_ns.clone(),
-                server_ip: VIP,
+                server_ip: cluster.vip(),
                 pids,
                 link_mtu,
                 topo: None,
                 cluster: Some(cluster),
             })
         }
-        _ => single_host(kind, bins, link_mtu),
+        _ => single_host(kind, ipv6, bins, link_mtu),
     }
 }
 
-fn single_host(kind: Kind, bins: &Binaries, link_mtu: u32) -> anyhow::Result<Target> {
-    let mut host = SingleHost::new(&format!("x{}", &kind.name()[..1]))?;
+fn single_host(kind: Kind, ipv6: bool, bins: &Binaries, link_mtu: u32) -> anyhow::Result<Target> {
+    let (server_ip, tun_ip): (IpAddr, IpAddr) = if ipv6 {
+        (SERVER_IP6.into(), TUN_IP6.into())
+    } else {
+        (SERVER_IP.into(), TUN_IP.into())
+    };
+    let initial = kind.name().chars().next().unwrap_or('s');
+    let ipv6_tag = if ipv6 { "6" } else { "" };
+    let mut host = SingleHost::new(&format!("x{initial}{ipv6_tag}"))?;
     let (mut cmd, ip) = match kind {
         Kind::Kernel => {
             let mut c = host.server_command(&bench_exe()?);
-            c.args(["kernel-server", "--address", &SERVER_IP.to_string()]);
-            (c, SERVER_IP)
+            c.args(["kernel-server", "--address", &server_ip.to_string()]);
+            (c, server_ip)
         }
         Kind::Hydra => {
-            let mut c = host.tun_command(&bins.replica, "standalone");
+            let mut c = host.tun_command_at(&bins.replica, "standalone", tun_ip);
             c.args([
                 "--mtu",
                 "1500",
@@ -112,14 +154,17 @@ fn single_host(kind: Kind, bins: &Binaries, link_mtu: u32) -> anyhow::Result<Tar
                 "--app",
                 "source:19",
             ]);
-            (c, TUN_IP)
+            (c, tun_ip)
         }
-        Kind::Smoltcp => (host.tun_command(&bench_exe()?, "smoltcp-server"), TUN_IP),
+        Kind::Smoltcp => {
+            anyhow::ensure!(!ipv6, "smoltcp is measured over IPv4 only");
+            (host.tun_command(&bench_exe()?, "smoltcp-server"), tun_ip)
+        }
         Kind::Replicated(_) => unreachable!("handled by start"),
     };
     cmd.stdout(std::process::Stdio::null());
     // The server's own diagnostics, for when a configuration fails.
-    let log = std::env::temp_dir().join(format!("hydra-bench-{}.log", kind.name()));
+    let log = std::env::temp_dir().join(format!("hydra-bench-{}.log", kind.config(ipv6)));
     cmd.stderr(std::fs::File::create(&log)?);
     let pid = host.topo.spawn("server", cmd)?;
     if kind != Kind::Kernel {
@@ -127,6 +172,7 @@ fn single_host(kind: Kind, bins: &Binaries, link_mtu: u32) -> anyhow::Result<Tar
     }
     let target = Target {
         kind,
+        ipv6,
         client_ns: host.client,
         server_ip: ip,
         pids: vec![pid],
@@ -150,7 +196,7 @@ fn wait_listening(t: &Target) -> anyhow::Result<()> {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    anyhow::bail!("{} server never listened", t.kind.name())
+    anyhow::bail!("{} server never listened", t.name())
 }
 
 /// CPU seconds (user + system) used so far by the processes.

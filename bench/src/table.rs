@@ -1,7 +1,9 @@
 //! The run's report as tables on stdout, with ratios to kernel TCP and to
-//! our standalone stack.
+//! our standalone stack (of the same address family), and each IPv6
+//! figure against the IPv4 one of the same run.
 
 use crate::report::{self, Report};
+use crate::setups::{ipv4_counterpart, V6_SUFFIX};
 
 pub fn print_table(r: &Report) {
     let find = |config: &str, dir: &str, msg: usize| {
@@ -20,14 +22,26 @@ pub fn print_table(r: &Report) {
             println!("{:<9} {:<9} {:>8} error: {e}", t.config, t.direction, t.msg);
             continue;
         }
+        // References of the row's own family: kernel-v6 for an IPv6 row.
+        let family = if ipv4_counterpart(&t.config).is_some() {
+            V6_SUFFIX
+        } else {
+            ""
+        };
         println!(
             "{:<9} {:<9} {:>8} {:>9.2} {:>9} {:>9} {:>11.2}",
             t.config,
             t.direction,
             t.msg,
             t.gbit_s,
-            report::ratio(t.gbit_s, find("kernel", &t.direction, t.msg)),
-            report::ratio(t.gbit_s, find("hydra", &t.direction, t.msg)),
+            report::ratio(
+                t.gbit_s,
+                find(&format!("kernel{family}"), &t.direction, t.msg)
+            ),
+            report::ratio(
+                t.gbit_s,
+                find(&format!("hydra{family}"), &t.direction, t.msg)
+            ),
             t.cpu_s_per_gib
         );
     }
@@ -45,6 +59,7 @@ pub fn print_table(r: &Report) {
             ),
         }
     }
+    print_ipv6_ratios(r);
     for (f, what) in [
         (&r.failover, "primary crashes"),
         (&r.handover, "handovers (SIGTERM)"),
@@ -92,6 +107,73 @@ pub fn print_table(r: &Report) {
                 "\nScale {}: {} connections held, {:.0} setups/s, {:.0} bytes per connection",
                 s.config, s.connections, s.setup_per_s, s.bytes_per_connection
             ),
+        }
+    }
+}
+
+/// Every IPv6 figure of the run against the IPv4 one of the same
+/// configuration, direction and message size: throughput (above 1 is
+/// faster over IPv6) and round trip p50 and p99 (above 1 is slower).
+fn print_ipv6_ratios(r: &Report) {
+    let v6_throughput: Vec<_> = r
+        .throughput
+        .iter()
+        .filter(|t| t.error.is_none())
+        .filter_map(|t| Some((t, ipv4_counterpart(&t.config)?)))
+        .collect();
+    let v6_latency: Vec<_> = r
+        .latency
+        .iter()
+        .filter(|l| l.error.is_none())
+        .filter_map(|l| Some((l, ipv4_counterpart(&l.config)?)))
+        .collect();
+    if v6_throughput.is_empty() && v6_latency.is_empty() {
+        return;
+    }
+    println!("\nIPv6 against IPv4, same run (IPv6 / IPv4; throughput: above 1 is faster, round trip: above 1 is slower):");
+    println!(
+        "{:<9} {:<16} {:>8} {:>10} {:>10} {:>8}",
+        "config", "measure", "msg", "IPv6", "IPv4", "ratio"
+    );
+    for (t, v4_config) in v6_throughput {
+        let v4 = r
+            .throughput
+            .iter()
+            .find(|b| {
+                b.config == v4_config
+                    && b.direction == t.direction
+                    && b.msg == t.msg
+                    && b.error.is_none()
+            })
+            .map(|b| b.gbit_s);
+        println!(
+            "{:<9} {:<16} {:>8} {:>10.2} {:>10} {:>8}",
+            v4_config,
+            format!("{} Gbit/s", t.direction),
+            t.msg,
+            t.gbit_s,
+            v4.map_or("-".into(), |g| format!("{g:.2}")),
+            report::ratio(t.gbit_s, v4)
+        );
+    }
+    for (l, v4_config) in v6_latency {
+        let v4 = r
+            .latency
+            .iter()
+            .find(|b| b.config == v4_config && b.msg == l.msg && b.error.is_none());
+        for (what, v6_us, v4_us) in [
+            ("rtt p50 us", l.p50_us, v4.map(|b| b.p50_us)),
+            ("rtt p99 us", l.p99_us, v4.map(|b| b.p99_us)),
+        ] {
+            println!(
+                "{:<9} {:<16} {:>8} {:>10} {:>10} {:>8}",
+                v4_config,
+                what,
+                l.msg,
+                v6_us,
+                v4_us.map_or("-".into(), |u| u.to_string()),
+                report::ratio(v6_us as f64, v4_us.map(|u| u as f64))
+            );
         }
     }
 }
