@@ -1,12 +1,12 @@
 //! Arbitrary input packets into a stack in every role: it must never panic.
-//! Input: a mode byte (role; the high bit repairs the IPv4 and TCP checksums
+//! Input: a mode byte (role; the high bit repairs the IP and TCP checksums
 //! so mutated segments get past checksum verification into the state
 //! machine), then packets as [len_hi, len_lo, bytes...], each followed by a
 //! time step. Run: `./hydra fuzz` (every target) or
 //! `RUSTC_BOOTSTRAP=1 cargo fuzz run segments` in fuzz/.
 #![no_main]
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{Ipv6Addr, SocketAddr};
 
 use hydra_fuzz::fix_checksums;
 use libfuzzer_sys::fuzz_target;
@@ -29,7 +29,9 @@ fuzz_target!(|data: &[u8]| {
         _ => Role::Backup,
     };
     s.set_role(Instant::ZERO, role);
-    let _ = s.listen(SocketAddr::new(Ipv4Addr::new(198, 18, 0, 2).into(), 80));
+    // `[::]` takes IPv4 and IPv6 segments alike.
+    let listening = SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), 80);
+    let _ = s.listen(listening);
     let mut now = Instant::ZERO;
     let mut out = vec![0u8; 65536];
     let mut buf = [0u8; 4096];
@@ -52,7 +54,7 @@ fuzz_target!(|data: &[u8]| {
                 let _ = s.recv(k, &mut buf);
             }
         }
-        while let Some(k) = s.accept(SocketAddr::new(Ipv4Addr::new(198, 18, 0, 2).into(), 80)) {
+        while let Some(k) = s.accept(listening) {
             let _ = s.send(k, b"hello");
         }
         let step = packet.first().copied().unwrap_or(1);

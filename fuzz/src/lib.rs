@@ -1,4 +1,4 @@
-//! Helpers shared by the fuzz targets: build IPv4/TCP packets with correct
+//! Helpers shared by the fuzz targets: build IPv4 and IPv6 TCP packets with correct
 //! checksums (so mutated segments reach the state machine instead of
 //! stopping at checksum verification) and read the fields of the stack's
 //! answers.
@@ -15,8 +15,14 @@ fn checksum(data: &[u8], mut sum: u32) -> u16 {
     !(sum as u16)
 }
 
-/// Make the IPv4 header and TCP checksums right for whatever the bytes say.
+/// Make the IPv4 header and TCP checksums (or an IPv6 packet's TCP
+/// checksum, when TCP follows the fixed header) right for whatever the
+/// bytes say.
 pub fn fix_checksums(p: &mut [u8]) {
+    if p.len() >= 60 && p[0] >> 4 == 6 {
+        fix_ipv6_tcp_checksum(p);
+        return;
+    }
     if p.len() < 20 || p[0] >> 4 != 4 {
         return;
     }
@@ -42,6 +48,23 @@ pub fn fix_checksums(p: &mut [u8]) {
     pseudo += 6 + tcp_len as u32;
     let c = checksum(&p[ihl..total], pseudo);
     p[ihl + 16..ihl + 18].copy_from_slice(&c.to_be_bytes());
+}
+
+fn fix_ipv6_tcp_checksum(p: &mut [u8]) {
+    let total = (40 + usize::from(u16::from_be_bytes([p[4], p[5]]))).min(p.len());
+    if p[6] != 6 || total < 60 {
+        return;
+    }
+    let tcp_len = total - 40;
+    p[56] = 0;
+    p[57] = 0;
+    let mut pseudo = 0u32;
+    for w in p[8..40].chunks(2) {
+        pseudo += u32::from(u16::from_be_bytes([w[0], w[1]]));
+    }
+    pseudo += 6 + tcp_len as u32;
+    let c = checksum(&p[40..total], pseudo);
+    p[56..58].copy_from_slice(&c.to_be_bytes());
 }
 
 /// TCP flag bits.
