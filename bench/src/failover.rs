@@ -129,10 +129,12 @@ pub enum Disruption {
     Handover,
 }
 
-/// Lease and heartbeat of the groups the failover measurements start.
+/// Lease, heartbeat and keepalive timeout of the groups the failover
+/// measurements start.
 pub struct Timing {
     pub lease_ms: u64,
     pub heartbeat_ms: u64,
+    pub timeout_ms: u64,
 }
 
 /// Repeated loss of the primary (crash or handover) under a steady
@@ -158,6 +160,7 @@ pub fn failover(
             replicas: 3,
             lease_ms: timing.lease_ms,
             heartbeat_ms: timing.heartbeat_ms,
+            failure_timeout_ms: timing.timeout_ms,
             ..ClusterSpec::default()
         };
         let mut c = match Cluster::start("xf", spec, bins.clone()) {

@@ -13,6 +13,7 @@ mod run;
 mod servers;
 mod setups;
 mod soak;
+mod sweep;
 mod table;
 mod topology;
 
@@ -39,6 +40,10 @@ enum Command {
     /// A group of 3 under bulk load with every core busy and nothing
     /// crashing: counts spurious failovers for a lease and heartbeat.
     Soak(soak::SoakArgs),
+    /// For several heartbeat/lease/timeout settings: the crash stall
+    /// (p50/p99) and the spurious failovers under saturated load, with a
+    /// plot of one against the other.
+    Sweep(sweep::SweepArgs),
     /// The key-value example against the real redis-server with
     /// redis-benchmark: standalone, group of 3, ratios.
     Kv(kv::KvArgs),
@@ -82,6 +87,7 @@ fn main() {
         Some(Command::KernelServer { address }) => servers::kernel(address),
         Some(Command::SmoltcpServer { tun, address, mtu }) => servers::smoltcp(&tun, address, mtu),
         Some(Command::Soak(args)) => soak::run(&args),
+        Some(Command::Sweep(args)) => sweep::run(&args),
         Some(Command::Kv(args)) => kv::run(&args),
         Some(Command::Http(args)) => http::run(&args),
         Some(Command::Plot { report }) => plots::redraw(&report),

@@ -10,7 +10,7 @@ use crate::report::Report;
 
 const FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
 
-fn register_font() -> anyhow::Result<()> {
+pub fn register_font() -> anyhow::Result<()> {
     let bytes = std::fs::read(FONT)
         .with_context(|| format!("no font at {FONT} (apt install fonts-dejavu-core)"))?;
     let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use scenarios::cluster::Binaries;
+use scenarios::cluster::{Binaries, ClusterSpec};
 
 use crate::failover::{failover, rejoin, Disruption, Timing};
 use crate::measure::{latency, scale, throughput};
@@ -186,6 +186,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         let timing = Timing {
             lease_ms: args.lease_ms,
             heartbeat_ms: args.heartbeat_ms,
+            timeout_ms: ClusterSpec::default().failure_timeout_ms,
         };
         bar.set_message("failover");
         report.failover = failover(&bins, crashes, Disruption::Crash, &timing, &bar);

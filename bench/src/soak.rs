@@ -37,6 +37,31 @@ pub struct SoakArgs {
     pub out: Option<std::path::PathBuf>,
 }
 
+/// A group's failure-detection settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Settings {
+    /// A primary may send this long after its last answered keepalive (ms).
+    pub lease_ms: u64,
+    /// Keepalive and heartbeat period (ms).
+    pub heartbeat_ms: u64,
+    /// A member silent this long is declared dead (ms).
+    pub timeout_ms: u64,
+}
+
+impl Settings {
+    /// Heartbeat below the lease, lease below the timeout.
+    pub fn check(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.heartbeat_ms < self.lease_ms && self.lease_ms < self.timeout_ms,
+            "need heartbeat < lease < timeout (got {}/{}/{} ms)",
+            self.heartbeat_ms,
+            self.lease_ms,
+            self.timeout_ms
+        );
+        Ok(())
+    }
+}
+
 /// What a soak saw.
 #[derive(Debug, Default, Serialize)]
 pub struct SoakReport {
@@ -67,21 +92,24 @@ fn result_of(child: std::process::Child) -> ClientResult {
     ClientResult::from_output(child.wait_with_output())
 }
 
-pub fn run(args: &SoakArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        args.heartbeat_ms < args.lease_ms && args.lease_ms < args.timeout_ms,
-        "need --heartbeat-ms < --lease-ms < --timeout-ms"
-    );
-    let bins = Binaries::beside_current_exe()?;
+/// A group with `settings` under bulk load both ways and `hogs` busy
+/// threads (default: one per core) for `seconds`: what it saw.
+pub fn soak(
+    bins: &Binaries,
+    settings: &Settings,
+    seconds: u64,
+    hogs: Option<usize>,
+) -> anyhow::Result<SoakReport> {
+    settings.check()?;
     let spec = ClusterSpec {
         replicas: 3,
-        lease_ms: args.lease_ms,
-        heartbeat_ms: args.heartbeat_ms,
-        failure_timeout_ms: args.timeout_ms,
+        lease_ms: settings.lease_ms,
+        heartbeat_ms: settings.heartbeat_ms,
+        failure_timeout_ms: settings.timeout_ms,
         ..ClusterSpec::default()
     };
-    let c = Cluster::start("sk", spec, bins).context("starting the group")?;
-    let hogs = args.hogs.unwrap_or_else(|| {
+    let c = Cluster::start("sk", spec, bins.clone()).context("starting the group")?;
+    let hogs = hogs.unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2)
@@ -103,15 +131,15 @@ pub fn run(args: &SoakArgs) -> anyhow::Result<()> {
         .collect();
     let (first_epoch, _, _) = c.view()?;
     let mut report = SoakReport {
-        lease_ms: args.lease_ms,
-        heartbeat_ms: args.heartbeat_ms,
-        timeout_ms: args.timeout_ms,
+        lease_ms: settings.lease_ms,
+        heartbeat_ms: settings.heartbeat_ms,
+        timeout_ms: settings.timeout_ms,
         commit: crate::report::commit(),
         hogs,
         ..SoakReport::default()
     };
     let start = Instant::now();
-    let end = start + Duration::from_secs(args.seconds);
+    let end = start + Duration::from_secs(seconds);
     let mut epoch = first_epoch;
     // Rounds of 20 s keep each client's result small and bound the run.
     while Instant::now() < end {
@@ -160,6 +188,17 @@ pub fn run(args: &SoakArgs) -> anyhow::Result<()> {
     for h in hog_threads {
         let _ = h.join();
     }
+    Ok(report)
+}
+
+pub fn run(args: &SoakArgs) -> anyhow::Result<()> {
+    let bins = Binaries::beside_current_exe()?;
+    let settings = Settings {
+        lease_ms: args.lease_ms,
+        heartbeat_ms: args.heartbeat_ms,
+        timeout_ms: args.timeout_ms,
+    };
+    let report = soak(&bins, &settings, args.seconds, args.hogs)?;
     let json = serde_json::to_string_pretty(&report)?;
     println!("{json}");
     if let Some(out) = &args.out {

@@ -252,13 +252,16 @@ impl Topology {
     pub fn wait_link(&self, ns: &str, link: &str, timeout: Duration) -> io::Result<()> {
         let end = Instant::now() + timeout;
         loop {
-            if self.ip(ns, &["link", "show", link]).is_ok() {
+            // Up, not only there: a route through a link that is down is
+            // refused ("Device for nexthop is not up").
+            let shown = run(Command::new("ip").args(["-n", ns, "-o", "link", "show", link]));
+            if shown.is_ok_and(|out| link_is_up(&String::from_utf8_lossy(&out.stdout))) {
                 return Ok(());
             }
             if Instant::now() > end {
                 return Err(io::Error::new(
                     io::ErrorKind::TimedOut,
-                    format!("link {link} did not appear in {ns}"),
+                    format!("link {link} did not come up in {ns}"),
                 ));
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -279,6 +282,13 @@ impl Drop for Topology {
             }
         }
     }
+}
+
+/// Whether `ip -o link show` printed a link whose flags include `UP`.
+fn link_is_up(line: &str) -> bool {
+    line.split_once('<')
+        .and_then(|(_, rest)| rest.split_once('>'))
+        .is_some_and(|(flags, _)| flags.split(',').any(|f| f == "UP"))
 }
 
 /// Kill every process in, and delete, each namespace whose name starts with
@@ -338,4 +348,20 @@ pub fn cleanup_on_interrupt(prefix: String) -> io::Result<()> {
             }
         })?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::link_is_up;
+
+    #[test]
+    fn a_link_is_up_only_when_its_flags_say_so() {
+        let up = "7: hyt: <POINTOPOINT,MULTICAST,NOARP,UP,LOWER_UP> mtu 1500 qdisc fq_codel";
+        let down = "7: hyt: <POINTOPOINT,MULTICAST,NOARP> mtu 1500 qdisc noop state DOWN";
+        let lower_only = "7: hyt: <NO-CARRIER,LOWER_UP> mtu 1500";
+        assert!(link_is_up(up));
+        assert!(!link_is_up(down));
+        assert!(!link_is_up(lower_only));
+        assert!(!link_is_up(""));
+    }
 }
