@@ -172,6 +172,11 @@ impl Counter {
         Counter(value)
     }
 
+    /// The last value handed out (or the start).
+    pub fn last(&self) -> u64 {
+        self.0
+    }
+
     /// The next counter value (each is used once).
     pub fn next_value(&mut self) -> u64 {
         self.0 += 1;

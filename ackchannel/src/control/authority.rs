@@ -615,6 +615,17 @@ impl ViewAuthority {
         (self.view.epoch, members)
     }
 
+    /// Restart the frame counter from the wall clock, never downwards. A
+    /// redirector that takes the authority over from another must send
+    /// above every counter the other sent, and the other's counter started
+    /// from its own clock, perhaps after ours.
+    pub fn restart_counter(&mut self) {
+        let fresh = Counter::from_clock();
+        if fresh.last() > self.counter.last() {
+            self.counter = fresh;
+        }
+    }
+
     /// Carry on from a saved view after a restart: the same epoch and
     /// members, so the replicas see no change and the primary keeps its
     /// role. Every member gets a keepalive timeout from `now` to show up.
