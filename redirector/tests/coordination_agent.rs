@@ -29,6 +29,7 @@ fn agent_config(etcd: &Etcd, name: &str) -> CoordinationConfig {
         lease_ttl_ms: 2000,
         name: name.into(),
         request_timeout_ms: 300,
+        floating: None,
     }
 }
 

@@ -14,6 +14,7 @@ use ackchannel::control::ViewAuthority;
 
 use super::election::{Campaign, Election};
 use super::error::CoordinationError;
+use super::floating::FloatingAddress;
 use super::settings::CoordinationConfig;
 use super::views::ViewStore;
 use crate::state::GroupState;
@@ -47,6 +48,19 @@ pub struct AgentStatus {
     pub etcd_error: Option<String>,
     /// View writes that failed.
     pub save_errors: u64,
+    /// The floating client-facing address, when one is configured.
+    pub floating: Option<FloatingStatus>,
+}
+
+/// The floating address as `/status` shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct FloatingStatus {
+    /// The address with its prefix length.
+    pub address: String,
+    /// This redirector holds it now.
+    pub held: bool,
+    /// The last failure to set or remove it, cleared by the next success.
+    pub error: Option<String>,
 }
 
 #[derive(Default)]
@@ -75,9 +89,18 @@ impl Agent {
         let store = ViewStore::new(client, &cfg.prefix);
         let (event_tx, events) = mpsc::channel();
         let (saves, save_rx) = mpsc::channel();
+        let floating = cfg
+            .floating
+            .as_ref()
+            .map(FloatingAddress::new)
+            .transpose()?;
         let shared = Arc::new(Shared::default());
         if let Ok(mut s) = shared.status.lock() {
             s.name = cfg.name.clone();
+            s.floating = floating.as_ref().map(|f| FloatingStatus {
+                address: f.address().to_string(),
+                ..FloatingStatus::default()
+            });
         }
         let stop = Arc::new(AtomicBool::new(false));
         let mut worker = Worker {
@@ -90,7 +113,11 @@ impl Agent {
             pending: BTreeMap::new(),
             acting: false,
             renewed: Instant::now(),
+            floating,
+            floating_held: false,
         };
+        // A previous run of this redirector may have died holding it.
+        worker.release_floating();
         let stop_flag = stop.clone();
         let thread = std::thread::Builder::new()
             .name("coordination".into())
@@ -118,6 +145,9 @@ impl Agent {
         while let Ok(event) = self.events.try_recv() {
             match event {
                 Event::Elected(views) => {
+                    for g in groups.iter_mut() {
+                        g.restart_counter();
+                    }
                     for v in views {
                         if let Some(g) = groups.iter_mut().find(|g| g.name() == v.name) {
                             g.restore(now, v.epoch, &v.members);
@@ -206,12 +236,19 @@ struct Worker {
     pending: BTreeMap<String, GroupState>,
     acting: bool,
     renewed: Instant,
+    /// The client-facing address the acting redirector holds.
+    floating: Option<FloatingAddress>,
+    /// Set on the link by us (as far as we know).
+    floating_held: bool,
 }
 
 impl Worker {
     fn run(&mut self, stop: &AtomicBool) {
         while !stop.load(Ordering::SeqCst) {
             let result = if self.acting {
+                if !self.floating_held {
+                    self.claim_floating();
+                }
                 self.renew().and_then(|()| self.write_pending())
             } else {
                 self.campaign()
@@ -238,6 +275,10 @@ impl Worker {
             }
         }
         if self.acting {
+            if let Ok(mut u) = self.shared.acting_until.lock() {
+                *u = None;
+            }
+            self.release_floating();
             if let Err(e) = self.election.resign() {
                 tracing::warn!("resigning the view authority: {e}");
             }
@@ -282,6 +323,9 @@ impl Worker {
         if let Ok(mut u) = self.shared.acting_until.lock() {
             *u = None;
         }
+        // The clients' next hop leaves before the role is freed: the next
+        // authority claims it only once elected.
+        self.release_floating();
         // Someone else wrote, or our lease is gone: free the role for a
         // contender that will read what etcd holds.
         let _ = self.election.resign();
@@ -307,6 +351,7 @@ impl Worker {
                 }
                 self.acting = true;
                 self.renewed = Instant::now();
+                self.claim_floating();
                 self.pending.clear();
                 self.persisted(views.iter().map(|v| (v.name.clone(), v.epoch)));
                 let _ = self.events.send(Event::Elected(views));
@@ -317,6 +362,46 @@ impl Worker {
             s.authority = Some(holder).filter(|h| !h.is_empty());
         }
         Ok(())
+    }
+
+    /// Put the floating address on (the next turn retries a failure).
+    fn claim_floating(&mut self) {
+        let Some(f) = &self.floating else {
+            return;
+        };
+        let result = f.claim();
+        match &result {
+            Ok(()) => tracing::info!(address = f.address(), "floating address claimed"),
+            Err(e) => tracing::error!("cannot claim the floating address: {e}"),
+        }
+        self.floating_held = result.is_ok();
+        self.floating_status(result.err());
+    }
+
+    /// Take the floating address off (also when we may not hold it).
+    fn release_floating(&mut self) {
+        let Some(f) = &self.floating else {
+            return;
+        };
+        let result = f.release();
+        match &result {
+            Ok(()) if self.floating_held => {
+                tracing::info!(address = f.address(), "floating address released")
+            }
+            Ok(()) => {}
+            Err(e) => tracing::error!("cannot remove the floating address: {e}"),
+        }
+        self.floating_held = false;
+        self.floating_status(result.err());
+    }
+
+    fn floating_status(&self, error: Option<String>) {
+        if let Ok(mut s) = self.shared.status.lock() {
+            if let Some(f) = s.floating.as_mut() {
+                f.held = self.floating_held;
+                f.error = error;
+            }
+        }
     }
 
     fn renew(&mut self) -> Result<(), CoordinationError> {

@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::etcd::EtcdClient;
+use super::floating::FloatingConfig;
 use super::http::Endpoint;
 
 /// `[coordination]`: keep the groups' views in etcd.
@@ -27,6 +28,10 @@ pub struct CoordinationConfig {
     /// Longest wait for one etcd endpoint's answer, in milliseconds.
     #[serde(default = "default_request_timeout_ms")]
     pub request_timeout_ms: u64,
+    /// The client-facing address the acting redirector holds (absent: the
+    /// clients' next hop does not move with the authority).
+    #[serde(default)]
+    pub floating: Option<FloatingConfig>,
 }
 
 fn default_prefix() -> String {
@@ -80,6 +85,9 @@ impl CoordinationConfig {
                 self.request_timeout_ms
             ));
         }
+        if let Some(f) = &self.floating {
+            f.validate()?;
+        }
         // A renewal that tries every endpoint must end well inside the lease.
         let worst = self.request_timeout_ms * 2 * self.etcd.len() as u64;
         if worst * 2 > self.lease_ttl_ms {
@@ -122,6 +130,8 @@ mod tests {
             (c.prefix.as_str(), c.lease_ttl_ms, c.request_timeout_ms),
             ("/hydra", 3000, 200)
         );
+        let with = format!("{good}floating = {{ address = \"198.18.0.254/24\", link = \"eth0\" }}");
+        assert_eq!(parse(&with).unwrap().floating.unwrap().link, "eth0");
         let cases = [
             ("etcd = []\nname = \"r1\"", "at least one endpoint"),
             ("etcd = [\"https://a:1\"]\nname = \"r1\"", "no TLS"),
@@ -140,6 +150,14 @@ mod tests {
             ),
             ("etcd = [\"http://a:1\"]", "missing field `name`"),
             (&format!("{good}password = \"x\""), "unknown field"),
+            (
+                &format!("{good}floating = {{ address = \"198.18.0.254\", link = \"eth0\" }}"),
+                "coordination.floating.address",
+            ),
+            (
+                &format!("{good}floating = {{ address = \"198.18.0.254/24\" }}"),
+                "missing field `link`",
+            ),
         ];
         for (text, want) in cases {
             let e = parse(text).unwrap_err();
