@@ -57,7 +57,7 @@ use crate::replicated::hooks::{request_resign, Command, ReplicaStatus, Replicati
 use crate::replicated::logic::ReplicaLogic;
 use crate::signals::Signals;
 
-pub use crate::replicated::config::MemberConfig;
+pub use crate::replicated::config::{MemberConfig, Redirectors};
 
 pub mod cli;
 
@@ -225,7 +225,9 @@ impl Member {
             UdpSocket::bind(addr).map_err(|source| MemberError::Bind { what, addr, source })
         };
         let data = bind("data socket", config.data_listen)?;
-        let copies = CopyReceiver::new(data, config.redirector.ip()).map_err(MemberError::Start)?;
+        let redirectors = config.redirector.addrs().to_vec();
+        let copies = CopyReceiver::new(data, redirectors.iter().map(|a| a.ip()).collect())
+            .map_err(MemberError::Start)?;
         let copy_drops = copies.drops.clone();
         let device = ReplicaDevice::new(copies, tun);
         let control = bind(
@@ -274,7 +276,7 @@ impl Member {
         let hooks = ReplicationHooks::new(
             logic,
             control,
-            config.redirector,
+            redirectors,
             mesh,
             status.clone(),
             command_rx,

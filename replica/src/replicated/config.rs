@@ -37,8 +37,10 @@ pub struct MemberConfig {
     /// Where the other replicas should reach our ack channel, if not
     /// `ack_listen`.
     pub ack_advertise: Option<SocketAddr>,
-    /// The redirector's control (UDP) address.
-    pub redirector: SocketAddr,
+    /// The redirector's control (UDP) address, or a list of them for
+    /// redundant redirectors: control datagrams go to every one (only the
+    /// acting one answers) and copies are accepted from any.
+    pub redirector: Redirectors,
     /// Keepalive period to the redirector and heartbeat period among replicas.
     #[serde(default = "default_heartbeat_ms")]
     pub heartbeat_ms: u64,
@@ -48,6 +50,30 @@ pub struct MemberConfig {
     /// Admin endpoint for /metrics and /status.
     pub admin: Option<SocketAddr>,
 }
+
+/// `redirector = "198.18.1.1:7000"`, or a list:
+/// `redirector = ["198.18.1.1:7000", "198.18.1.2:7000"]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum Redirectors {
+    /// One redirector.
+    One(SocketAddr),
+    /// Redundant redirectors, one of them acting at a time.
+    Many(Vec<SocketAddr>),
+}
+
+impl Redirectors {
+    /// Every configured control address.
+    pub fn addrs(&self) -> &[SocketAddr] {
+        match self {
+            Redirectors::One(a) => std::slice::from_ref(a),
+            Redirectors::Many(v) => v,
+        }
+    }
+}
+
+/// Redundant redirectors a member talks to at most.
+pub const MAX_REDIRECTORS: usize = 8;
 
 fn default_tun() -> String {
     "hydra0".into()
@@ -79,6 +105,15 @@ impl MemberConfig {
         }
         if !(1..=255).contains(&self.member) {
             return Err("member must be an id from 1 to 255".into());
+        }
+        let redirectors = self.redirector.addrs();
+        if redirectors.is_empty() || redirectors.len() > MAX_REDIRECTORS {
+            return Err(format!(
+                "redirector: one control address, or a list of 1 to {MAX_REDIRECTORS}"
+            ));
+        }
+        if (1..redirectors.len()).any(|i| redirectors[..i].contains(&redirectors[i])) {
+            return Err("redirector: an address is listed twice".into());
         }
         self.key_bytes()?;
         Ok(())
@@ -121,5 +156,23 @@ redirector = "198.18.1.1:7000"
         let c: MemberConfig = toml::from_str(&GOOD.replace("member = 1", "member = 0")).unwrap();
         assert!(c.check().unwrap_err().contains("member"));
         assert!(toml::from_str::<MemberConfig>(&format!("{GOOD}\nbogus = 1")).is_err());
+        for list in ["[]", "[\"198.18.1.1:7000\", \"198.18.1.1:7000\"]"] {
+            let text = GOOD.replace("\"198.18.1.1:7000\"", list);
+            let c: MemberConfig = toml::from_str(&text).unwrap();
+            assert!(c.check().unwrap_err().contains("redirector"), "{list}");
+        }
+    }
+
+    #[test]
+    fn one_redirector_or_several() {
+        let c: MemberConfig = toml::from_str(GOOD).unwrap();
+        assert_eq!(c.redirector.addrs(), ["198.18.1.1:7000".parse().unwrap()]);
+        let text = GOOD.replace(
+            "\"198.18.1.1:7000\"",
+            "[\"198.18.1.1:7000\", \"[fd00:1::2]:7000\"]",
+        );
+        let c: MemberConfig = toml::from_str(&text).unwrap();
+        c.check().unwrap();
+        assert_eq!(c.redirector.addrs().len(), 2);
     }
 }

@@ -38,7 +38,8 @@ const DATA_BUFFER: usize = 32 << 20;
 /// cut back into the packets it carries.
 pub struct CopyReceiver {
     data: UdpSocket,
-    redirector_ip: std::net::IpAddr,
+    /// The configured redirectors' addresses: copies come from these only.
+    redirector_ips: Vec<std::net::IpAddr>,
     /// What is left of the last coalesced datagram and how far it has been
     /// handed out.
     datagram: Vec<u8>,
@@ -49,8 +50,10 @@ pub struct CopyReceiver {
 }
 
 impl CopyReceiver {
-    /// Copies from `redirector_ip` only, on the data socket `data`.
-    pub fn new(data: UdpSocket, redirector_ip: std::net::IpAddr) -> io::Result<CopyReceiver> {
+    /// Copies from the redirectors at `redirector_ips` only (any of them:
+    /// a standby's copies are the same client packets), on the data socket
+    /// `data`.
+    pub fn new(data: UdpSocket, redirector_ips: Vec<std::net::IpAddr>) -> io::Result<CopyReceiver> {
         data.set_nonblocking(true)?;
         // A backup busy with a burst must not lose copies in the kernel: a
         // lost copy costs the client a retransmission timeout.
@@ -61,7 +64,7 @@ impl CopyReceiver {
         }
         Ok(CopyReceiver {
             data,
-            redirector_ip,
+            redirector_ips,
             datagram: vec![0; MAX_COALESCED],
             datagram_len: 0,
             segment_size: 0,
@@ -101,7 +104,10 @@ impl CopyReceiver {
             let direct = buf.len() >= MAX_COALESCED;
             let into: &mut [u8] = if direct { buf } else { &mut self.datagram };
             let got = recv_coalesced(&self.data, into)?;
-            if got.from.map(|a| a.ip()) != Some(self.redirector_ip) {
+            if !got
+                .from
+                .is_some_and(|a| self.redirector_ips.contains(&a.ip()))
+            {
                 DeviceDrops::count(&self.drops.foreign_source);
                 continue;
             }
@@ -191,7 +197,7 @@ mod tests {
         let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
         (
             tx,
-            CopyReceiver::new(rx, Ipv4Addr::LOCALHOST.into()).unwrap(),
+            CopyReceiver::new(rx, vec![Ipv4Addr::LOCALHOST.into()]).unwrap(),
             to,
         )
     }

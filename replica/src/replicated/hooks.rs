@@ -71,7 +71,9 @@ pub struct ReplicaStatus {
 pub struct ReplicationHooks {
     logic: ReplicaLogic,
     control: UdpSocket,
-    redirector: SocketAddr,
+    /// Every configured redirector's control address: datagrams go to all
+    /// (only the acting one answers), replies are taken from any.
+    redirectors: Vec<SocketAddr>,
     mesh: Mesh,
     status: Arc<Mutex<ReplicaStatus>>,
     commands: Receiver<Command>,
@@ -84,7 +86,7 @@ impl ReplicationHooks {
     pub fn new(
         logic: ReplicaLogic,
         control: UdpSocket,
-        redirector: SocketAddr,
+        redirectors: Vec<SocketAddr>,
         mesh: Mesh,
         status: Arc<Mutex<ReplicaStatus>>,
         commands: Receiver<Command>,
@@ -93,7 +95,7 @@ impl ReplicationHooks {
         Ok(ReplicationHooks {
             logic,
             control,
-            redirector,
+            redirectors,
             mesh,
             status,
             commands,
@@ -106,7 +108,7 @@ impl ReplicationHooks {
         let mut buf = [0u8; 2048];
         for _ in 0..CONTROL_BATCH {
             match self.control.recv_from(&mut buf) {
-                Ok((n, from)) if from == self.redirector => {
+                Ok((n, from)) if self.redirectors.contains(&from) => {
                     if let Err(e) = self.logic.on_control(now, &buf[..n]) {
                         tracing::debug!("control datagram refused: {e}");
                     }
@@ -124,8 +126,10 @@ impl ReplicationHooks {
         }
         self.mesh.flush();
         while let Some(datagram) = self.logic.poll_control() {
-            if let Err(e) = self.control.send_to(&datagram, self.redirector) {
-                tracing::debug!("control send failed: {e}");
+            for to in &self.redirectors {
+                if let Err(e) = self.control.send_to(&datagram, to) {
+                    tracing::debug!(%to, "control send failed: {e}");
+                }
             }
         }
     }
