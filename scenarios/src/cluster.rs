@@ -10,6 +10,16 @@
 //! primary's replies leave its TUN and are forwarded by the kernels back to
 //! the client. Everything is removed when the `Cluster` drops.
 //!
+//! With [`ClusterSpec::etcd`] the redirectors (one or more,
+//! [`ClusterSpec::redirectors`]) keep the views in a real etcd and elect
+//! the acting one, which holds the clients' next hop, the floating address
+//! 198.18.0.254:
+//!
+//! ```text
+//! client ns (bridge 198.18.0.0/24, the client LAN) --- redirector ns r, r1.. --- switch ns (bridge 198.18.1.0/24) --- replica ns 1..N
+//!      \____ veth 198.18.2.0/24: the replicas' replies, routed by the switch ns ____/     (etcd on 198.18.1.250:2379)
+//! ```
+//!
 //! With [`ClusterSpec::ipv6`] the cluster is dual-stack: the group serves
 //! the IPv6 VIP `fd00:100::1` beside the IPv4 one, clients reach it over
 //! `fd00::/64`, and the links between the redirector and the replicas
@@ -29,6 +39,15 @@ pub const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 100, 1);
 pub const VIP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x100, 0, 0, 0, 0, 0, 1);
 const REDIRECTOR_IP: &str = "198.18.1.1";
 const REDIRECTOR_IP6: &str = "fd00:1::1";
+/// With etcd: the clients' next hop, held by the acting redirector.
+pub const FLOATING_IP: &str = "198.18.0.254";
+/// With etcd: the switch namespace's address on the replicas' LAN (their
+/// default route, and etcd's client address).
+const SWITCH_IP: &str = "198.18.1.250";
+const ETCD_PORT: u16 = 2379;
+/// With etcd: the authority's lease (etcd is started with a 10 ms
+/// heartbeat, so it grants 1 s leases).
+const AUTHORITY_LEASE_MS: u64 = 1000;
 const CONTROL_PORT: u16 = 7000;
 const DATA_PORT: u16 = 7100;
 const ACK_PORT: u16 = 7200;
@@ -74,6 +93,13 @@ pub struct ClusterSpec {
     /// Dual stack: the group also serves [`VIP6`], clients use it
     /// ([`Cluster::vip`]), and the redirector and replicas talk over IPv6.
     pub ipv6: bool,
+    /// Redirectors (more than one needs [`etcd`](Self::etcd)): one acts,
+    /// the others stand by; the replicas talk to all of them.
+    pub redirectors: usize,
+    /// Start a real etcd (Debian's `etcd-server`) and give the redirectors
+    /// `[coordination]` with the floating client-facing address
+    /// [`FLOATING_IP`] instead of a state file.
+    pub etcd: bool,
 }
 
 /// A member program built on the member library: started as `<path> member
@@ -111,6 +137,8 @@ impl Default for ClusterSpec {
             program: None,
             preferred_primary: None,
             ipv6: false,
+            redirectors: 1,
+            etcd: false,
         }
     }
 }
@@ -165,6 +193,12 @@ pub struct Cluster {
     pub client_link: String,
     pub redirector_client_link: String,
     pub redirector_ns: String,
+    /// Every redirector's namespace (the first is `redirector_ns`).
+    pub redirector_nss: Vec<String>,
+    /// With etcd: the switch namespace (replicas' LAN, etcd).
+    pub switch_ns: Option<String>,
+    /// Each redirector's link to the clients.
+    redirector_links: Vec<String>,
     pub replica_ns: Vec<String>,
     pub dir: PathBuf,
     pub www: PathBuf,
@@ -206,6 +240,13 @@ impl Cluster {
     /// Build the namespaces and links, write configs, start the redirector
     /// and every replica, and wait until the first view is formed.
     pub fn start(tag: &str, spec: ClusterSpec, bins: Binaries) -> anyhow::Result<Cluster> {
+        anyhow::ensure!(
+            spec.redirectors >= 1 && (spec.redirectors == 1 || spec.etcd),
+            "more than one redirector needs etcd"
+        );
+        if spec.etcd {
+            return Self::start_with_etcd(tag, spec, bins);
+        }
         let mut topo = Topology::new(tag);
         let client_ns = topo.namespace("c")?;
         let redirector_ns = topo.namespace("r")?;
@@ -275,6 +316,30 @@ impl Cluster {
             topo.router(&ns)?;
             replica_ns.push(ns);
         }
+        let mut cluster = Cluster::assemble(
+            topo,
+            [client_ns, client_link, redirector_client_link],
+            vec![redirector_ns],
+            None,
+            replica_ns,
+            bins,
+            spec,
+        )?;
+        cluster.start_redirector()?;
+        cluster.start_replicas()?;
+        Ok(cluster)
+    }
+
+    /// The cluster's directory and keys around namespaces already built.
+    fn assemble(
+        topo: Topology,
+        [client_ns, client_link, redirector_client_link]: [String; 3],
+        redirector_nss: Vec<String>,
+        switch_ns: Option<String>,
+        replica_ns: Vec<String>,
+        bins: Binaries,
+        spec: ClusterSpec,
+    ) -> anyhow::Result<Cluster> {
         // One directory per cluster, also when one process starts several.
         static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -284,20 +349,27 @@ impl Cluster {
         let keys = (0..spec.groups)
             .map(|_| random_key())
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let mut cluster = Cluster {
+        Ok(Cluster {
             topo,
             client_ns,
             client_link,
+            redirector_links: vec![redirector_client_link.clone()],
             redirector_client_link,
-            redirector_ns,
+            redirector_ns: redirector_nss[0].clone(),
+            redirector_nss,
+            switch_ns,
             replica_ns,
             dir,
             www,
             bins,
             spec,
             keys,
-        };
-        cluster.start_redirector()?;
+        })
+    }
+
+    /// Start every replica (and its relay) and wait for each group's first view.
+    fn start_replicas(&mut self) -> anyhow::Result<()> {
+        let cluster = self;
         for i in 0..cluster.spec.replicas * cluster.spec.groups {
             if cluster.spec.relays {
                 cluster.start_relay(i)?;
@@ -307,7 +379,213 @@ impl Cluster {
         for g in 0..cluster.spec.groups {
             cluster.wait_group_view(g, cluster.spec.replicas, Duration::from_secs(20))?;
         }
+        Ok(())
+    }
+
+    /// The etcd layout (see the module's documentation): the client LAN is
+    /// a bridge in the client's namespace, the replicas' LAN a bridge in
+    /// the switch namespace, which also routes the replicas' replies to
+    /// the client and runs etcd.
+    fn start_with_etcd(tag: &str, spec: ClusterSpec, bins: Binaries) -> anyhow::Result<Cluster> {
+        anyhow::ensure!(
+            !spec.ipv6 && !spec.relays,
+            "a cluster with etcd is IPv4 only, without relays"
+        );
+        anyhow::ensure!(
+            spec.redirectors <= 8,
+            "at most 8 redirectors (the replicas list them all)"
+        );
+        let etcd = etcd_binary().context("etcd is not installed (apt-get install etcd-server)")?;
+        let mut topo = Topology::new(tag);
+        let client_ns = topo.namespace("c")?;
+        let switch_ns = topo.namespace("s")?;
+        let client_bridge = topo.name("bc");
+        let replica_bridge = topo.name("br");
+        for (ns, bridge, addr, mtu) in [
+            (&client_ns, &client_bridge, "198.18.0.1/24", 1500),
+            (
+                &switch_ns,
+                &replica_bridge,
+                &*format!("{SWITCH_IP}/24"),
+                spec.link_mtu,
+            ),
+        ] {
+            let mtu = mtu.to_string();
+            topo.ip(ns, &["link", "add", bridge, "mtu", &mtu, "type", "bridge"])?;
+            topo.ip(ns, &["addr", "add", addr, "dev", bridge])?;
+            topo.ip(ns, &["link", "set", bridge, "up"])?;
+        }
+        // The replicas' replies reach the client through the switch.
+        topo.veth(
+            (&client_ns, "198.18.2.1/24"),
+            (&switch_ns, "198.18.2.2/24"),
+            1500,
+        )?;
+        topo.ip(
+            &switch_ns,
+            &["route", "add", "198.18.0.0/24", "via", "198.18.2.1"],
+        )?;
+        topo.router(&switch_ns)?;
+        topo.router(&client_ns)?;
+        topo.ip(
+            &client_ns,
+            &["route", "add", "198.18.100.0/24", "via", FLOATING_IP],
+        )?;
+        let mut redirector_nss = Vec::new();
+        let mut redirector_links = Vec::new();
+        for k in 0..spec.redirectors {
+            let ns = topo.namespace(&redirector_short(k))?;
+            let (inner, outer) = topo.veth(
+                (&ns, &format!("198.18.0.{}/24", 2 + k)),
+                (&client_ns, ""),
+                1500,
+            )?;
+            topo.ip(
+                &client_ns,
+                &["link", "set", &outer, "master", &client_bridge],
+            )?;
+            redirector_links.push(inner);
+            let (_, outer) = topo.veth(
+                (&ns, &format!("{}/24", redirector_ip(k))),
+                (&switch_ns, ""),
+                spec.link_mtu,
+            )?;
+            topo.ip(
+                &switch_ns,
+                &["link", "set", &outer, "master", &replica_bridge],
+            )?;
+            topo.router(&ns)?;
+            redirector_nss.push(ns);
+        }
+        let mut replica_ns = Vec::new();
+        for i in 0..spec.replicas * spec.groups {
+            let ns = topo.namespace(&format!("p{i}"))?;
+            let (_, outer) = topo.veth(
+                (&ns, &format!("{}/24", replica_ip(i))),
+                (&switch_ns, ""),
+                spec.link_mtu,
+            )?;
+            topo.ip(
+                &switch_ns,
+                &["link", "set", &outer, "master", &replica_bridge],
+            )?;
+            topo.ip(&ns, &["route", "add", "default", "via", SWITCH_IP])?;
+            topo.router(&ns)?;
+            replica_ns.push(ns);
+        }
+        let mut cluster = Cluster::assemble(
+            topo,
+            [client_ns, client_bridge, redirector_links[0].clone()],
+            redirector_nss,
+            Some(switch_ns),
+            replica_ns,
+            bins,
+            spec,
+        )?;
+        cluster.redirector_links = redirector_links;
+        cluster.start_etcd(&etcd)?;
+        for k in 0..cluster.spec.redirectors {
+            cluster.start_redirector_at(k)?;
+            if k == 0 {
+                // The first one acts: the others find the authority taken.
+                cluster.wait_acting(Duration::from_secs(20))?;
+            }
+        }
+        cluster.start_replicas()?;
         Ok(cluster)
+    }
+
+    /// One etcd member in the switch namespace, on [`SWITCH_IP`].
+    fn start_etcd(&mut self, binary: &Path) -> anyhow::Result<()> {
+        let ns = self.switch_ns.clone().context("no switch namespace")?;
+        let url = format!("http://{SWITCH_IP}:{ETCD_PORT}");
+        let peer = "http://127.0.0.1:2380";
+        let mut cmd = self.topo.command(&ns, &binary.to_string_lossy());
+        cmd.args(["--name", "hydra", "--data-dir"])
+            .arg(self.dir.join("etcd"))
+            .args([
+                "--listen-client-urls",
+                &url,
+                "--advertise-client-urls",
+                &url,
+            ])
+            .args([
+                "--listen-peer-urls",
+                peer,
+                "--initial-advertise-peer-urls",
+                peer,
+            ])
+            .args(["--initial-cluster", &format!("hydra={peer}")])
+            // Short ticks: etcd then grants leases of 1 s.
+            .args(["--heartbeat-interval", "10", "--election-timeout", "100"]);
+        cmd.stdout(self.log_file("etcd")?);
+        cmd.stderr(self.log_file("etcd")?);
+        self.topo.spawn("etcd", cmd)?;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let mut curl = self.topo.command(&ns, "curl");
+            curl.args(["-s", "--max-time", "1", &format!("{url}/health")]);
+            if run(&mut curl).is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("true")) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "etcd did not answer within 20 s; its log is in {}",
+                    self.dir.display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Wait until a redirector acts; its index.
+    pub fn wait_acting(&self, timeout: Duration) -> anyhow::Result<usize> {
+        let end = Instant::now() + timeout;
+        loop {
+            if let Some(k) = self.acting_redirector() {
+                return Ok(k);
+            }
+            if Instant::now() > end {
+                bail!(
+                    "no redirector acts after {timeout:?}; logs in {}",
+                    self.dir.display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The redirector that acts as the view authority now (with etcd), by
+    /// index; without etcd the only one.
+    pub fn acting_redirector(&self) -> Option<usize> {
+        if !self.spec.etcd {
+            return Some(0);
+        }
+        (0..self.redirector_nss.len()).find(|&k| {
+            self.redirector_status(k)
+                .is_ok_and(|s| s["coordination"]["acting"].as_bool() == Some(true))
+        })
+    }
+
+    /// Redirector `k`'s `/status` JSON.
+    pub fn redirector_status(&self, k: usize) -> anyhow::Result<serde_json::Value> {
+        let ns = self.redirector_nss.get(k).context("no such redirector")?;
+        let out = self.admin_get(ns, "/status")?;
+        serde_json::from_slice(&out).context("redirector /status is not JSON")
+    }
+
+    /// SIGKILL redirector `k` (its process only: its namespace, and the
+    /// floating address if it held it, stay).
+    pub fn kill_redirector(&mut self, k: usize) -> anyhow::Result<()> {
+        let label = redirector_label(k);
+        self.topo
+            .kill(&label)
+            .with_context(|| format!("killing {label}"))
+    }
+
+    /// Start redirector `k` again after [`kill_redirector`](Self::kill_redirector).
+    pub fn restart_redirector_at(&mut self, k: usize) -> anyhow::Result<()> {
+        self.start_redirector_at(k)
     }
 
     fn write(&self, name: &str, text: &str) -> anyhow::Result<PathBuf> {
@@ -353,7 +631,12 @@ impl Cluster {
     }
 
     fn start_redirector(&mut self) -> anyhow::Result<()> {
-        let tun = self.topo.name("rt");
+        self.start_redirector_at(0)
+    }
+
+    fn start_redirector_at(&mut self, k: usize) -> anyhow::Result<()> {
+        let ns = self.redirector_nss[k].clone();
+        let tun = self.topo.name(&format!("rt{}", &redirector_short(k)[1..]));
         let members: Vec<String> = (1..=self.spec.replicas).map(|m| m.to_string()).collect();
         let services = self.spec.services_toml.clone().unwrap_or_else(|| {
             let mut services = format!(
@@ -375,20 +658,30 @@ group = "demo"
             }
             services
         });
-        let link_ip = self.redirector_link_ip();
+        let link_ip = if self.spec.etcd {
+            redirector_ip(k)
+        } else {
+            self.redirector_link_ip().to_string()
+        };
+        let state = if self.spec.etcd {
+            String::new()
+        } else {
+            format!(
+                "state_file = \"{}\"\n",
+                self.dir.join("redirector.state").display()
+            )
+        };
         let mut text = format!(
             r#"tun = "{tun}"
 mtu = 1500
 control_listen = "{control}"
 data_bind = "{data}"
 admin = "127.0.0.1:{ADMIN_PORT}"
-state_file = "{state}"
-
+{state}
 {services}
 "#,
-            state = self.dir.join("redirector.state").display(),
-            control = socket_text(link_ip, CONTROL_PORT),
-            data = socket_text(link_ip, 0),
+            control = socket_text(&link_ip, CONTROL_PORT),
+            data = socket_text(&link_ip, 0),
         );
         for (g, key) in self.keys.iter().enumerate() {
             text.push_str(&format!(
@@ -413,22 +706,36 @@ heartbeat_ms = {hb}
                 text.push_str(&format!("preferred_primary = {p}\n"));
             }
         }
-        let path = self.write("redirector.toml", &text)?;
+        if self.spec.etcd {
+            text.push_str(&format!(
+                r#"
+[coordination]
+etcd = ["http://{SWITCH_IP}:{ETCD_PORT}"]
+name = "{name}"
+lease_ttl_ms = {AUTHORITY_LEASE_MS}
+floating = {{ address = "{FLOATING_IP}/24", link = "{link}" }}
+"#,
+                name = redirector_label(k),
+                link = self.redirector_links[k],
+            ));
+        }
+        let label = redirector_label(k);
+        let path = self.write(&format!("{label}.toml"), &text)?;
         let mut cmd = self
             .topo
-            .command(&self.redirector_ns, &self.bins.redirector.to_string_lossy());
+            .command(&ns, &self.bins.redirector.to_string_lossy());
         cmd.arg("--config").arg(&path);
-        cmd.stderr(self.log_file("redirector")?);
-        self.topo.spawn("redirector", cmd)?;
-        self.topo
-            .wait_link(&self.redirector_ns, &tun, Duration::from_secs(10))?;
+        cmd.stderr(self.log_file(&label)?);
+        self.topo.spawn(&label, cmd)?;
+        self.topo.wait_link(&ns, &tun, Duration::from_secs(10))?;
+        // Replace: a restarted redirector recreates the TUN and the route with it.
         self.topo.ip(
-            &self.redirector_ns,
-            &["route", "add", &format!("{VIP}/32"), "dev", &tun],
+            &ns,
+            &["route", "replace", &format!("{VIP}/32"), "dev", &tun],
         )?;
         if self.spec.ipv6 {
             self.topo.ip(
-                &self.redirector_ns,
+                &ns,
                 &["-6", "route", "add", &format!("{VIP6}/128"), "dev", &tun],
             )?;
         }
@@ -494,7 +801,17 @@ heartbeat_ms = {hb}
         let ns = self.replica_ns[i].clone();
         let tun = self.topo.name(&format!("t{i}"));
         let ip = self.replica_link_ip(i);
-        let redirector_ip = self.redirector_link_ip();
+        let redirector = if self.spec.etcd {
+            let all: Vec<String> = (0..self.spec.redirectors)
+                .map(|k| format!("\"{}\"", socket_text(&redirector_ip(k), CONTROL_PORT)))
+                .collect();
+            format!("[{}]", all.join(", "))
+        } else {
+            format!(
+                "\"{}\"",
+                socket_text(self.redirector_link_ip(), CONTROL_PORT)
+            )
+        };
         let vips = if self.spec.ipv6 {
             format!("\"{VIP}\", \"{VIP6}\"")
         } else {
@@ -518,7 +835,7 @@ mtu = 9000
 mss = 1460
 data_listen = "{data_listen}"
 ack_listen = "{ack_listen}"
-redirector = "{redirector}"
+redirector = {redirector}
 heartbeat_ms = {hb}
 peer_timeout_ms = {timeout}
 apps = [{apps}]
@@ -529,7 +846,6 @@ admin = "127.0.0.1:{ADMIN_PORT}"
             key = self.keys[group],
             data_listen = socket_text(&ip, DATA_PORT),
             ack_listen = socket_text(&ip, ACK_PORT),
-            redirector = socket_text(redirector_ip, CONTROL_PORT),
             hb = self.spec.heartbeat_ms,
             timeout = self.spec.failure_timeout_ms,
             apps = apps.join(", "),
@@ -587,10 +903,10 @@ admin = "127.0.0.1:{ADMIN_PORT}"
             .open(self.dir.join(format!("{name}.log")))?)
     }
 
-    /// The redirector's `/status` JSON.
+    /// The redirector's `/status` JSON (with etcd: the acting one's, or
+    /// the first one's while none acts).
     pub fn status(&self) -> anyhow::Result<serde_json::Value> {
-        let out = self.admin_get(&self.redirector_ns, "/status")?;
-        serde_json::from_slice(&out).context("redirector /status is not JSON")
+        self.redirector_status(self.acting_redirector().unwrap_or(0))
     }
 
     /// `GET` `path` from the admin endpoint in namespace `ns`; the body.
@@ -755,6 +1071,38 @@ impl Drop for Cluster {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
+}
+
+/// Redirector `k`'s address on the replicas' LAN (etcd layout).
+fn redirector_ip(k: usize) -> String {
+    format!("198.18.1.{}", 1 + k)
+}
+
+/// Redirector `k`'s namespace short name: `r`, `r1`, `r2`...
+fn redirector_short(k: usize) -> String {
+    if k == 0 {
+        "r".into()
+    } else {
+        format!("r{k}")
+    }
+}
+
+/// Redirector `k`'s process label, log and config name.
+fn redirector_label(k: usize) -> String {
+    if k == 0 {
+        "redirector".into()
+    } else {
+        format!("redirector{k}")
+    }
+}
+
+/// The etcd binary (PATH, then `/usr/bin`), if installed.
+pub fn etcd_binary() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/bin")])
+        .map(|d| d.join("etcd"))
+        .find(|p| p.is_file())
 }
 
 fn random_key() -> anyhow::Result<String> {

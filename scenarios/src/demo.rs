@@ -1,5 +1,6 @@
 //! The demo: a three-replica group serving a curl download and a paced echo
-//! stream; the primary is SIGKILLed mid-transfer, then the new primary too.
+//! stream; the primary is SIGKILLed mid-transfer, then the new primary too
+//! (with `--redirectors 2`, the acting redirector in between).
 //! Prints what the client saw and fails if any connection did not survive
 //! intact.
 
@@ -28,12 +29,28 @@ pub struct DemoArgs {
     /// and replicas talk IPv6 among themselves.
     #[arg(long)]
     pub ipv6: bool,
+    /// Redirectors sharing a real etcd (2 or more: the acting one is also
+    /// SIGKILLed, between the two primary crashes). Needs etcd-server and
+    /// iputils-arping.
+    #[arg(long, default_value_t = 1)]
+    pub redirectors: usize,
+}
+
+/// What the demo does at a given time.
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    KillPrimary,
+    KillActingRedirector,
 }
 
 pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     if args.replicas < 3 {
         bail!("--replicas must be at least 3 to survive two primary crashes");
     }
+    if args.redirectors == 0 || (args.redirectors > 1 && args.ipv6) {
+        bail!("--redirectors must be at least 1, and 1 with --ipv6");
+    }
+    let redundant = args.redirectors > 1;
     let bins = Binaries::beside_current_exe()?;
     let spec = ClusterSpec {
         replicas: args.replicas,
@@ -41,10 +58,17 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         failure_timeout_ms: args.failure_timeout_ms,
         lease_ms: args.failure_timeout_ms * 6 / 10,
         ipv6: args.ipv6,
+        redirectors: args.redirectors,
+        etcd: redundant,
         ..ClusterSpec::default()
     };
     println!(
-        "building: client, redirector and {} replicas in network namespaces{}",
+        "building: client, {} and {} replicas in network namespaces{}",
+        if redundant {
+            format!("{} redirectors with etcd", args.redirectors)
+        } else {
+            "redirector".to_string()
+        },
         args.replicas,
         if args.ipv6 { ", over IPv6" } else { "" }
     );
@@ -62,9 +86,23 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     let echo = clients::start_echo(&cluster, 1, 8 << 20, 8192, Duration::from_millis(8))?;
     let started = Instant::now();
 
+    let mut faults = vec![
+        (Duration::from_secs(3), Fault::KillPrimary),
+        (Duration::from_secs(6), Fault::KillPrimary),
+    ];
+    if redundant {
+        faults.insert(
+            1,
+            (Duration::from_millis(4500), Fault::KillActingRedirector),
+        );
+    }
     let mut killed = Vec::new();
-    for at in [Duration::from_secs(3), Duration::from_secs(6)] {
+    for (at, fault) in faults {
         std::thread::sleep(at.saturating_sub(started.elapsed()));
+        if let Fault::KillActingRedirector = fault {
+            kill_acting_redirector(&mut cluster, started)?;
+            continue;
+        }
         let (epoch, primary) =
             cluster.wait_view(args.replicas - killed.len(), Duration::from_secs(5))?;
         println!(
@@ -132,6 +170,43 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
             cluster.log_dir().display()
         );
     }
-    println!("\nboth connections survived two primary crashes byte-exact, with no reset.");
+    println!(
+        "\nboth connections survived two primary crashes{} byte-exact, with no reset.",
+        if redundant {
+            " and the acting redirector's"
+        } else {
+            ""
+        }
+    );
     Ok(())
+}
+
+/// SIGKILL the redirector acting as the view authority and wait for
+/// another to take the authority and the floating address over.
+fn kill_acting_redirector(cluster: &mut Cluster, started: Instant) -> anyhow::Result<()> {
+    let acting = cluster.wait_acting(Duration::from_secs(5))?;
+    println!(
+        "t={:.1}s  SIGKILL the acting redirector {}",
+        started.elapsed().as_secs_f64(),
+        acting + 1
+    );
+    cluster.kill_redirector(acting)?;
+    let killed = Instant::now();
+    // Bounded: the lease of the killed one runs out within seconds.
+    for _ in 0..500 {
+        if let Some(k) = cluster.acting_redirector().filter(|&k| k != acting) {
+            println!(
+                "t={:.1}s  redirector {} acts and holds the clients' next hop ({} ms after the kill)",
+                started.elapsed().as_secs_f64(),
+                k + 1,
+                killed.elapsed().as_millis()
+            );
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    bail!(
+        "no redirector took over; logs: {}",
+        cluster.log_dir().display()
+    )
 }
