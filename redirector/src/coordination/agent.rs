@@ -24,6 +24,13 @@ const TICK: Duration = Duration::from_millis(100);
 /// The loop stops acting this long before the lease surely ends, so a turn
 /// under way never outlasts it.
 const MARGIN: Duration = Duration::from_millis(100);
+/// A standby looks whether the authority is free this often (a read; it
+/// campaigns only when it is): the takeover follows a dead authority's
+/// lease by at most this much.
+const CAMPAIGN_PERIOD: Duration = Duration::from_millis(100);
+/// The acting redirector retries a failed claim of the floating address
+/// this often.
+const FLOATING_RETRY: Duration = Duration::from_secs(1);
 
 /// What the agent tells the forwarding loop.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,6 +122,7 @@ impl Agent {
             renewed: Instant::now(),
             floating,
             floating_held: false,
+            floating_tried: Instant::now(),
         };
         // A previous run of this redirector may have died holding it.
         worker.release_floating();
@@ -240,13 +248,15 @@ struct Worker {
     floating: Option<FloatingAddress>,
     /// Set on the link by us (as far as we know).
     floating_held: bool,
+    /// The last attempt to claim it.
+    floating_tried: Instant,
 }
 
 impl Worker {
     fn run(&mut self, stop: &AtomicBool) {
         while !stop.load(Ordering::SeqCst) {
             let result = if self.acting {
-                if !self.floating_held {
+                if !self.floating_held && self.floating_tried.elapsed() >= FLOATING_RETRY {
                     self.claim_floating();
                 }
                 self.renew().and_then(|()| self.write_pending())
@@ -259,9 +269,7 @@ impl Worker {
             } else if self.acting {
                 Duration::from_millis(10)
             } else {
-                self.election
-                    .keepalive_interval()
-                    .min(Duration::from_secs(1))
+                CAMPAIGN_PERIOD
             };
             match self.saves.recv_timeout(wait) {
                 Ok(v) => {
@@ -369,6 +377,7 @@ impl Worker {
         let Some(f) = &self.floating else {
             return;
         };
+        self.floating_tried = Instant::now();
         let result = f.claim();
         match &result {
             Ok(()) => tracing::info!(address = f.address(), "floating address claimed"),

@@ -95,6 +95,13 @@ impl Election {
         if self.held.is_some() {
             return self.keep_alive().map(Campaign::Won);
         }
+        // A read first: a standby polls often, and a lease is granted only
+        // when the role looks free.
+        if let (_, Some(kv)) = self.client.get(&self.key)? {
+            return Ok(Campaign::HeldBy(
+                String::from_utf8_lossy(&kv.value).into_owned(),
+            ));
+        }
         let sent = Instant::now();
         let lease = self.client.lease_grant(self.ttl_s)?;
         let result = self.client.txn(
