@@ -1,6 +1,8 @@
-//! `hydra-scenario status`: each group's view (epoch, primary, backups, dead
-//! members) from the redirector, and role, connections and lag per replica
-//! from the replicas' admin endpoints.
+//! `hydra-scenario status`: each redirector's role (with `[coordination]`:
+//! acting or standing by, etcd's health, the floating address), each
+//! group's view (epoch, primary, backups, dead members) from the acting
+//! redirector, and role, connections and lag per replica from the
+//! replicas' admin endpoints.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -10,9 +12,9 @@ use anyhow::Context;
 
 #[derive(Debug, clap::Args)]
 pub struct StatusArgs {
-    /// The redirector's admin address.
-    #[arg(long, default_value = "127.0.0.1:9100")]
-    pub redirector: SocketAddr,
+    /// The redirectors' admin addresses (repeat for redundant redirectors).
+    #[arg(long = "redirector", default_value = "127.0.0.1:9100")]
+    pub redirectors: Vec<SocketAddr>,
     /// Replica admin addresses (repeat).
     #[arg(long = "replica")]
     pub replicas: Vec<SocketAddr>,
@@ -73,8 +75,77 @@ pub fn render(
     out
 }
 
+/// One line per redirector: reachable or not, and with `[coordination]`
+/// whether it acts, who holds the authority, etcd's last error and the
+/// floating address.
+pub fn render_redirectors(
+    redirectors: &[(SocketAddr, anyhow::Result<serde_json::Value>)],
+) -> String {
+    let mut out = String::new();
+    for (addr, r) in redirectors {
+        let v = match r {
+            Ok(v) => v,
+            Err(e) => {
+                out += &format!("redirector at {addr}: unreachable ({e:#})\n");
+                continue;
+            }
+        };
+        let c = &v["coordination"];
+        if c.is_null() {
+            out += &format!("redirector at {addr}: acting (no coordination)\n");
+            continue;
+        }
+        let floating = match &c["floating"] {
+            serde_json::Value::Null => String::new(),
+            f => format!(
+                "  floating {} {}{}",
+                f["address"].as_str().unwrap_or("?"),
+                if f["held"] == true {
+                    "held"
+                } else {
+                    "not held"
+                },
+                f["error"]
+                    .as_str()
+                    .map_or(String::new(), |e| format!(" ({e})"))
+            ),
+        };
+        out += &format!(
+            "redirector {} at {addr}: {}  authority {}  etcd {}{floating}\n",
+            c["name"].as_str().unwrap_or("?"),
+            if c["acting"] == true {
+                "acting"
+            } else {
+                "standby"
+            },
+            c["authority"].as_str().unwrap_or("unknown"),
+            c["etcd_error"].as_str().unwrap_or("ok"),
+        );
+    }
+    out
+}
+
 pub fn run(args: &StatusArgs) -> anyhow::Result<()> {
-    let r = fetch(args.redirector, "/status")?;
+    let all: Vec<_> = args
+        .redirectors
+        .iter()
+        .map(|a| (*a, fetch(*a, "/status")))
+        .collect();
+    if all.len() > 1 {
+        print!("{}", render_redirectors(&all));
+    }
+    // The groups as the acting redirector sees them (else the first that answers).
+    let acting = all
+        .iter()
+        .filter_map(|(_, r)| r.as_ref().ok())
+        .find(|v| v["coordination"].is_null() || v["coordination"]["acting"] == true);
+    let r = match acting.or_else(|| all.iter().find_map(|(_, r)| r.as_ref().ok())) {
+        Some(r) => r.clone(),
+        None => {
+            let (addr, _) = all.first().context("no redirector given")?;
+            fetch(*addr, "/status")?
+        }
+    };
     let replicas: Vec<_> = args
         .replicas
         .iter()
