@@ -98,3 +98,67 @@ fn connections_survive_the_acting_redirector_killed() {
         v["stalls_ms"]
     );
 }
+
+/// The client's stall over ten redirector failovers: each round starts a
+/// paced echo stream, SIGKILLs the acting redirector, waits for the other
+/// to act, starts the killed one again (it stands by) and takes the
+/// stream's longest gap. Prints p50, p99 and max. About a minute: run it
+/// with `--ignored` to measure.
+#[test]
+#[ignore = "a measurement of about a minute; run with --ignored"]
+fn redirector_failover_stall_over_ten_kills() {
+    let test = "redirector_failover_stall_over_ten_kills";
+    if !privileged(test) || !coordination_tools(test) {
+        return;
+    }
+    let _serial = serial();
+    let mut c = start(
+        "rfk",
+        ClusterSpec {
+            replicas: 3,
+            redirectors: 2,
+            etcd: true,
+            ..ClusterSpec::default()
+        },
+    );
+    let mut gaps = Vec::new();
+    let mut takeovers = Vec::new();
+    for round in 0..10 {
+        let acting = c.wait_acting(Duration::from_secs(10)).unwrap();
+        // 400 chunks 10 ms apart: about 4 s, the kill at 1 s.
+        let echo = clients::start_echo(&c, 1, 400 * 1024, 1024, Duration::from_millis(10)).unwrap();
+        std::thread::sleep(Duration::from_secs(1));
+        c.kill_redirector(acting).unwrap();
+        let killed = Instant::now();
+        let deadline = killed + Duration::from_secs(10);
+        while c.acting_redirector().is_none_or(|k| k == acting) {
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: no takeover; logs in {}",
+                c.log_dir().display()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        takeovers.push(killed.elapsed().as_secs_f64() * 1000.0);
+        c.restart_redirector_at(acting).unwrap();
+        let v = clients::finish_echo(echo).unwrap();
+        echo_verdict(&v, &format!("echo stream of round {round}"));
+        gaps.push(v["max_gap_ms"].as_f64().unwrap_or(f64::MAX));
+    }
+    let summary = |mut xs: Vec<f64>| {
+        xs.sort_by(f64::total_cmp);
+        let at = |q: f64| xs[((xs.len() - 1) as f64 * q).round() as usize];
+        format!(
+            "p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
+            at(0.5),
+            at(0.99),
+            at(1.0)
+        )
+    };
+    println!(
+        "redirector failover over {} kills: client stall (longest echo gap) {}; standby acting after {}",
+        gaps.len(),
+        summary(gaps),
+        summary(takeovers)
+    );
+}
