@@ -199,6 +199,8 @@ pub struct Cluster {
     pub switch_ns: Option<String>,
     /// Each redirector's link to the clients.
     redirector_links: Vec<String>,
+    /// With etcd: each redirector's link to the replicas' LAN.
+    redirector_replica_links: Vec<String>,
     pub replica_ns: Vec<String>,
     pub dir: PathBuf,
     pub www: PathBuf,
@@ -354,6 +356,7 @@ impl Cluster {
             client_ns,
             client_link,
             redirector_links: vec![redirector_client_link.clone()],
+            redirector_replica_links: Vec::new(),
             redirector_client_link,
             redirector_ns: redirector_nss[0].clone(),
             redirector_nss,
@@ -433,6 +436,7 @@ impl Cluster {
         )?;
         let mut redirector_nss = Vec::new();
         let mut redirector_links = Vec::new();
+        let mut replica_links = Vec::new();
         for k in 0..spec.redirectors {
             let ns = topo.namespace(&redirector_short(k))?;
             let (inner, outer) = topo.veth(
@@ -445,7 +449,7 @@ impl Cluster {
                 &["link", "set", &outer, "master", &client_bridge],
             )?;
             redirector_links.push(inner);
-            let (_, outer) = topo.veth(
+            let (inner, outer) = topo.veth(
                 (&ns, &format!("{}/24", redirector_ip(k))),
                 (&switch_ns, ""),
                 spec.link_mtu,
@@ -455,6 +459,7 @@ impl Cluster {
                 &["link", "set", &outer, "master", &replica_bridge],
             )?;
             topo.router(&ns)?;
+            replica_links.push(inner);
             redirector_nss.push(ns);
         }
         let mut replica_ns = Vec::new();
@@ -483,6 +488,7 @@ impl Cluster {
             spec,
         )?;
         cluster.redirector_links = redirector_links;
+        cluster.redirector_replica_links = replica_links;
         cluster.start_etcd(&etcd)?;
         for k in 0..cluster.spec.redirectors {
             cluster.start_redirector_at(k)?;
@@ -581,6 +587,29 @@ impl Cluster {
         self.topo
             .kill(&label)
             .with_context(|| format!("killing {label}"))
+    }
+
+    /// Cut (`up == false`) or heal redirector `k`'s links (etcd layout):
+    /// its process lives on, cut off from the clients, the replicas and
+    /// etcd, as in a network partition.
+    pub fn set_redirector_links(&self, k: usize, up: bool) -> anyhow::Result<()> {
+        anyhow::ensure!(self.spec.etcd, "only a cluster with etcd has these links");
+        let ns = self.redirector_nss.get(k).context("no such redirector")?;
+        let state = if up { "up" } else { "down" };
+        for link in [&self.redirector_links[k], &self.redirector_replica_links[k]] {
+            self.topo.ip(ns, &["link", "set", link, state])?;
+        }
+        Ok(())
+    }
+
+    /// Whether redirector `k`'s client link carries the floating address.
+    pub fn holds_floating(&self, k: usize) -> anyhow::Result<bool> {
+        let ns = self.redirector_nss.get(k).context("no such redirector")?;
+        let link = &self.redirector_links[k];
+        let mut cmd = self.topo.command(ns, "ip");
+        cmd.args(["-4", "-br", "addr", "show", "dev", link]);
+        let out = run(&mut cmd)?;
+        Ok(String::from_utf8_lossy(&out.stdout).contains(&format!("{FLOATING_IP}/")))
     }
 
     /// Start redirector `k` again after [`kill_redirector`](Self::kill_redirector).

@@ -162,3 +162,73 @@ fn redirector_failover_stall_over_ten_kills() {
         summary(takeovers)
     );
 }
+
+/// The acting redirector cut off (its links down, its process alive): it
+/// stops acting and gives the floating address up once its lease can no
+/// longer be renewed, the standby takes over, the connections carry on;
+/// healed, the old one stands by without the address and no view changed.
+#[test]
+fn a_partitioned_acting_redirector_steps_down_and_rejoins_as_standby() {
+    let test = "a_partitioned_acting_redirector_steps_down_and_rejoins_as_standby";
+    if !privileged(test) || !coordination_tools(test) {
+        return;
+    }
+    let _serial = serial();
+    let c = start(
+        "rfp",
+        ClusterSpec {
+            replicas: 3,
+            redirectors: 2,
+            etcd: true,
+            ..ClusterSpec::default()
+        },
+    );
+    let old = c.wait_acting(Duration::from_secs(10)).unwrap();
+    let (epoch, primary, _) = c.view().unwrap();
+    let echo = clients::start_echo(&c, 1, 600 * 1024, 1024, Duration::from_millis(10)).unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+
+    c.set_redirector_links(old, false).unwrap();
+    let cut = Instant::now();
+    let deadline = cut + Duration::from_secs(10);
+    while c.acting_redirector().is_none_or(|k| k == old) {
+        assert!(
+            Instant::now() < deadline,
+            "no takeover; logs in {}",
+            c.log_dir().display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let takeover = cut.elapsed();
+    // One acting at a time: the cut one stopped before the other acted.
+    let status = c.redirector_status(old).unwrap();
+    assert_eq!(status["coordination"]["acting"], false, "{status}");
+    assert!(
+        !c.holds_floating(old).unwrap(),
+        "the cut one gave the address up"
+    );
+
+    c.set_redirector_links(old, true).unwrap();
+    let v = clients::finish_echo(echo).unwrap();
+    echo_verdict(&v, "echo stream across the partition");
+    std::thread::sleep(Duration::from_secs(2));
+    let status = c.redirector_status(old).unwrap();
+    assert_eq!(
+        status["coordination"]["acting"], false,
+        "healed, the old one stands by: {status}"
+    );
+    assert!(!c.holds_floating(old).unwrap());
+    let new = c.acting_redirector().expect("one acting");
+    assert_ne!(new, old);
+    assert!(c.holds_floating(new).unwrap());
+    assert_eq!(
+        c.view().unwrap(),
+        (epoch, primary, 3),
+        "the replicas saw no view change"
+    );
+    println!(
+        "partitioned acting redirector: standby acting {:.0} ms after the cut; echo stream max gap {:.0} ms",
+        takeover.as_secs_f64() * 1000.0,
+        v["max_gap_ms"].as_f64().unwrap_or(-1.0)
+    );
+}
