@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use clap::Parser;
 use hydra_ops::signals::Signals;
 use redirector::config::RedirectorConfig;
+use redirector::coordination::FloatingAddress;
 
 #[derive(Parser)]
 #[command(
@@ -22,6 +23,11 @@ struct Cli {
     /// Parse and check the configuration, then exit.
     #[arg(long)]
     check: bool,
+    /// Remove the floating address (`[coordination] floating`) from its
+    /// link, then exit: for `ExecStopPost=`, so a redirector that died
+    /// holding it does not keep it.
+    #[arg(long)]
+    release_floating: bool,
 }
 
 fn main() {
@@ -36,6 +42,19 @@ fn main() {
     };
     if cli.check {
         println!("{}: ok", cli.config.display());
+        return;
+    }
+    if cli.release_floating {
+        let floating = cfg.coordination.as_ref().and_then(|c| c.floating.as_ref());
+        let released = floating.map(|f| FloatingAddress::new(f).and_then(|a| a.release()));
+        match released {
+            Some(Ok(())) => println!("floating address released"),
+            Some(Err(e)) => {
+                eprintln!("hydra-redirector: {e}");
+                std::process::exit(1);
+            }
+            None => println!("no floating address configured"),
+        }
         return;
     }
     // Before any thread exists, so every thread inherits the blocked mask.
