@@ -100,6 +100,8 @@ pub struct ClusterSpec {
     /// `[coordination]` with the floating client-facing address
     /// [`FLOATING_IP`] instead of a state file.
     pub etcd: bool,
+    /// Members of that etcd cluster (1 to 5).
+    pub etcd_members: usize,
 }
 
 /// A member program built on the member library: started as `<path> member
@@ -139,6 +141,7 @@ impl Default for ClusterSpec {
             ipv6: false,
             redirectors: 1,
             etcd: false,
+            etcd_members: 1,
         }
     }
 }
@@ -398,6 +401,7 @@ impl Cluster {
             spec.redirectors <= 8,
             "at most 8 redirectors (the replicas list them all)"
         );
+        anyhow::ensure!((1..=5).contains(&spec.etcd_members), "1 to 5 etcd members");
         let etcd = etcd_binary().context("etcd is not installed (apt-get install etcd-server)")?;
         let mut topo = Topology::new(tag);
         let client_ns = topo.namespace("c")?;
@@ -501,47 +505,73 @@ impl Cluster {
         Ok(cluster)
     }
 
-    /// One etcd member in the switch namespace, on [`SWITCH_IP`].
+    /// The etcd members in the switch namespace, on [`SWITCH_IP`]; returns
+    /// once each answers healthy (a leader is elected).
     fn start_etcd(&mut self, binary: &Path) -> anyhow::Result<()> {
         let ns = self.switch_ns.clone().context("no switch namespace")?;
-        let url = format!("http://{SWITCH_IP}:{ETCD_PORT}");
-        let peer = "http://127.0.0.1:2380";
-        let mut cmd = self.topo.command(&ns, &binary.to_string_lossy());
-        cmd.args(["--name", "hydra", "--data-dir"])
-            .arg(self.dir.join("etcd"))
-            .args([
-                "--listen-client-urls",
-                &url,
-                "--advertise-client-urls",
-                &url,
-            ])
-            .args([
-                "--listen-peer-urls",
-                peer,
-                "--initial-advertise-peer-urls",
-                peer,
-            ])
-            .args(["--initial-cluster", &format!("hydra={peer}")])
-            // Short ticks: etcd then grants leases of 1 s.
-            .args(["--heartbeat-interval", "10", "--election-timeout", "100"]);
-        cmd.stdout(self.log_file("etcd")?);
-        cmd.stderr(self.log_file("etcd")?);
-        self.topo.spawn("etcd", cmd)?;
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let mut curl = self.topo.command(&ns, "curl");
-            curl.args(["-s", "--max-time", "1", &format!("{url}/health")]);
-            if run(&mut curl).is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("true")) {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "etcd did not answer within 20 s; its log is in {}",
-                    self.dir.display()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
+        let n = self.spec.etcd_members;
+        let peer = |j: usize| format!("http://127.0.0.1:{}", ETCD_PORT + 1 + 2 * j as u16);
+        let cluster: Vec<String> = (0..n).map(|j| format!("e{j}={}", peer(j))).collect();
+        for (j, url) in self.etcd_urls().into_iter().enumerate() {
+            let mut cmd = self.topo.command(&ns, &binary.to_string_lossy());
+            cmd.args(["--name", &format!("e{j}"), "--data-dir"])
+                .arg(self.dir.join(format!("etcd{j}")))
+                .args([
+                    "--listen-client-urls",
+                    &url,
+                    "--advertise-client-urls",
+                    &url,
+                ])
+                .args([
+                    "--listen-peer-urls",
+                    &peer(j),
+                    "--initial-advertise-peer-urls",
+                    &peer(j),
+                ])
+                .args(["--initial-cluster", &cluster.join(",")])
+                .args(["--initial-cluster-state", "new"])
+                // Short ticks: etcd then grants leases of 1 s.
+                .args(["--heartbeat-interval", "10", "--election-timeout", "100"]);
+            let label = etcd_label(j);
+            cmd.stdout(self.log_file(&label)?);
+            cmd.stderr(self.log_file(&label)?);
+            self.topo.spawn(&label, cmd)?;
         }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for url in self.etcd_urls() {
+            loop {
+                let mut curl = self.topo.command(&ns, "curl");
+                curl.args(["-s", "--max-time", "1", &format!("{url}/health")]);
+                let out = run(&mut curl);
+                if out.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("true")) {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    bail!(
+                        "etcd at {url} did not answer within 20 s; its log is in {}",
+                        self.dir.display()
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        Ok(())
+    }
+
+    /// The etcd members' client URLs.
+    fn etcd_urls(&self) -> Vec<String> {
+        (0..self.spec.etcd_members)
+            .map(|j| format!("http://{SWITCH_IP}:{}", ETCD_PORT + 10 * j as u16))
+            .collect()
+    }
+
+    /// SIGKILL etcd member `j` (counted from 0; the redirectors try the
+    /// members in this order).
+    pub fn kill_etcd(&mut self, j: usize) -> anyhow::Result<()> {
+        let label = etcd_label(j);
+        self.topo
+            .kill(&label)
+            .with_context(|| format!("killing {label}"))
     }
 
     /// Wait until a redirector acts; its index.
@@ -739,12 +769,21 @@ heartbeat_ms = {hb}
             text.push_str(&format!(
                 r#"
 [coordination]
-etcd = ["http://{SWITCH_IP}:{ETCD_PORT}"]
+etcd = [{etcd}]
 name = "{name}"
 lease_ttl_ms = {AUTHORITY_LEASE_MS}
+request_timeout_ms = {timeout}
 floating = {{ address = "{FLOATING_IP}/24", link = "{link}" }}
 "#,
                 name = redirector_label(k),
+                etcd = self
+                    .etcd_urls()
+                    .iter()
+                    .map(|u| format!("{u:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                // A renewal may try every member twice within half the lease.
+                timeout = (AUTHORITY_LEASE_MS / 4 / self.spec.etcd_members as u64).min(200),
                 link = self.redirector_links[k],
             ));
         }
@@ -1113,6 +1152,15 @@ fn redirector_short(k: usize) -> String {
         "r".into()
     } else {
         format!("r{k}")
+    }
+}
+
+/// etcd member `j`'s process label and log name.
+fn etcd_label(j: usize) -> String {
+    if j == 0 {
+        "etcd".into()
+    } else {
+        format!("etcd{j}")
     }
 }
 
