@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use clap::Parser;
 use hydra_ops::signals::Signals;
 use redirector::config::RedirectorConfig;
-use redirector::coordination::FloatingAddress;
+use redirector::coordination::{Election, FloatingAddress};
 
 #[derive(Parser)]
 #[command(
@@ -23,11 +23,13 @@ struct Cli {
     /// Parse and check the configuration, then exit.
     #[arg(long)]
     check: bool,
-    /// Remove the floating address (`[coordination] floating`) from its
-    /// link, then exit: for `ExecStopPost=`, so a redirector that died
-    /// holding it does not keep it.
-    #[arg(long)]
-    release_floating: bool,
+    /// Clean up after this redirector's process ended, then exit: for
+    /// `ExecStopPost=`. Removes the floating address (`[coordination]
+    /// floating`) from its link, and if etcd still names this redirector
+    /// the view authority, revokes that lease so the standby takes over at
+    /// once rather than when the lease runs out.
+    #[arg(long, alias = "release-floating")]
+    release: bool,
 }
 
 fn main() {
@@ -44,16 +46,13 @@ fn main() {
         println!("{}: ok", cli.config.display());
         return;
     }
-    if cli.release_floating {
-        let floating = cfg.coordination.as_ref().and_then(|c| c.floating.as_ref());
-        let released = floating.map(|f| FloatingAddress::new(f).and_then(|a| a.release()));
-        match released {
-            Some(Ok(())) => println!("floating address released"),
-            Some(Err(e)) => {
+    if cli.release {
+        match release(&cfg) {
+            Ok(done) => println!("{done}"),
+            Err(e) => {
                 eprintln!("hydra-redirector: {e}");
                 std::process::exit(1);
             }
-            None => println!("no floating address configured"),
         }
         return;
     }
@@ -69,4 +68,28 @@ fn main() {
         eprintln!("hydra-redirector: {e:#}");
         std::process::exit(1);
     }
+}
+
+/// `--release`: what a supervisor runs once the process has ended.
+fn release(cfg: &RedirectorConfig) -> Result<String, String> {
+    let Some(coordination) = &cfg.coordination else {
+        return Ok("no [coordination]: nothing to release".into());
+    };
+    let mut done = Vec::new();
+    if let Some(f) = &coordination.floating {
+        FloatingAddress::new(f).and_then(|a| a.release())?;
+        done.push("floating address released");
+    }
+    let election = Election::new(
+        coordination.client()?,
+        &coordination.prefix,
+        &coordination.name,
+        coordination.lease_ttl(),
+    );
+    match election.release_dead_holder() {
+        Ok(true) => done.push("view authority released"),
+        Ok(false) => done.push("not the view authority"),
+        Err(e) => return Err(format!("releasing the view authority: {e}")),
+    }
+    Ok(done.join("; "))
 }

@@ -642,6 +642,20 @@ impl Cluster {
         Ok(String::from_utf8_lossy(&out.stdout).contains(&format!("{FLOATING_IP}/")))
     }
 
+    /// What a supervisor does once redirector `k`'s process has ended
+    /// (the systemd unit's `ExecStopPost`): `hydra-redirector --release`
+    /// with its configuration, in its namespace. Returns what it printed.
+    pub fn release_redirector(&self, k: usize) -> anyhow::Result<String> {
+        let ns = self.redirector_nss.get(k).context("no such redirector")?;
+        let path = self.dir.join(format!("{}.toml", redirector_label(k)));
+        let mut cmd = self
+            .topo
+            .command(ns, &self.bins.redirector.to_string_lossy());
+        cmd.arg("--config").arg(&path).arg("--release");
+        let out = run(&mut cmd)?;
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+
     /// Start redirector `k` again after [`kill_redirector`](Self::kill_redirector).
     pub fn restart_redirector_at(&mut self, k: usize) -> anyhow::Result<()> {
         self.start_redirector_at(k)

@@ -99,6 +99,60 @@ fn connections_survive_the_acting_redirector_killed() {
     );
 }
 
+/// A supervised redirector (the systemd unit's `ExecStopPost` runs
+/// `hydra-redirector --release` once its process has ended) is SIGKILLed:
+/// the release revokes its etcd lease, the standby takes over at once
+/// instead of when the lease runs out, and the client's connections carry
+/// on byte-exact with no reset.
+#[test]
+fn a_supervised_redirectors_crash_hands_the_authority_over_at_once() {
+    let test = "a_supervised_redirectors_crash_hands_the_authority_over_at_once";
+    if !privileged(test) || !coordination_tools(test) {
+        return;
+    }
+    let _serial = serial();
+    let mut c = start(
+        "rfs",
+        ClusterSpec {
+            replicas: 3,
+            redirectors: 2,
+            etcd: true,
+            ..ClusterSpec::default()
+        },
+    );
+    let mut gaps = Vec::new();
+    let mut takeovers = Vec::new();
+    for round in 0..3 {
+        let acting = c.wait_acting(Duration::from_secs(10)).unwrap();
+        let echo = clients::start_echo(&c, 1, 300 * 1024, 1024, Duration::from_millis(10)).unwrap();
+        std::thread::sleep(Duration::from_secs(1));
+        c.kill_redirector(acting).unwrap();
+        let killed = Instant::now();
+        let said = c.release_redirector(acting).unwrap();
+        assert!(
+            said.contains("view authority released"),
+            "round {round}: {said}"
+        );
+        let deadline = killed + Duration::from_secs(10);
+        while c.acting_redirector().is_none_or(|k| k == acting) {
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: no takeover; logs in {}",
+                c.log_dir().display()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        takeovers.push(killed.elapsed().as_secs_f64() * 1000.0);
+        c.restart_redirector_at(acting).unwrap();
+        let v = clients::finish_echo(echo).unwrap();
+        echo_verdict(&v, &format!("echo stream of round {round}"));
+        gaps.push(v["max_gap_ms"].as_f64().unwrap_or(f64::MAX));
+    }
+    println!(
+        "supervised redirector crashes: standby acting after {takeovers:.0?} ms; client's longest echo gap {gaps:.0?} ms"
+    );
+}
+
 /// The client's stall over ten redirector failovers: each round starts a
 /// paced echo stream, SIGKILLs the acting redirector, waits for the other
 /// to act, starts the killed one again (it stands by) and takes the

@@ -196,6 +196,23 @@ impl Election {
         }
     }
 
+    /// After this redirector's process ended (a supervisor's clean-up): if
+    /// etcd still names this redirector the authority, revoke that lease so
+    /// a standby takes over at once instead of when the lease runs out.
+    /// Safe even were the process alive: it loses the authority, and its
+    /// view writes are fenced by the authority key it no longer holds.
+    /// Returns whether a lease was revoked.
+    pub fn release_dead_holder(&self) -> Result<bool, CoordinationError> {
+        let (_, kv) = self.client.get(&self.key)?;
+        match kv {
+            Some(kv) if kv.value == self.name.as_bytes() && kv.lease != 0 => {
+                self.client.lease_revoke(kv.lease)?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
     /// The authority's name as etcd holds it now, if any.
     pub fn holder(&self) -> Result<Option<String>, CoordinationError> {
         let (_, kv) = self.client.get(&self.key)?;
