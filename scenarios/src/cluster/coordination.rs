@@ -1,0 +1,330 @@
+//! The etcd layout: redirectors that coordinate through etcd, the etcd
+//! members, and what a test does to them (kill, cut, release).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use testnet::netns::run;
+
+use super::*;
+
+impl Cluster {
+    /// The etcd layout (see the module's documentation): the client LAN is
+    /// a bridge in the client's namespace, the replicas' LAN a bridge in
+    /// the switch namespace, which also routes the replicas' replies to
+    /// the client and runs etcd.
+    pub(super) fn start_with_etcd(
+        tag: &str,
+        spec: ClusterSpec,
+        bins: Binaries,
+    ) -> anyhow::Result<Cluster> {
+        anyhow::ensure!(
+            !spec.ipv6 && !spec.relays,
+            "a cluster with etcd is IPv4 only, without relays"
+        );
+        anyhow::ensure!(
+            spec.redirectors <= 8,
+            "at most 8 redirectors (the replicas list them all)"
+        );
+        anyhow::ensure!((1..=5).contains(&spec.etcd_members), "1 to 5 etcd members");
+        let etcd = etcd_binary().context("etcd is not installed (apt-get install etcd-server)")?;
+        let mut topo = Topology::new(tag);
+        let client_ns = topo.namespace("c")?;
+        let switch_ns = topo.namespace("s")?;
+        let client_bridge = topo.name("bc");
+        let replica_bridge = topo.name("br");
+        for (ns, bridge, addr, mtu) in [
+            (&client_ns, &client_bridge, "198.18.0.1/24", 1500),
+            (
+                &switch_ns,
+                &replica_bridge,
+                &*format!("{SWITCH_IP}/24"),
+                spec.link_mtu,
+            ),
+        ] {
+            let mtu = mtu.to_string();
+            topo.ip(ns, &["link", "add", bridge, "mtu", &mtu, "type", "bridge"])?;
+            topo.ip(ns, &["addr", "add", addr, "dev", bridge])?;
+            topo.ip(ns, &["link", "set", bridge, "up"])?;
+        }
+        // The replicas' replies reach the client through the switch.
+        topo.veth(
+            (&client_ns, "198.18.2.1/24"),
+            (&switch_ns, "198.18.2.2/24"),
+            1500,
+        )?;
+        topo.ip(
+            &switch_ns,
+            &["route", "add", "198.18.0.0/24", "via", "198.18.2.1"],
+        )?;
+        topo.router(&switch_ns)?;
+        topo.router(&client_ns)?;
+        topo.ip(
+            &client_ns,
+            &["route", "add", "198.18.100.0/24", "via", FLOATING_IP],
+        )?;
+        let mut redirector_nss = Vec::new();
+        let mut redirector_links = Vec::new();
+        let mut replica_links = Vec::new();
+        for k in 0..spec.redirectors {
+            let ns = topo.namespace(&redirector_short(k))?;
+            let (inner, outer) = topo.veth(
+                (&ns, &format!("198.18.0.{}/24", 2 + k)),
+                (&client_ns, ""),
+                1500,
+            )?;
+            topo.ip(
+                &client_ns,
+                &["link", "set", &outer, "master", &client_bridge],
+            )?;
+            redirector_links.push(inner);
+            let (inner, outer) = topo.veth(
+                (&ns, &format!("{}/24", redirector_ip(k))),
+                (&switch_ns, ""),
+                spec.link_mtu,
+            )?;
+            topo.ip(
+                &switch_ns,
+                &["link", "set", &outer, "master", &replica_bridge],
+            )?;
+            topo.router(&ns)?;
+            replica_links.push(inner);
+            redirector_nss.push(ns);
+        }
+        let mut replica_ns = Vec::new();
+        for i in 0..spec.replicas * spec.groups {
+            let ns = topo.namespace(&format!("p{i}"))?;
+            let (_, outer) = topo.veth(
+                (&ns, &format!("{}/24", replica_ip(i))),
+                (&switch_ns, ""),
+                spec.link_mtu,
+            )?;
+            topo.ip(
+                &switch_ns,
+                &["link", "set", &outer, "master", &replica_bridge],
+            )?;
+            topo.ip(&ns, &["route", "add", "default", "via", SWITCH_IP])?;
+            topo.router(&ns)?;
+            replica_ns.push(ns);
+        }
+        let mut cluster = Cluster::assemble(
+            topo,
+            [client_ns, client_bridge, redirector_links[0].clone()],
+            redirector_nss,
+            Some(switch_ns),
+            replica_ns,
+            bins,
+            spec,
+        )?;
+        cluster.redirector_links = redirector_links;
+        cluster.redirector_replica_links = replica_links;
+        cluster.start_etcd(&etcd)?;
+        for k in 0..cluster.spec.redirectors {
+            cluster.start_redirector_at(k)?;
+            if k == 0 {
+                // The first one acts: the others find the authority taken.
+                cluster.wait_acting(Duration::from_secs(20))?;
+            }
+        }
+        cluster.start_replicas()?;
+        Ok(cluster)
+    }
+
+    /// The etcd members in the switch namespace, on [`SWITCH_IP`]; returns
+    /// once each answers healthy (a leader is elected).
+    pub(super) fn start_etcd(&mut self, binary: &Path) -> anyhow::Result<()> {
+        let ns = self.switch_ns.clone().context("no switch namespace")?;
+        let n = self.spec.etcd_members;
+        let peer = |j: usize| format!("http://127.0.0.1:{}", ETCD_PORT + 1 + 2 * j as u16);
+        let cluster: Vec<String> = (0..n).map(|j| format!("e{j}={}", peer(j))).collect();
+        for (j, url) in self.etcd_urls().into_iter().enumerate() {
+            let mut cmd = self.topo.command(&ns, &binary.to_string_lossy());
+            cmd.args(["--name", &format!("e{j}"), "--data-dir"])
+                .arg(self.dir.join(format!("etcd{j}")))
+                .args([
+                    "--listen-client-urls",
+                    &url,
+                    "--advertise-client-urls",
+                    &url,
+                ])
+                .args([
+                    "--listen-peer-urls",
+                    &peer(j),
+                    "--initial-advertise-peer-urls",
+                    &peer(j),
+                ])
+                .args(["--initial-cluster", &cluster.join(",")])
+                .args(["--initial-cluster-state", "new"])
+                // Short ticks: etcd then grants leases of 1 s.
+                .args(["--heartbeat-interval", "10", "--election-timeout", "100"]);
+            let label = etcd_label(j);
+            cmd.stdout(self.log_file(&label)?);
+            cmd.stderr(self.log_file(&label)?);
+            self.topo.spawn(&label, cmd)?;
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for url in self.etcd_urls() {
+            loop {
+                let mut curl = self.topo.command(&ns, "curl");
+                curl.args(["-s", "--max-time", "1", &format!("{url}/health")]);
+                let out = run(&mut curl);
+                if out.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("true")) {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    bail!(
+                        "etcd at {url} did not answer within 20 s; its log is in {}",
+                        self.dir.display()
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        Ok(())
+    }
+
+    /// The etcd members' client URLs.
+    pub(super) fn etcd_urls(&self) -> Vec<String> {
+        (0..self.spec.etcd_members)
+            .map(|j| format!("http://{SWITCH_IP}:{}", ETCD_PORT + 10 * j as u16))
+            .collect()
+    }
+
+    /// SIGKILL etcd member `j` (counted from 0; the redirectors try the
+    /// members in this order).
+    pub fn kill_etcd(&mut self, j: usize) -> anyhow::Result<()> {
+        let label = etcd_label(j);
+        self.topo
+            .kill(&label)
+            .with_context(|| format!("killing {label}"))
+    }
+
+    /// Wait until a redirector acts; its index.
+    pub fn wait_acting(&self, timeout: Duration) -> anyhow::Result<usize> {
+        let end = Instant::now() + timeout;
+        loop {
+            if let Some(k) = self.acting_redirector() {
+                return Ok(k);
+            }
+            if Instant::now() > end {
+                bail!(
+                    "no redirector acts after {timeout:?}; logs in {}",
+                    self.dir.display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The redirector that acts as the view authority now (with etcd), by
+    /// index; without etcd the only one.
+    pub fn acting_redirector(&self) -> Option<usize> {
+        if !self.spec.etcd {
+            return Some(0);
+        }
+        (0..self.redirector_nss.len()).find(|&k| {
+            self.redirector_status(k)
+                .is_ok_and(|s| s["coordination"]["acting"].as_bool() == Some(true))
+        })
+    }
+
+    /// Redirector `k`'s `/status` JSON.
+    pub fn redirector_status(&self, k: usize) -> anyhow::Result<serde_json::Value> {
+        let ns = self.redirector_nss.get(k).context("no such redirector")?;
+        let out = self.admin_get(ns, "/status")?;
+        serde_json::from_slice(&out).context("redirector /status is not JSON")
+    }
+
+    /// SIGKILL redirector `k` (its process only: its namespace, and the
+    /// floating address if it held it, stay).
+    pub fn kill_redirector(&mut self, k: usize) -> anyhow::Result<()> {
+        let label = redirector_label(k);
+        self.topo
+            .kill(&label)
+            .with_context(|| format!("killing {label}"))
+    }
+
+    /// Cut (`up == false`) or heal redirector `k`'s links (etcd layout):
+    /// its process lives on, cut off from the clients, the replicas and
+    /// etcd, as in a network partition.
+    pub fn set_redirector_links(&self, k: usize, up: bool) -> anyhow::Result<()> {
+        anyhow::ensure!(self.spec.etcd, "only a cluster with etcd has these links");
+        let ns = self.redirector_nss.get(k).context("no such redirector")?;
+        let state = if up { "up" } else { "down" };
+        for link in [&self.redirector_links[k], &self.redirector_replica_links[k]] {
+            self.topo.ip(ns, &["link", "set", link, state])?;
+        }
+        Ok(())
+    }
+
+    /// Whether redirector `k`'s client link carries the floating address.
+    pub fn holds_floating(&self, k: usize) -> anyhow::Result<bool> {
+        let ns = self.redirector_nss.get(k).context("no such redirector")?;
+        let link = &self.redirector_links[k];
+        let mut cmd = self.topo.command(ns, "ip");
+        cmd.args(["-4", "-br", "addr", "show", "dev", link]);
+        let out = run(&mut cmd)?;
+        Ok(String::from_utf8_lossy(&out.stdout).contains(&format!("{FLOATING_IP}/")))
+    }
+
+    /// What a supervisor does once redirector `k`'s process has ended
+    /// (the systemd unit's `ExecStopPost`): `hydra-redirector --release`
+    /// with its configuration, in its namespace. Returns what it printed.
+    pub fn release_redirector(&self, k: usize) -> anyhow::Result<String> {
+        let ns = self.redirector_nss.get(k).context("no such redirector")?;
+        let path = self.dir.join(format!("{}.toml", redirector_label(k)));
+        let mut cmd = self
+            .topo
+            .command(ns, &self.bins.redirector.to_string_lossy());
+        cmd.arg("--config").arg(&path).arg("--release");
+        let out = run(&mut cmd)?;
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+
+    /// Start redirector `k` again after [`kill_redirector`](Self::kill_redirector).
+    pub fn restart_redirector_at(&mut self, k: usize) -> anyhow::Result<()> {
+        self.start_redirector_at(k)
+    }
+}
+
+/// Redirector `k`'s address on the replicas' LAN (etcd layout).
+pub(super) fn redirector_ip(k: usize) -> String {
+    format!("198.18.1.{}", 1 + k)
+}
+
+/// Redirector `k`'s namespace short name: `r`, `r1`, `r2`...
+pub(super) fn redirector_short(k: usize) -> String {
+    if k == 0 {
+        "r".into()
+    } else {
+        format!("r{k}")
+    }
+}
+
+/// etcd member `j`'s process label and log name.
+pub(super) fn etcd_label(j: usize) -> String {
+    if j == 0 {
+        "etcd".into()
+    } else {
+        format!("etcd{j}")
+    }
+}
+
+/// Redirector `k`'s process label, log and config name.
+pub(super) fn redirector_label(k: usize) -> String {
+    if k == 0 {
+        "redirector".into()
+    } else {
+        format!("redirector{k}")
+    }
+}
+
+/// The etcd binary (PATH, then `/usr/bin`), if installed.
+pub fn etcd_binary() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/bin")])
+        .map(|d| d.join("etcd"))
+        .find(|p| p.is_file())
+}
