@@ -38,7 +38,7 @@ pub struct SoakArgs {
 }
 
 /// A group's failure-detection settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Settings {
     /// A primary may send this long after its last answered keepalive (ms).
     pub lease_ms: u64,

@@ -10,7 +10,7 @@ use anyhow::Context;
 use indicatif::ProgressBar;
 use plotters::prelude::*;
 use scenarios::cluster::Binaries;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::failover::{failover, Disruption, Timing};
 use crate::soak::{soak, Settings};
@@ -39,7 +39,7 @@ pub struct SweepArgs {
 }
 
 /// One setting's figures.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct SweepPoint {
     pub settings: Settings,
     pub crashes: usize,
@@ -54,7 +54,7 @@ pub struct SweepPoint {
 }
 
 /// The whole sweep, as written to `<date>-<commit>-sweep.json`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct SweepReport {
     pub date: String,
     pub commit: String,
@@ -150,6 +150,16 @@ pub fn run(args: &SweepArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `hydra-bench plot` of a saved sweep: the PNG next to its JSON.
+pub fn redraw(json: &Path, text: &str) -> anyhow::Result<()> {
+    let report: SweepReport = serde_json::from_str(text)
+        .with_context(|| format!("{} is not a sweep report", json.display()))?;
+    let png = json.with_extension("png");
+    plot(&report, &png)?;
+    println!("plot:   {}", png.display());
+    Ok(())
+}
+
 fn print_point(p: &SweepPoint) {
     let s = &p.settings;
     println!(
@@ -203,15 +213,18 @@ fn plot(r: &SweepReport, path: &Path) -> anyhow::Result<()> {
         .x_desc("client-observed stall at a primary crash, p99 (ms)")
         .y_desc("spurious failovers per hour, cores saturated")
         .draw()?;
-    chart.draw_series(r.points.iter().map(|p| {
+    // Labels climb one line per point, so points at one height stay legible.
+    chart.draw_series(r.points.iter().enumerate().map(|(i, p)| {
         let s = &p.settings;
         let label = format!(
-            "hb {} / lease {} / timeout {}",
-            s.heartbeat_ms, s.lease_ms, s.timeout_ms
+            "hb {} / lease {} / timeout {}: p50 {:.1} ms",
+            s.heartbeat_ms, s.lease_ms, s.timeout_ms, p.stall_p50_ms
         );
+        let rise = -14 - 18 * i as i32;
         EmptyElement::at((p.stall_p99_ms, p.spurious_per_hour))
             + Circle::new((0, 0), 5, BLUE.filled())
-            + Text::new(label, (8, -12), ("sans-serif", 14).into_font())
+            + PathElement::new(vec![(0, 0), (6, rise + 8)], BLACK)
+            + Text::new(label, (8, rise), ("sans-serif", 14).into_font())
     }))?;
     root.present()?;
     Ok(())

@@ -429,3 +429,99 @@ fn etcd_paused_during_traffic_stalls_and_loses_nothing() {
         v["max_gap_ms"].as_f64().unwrap_or(-1.0)
     );
 }
+
+/// Download throughput of a group behind two etcd-coordinated redirectors
+/// against the embedded default (one redirector, its state file), three
+/// alternating rounds of 256 MiB each: the data path does not touch etcd,
+/// so the ratio should be noise. Prints MiB/s and the ratio; about a
+/// minute, run it with `--ignored`.
+#[test]
+#[ignore = "a measurement of about a minute; run with --ignored"]
+fn download_throughput_with_etcd_against_the_embedded_default() {
+    let test = "download_throughput_with_etcd_against_the_embedded_default";
+    if !privileged(test) || !coordination_tools(test) {
+        return;
+    }
+    let _serial = serial();
+    let rate = |spec: ClusterSpec, tag: &str| -> f64 {
+        let c = start(tag, spec);
+        c.wait_acting(Duration::from_secs(10)).unwrap();
+        let original = c.www.join("big.bin");
+        clients::write_random_file(&original, 256 << 20).unwrap();
+        let dest = c.log_dir().join("got.bin");
+        let began = Instant::now();
+        let curl = clients::start_download(&c, "big.bin", &dest, "100G").unwrap();
+        download_matches(curl, &dest, &original);
+        256.0 / began.elapsed().as_secs_f64()
+    };
+    let (mut embedded, mut coordinated) = (Vec::new(), Vec::new());
+    for round in 0..3 {
+        embedded.push(rate(ClusterSpec::default(), &format!("te{round}")));
+        coordinated.push(rate(
+            ClusterSpec {
+                redirectors: 2,
+                etcd: true,
+                ..ClusterSpec::default()
+            },
+            &format!("tc{round}"),
+        ));
+    }
+    let mean = |xs: &[f64]| xs.iter().sum::<f64>() / xs.len() as f64;
+    println!(
+        "download MiB/s: embedded {embedded:.0?}, etcd + 2 redirectors {coordinated:.0?}; ratio of means {:.2}",
+        mean(&coordinated) / mean(&embedded)
+    );
+}
+
+/// Every redirector SIGKILLed at once, then started again: the time until
+/// one acts from etcd's views and a new client connection is served.
+/// Prints it; run with `--ignored`.
+#[test]
+#[ignore = "a measurement; run with --ignored"]
+fn service_returns_after_every_redirector_restarts() {
+    let test = "service_returns_after_every_redirector_restarts";
+    if !privileged(test) || !coordination_tools(test) {
+        return;
+    }
+    let _serial = serial();
+    let mut c = start(
+        "rfa",
+        ClusterSpec {
+            redirectors: 2,
+            etcd: true,
+            ..ClusterSpec::default()
+        },
+    );
+    c.wait_acting(Duration::from_secs(10)).unwrap();
+    let before = c.view().unwrap();
+    std::fs::write(c.www.join("small.txt"), b"still here\n").unwrap();
+    c.kill_redirector(0).unwrap();
+    c.kill_redirector(1).unwrap();
+    for k in 0..2 {
+        c.release_redirector(k).unwrap();
+    }
+    let restarted = Instant::now();
+    c.restart_redirector_at(0).unwrap();
+    c.restart_redirector_at(1).unwrap();
+    c.wait_acting(Duration::from_secs(15)).unwrap();
+    let acting = restarted.elapsed();
+    let dest = c.log_dir().join("small.got");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let curl = clients::start_download(&c, "small.txt", &dest, "1M").unwrap();
+        if curl.wait_with_output().is_ok_and(|o| o.status.success())
+            && std::fs::read(&dest).is_ok_and(|b| b == b"still here\n")
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no service after the restart");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let served = restarted.elapsed();
+    assert_eq!(c.view().unwrap(), before, "the views came back from etcd");
+    println!(
+        "every redirector restarted: one acting after {:.0} ms, a new connection served after {:.0} ms",
+        acting.as_secs_f64() * 1000.0,
+        served.as_secs_f64() * 1000.0
+    );
+}
