@@ -90,6 +90,9 @@ fn main() {
         Some(Command::Sweep(args)) => sweep::run(&args),
         Some(Command::Kv(args)) => kv::run(&args),
         Some(Command::Http(args)) => http::run(&args),
+        Some(Command::Plot { report }) if report.to_string_lossy().ends_with("-sweep.json") => {
+            sweep::redraw(&report)
+        }
         Some(Command::Plot { report }) => plots::redraw(&report),
         None => run::run(&cli.run),
     };

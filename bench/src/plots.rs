@@ -66,9 +66,6 @@ fn size_label(log2: &f64) -> String {
 pub fn redraw(json: &Path) -> anyhow::Result<()> {
     let text =
         std::fs::read_to_string(json).with_context(|| format!("reading {}", json.display()))?;
-    if json.to_string_lossy().ends_with("-sweep.json") {
-        return crate::sweep::redraw(json, &text);
-    }
     let report: Report = serde_json::from_str(&text)
         .with_context(|| format!("{} is not a full report", json.display()))?;
     let dir = json.parent().unwrap_or(Path::new("."));

@@ -151,8 +151,10 @@ pub fn run(args: &SweepArgs) -> anyhow::Result<()> {
 }
 
 /// `hydra-bench plot` of a saved sweep: the PNG next to its JSON.
-pub fn redraw(json: &Path, text: &str) -> anyhow::Result<()> {
-    let report: SweepReport = serde_json::from_str(text)
+pub fn redraw(json: &Path) -> anyhow::Result<()> {
+    let text =
+        std::fs::read_to_string(json).with_context(|| format!("reading {}", json.display()))?;
+    let report: SweepReport = serde_json::from_str(&text)
         .with_context(|| format!("{} is not a sweep report", json.display()))?;
     let png = json.with_extension("png");
     plot(&report, &png)?;
