@@ -61,18 +61,9 @@ fn connections_survive_the_acting_redirector_killed() {
 
     c.kill_redirector(acting).unwrap();
     let killed = Instant::now();
-    let deadline = killed + Duration::from_secs(10);
-    let survivor = loop {
-        if let Some(k) = c.acting_redirector().filter(|&k| k != acting) {
-            break k;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the standby did not take over; logs in {}",
-            c.log_dir().display()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let survivor = c
+        .wait_acting_other_than(acting, Duration::from_secs(10))
+        .unwrap();
     let takeover = killed.elapsed();
 
     download_matches(curl, &dest, &original);
@@ -133,15 +124,8 @@ fn a_supervised_redirectors_crash_hands_the_authority_over_at_once() {
             said.contains("view authority released"),
             "round {round}: {said}"
         );
-        let deadline = killed + Duration::from_secs(10);
-        while c.acting_redirector().is_none_or(|k| k == acting) {
-            assert!(
-                Instant::now() < deadline,
-                "round {round}: no takeover; logs in {}",
-                c.log_dir().display()
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        c.wait_acting_other_than(acting, Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("round {round}: {e:#}"));
         takeovers.push(killed.elapsed().as_secs_f64() * 1000.0);
         c.restart_redirector_at(acting).unwrap();
         let v = clients::finish_echo(echo).unwrap();
@@ -184,15 +168,8 @@ fn redirector_failover_stall_over_ten_kills() {
         std::thread::sleep(Duration::from_secs(1));
         c.kill_redirector(acting).unwrap();
         let killed = Instant::now();
-        let deadline = killed + Duration::from_secs(10);
-        while c.acting_redirector().is_none_or(|k| k == acting) {
-            assert!(
-                Instant::now() < deadline,
-                "round {round}: no takeover; logs in {}",
-                c.log_dir().display()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        c.wait_acting_other_than(acting, Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("round {round}: {e:#}"));
         takeovers.push(killed.elapsed().as_secs_f64() * 1000.0);
         c.restart_redirector_at(acting).unwrap();
         let v = clients::finish_echo(echo).unwrap();
@@ -244,15 +221,8 @@ fn a_partitioned_acting_redirector_steps_down_and_rejoins_as_standby() {
 
     c.set_redirector_links(old, false).unwrap();
     let cut = Instant::now();
-    let deadline = cut + Duration::from_secs(10);
-    while c.acting_redirector().is_none_or(|k| k == old) {
-        assert!(
-            Instant::now() < deadline,
-            "no takeover; logs in {}",
-            c.log_dir().display()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    c.wait_acting_other_than(old, Duration::from_secs(10))
+        .unwrap();
     let takeover = cut.elapsed();
     // One acting at a time: the cut one stopped before the other acted.
     let status = c.redirector_status(old).unwrap();

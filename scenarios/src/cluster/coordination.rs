@@ -217,6 +217,24 @@ impl Cluster {
         }
     }
 
+    /// Wait until a redirector other than `old` acts (a takeover); its
+    /// index. Polled every 5 ms, so the caller can time the takeover.
+    pub fn wait_acting_other_than(&self, old: usize, timeout: Duration) -> anyhow::Result<usize> {
+        let end = Instant::now() + timeout;
+        loop {
+            if let Some(k) = self.acting_redirector().filter(|&k| k != old) {
+                return Ok(k);
+            }
+            if Instant::now() > end {
+                bail!(
+                    "no redirector but {old} acts after {timeout:?}; logs in {}",
+                    self.dir.display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     /// The redirector that acts as the view authority now (with etcd), by
     /// index; without etcd the only one.
     pub fn acting_redirector(&self) -> Option<usize> {

@@ -115,17 +115,7 @@ floating = {{ address = "{FLOATING_IP}/24", link = "{link}" }}
         cmd.stderr(self.log_file(&label)?);
         self.topo.spawn(&label, cmd)?;
         self.topo.wait_link(&ns, &tun, Duration::from_secs(10))?;
-        // Replace: a restarted redirector recreates the TUN and the route with it.
-        self.topo.ip(
-            &ns,
-            &["route", "replace", &format!("{VIP}/32"), "dev", &tun],
-        )?;
-        if self.spec.ipv6 {
-            self.topo.ip(
-                &ns,
-                &["-6", "route", "add", &format!("{VIP6}/128"), "dev", &tun],
-            )?;
-        }
+        self.route_vips(&ns, &tun)?;
         Ok(())
     }
 
@@ -262,22 +252,20 @@ admin = "127.0.0.1:{ADMIN_PORT}"
         cmd.stderr(self.log_file(&format!("replica{}", i + 1))?);
         self.topo.spawn(&format!("replica{i}"), cmd)?;
         self.topo.wait_link(&ns, &tun, Duration::from_secs(10))?;
-        // Replace: a restarted replica recreates the TUN and the route with it.
-        self.topo.ip(
-            &ns,
-            &["route", "replace", &format!("{VIP}/32"), "dev", &tun],
-        )?;
+        self.route_vips(&ns, &tun)?;
+        Ok(())
+    }
+
+    /// Route the VIPs (both families in a dual-stack cluster) into `tun`
+    /// in `ns`. Replace, not add: a restarted process recreates its TUN,
+    /// and the routes with it.
+    fn route_vips(&self, ns: &str, tun: &str) -> anyhow::Result<()> {
+        self.topo
+            .ip(ns, &["route", "replace", &format!("{VIP}/32"), "dev", tun])?;
         if self.spec.ipv6 {
             self.topo.ip(
-                &ns,
-                &[
-                    "-6",
-                    "route",
-                    "replace",
-                    &format!("{VIP6}/128"),
-                    "dev",
-                    &tun,
-                ],
+                ns,
+                &["-6", "route", "replace", &format!("{VIP6}/128"), "dev", tun],
             )?;
         }
         Ok(())
