@@ -4,6 +4,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod adoption;
 pub mod config;
 pub mod coordination;
 pub mod copies;
@@ -12,6 +13,7 @@ pub mod services;
 pub mod state;
 pub mod status;
 
+use std::collections::VecDeque;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::mpsc::{self, Receiver};
@@ -26,6 +28,7 @@ use stack::phy::tun::Tun;
 use stack::phy::Device;
 use stack::Instant;
 
+use adoption::Adoption;
 use config::RedirectorConfig;
 use copies::{CopySender, Inbox};
 use pool::Pool;
@@ -55,6 +58,11 @@ struct Redirector {
     announce_limit: Vec<u64>,
     /// Live members' data addresses per group, refreshed on view change.
     destinations: Vec<(u64, Vec<SocketAddr>)>,
+    /// Pooled connections the flow table does not know, being asked about.
+    adoption: Adoption,
+    /// Packets of connections a group claimed, to copy before new input:
+    /// (group, packet), oldest first.
+    released: VecDeque<(usize, Vec<u8>)>,
     counters: Counters,
     clock: std::time::Instant,
 }
@@ -103,6 +111,8 @@ pub fn run(cfg: RedirectorConfig, signals: Signals) -> anyhow::Result<()> {
         drain_requests,
         announce_limit: vec![u64::MAX; groups.len()],
         destinations: vec![(0, Vec::new()); groups.len()],
+        adoption: Adoption::default(),
+        released: VecDeque::new(),
         groups,
         counters: Counters::default(),
         clock: std::time::Instant::now(),
@@ -150,13 +160,16 @@ pub fn run(cfg: RedirectorConfig, signals: Signals) -> anyhow::Result<()> {
             a.announce_limits(&r.groups, &mut r.announce_limit);
         }
         if acting {
+            r.ask_about_unknown_flows();
             r.read_control(now);
+            r.adopt_claimed_flows(now);
             for g in &mut r.groups {
                 g.handle_timeout(now);
             }
         } else {
             r.discard_control();
         }
+        r.adoption.expire(now);
         r.apply_drain_requests();
         r.refresh_destinations(now);
         if let Some(path) = &cfg.state_file {
@@ -179,6 +192,10 @@ pub fn run(cfg: RedirectorConfig, signals: Signals) -> anyhow::Result<()> {
             last_publish = std::time::Instant::now();
             if let Ok(mut s) = snapshot.lock() {
                 *s = Snapshot::take(now, &r.groups, &r.draining, &r.pools, &r.counters);
+                s.unknown_flows = status::UnknownFlows {
+                    pending: r.adoption.pending(),
+                    counters: r.adoption.counters.clone(),
+                };
                 s.coordination = coordinator.as_ref().map(|a| a.status());
             }
         }
@@ -192,6 +209,9 @@ impl Redirector {
     }
 
     fn wait(&self) {
+        if !self.released.is_empty() {
+            return;
+        }
         let now = self.now();
         let deadline = self.groups.iter().filter_map(|g| g.poll_timeout()).min();
         let wait = deadline.map_or(MAX_WAIT, |d| {
@@ -249,6 +269,33 @@ impl Redirector {
         }
     }
 
+    /// Hand each group's authority the connections to ask its members
+    /// about (when they changed).
+    fn ask_about_unknown_flows(&mut self) {
+        if let Some(questions) = self.adoption.questions(&self.pools, self.groups.len()) {
+            for (g, q) in self.groups.iter_mut().zip(questions) {
+                g.ask(q);
+            }
+        }
+    }
+
+    /// Connections the groups said they hold: into their pool's table, and
+    /// their parked packets on to the group.
+    fn adopt_claimed_flows(&mut self, now: Instant) {
+        for g in 0..self.groups.len() {
+            for key in self.groups[g].take_holds() {
+                let Some((pool, packets)) = self.adoption.claim(&self.pools, g, key) else {
+                    continue; // a late or repeated answer
+                };
+                let flow = pool::FlowKey::from_conn_key(key);
+                if self.pools[pool].adopt(now, flow, g) {
+                    tracing::debug!(group = %self.groups[g].name(), client = %key.remote, "connection claimed");
+                    self.released.extend(packets.into_iter().map(|p| (g, p)));
+                }
+            }
+        }
+    }
+
     fn apply_drain_requests(&mut self) {
         while let Ok((name, on)) = self.drain_requests.try_recv() {
             if let Some(i) = self.groups.iter().position(|g| g.name() == name) {
@@ -270,6 +317,13 @@ impl Redirector {
 
     fn forward(&mut self, now: Instant) {
         self.inbox.clear();
+        if !self.released.is_empty() {
+            // Claimed connections' parked packets go first, and nothing new
+            // is read until they are gone, so no connection's packets pass
+            // each other.
+            self.forward_released();
+            return;
+        }
         // Bounded in reads, not only in packets kept: a flood of packets
         // for no service must not keep the loop from its control work.
         for _ in 0..BATCH {
@@ -294,13 +348,44 @@ impl Redirector {
             .send(&self.inbox, &self.destinations, &mut self.counters);
     }
 
+    fn forward_released(&mut self) {
+        while self.inbox.room() >= 2 {
+            let Some((group, packet)) = self.released.pop_front() else {
+                break;
+            };
+            let slot = self.inbox.next_slot();
+            if packet.len() > slot.len() {
+                self.counters.dropped_oversized += 1;
+                continue;
+            }
+            slot[..packet.len()].copy_from_slice(&packet);
+            if self.inbox.push(packet.len(), group) {
+                self.counters.packets_in += 1;
+            } else {
+                self.counters.dropped_oversized += 1;
+            }
+        }
+        self.copies
+            .send(&self.inbox, &self.destinations, &mut self.counters);
+    }
+
     /// The group that takes the packet just read, or None (counted) when
     /// none does.
     fn route(&mut self, now: Instant, len: usize) -> Option<usize> {
         let packet = &self.inbox.next_slot()[..len];
         match self.services.classify(packet) {
             Verdict::Group(g) => Some(g),
+            Verdict::Pool(p, Some(flow)) if !flow.syn && !self.pools[p].knows(&flow.key) => {
+                // Opened before a restart or through another redirector:
+                // kept until one of the pool's groups claims it.
+                let packet = packet.to_vec();
+                self.adoption.park(now, p, flow.key, &packet);
+                None
+            }
             Verdict::Pool(p, flow) => {
+                if let Some(f) = flow.filter(|f| f.syn) {
+                    self.adoption.forget(&f.key);
+                }
                 let pool = &mut self.pools[p];
                 let group = match flow {
                     Some(flow) => pool.route(now, &flow, &self.available),

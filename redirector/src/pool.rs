@@ -4,7 +4,9 @@
 //! element selection, `shared/seeds/`).
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
+
+use hydra_base::ConnKey;
 
 use serde::{Deserialize, Serialize};
 use stack::{Duration, Instant};
@@ -32,6 +34,26 @@ pub struct FlowKey {
     pub client_port: u16,
     pub service: IpAddr,
     pub service_port: u16,
+}
+
+impl FlowKey {
+    /// The connection as the group's stacks name it.
+    pub fn conn_key(&self) -> ConnKey {
+        ConnKey {
+            local: SocketAddr::new(self.service, self.service_port),
+            remote: SocketAddr::new(self.client, self.client_port),
+        }
+    }
+
+    /// The flow of a group's connection.
+    pub fn from_conn_key(key: ConnKey) -> FlowKey {
+        FlowKey {
+            client: key.remote.ip(),
+            client_port: key.remote.port(),
+            service: key.local.ip(),
+            service_port: key.local.port(),
+        }
+    }
 }
 
 /// What one client packet says about its flow.
@@ -74,9 +96,12 @@ pub struct PoolStatus {
     pub dropped_no_group: u64,
     /// Connection attempts dropped: the flow table was full.
     pub dropped_table_full: u64,
-    /// Non-SYN packets of a flow the table does not know (expired, or
-    /// assigned before a redirector restart).
+    /// Non-SYN packets of a flow the table does not know, when nobody
+    /// asks the groups about it.
     pub dropped_unknown_flow: u64,
+    /// Connections the table did not know (opened before a restart of
+    /// this redirector or through another one) that a group claimed.
+    pub adopted: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -194,6 +219,43 @@ impl Pool {
             },
         );
         Some(self.groups[member])
+    }
+
+    /// The table knows this flow.
+    pub fn knows(&self, key: &FlowKey) -> bool {
+        self.flows.contains_key(key)
+    }
+
+    /// The global indices of the pool's groups.
+    pub fn group_indices(&self) -> &[usize] {
+        &self.groups
+    }
+
+    /// Group `group` (global index) holds the flow `key`, which the table
+    /// did not know: it keeps that group from now on. False when the group
+    /// is not in this pool or the table is full (counted).
+    pub fn adopt(&mut self, now: Instant, key: FlowKey, group: usize) -> bool {
+        let Some(member) = self.groups.iter().position(|&g| g == group) else {
+            return false;
+        };
+        if self.flows.contains_key(&key) {
+            return true;
+        }
+        if self.flows.len() >= self.limits.max_flows {
+            self.status.dropped_table_full += 1;
+            return false;
+        }
+        self.open[member] += 1;
+        self.status.adopted += 1;
+        self.flows.insert(
+            key,
+            Flow {
+                member,
+                last_seen: now,
+                closing: false,
+            },
+        );
+        true
     }
 
     /// For packets that belong to no connection (ICMP to the VIP): the

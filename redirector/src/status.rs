@@ -65,9 +65,22 @@ pub struct Snapshot {
     pub groups: Vec<GroupStatus>,
     pub pools: Vec<PoolStatus>,
     pub counters: Counters,
+    /// Pooled connections the flow table did not know, found by asking
+    /// the groups.
+    pub unknown_flows: UnknownFlows,
     /// With `[coordination]`: this redirector's part in the election.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub coordination: Option<crate::coordination::AgentStatus>,
+}
+
+/// Pooled connections the flow table does not know (opened before a
+/// restart, or through another redirector).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct UnknownFlows {
+    /// Connections whose groups are being asked about now.
+    pub pending: usize,
+    #[serde(flatten)]
+    pub counters: crate::adoption::AdoptionCounters,
 }
 
 impl Snapshot {
@@ -119,6 +132,7 @@ impl Snapshot {
             groups,
             pools: pools.iter().map(Pool::status).collect(),
             counters: counters.clone(),
+            unknown_flows: UnknownFlows::default(),
             coordination: None,
         }
     }
@@ -198,6 +212,23 @@ impl Snapshot {
             "",
             c.control_unauthenticated,
         );
+        let u = &self.unknown_flows.counters;
+        metric(
+            &mut out,
+            "hydra_unknown_flow_packets_parked_total",
+            "counter",
+            "Packets of pooled connections the flow table did not know, kept while the groups were asked.",
+            "",
+            u.parked,
+        );
+        metric(
+            &mut out,
+            "hydra_unknown_flow_packets_dropped_total",
+            "counter",
+            "Packets of unknown pooled connections dropped: no group claimed them in time, or too much was parked.",
+            "",
+            u.dropped_unclaimed + u.dropped_parking_full,
+        );
         for p in &self.pools {
             for m in &p.members {
                 let l = format!("pool=\"{}\",group=\"{}\"", p.name, m.group);
@@ -218,6 +249,14 @@ impl Snapshot {
                     m.open,
                 );
             }
+            metric(
+                &mut out,
+                "hydra_pool_adopted_total",
+                "counter",
+                "Connections the table did not know that one of the pool's groups claimed.",
+                &format!("pool=\"{}\"", p.name),
+                p.adopted,
+            );
             metric(
                 &mut out,
                 "hydra_pool_dropped_total",

@@ -1,7 +1,8 @@
 //! Group lifecycle end to end with the real binaries on namespaces:
 //! deliberate handover (SIGTERM on the primary, and the admin action that
 //! keeps the old primary as a backup) under load, with byte-exact streams;
-//! a pool of two groups under each policy, draining, a group going down.
+//! a pool of two groups under each policy, draining, a group going down,
+//! the redirector restarting under a pool's connections.
 
 mod common;
 
@@ -217,6 +218,45 @@ fn a_pool_of_two_groups_shares_connections_by_each_policy() {
     echo_verdict(&v, "pool with one group down");
     let (a1, b1) = assigned(&c, "round-robin");
     assert_eq!((a1 - a0, b1 - b0), (10, 0));
+}
+
+/// The redirector restarts (its state file brings the views back) while a
+/// pool's connections run: its new flow table knows none of them, so it
+/// asks the groups which holds each, and every stream carries on
+/// byte-exact on the group it started on.
+#[test]
+fn pooled_connections_carry_on_across_a_redirector_restart() {
+    if !privileged("pooled_connections_carry_on_across_a_redirector_restart") {
+        return;
+    }
+    let _serial = serial();
+    let mut c = pool_cluster();
+    let echo =
+        clients::start_echo_on(&c, 1007, 6, 400 << 10, 1024, Duration::from_millis(10)).unwrap();
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(assigned(&c, "round-robin"), (3, 3), "before the restart");
+    c.restart_redirector().unwrap();
+    let v = clients::finish_echo(echo).unwrap();
+    echo_verdict(&v, "pooled echo streams across a redirector restart");
+    let s = c.status().unwrap();
+    let pool = s["pools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "round-robin")
+        .unwrap()
+        .clone();
+    assert_eq!(pool["adopted"], 6, "each connection claimed once: {s}");
+    assert_eq!(
+        assigned(&c, "round-robin"),
+        (0, 0),
+        "no connection placed anew: {s}"
+    );
+    assert_eq!(s["unknown_flows"]["dropped_unclaimed"], 0, "{s}");
+    eprintln!(
+        "pooled echo across a redirector restart: longest gap {} ms; unknown flows {}",
+        v["max_gap_ms"], s["unknown_flows"]
+    );
 }
 
 /// A backup is killed and restarted; it rejoins by state transfer while

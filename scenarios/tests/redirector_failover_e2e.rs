@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::{download_matches, echo_verdict, serial, start};
 use scenarios::clients;
-use scenarios::cluster::{etcd_binary, ClusterSpec, FLOATING_IP};
+use scenarios::cluster::{etcd_binary, ClusterSpec, FLOATING_IP, VIP};
 use testnet::netns::privileged;
 
 /// True when etcd and arping are installed; otherwise says why the test is
@@ -134,6 +134,71 @@ fn a_supervised_redirectors_crash_hands_the_authority_over_at_once() {
     }
     println!(
         "supervised redirector crashes: standby acting after {takeovers:.0?} ms; client's longest echo gap {gaps:.0?} ms"
+    );
+}
+
+/// A pool of two groups behind two redirectors: the acting one is
+/// SIGKILLed while the pool's connections run. The survivor's flow table
+/// knows none of them; it asks the groups which holds each, and every
+/// connection carries on byte-exact on the group it started on.
+#[test]
+fn pooled_connections_keep_their_group_across_a_redirector_failover() {
+    let test = "pooled_connections_keep_their_group_across_a_redirector_failover";
+    if !privileged(test) || !coordination_tools(test) {
+        return;
+    }
+    let _serial = serial();
+    let services = format!(
+        "[[services]]\nvip = \"{VIP}\"\nports = [80]\ngroup = \"demo\"\n\n\
+         [[services]]\nvip = \"{VIP}\"\nports = [1007]\npool = \"rr\"\n\n\
+         [[pools]]\nname = \"rr\"\npolicy = \"round-robin\"\ngroups = [\"demo\", \"demo1\"]\n"
+    );
+    let mut c = start(
+        "rfp",
+        ClusterSpec {
+            replicas: 2,
+            groups: 2,
+            redirectors: 2,
+            etcd: true,
+            services_toml: Some(services),
+            extra_apps: vec!["echo:1007".into()],
+            ..ClusterSpec::default()
+        },
+    );
+    let acting = c.wait_acting(Duration::from_secs(10)).unwrap();
+    // 500 chunks 10 ms apart: about 5 s, the kill at 1 s.
+    let echo =
+        clients::start_echo_on(&c, 1007, 6, 500 << 10, 1024, Duration::from_millis(10)).unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    let pool_of = |c: &scenarios::cluster::Cluster, k: usize| {
+        let s = c.redirector_status(k).unwrap();
+        (s["pools"][0].clone(), s)
+    };
+    let (before, _) = pool_of(&c, acting);
+    let assigned = |p: &serde_json::Value, i: usize| p["members"][i]["assigned"].as_u64();
+    assert_eq!(
+        (assigned(&before, 0), assigned(&before, 1)),
+        (Some(3), Some(3)),
+        "round robin over two groups: {before}"
+    );
+    c.kill_redirector(acting).unwrap();
+    let survivor = c
+        .wait_acting_other_than(acting, Duration::from_secs(10))
+        .unwrap();
+    let v = clients::finish_echo(echo).unwrap();
+    echo_verdict(&v, "pooled echo streams across a redirector failover");
+    let (after, s) = pool_of(&c, survivor);
+    assert_eq!(after["adopted"], 6, "each connection claimed once: {s}");
+    assert_eq!(
+        (assigned(&after, 0), assigned(&after, 1)),
+        (Some(0), Some(0)),
+        "none placed anew: {s}"
+    );
+    assert_eq!(s["unknown_flows"]["dropped_unclaimed"], 0, "{s}");
+    println!(
+        "pooled connections across a redirector failover: longest echo gap {:.0} ms; unknown flows {}",
+        v["max_gap_ms"].as_f64().unwrap_or(-1.0),
+        s["unknown_flows"]
     );
 }
 

@@ -3,8 +3,9 @@
 
 use std::net::SocketAddr;
 
-use hydra_base::{Duration, Instant};
+use hydra_base::{ConnKey, Duration, Instant};
 
+use super::lookup::Lookup;
 use super::messages::{decode, encode, Message, DOMAIN};
 use super::{ControlError, View, ViewMember, AUTHORITY};
 use crate::auth::{self, AuthError, Counter, GroupKey, ReplayGuard};
@@ -96,6 +97,8 @@ pub struct AuthorityStats {
     pub resignations: u64,
     /// Members admitted back after catching up.
     pub rejoins: u64,
+    /// Answers about held connections dropped: nobody took the earlier ones.
+    pub holds_dropped: u64,
 }
 
 /// The redirector's registrar and view authority for one group, sans IO.
@@ -116,6 +119,7 @@ pub struct ViewAuthority {
     /// handover): views name no preferred member, so nobody hands the
     /// role straight back, until it next rejoins.
     preference_waived: bool,
+    lookup: Lookup,
     stats: AuthorityStats,
 }
 
@@ -137,6 +141,7 @@ impl ViewAuthority {
             view: View::default(),
             change_at: None,
             preference_waived: false,
+            lookup: Lookup::default(),
             stats: AuthorityStats::default(),
         }
     }
@@ -185,6 +190,21 @@ impl ViewAuthority {
             .filter(|m| m.alive || m.joining)
             .map(|m| m.data_addr)
             .collect()
+    }
+
+    /// Ask the members which of `connections` they hold (replacing the
+    /// earlier questions; at most [`MAX_QUESTIONS`](super::MAX_QUESTIONS)):
+    /// the replies carry a few each, in turn, until the questions change.
+    /// The answers arrive through [`take_holds`](Self::take_holds).
+    pub fn ask(&mut self, connections: Vec<ConnKey>) {
+        self.lookup.set_questions(connections);
+    }
+
+    /// Connections a live or catching-up member said it holds since the
+    /// last call (each once).
+    pub fn take_holds(&mut self) -> Vec<ConnKey> {
+        self.stats.holds_dropped = self.lookup.dropped;
+        self.lookup.take_answers()
     }
 
     /// Would this key have sealed `datagram`? (picks the group of a datagram)
@@ -278,6 +298,13 @@ impl ViewAuthority {
                 }
                 // No lease: a resigning member has promised not to send.
                 return Ok(Some(self.reply(header.counter, Duration::ZERO)));
+            }
+            Message::Holds { connections } => {
+                // Only members that may hold connections: live or catching up.
+                if self.view.is_alive(id) || self.view.is_joining(id) {
+                    self.lookup.answered(connections);
+                }
+                return Ok(None);
             }
             Message::Reply { .. } => return Err(ControlError::Unexpected),
         }
@@ -694,6 +721,7 @@ impl ViewAuthority {
             echo,
             lease,
             view: self.view.clone(),
+            questions: self.lookup.next_batch(),
         };
         encode(&self.policy.key, AUTHORITY, self.view.epoch, counter, &msg)
     }

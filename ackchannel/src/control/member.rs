@@ -4,14 +4,16 @@
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 
-use hydra_base::{Duration, Instant};
+use hydra_base::{ConnKey, Duration, Instant};
 
-use super::messages::{decode, encode, Message};
+use super::messages::{decode, encode, Message, MAX_KEYS_PER_MESSAGE};
 use super::{ControlError, View, AUTHORITY, MAX_MEMBERS};
 use crate::auth::{Counter, GroupKey, ReplayGuard};
 
 /// Keepalives remembered for lease computation.
 const SENT_MEMORY: usize = 64;
+/// Questions about held connections kept until the replica takes them.
+const MAX_QUESTIONS_KEPT: usize = 4 * MAX_KEYS_PER_MESSAGE;
 
 /// The replica's side of the control protocol, sans IO: it registers
 /// with the authority, sends a keepalive every heartbeat, and keeps the
@@ -42,6 +44,8 @@ pub struct MemberAgent {
     /// This process's registrations carry it (the counter's start: it
     /// grows with each restart).
     pub(super) incarnation: u64,
+    /// Connections the authority asked about, not yet taken.
+    questions: Vec<ConnKey>,
 }
 
 impl MemberAgent {
@@ -97,6 +101,7 @@ impl MemberAgent {
             took_part: false,
             resigning: None,
             incarnation,
+            questions: Vec::new(),
         }
     }
 
@@ -167,9 +172,20 @@ impl MemberAgent {
             return Err(ControlError::Unexpected);
         }
         self.guard.check(&header)?;
-        let Message::Reply { echo, lease, view } = msg else {
+        let Message::Reply {
+            echo,
+            lease,
+            view,
+            questions,
+        } = msg
+        else {
             return Err(ControlError::Unexpected);
         };
+        for q in questions {
+            if self.questions.len() < MAX_QUESTIONS_KEPT && !self.questions.contains(&q) {
+                self.questions.push(q);
+            }
+        }
         let known = self.view.as_ref().map_or(0, |v| v.epoch);
         if view.epoch < known {
             return Ok(()); // a late answer from before the current view
@@ -256,6 +272,27 @@ impl MemberAgent {
         let msg = Message::Ready { member };
         self.outbox
             .push_back(encode(&self.key, self.id, epoch, counter, &msg));
+    }
+
+    /// Connections the authority asked about since the last call: the
+    /// replica answers with [`report_holds`](Self::report_holds) for those
+    /// it holds.
+    pub fn take_questions(&mut self) -> Vec<ConnKey> {
+        std::mem::take(&mut self.questions)
+    }
+
+    /// Tell the authority this member holds `connections` (sent at once,
+    /// a few per datagram).
+    pub fn report_holds(&mut self, connections: &[ConnKey]) {
+        let epoch = self.view.as_ref().map_or(0, |v| v.epoch);
+        for chunk in connections.chunks(MAX_KEYS_PER_MESSAGE) {
+            let counter = self.counter.next_value();
+            let msg = Message::Holds {
+                connections: chunk.to_vec(),
+            };
+            self.outbox
+                .push_back(encode(&self.key, self.id, epoch, counter, &msg));
+        }
     }
 
     /// Tell the authority a peer looks dead (once per peer and epoch).

@@ -4,12 +4,12 @@
 use std::net::SocketAddr;
 
 use hydra_base::codec::{DecodeError, Put, Reader};
-use hydra_base::Duration;
+use hydra_base::{ConnKey, Duration};
 
 use super::{ControlError, View, ViewMember, AUTHORITY, MAX_MEMBERS};
 use crate::auth::{self, GroupKey, Header};
 
-pub(super) const DOMAIN: &[u8] = b"hydra control v1";
+pub(super) const DOMAIN: &[u8] = b"hydra control v2";
 
 pub(super) const KIND_REGISTER: u8 = 1;
 pub(super) const KIND_KEEPALIVE: u8 = 2;
@@ -17,6 +17,11 @@ pub(super) const KIND_FAILURE_REPORT: u8 = 3;
 pub(super) const KIND_REPLY: u8 = 4;
 pub(super) const KIND_RESIGN: u8 = 5;
 pub(super) const KIND_READY: u8 = 6;
+pub(super) const KIND_HOLDS: u8 = 7;
+
+/// Connections one message asks or answers about at most (a datagram of
+/// IPv6 keys stays under 1,000 bytes).
+pub const MAX_KEYS_PER_MESSAGE: usize = 16;
 
 pub(super) const STATUS_DEAD: u8 = 0;
 pub(super) const STATUS_ALIVE: u8 = 1;
@@ -111,6 +116,12 @@ pub enum Message {
         /// The joining member's id.
         member: u8,
     },
+    /// A member holds these connections: its answer to a reply's
+    /// `questions`.
+    Holds {
+        /// At most [`MAX_KEYS_PER_MESSAGE`].
+        connections: Vec<ConnKey>,
+    },
     /// The authority's answer to a registration, keepalive or resignation.
     Reply {
         /// Counter of the keepalive or registration being answered.
@@ -120,7 +131,28 @@ pub enum Message {
         lease: Duration,
         /// The current view.
         view: View,
+        /// Connections the authority looks for a holder of (it saw client
+        /// packets of them but does not know their group): a member that
+        /// holds one answers with [`Message::Holds`]. At most
+        /// [`MAX_KEYS_PER_MESSAGE`].
+        questions: Vec<ConnKey>,
     },
+}
+
+fn put_keys(body: &mut Vec<u8>, keys: &[ConnKey]) {
+    let keys = &keys[..keys.len().min(MAX_KEYS_PER_MESSAGE)];
+    body.put_u8(keys.len() as u8);
+    for k in keys {
+        body.put_key(k);
+    }
+}
+
+fn keys(r: &mut Reader<'_>) -> Result<Vec<ConnKey>, DecodeError> {
+    let n = usize::from(r.u8()?);
+    if n > MAX_KEYS_PER_MESSAGE {
+        return Err(DecodeError::Invalid);
+    }
+    (0..n).map(|_| r.key()).collect()
 }
 
 /// Encode `msg` as an authenticated datagram.
@@ -154,10 +186,20 @@ pub fn encode(key: &GroupKey, sender: u8, epoch: u64, counter: u64, msg: &Messag
             body.put_u8(*member);
             KIND_READY
         }
-        Message::Reply { echo, lease, view } => {
+        Message::Holds { connections } => {
+            put_keys(&mut body, connections);
+            KIND_HOLDS
+        }
+        Message::Reply {
+            echo,
+            lease,
+            view,
+            questions,
+        } => {
             body.put_u64(*echo);
             body.put_u32(lease.total_millis() as u32);
             view.encode(&mut body);
+            put_keys(&mut body, questions);
             KIND_REPLY
         }
     };
@@ -189,10 +231,14 @@ pub fn decode(key: &GroupKey, datagram: &[u8]) -> Result<(Header, Message), Cont
         KIND_FAILURE_REPORT => Message::FailureReport { suspect: r.u8()? },
         KIND_READY => Message::Ready { member: r.u8()? },
         KIND_RESIGN => Message::Resign { stay: r.bool()? },
+        KIND_HOLDS => Message::Holds {
+            connections: keys(&mut r)?,
+        },
         KIND_REPLY => Message::Reply {
             echo: r.u64()?,
             lease: Duration::from_millis(u64::from(r.u32()?)),
             view: View::decode(&mut r)?,
+            questions: keys(&mut r)?,
         },
         other => return Err(ControlError::Kind(other)),
     };

@@ -11,6 +11,11 @@
 //! are already late), stops answering it, and publishes the next view only
 //! once the dead member's lease has certainly run out: one writer per epoch.
 //!
+//! A redirector that sees packets of a connection its flow table does not
+//! know (it restarted, or took over from another redirector) asks in its
+//! replies which members hold it ([`ViewAuthority::ask`]); a member that
+//! does answers with [`Message::Holds`].
+//!
 //! Both sides are sans-IO: datagrams and time in, datagrams and deadlines out.
 //!
 //! This file holds the vocabulary both sides share (the [`View`] and why a
@@ -19,6 +24,8 @@
 //! - `messages`: the control messages and their wire format.
 //! - `member`: the replica's side, [`MemberAgent`].
 //! - `authority`: the redirector's side, [`ViewAuthority`].
+//! - `lookup`: the authority's questions about which group holds a
+//!   connection (carried in its replies; members that hold one answer).
 
 use std::net::SocketAddr;
 
@@ -28,12 +35,14 @@ use crate::auth::AuthError;
 use crate::replication::{MemberId, ReplicationView};
 
 mod authority;
+mod lookup;
 mod member;
 mod messages;
 
 pub use authority::{AuthorityStats, GroupPolicy, SavedMember, ViewAuthority};
+pub use lookup::MAX_QUESTIONS;
 pub use member::MemberAgent;
-pub use messages::{decode, encode, Message};
+pub use messages::{decode, encode, Message, MAX_KEYS_PER_MESSAGE};
 
 /// Sender id the redirector uses in its frames (member ids start at 1).
 pub const AUTHORITY: u8 = 0;

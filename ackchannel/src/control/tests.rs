@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 
-use hydra_base::{Duration, Instant};
+use hydra_base::{ConnKey, Duration, Instant};
 
 use super::messages::*;
 use super::*;
@@ -629,6 +629,17 @@ fn every_message_keeps_its_wire_bytes() {
     reply.extend(b_bytes);
     reply.extend(a_bytes);
     reply.push(2); // the preferred primary (0: none)
+                   // A connection key: one family byte, then local and remote.
+    let conn = ConnKey {
+        local: a,
+        remote: b,
+    };
+    let conn_bytes = [4, 1, 2, 3, 4, 1, 2, 5, 6, 7, 8, 0, 1];
+    reply.push(1); // one question
+    reply.extend(conn_bytes);
+    let mut holds = vec![2];
+    holds.extend(conn_bytes);
+    holds.extend(conn_bytes);
     let cases = [
         (
             Message::Register {
@@ -653,9 +664,17 @@ fn every_message_keeps_its_wire_bytes() {
                 echo: 5,
                 lease: Duration::from_millis(500),
                 view,
+                questions: vec![conn],
             },
             KIND_REPLY,
             reply,
+        ),
+        (
+            Message::Holds {
+                connections: vec![conn, conn],
+            },
+            KIND_HOLDS,
+            holds,
         ),
     ];
     for (msg, kind, want) in cases {
@@ -665,4 +684,52 @@ fn every_message_keeps_its_wire_bytes() {
         assert_eq!(body, want, "{msg:?}");
         assert_eq!(decode(&key(), &datagram).unwrap().1, msg);
     }
+}
+
+#[test]
+fn members_that_hold_a_connection_answer_the_authoritys_question() {
+    let (mut auth, mut agents) = group();
+    let conn = |port| ConnKey {
+        local: addr(100, 7),
+        remote: addr(200, port),
+    };
+    let asked: Vec<ConnKey> = (0..20).map(conn).collect();
+    auth.ask(asked.clone());
+    // Two rounds of replies carry all 20 questions to every member.
+    round(ms(20), &mut auth, &mut agents, &[1, 2, 3]);
+    round(ms(30), &mut auth, &mut agents, &[1, 2, 3]);
+    let mut seen = std::collections::HashSet::new();
+    for a in &mut agents {
+        let q = a.take_questions();
+        assert!(q.len() <= 4 * MAX_KEYS_PER_MESSAGE);
+        seen.extend(q);
+    }
+    assert_eq!(seen.len(), 20, "every question reached a member");
+    // Member 2 holds ports 3 and 17; member 3 holds 3.
+    agents[1].report_holds(&[conn(3), conn(17)]);
+    agents[2].report_holds(&[conn(3)]);
+    for a in &mut agents {
+        while let Some(d) = a.poll_transmit() {
+            assert_eq!(auth.handle_datagram(ms(35), &d).unwrap(), None);
+        }
+    }
+    let mut holds = auth.take_holds();
+    holds.sort();
+    assert_eq!(holds, vec![conn(3), conn(17)]);
+    assert!(auth.take_holds().is_empty());
+    // A member outside the view is not believed.
+    let mut stranger = agent(9);
+    stranger.report_holds(&[conn(5)]);
+    let d = stranger.poll_transmit().unwrap();
+    assert!(auth.handle_datagram(ms(36), &d).is_err());
+    assert!(auth.take_holds().is_empty());
+    // Many held connections go in several datagrams.
+    agents[0].report_holds(&asked);
+    let mut datagrams = 0;
+    while let Some(d) = agents[0].poll_transmit() {
+        auth.handle_datagram(ms(40), &d).unwrap();
+        datagrams += 1;
+    }
+    assert_eq!(datagrams, 2);
+    assert_eq!(auth.take_holds().len(), 20);
 }

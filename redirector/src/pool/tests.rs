@@ -176,3 +176,43 @@ fn idle_and_closed_flows_expire() {
     assert_eq!(p.status().flows, 2, "the idle one after 10 s");
     assert_eq!(p.status().members[0].open, 2);
 }
+
+#[test]
+fn an_adopted_flow_keeps_the_group_that_claimed_it() {
+    let mut p = Pool::new(
+        "p".into(),
+        Policy::RoundRobin,
+        vec![(4, "a".into(), 1), (7, "b".into(), 1)],
+        PoolLimits::default(),
+        1,
+    );
+    let key = FlowKey {
+        client: "198.18.0.2".parse().unwrap(),
+        client_port: 4000,
+        service: "198.18.100.1".parse().unwrap(),
+        service_port: 7,
+    };
+    assert_eq!(FlowKey::from_conn_key(key.conn_key()), key);
+    assert!(!p.knows(&key));
+    assert!(!p.adopt(Instant::ZERO, key, 5), "not a group of this pool");
+    assert!(p.adopt(Instant::ZERO, key, 7));
+    assert!(p.knows(&key));
+    let data = FlowPacket {
+        key,
+        syn: false,
+        fin: false,
+        rst: false,
+    };
+    // Group b keeps it even when only a takes new connections.
+    assert_eq!(
+        p.route(
+            Instant::ZERO,
+            &data,
+            &[false, false, false, false, true, false, false, false]
+        ),
+        Some(7)
+    );
+    let s = p.status();
+    assert_eq!(s.adopted, 1);
+    assert_eq!((s.members[0].open, s.members[1].open), (0, 1));
+}

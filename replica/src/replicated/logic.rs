@@ -178,6 +178,7 @@ impl ReplicaLogic {
         stack: &mut Stack,
     ) -> Option<Vec<(MemberId, SocketAddr)>> {
         self.agent.handle_timeout(now);
+        self.answer_questions(stack);
         let view = self.agent.view()?;
         if view.epoch <= self.epoch {
             return None;
@@ -245,6 +246,23 @@ impl ReplicaLogic {
         self.promote_when_leased(now, stack);
         tracing::info!(epoch, ?role, "view installed");
         Some(peers)
+    }
+
+    /// Tell the redirector which of the connections it asked about this
+    /// replica holds: it lost its flow table (a restart, or another
+    /// redirector took over) and finds each connection's group this way.
+    fn answer_questions(&mut self, stack: &Stack) {
+        let questions = self.agent.take_questions();
+        if questions.is_empty() {
+            return;
+        }
+        let held: Vec<ConnKey> = questions
+            .into_iter()
+            .filter(|&k| stack.conn_info(k).is_some_and(|i| i.state != State::Closed))
+            .collect();
+        if !held.is_empty() {
+            self.agent.report_holds(&held);
+        }
     }
 
     /// Give up this replica's place in the group: a primary hands its role
