@@ -23,12 +23,17 @@ fn authority(name: &str) -> ackchannel::control::ViewAuthority {
 }
 
 fn agent_config(etcd: &Etcd, name: &str) -> CoordinationConfig {
+    with_heartbeat(etcd, name, 150)
+}
+
+fn with_heartbeat(etcd: &Etcd, name: &str, heartbeat_ms: u64) -> CoordinationConfig {
     CoordinationConfig {
         etcd: vec![etcd.url.clone()],
         prefix: "/hydra".into(),
         lease_ttl_ms: 2000,
         name: name.into(),
         request_timeout_ms: 300,
+        heartbeat_ms,
         floating: None,
     }
 }
@@ -85,19 +90,24 @@ fn one_agent_acts_writes_its_views_and_hands_them_to_the_next() {
 }
 
 fn elected(etcd: &Etcd, name: &str) -> Agent {
-    let agent = Agent::start(&agent_config(etcd, name), vec!["web".into()]).unwrap();
+    elected_with(agent_config(etcd, name))
+}
+
+fn elected_with(cfg: CoordinationConfig) -> Agent {
+    let agent = Agent::start(&cfg, vec!["web".into()]).unwrap();
     wait_for("the election", || {
         matches!(agent.poll(), Some(Event::Elected(_)))
     });
     agent
 }
 
+/// Without heartbeats the lease alone bounds acting without etcd.
 #[test]
 fn an_agent_that_loses_etcd_stops_acting_before_its_lease_ends() {
     let Some(mut etcd) = Etcd::start("an_agent_that_loses_etcd") else {
         return;
     };
-    let a = elected(&etcd, "a");
+    let a = elected_with(with_heartbeat(&etcd, "a", 0));
     assert!(a.acting());
     etcd.kill();
     let lost = Instant::now();
@@ -138,4 +148,25 @@ fn an_agent_whose_lease_is_gone_steps_down_and_a_new_election_follows() {
     });
     let winner = if a.acting() { "a" } else { "b" };
     assert_eq!(b.status().authority.as_deref(), Some(winner));
+}
+
+/// With heartbeats the acting agent stops within three of them after
+/// losing etcd: a standby may depose it after four.
+#[test]
+fn an_agent_with_heartbeats_that_loses_etcd_stops_acting_within_three() {
+    let Some(mut etcd) = Etcd::start("an_agent_with_heartbeats_that_loses_etcd") else {
+        return;
+    };
+    let a = elected(&etcd, "a");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(a.acting(), "heartbeats keep it acting");
+    etcd.kill();
+    let lost = Instant::now();
+    wait_for("a to stop acting", || !a.acting());
+    let acted = lost.elapsed();
+    // Its last heartbeat went out at most one interval before the kill.
+    assert!(acted < Duration::from_millis(3 * 150 + 50), "{acted:?}");
+    wait_for("the loss reported", || {
+        matches!(a.poll(), Some(Event::Lost(_)))
+    });
 }

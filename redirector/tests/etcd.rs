@@ -141,6 +141,61 @@ fn the_other_contender_takes_over_when_the_winners_lease_expires() {
     won(a.campaign().unwrap());
 }
 
+/// With heartbeats, a standby deposes an authority whose heartbeats stop
+/// (a lost host) after four of them, long before its lease runs out; the
+/// silent authority has stopped acting before that, and its next
+/// heartbeat finds the role gone.
+#[test]
+fn a_standby_deposes_an_authority_whose_heartbeat_stopped() {
+    let Some(etcd) = Etcd::start("a_standby_deposes_a_silent_authority") else {
+        return;
+    };
+    let ttl = Duration::from_secs(5);
+    let beat = Duration::from_millis(100);
+    let mut a = Election::new(etcd.client(), "/hydra", "a", ttl).with_heartbeat(Some(beat));
+    let mut b = Election::new(etcd.client(), "/hydra", "b", ttl).with_heartbeat(Some(beat));
+    won(a.campaign().unwrap());
+    // Beating, a stays the authority well past four heartbeats.
+    let until = Instant::now() + beat * 10;
+    while Instant::now() < until {
+        a.beat().unwrap();
+        assert!(a.is_authority());
+        assert_eq!(b.campaign().unwrap(), Campaign::HeldBy("a".into()));
+        std::thread::sleep(beat / 2);
+    }
+    a.beat().unwrap();
+    let stopped = Instant::now();
+    let mut a_stopped_acting = None;
+    let token = loop {
+        if a_stopped_acting.is_none() && !a.is_authority() {
+            a_stopped_acting = Some(stopped.elapsed());
+        }
+        match b.campaign().unwrap() {
+            Campaign::Won(t) => break t,
+            Campaign::HeldBy(_) => std::thread::sleep(beat),
+        }
+        assert!(
+            stopped.elapsed() < ttl,
+            "no takeover before the lease ran out"
+        );
+    };
+    let took_over = stopped.elapsed();
+    let a_stopped = a_stopped_acting.expect("a stopped acting before b won");
+    assert!(a_stopped <= beat * 3 + beat / 2, "a acted {a_stopped:?}");
+    assert!(took_over >= beat * 4, "b deposed a too soon: {took_over:?}");
+    assert!(b.is_authority() && b.token() == Some(token));
+    let e = a.beat().unwrap_err();
+    assert!(matches!(e, CoordinationError::AuthorityLost { .. }), "{e}");
+    println!("heartbeats of 100 ms: a stopped acting after {a_stopped:?}, b won after {took_over:?} (lease {ttl:?})");
+    // An authority that writes no heartbeat (b has not yet) is not
+    // deposed by silence: its lease alone decides.
+    let mut c = Election::new(etcd.client(), "/hydra", "c", ttl).with_heartbeat(Some(beat));
+    for _ in 0..6 {
+        assert_eq!(c.campaign().unwrap(), Campaign::HeldBy("b".into()));
+        std::thread::sleep(beat);
+    }
+}
+
 #[test]
 fn a_deposed_authoritys_view_write_is_fenced_off() {
     let Some(etcd) = Etcd::start("a_deposed_authoritys_view_write_is_fenced_off") else {

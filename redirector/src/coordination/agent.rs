@@ -92,7 +92,8 @@ impl Agent {
     /// Start campaigning as `cfg.name` for the groups named.
     pub fn start(cfg: &CoordinationConfig, groups: Vec<String>) -> Result<Agent, String> {
         let client = cfg.client()?;
-        let election = Election::new(client.clone(), &cfg.prefix, &cfg.name, cfg.lease_ttl());
+        let election = Election::new(client.clone(), &cfg.prefix, &cfg.name, cfg.lease_ttl())
+            .with_heartbeat(cfg.heartbeat());
         let store = ViewStore::new(client, &cfg.prefix);
         let (event_tx, events) = mpsc::channel();
         let (saves, save_rx) = mpsc::channel();
@@ -120,6 +121,7 @@ impl Agent {
             pending: BTreeMap::new(),
             acting: false,
             renewed: Instant::now(),
+            beaten: Instant::now(),
             floating,
             floating_held: false,
             floating_tried: Instant::now(),
@@ -244,6 +246,8 @@ struct Worker {
     pending: BTreeMap<String, GroupState>,
     acting: bool,
     renewed: Instant,
+    /// When the last heartbeat was written.
+    beaten: Instant,
     /// The client-facing address the acting redirector holds.
     floating: Option<FloatingAddress>,
     /// Set on the link by us (as far as we know).
@@ -259,13 +263,17 @@ impl Worker {
                 if !self.floating_held && self.floating_tried.elapsed() >= FLOATING_RETRY {
                     self.claim_floating();
                 }
-                self.renew().and_then(|()| self.write_pending())
+                self.renew()
+                    .and_then(|()| self.beat())
+                    .and_then(|()| self.write_pending())
             } else {
                 self.campaign()
             };
             self.note(result);
             let wait = if self.acting && self.pending.is_empty() {
-                TICK
+                self.election
+                    .heartbeat_interval()
+                    .map_or(TICK, |i| i.min(TICK))
             } else if self.acting {
                 Duration::from_millis(10)
             } else {
@@ -420,6 +428,17 @@ impl Worker {
         self.election.keep_alive()?;
         self.renewed = Instant::now();
         Ok(())
+    }
+
+    fn beat(&mut self) -> Result<(), CoordinationError> {
+        let Some(interval) = self.election.heartbeat_interval() else {
+            return Ok(());
+        };
+        if self.beaten.elapsed() < interval {
+            return Ok(());
+        }
+        self.beaten = Instant::now();
+        self.election.beat()
     }
 
     fn write_pending(&mut self) -> Result<(), CoordinationError> {

@@ -1,12 +1,14 @@
 //! Which redirector is the view authority: the one whose lease holds the
 //! key `<prefix>/authority`. The key's `create_revision` is the fencing
 //! token: each win creates the key anew, so a deposed authority's token
-//! never matches again.
+//! never matches again. The authority also writes a heartbeat next to the
+//! key (`heartbeat`), which lets a standby depose a lost host early.
 
 use std::time::{Duration, Instant};
 
 use super::error::CoordinationError;
 use super::etcd::{Compare, EtcdClient, Lease, Op, OpResult};
+use super::heartbeat::{self, Beat, Watch, ACTING_BEATS};
 
 /// Proof of having won the authority, checked by etcd in every view write.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +35,8 @@ struct Held {
     token: AuthorityToken,
     /// Our lease surely lasts until then (counted from before each request).
     deadline: Instant,
+    /// When the last heartbeat etcd took was sent (the win counts as one).
+    beat_sent: Instant,
 }
 
 /// One contender for the view authority.
@@ -43,6 +47,13 @@ pub struct Election {
     name: String,
     ttl_s: i64,
     held: Option<Held>,
+    /// `<prefix>/authority/heartbeat`.
+    heartbeat_key: Vec<u8>,
+    /// How often the authority writes its heartbeat (None: never; the
+    /// lease alone then bounds a takeover).
+    heartbeat: Option<Duration>,
+    /// A standby's watch over the authority's heartbeat.
+    watch: Watch,
 }
 
 impl Election {
@@ -55,6 +66,30 @@ impl Election {
             name: name.to_string(),
             ttl_s: ttl.as_secs().max(1) as i64,
             held: None,
+            heartbeat_key: format!("{prefix}/authority/heartbeat").into_bytes(),
+            heartbeat: None,
+            watch: Watch::default(),
+        }
+    }
+
+    /// As the authority, write a heartbeat every `interval` and act only
+    /// while they get through (see [`heartbeat`](super::heartbeat)).
+    pub fn with_heartbeat(mut self, interval: Option<Duration>) -> Election {
+        self.heartbeat = interval;
+        self
+    }
+
+    /// How often the authority writes its heartbeat, if it does.
+    pub fn heartbeat_interval(&self) -> Option<Duration> {
+        self.heartbeat
+    }
+
+    /// Until when we may act: while the lease surely holds and, with a
+    /// heartbeat, a few intervals after the last one etcd took was sent.
+    fn acting_deadline(&self, held: &Held) -> Instant {
+        match self.heartbeat {
+            Some(i) => held.deadline.min(held.beat_sent + i * ACTING_BEATS),
+            None => held.deadline,
         }
     }
 
@@ -67,12 +102,12 @@ impl Election {
     pub fn is_authority(&self) -> bool {
         self.held
             .as_ref()
-            .is_some_and(|h| Instant::now() < h.deadline)
+            .is_some_and(|h| Instant::now() < self.acting_deadline(h))
     }
 
     /// Until when our lease surely holds, if we won it.
     pub fn authority_until(&self) -> Option<Instant> {
-        self.held.as_ref().map(|h| h.deadline)
+        self.held.as_ref().map(|h| self.acting_deadline(h))
     }
 
     /// The fencing token, while we are the authority.
@@ -96,11 +131,12 @@ impl Election {
             return self.keep_alive().map(Campaign::Won);
         }
         // A read first: a standby polls often, and a lease is granted only
-        // when the role looks free.
+        // when the role looks free, or its holder's heartbeat has stopped.
         if let (_, Some(kv)) = self.client.get(&self.key)? {
-            return Ok(Campaign::HeldBy(
-                String::from_utf8_lossy(&kv.value).into_owned(),
-            ));
+            let holder = String::from_utf8_lossy(&kv.value).into_owned();
+            if !self.depose_if_silent(&holder, kv.lease)? {
+                return Ok(Campaign::HeldBy(holder));
+            }
         }
         let sent = Instant::now();
         let lease = self.client.lease_grant(self.ttl_s)?;
@@ -123,7 +159,9 @@ impl Election {
                     lease,
                     token: token.clone(),
                     deadline: sent + Duration::from_secs(lease.ttl_s as u64),
+                    beat_sent: sent,
                 });
+                self.watch.reset();
                 tracing::info!(name = %self.name, revision = r.revision, "won the view authority");
                 return Ok(Campaign::Won(token));
             }
@@ -185,6 +223,64 @@ impl Election {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// As the authority: write the heartbeat, fenced by our authority key.
+    /// When etcd takes it, we may act [`ACTING_BEATS`] intervals from when
+    /// it was sent; a failed compare means the authority is gone
+    /// ([`CoordinationError::AuthorityLost`]).
+    pub fn beat(&mut self) -> Result<(), CoordinationError> {
+        let (Some(interval), Some(held)) = (self.heartbeat, &mut self.held) else {
+            return Ok(());
+        };
+        let sent = Instant::now();
+        let r = self.client.txn(
+            &[Compare::Created(
+                self.key.clone(),
+                held.token.create_revision,
+            )],
+            &[Op::Put(
+                self.heartbeat_key.clone(),
+                heartbeat::encode(&self.name, interval),
+                held.lease.id,
+            )],
+            &[],
+        )?;
+        if !r.succeeded {
+            self.held = None;
+            let e = lost("the authority key is no longer ours (its lease was revoked or ran out)");
+            tracing::warn!(name = %self.name, "{e}");
+            return Err(e);
+        }
+        held.beat_sent = sent;
+        Ok(())
+    }
+
+    /// As a standby facing `holder` (whose authority key is attached to
+    /// `lease`): read its heartbeat, and when it has stopped long enough,
+    /// revoke that lease so the role is free. True when it was revoked.
+    fn depose_if_silent(&mut self, holder: &str, lease: i64) -> Result<bool, CoordinationError> {
+        let (_, kv) = self.client.get(&self.heartbeat_key)?;
+        // Only a heartbeat written under the holder's lease speaks for it.
+        let beat = kv
+            .filter(|kv| kv.lease == lease && lease != 0)
+            .and_then(|kv| {
+                heartbeat::interval_of(&kv.value).map(|interval| Beat {
+                    revision: kv.mod_revision,
+                    interval,
+                })
+            });
+        if !self.watch.silent(Instant::now(), beat) {
+            return Ok(false);
+        }
+        self.watch.reset();
+        tracing::warn!(
+            name = %self.name,
+            %holder,
+            "the authority's heartbeat stopped: revoking its lease"
+        );
+        self.client.lease_revoke(lease)?;
+        Ok(true)
     }
 
     /// Give the authority up at once (the lease is revoked, so another

@@ -1,7 +1,9 @@
 //! Coordination through etcd (`[coordination]`): one redirector at a time
 //! is the view authority, elected by a lease on `<prefix>/authority`, and
 //! the groups' views live at `<prefix>/groups/<name>/view`, written only by
-//! the authority, fenced by its election and compared-and-swapped.
+//! the authority, fenced by its election and compared-and-swapped. The
+//! authority's heartbeat key lets a standby take over from a lost host
+//! within a few heartbeats (`heartbeat`).
 //!
 //! Every call blocks for up to the configured request timeout per etcd
 //! endpoint tried: run them off the packet-forwarding thread.
@@ -12,6 +14,7 @@ pub mod election;
 pub mod error;
 pub mod etcd;
 pub mod floating;
+pub mod heartbeat;
 mod http;
 pub mod settings;
 pub mod views;

@@ -23,6 +23,13 @@ pub struct CoordinationConfig {
     /// long a dead authority keeps the role from the others.
     #[serde(default = "default_lease_ttl_ms")]
     pub lease_ttl_ms: u64,
+    /// How often the acting redirector writes its heartbeat to etcd, in
+    /// milliseconds (0: never). A standby takes over four heartbeats after
+    /// the last one, instead of when the lease runs out; the acting
+    /// redirector stops acting three heartbeats after the last one etcd
+    /// took.
+    #[serde(default = "default_heartbeat_ms")]
+    pub heartbeat_ms: u64,
     /// This redirector's name, unique among the redirectors.
     pub name: String,
     /// Longest wait for one etcd endpoint's answer, in milliseconds.
@@ -39,6 +46,9 @@ fn default_prefix() -> String {
 }
 fn default_lease_ttl_ms() -> u64 {
     3000
+}
+fn default_heartbeat_ms() -> u64 {
+    100
 }
 fn default_request_timeout_ms() -> u64 {
     200
@@ -88,6 +98,27 @@ impl CoordinationConfig {
         if let Some(f) = &self.floating {
             f.validate()?;
         }
+        if self.heartbeat_ms != 0 {
+            let beats = u64::from(super::heartbeat::ACTING_BEATS);
+            if !(20..=self.lease_ttl_ms / 4).contains(&self.heartbeat_ms) {
+                return Err(format!(
+                    "coordination.heartbeat_ms {}: 0 (off) or from 20 to a quarter of lease_ttl_ms ({})",
+                    self.heartbeat_ms,
+                    self.lease_ttl_ms / 4
+                ));
+            }
+            // One slow answer must not cost the authority its role.
+            if self.heartbeat_ms * (beats - 1) < self.request_timeout_ms {
+                return Err(format!(
+                    "coordination.heartbeat_ms {}: the acting redirector stops {} heartbeats after the last answered one, so {} heartbeats must cover request_timeout_ms ({}): raise heartbeat_ms to at least {} or lower request_timeout_ms",
+                    self.heartbeat_ms,
+                    beats,
+                    beats - 1,
+                    self.request_timeout_ms,
+                    self.request_timeout_ms.div_ceil(beats - 1)
+                ));
+            }
+        }
         // A renewal that tries every endpoint must end well inside the lease.
         let worst = self.request_timeout_ms * 2 * self.etcd.len() as u64;
         if worst * 2 > self.lease_ttl_ms {
@@ -103,6 +134,11 @@ impl CoordinationConfig {
     /// A client for the configured cluster.
     pub fn client(&self) -> Result<EtcdClient, String> {
         EtcdClient::new(&self.etcd, Duration::from_millis(self.request_timeout_ms))
+    }
+
+    /// The acting redirector's heartbeat interval (None: off).
+    pub fn heartbeat(&self) -> Option<Duration> {
+        (self.heartbeat_ms > 0).then(|| Duration::from_millis(self.heartbeat_ms))
     }
 
     /// The authority's lease.
@@ -132,6 +168,9 @@ mod tests {
         );
         let with = format!("{good}floating = {{ address = \"198.18.0.254/24\", link = \"eth0\" }}");
         assert_eq!(parse(&with).unwrap().floating.unwrap().link, "eth0");
+        assert_eq!(c.heartbeat(), Some(Duration::from_millis(100)));
+        let off = parse(&format!("{good}heartbeat_ms = 0")).unwrap();
+        assert_eq!(off.heartbeat(), None);
         let cases = [
             ("etcd = []\nname = \"r1\"", "at least one endpoint"),
             ("etcd = [\"https://a:1\"]\nname = \"r1\"", "no TLS"),
@@ -147,6 +186,18 @@ mod tests {
             (
                 &format!("{good}request_timeout_ms = 1000"),
                 "lower request_timeout_ms",
+            ),
+            (
+                &format!("{good}heartbeat_ms = 10"),
+                "coordination.heartbeat_ms 10",
+            ),
+            (
+                &format!("{good}heartbeat_ms = 900"),
+                "a quarter of lease_ttl_ms",
+            ),
+            (
+                &format!("{good}heartbeat_ms = 50"),
+                "raise heartbeat_ms to at least 100",
             ),
             ("etcd = [\"http://a:1\"]", "missing field `name`"),
             (&format!("{good}password = \"x\""), "unknown field"),
