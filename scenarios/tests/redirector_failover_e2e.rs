@@ -1,8 +1,8 @@
 //! Redundant redirectors end to end: two `hydra-redirector` processes share
 //! a real etcd; the acting one holds the clients' next hop (the floating
-//! address) and is SIGKILLed during a download and a paced echo stream.
-//! The standby takes the authority and the address over; the client must
-//! see every byte exactly once and no reset.
+//! address) and is SIGKILLed during a 128 MiB download and a paced echo
+//! stream. The standby takes the authority and the address over; the
+//! client must see every byte exactly once and no reset.
 
 mod common;
 
@@ -52,10 +52,10 @@ fn connections_survive_the_acting_redirector_killed() {
     assert_eq!(live, 3, "a full group before the kill");
 
     let original = c.www.join("file.bin");
-    clients::write_random_file(&original, 48 << 20).unwrap();
+    clients::write_random_file(&original, 128 << 20).unwrap();
     let dest = c.log_dir().join("got.bin");
-    // About 6 s of transfer and 10 s of echo: the kill lands mid-stream.
-    let curl = clients::start_download(&c, "file.bin", &dest, "8M").unwrap();
+    // About 5 s of transfer and 10 s of echo: the kill lands mid-stream.
+    let curl = clients::start_download(&c, "file.bin", &dest, "28M").unwrap();
     let echo = clients::start_echo(&c, 1, 4 << 20, 4096, Duration::from_millis(10)).unwrap();
     std::thread::sleep(Duration::from_millis(1500));
 

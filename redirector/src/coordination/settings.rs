@@ -24,10 +24,11 @@ pub struct CoordinationConfig {
     #[serde(default = "default_lease_ttl_ms")]
     pub lease_ttl_ms: u64,
     /// How often the acting redirector writes its heartbeat to etcd, in
-    /// milliseconds (0: never). A standby takes over four heartbeats after
-    /// the last one, instead of when the lease runs out; the acting
-    /// redirector stops acting three heartbeats after the last one etcd
-    /// took.
+    /// milliseconds (0, the default: never). A standby takes over four
+    /// heartbeats after the last one, instead of when the lease runs out;
+    /// the acting redirector stops acting three heartbeats after the last
+    /// one etcd took, so an etcd outage (a leader election too) longer
+    /// than that stalls the groups.
     #[serde(default = "default_heartbeat_ms")]
     pub heartbeat_ms: u64,
     /// This redirector's name, unique among the redirectors.
@@ -48,7 +49,7 @@ fn default_lease_ttl_ms() -> u64 {
     3000
 }
 fn default_heartbeat_ms() -> u64 {
-    100
+    0
 }
 fn default_request_timeout_ms() -> u64 {
     200
@@ -168,9 +169,9 @@ mod tests {
         );
         let with = format!("{good}floating = {{ address = \"198.18.0.254/24\", link = \"eth0\" }}");
         assert_eq!(parse(&with).unwrap().floating.unwrap().link, "eth0");
-        assert_eq!(c.heartbeat(), Some(Duration::from_millis(100)));
-        let off = parse(&format!("{good}heartbeat_ms = 0")).unwrap();
-        assert_eq!(off.heartbeat(), None);
+        assert_eq!(c.heartbeat(), None, "off unless asked for");
+        let on = parse(&format!("{good}heartbeat_ms = 100")).unwrap();
+        assert_eq!(on.heartbeat(), Some(Duration::from_millis(100)));
         let cases = [
             ("etcd = []\nname = \"r1\"", "at least one endpoint"),
             ("etcd = [\"https://a:1\"]\nname = \"r1\"", "no TLS"),

@@ -54,6 +54,10 @@ const ETCD_PORT: u16 = 2379;
 /// With etcd: the authority's lease (etcd is started with a 10 ms
 /// heartbeat, so it grants 1 s leases).
 const AUTHORITY_LEASE_MS: u64 = 1000;
+/// The acting redirector's heartbeat in etcd: the etcd members run with a
+/// 100 ms election timeout, so an etcd leader change stays well inside the
+/// three heartbeats the authority may go without.
+const AUTHORITY_HEARTBEAT_MS: u64 = 100;
 const CONTROL_PORT: u16 = 7000;
 const DATA_PORT: u16 = 7100;
 const ACK_PORT: u16 = 7200;

@@ -92,6 +92,7 @@ etcd = [{etcd}]
 name = "{name}"
 lease_ttl_ms = {AUTHORITY_LEASE_MS}
 request_timeout_ms = {timeout}
+heartbeat_ms = {AUTHORITY_HEARTBEAT_MS}
 floating = {{ address = "{FLOATING_IP}/24", link = "{link}" }}
 "#,
                 name = redirector_label(k),
