@@ -105,6 +105,9 @@ pub struct Stats {
     /// Half-open copies whose handshake a replica completed from the
     /// primary's "opened" record (it had lost the client's ACK).
     pub half_open_completed: u64,
+    /// Backup: half-open connections made from the primary's record (this
+    /// replica lost the client's SYN).
+    pub half_open_repaired: u64,
 }
 
 impl Stats {
@@ -150,6 +153,7 @@ impl Stats {
             ("drop_bad_address", self.drop_bad_address),
             ("half_open_expired", self.half_open_expired),
             ("half_open_completed", self.half_open_completed),
+            ("half_open_repaired", self.half_open_repaired),
         ]
     }
 }

@@ -22,6 +22,9 @@ pub(super) const KIND_CONFIRM_ALL: u8 = 8;
 /// primary lost that a backup holds; otherwise only the client's
 /// retransmission, maybe after its RTO, would bring them).
 pub(super) const KIND_FILL_REQUEST: u8 = 9;
+/// Primary to a backup: a connection's half-open record (the backup lost
+/// the client's SYN).
+pub(super) const KIND_HALF_OPEN: u8 = 10;
 /// Append flag: the backup should confirm every connection it holds.
 pub(super) const FLAG_SEND_ALL: u8 = 1;
 /// Client bytes sent in one repair at most.

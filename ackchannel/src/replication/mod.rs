@@ -19,6 +19,7 @@
 //! - `log`: the delivery log's entries, append, commit and apply.
 //! - `gating`: the primary's gates, fed by confirmations.
 //! - `peers`: frames from peers, joining members, repairs of lost copies.
+//! - `half_open`: repairs of lost handshakes (a backup without the SYN).
 //! - `timers`: heartbeats, silence, and the frames each role sends.
 //! - `frame`: the wire format of frame bodies.
 //! - `checkpoints`: passive replication's checkpoint stream.
@@ -34,6 +35,7 @@ use crate::auth::{AuthError, Counter, GroupKey, ReplayGuard};
 mod checkpoints;
 mod frame;
 mod gating;
+mod half_open;
 mod log;
 mod peers;
 mod timers;
@@ -121,6 +123,18 @@ pub enum Action {
     },
     /// Backup: client bytes the primary held for us (a lost copy).
     Fill(ConnKey, Seq, Vec<u8>),
+    /// Primary: backup `to` has not confirmed `key` for a while (it may
+    /// have lost the client's SYN); if the stack holds it half-open, pass
+    /// its record to [`Replicator::send_half_open`].
+    RepairHalfOpen {
+        /// The backup.
+        to: MemberId,
+        /// The connection.
+        key: ConnKey,
+    },
+    /// Backup: the primary's record of a half-open connection (encoded
+    /// `OpenRecord`): make the copy our lost SYN would have made.
+    HalfOpen(ConnKey, Vec<u8>),
     /// Primary: joining member `to` lacks this connection; snapshot it and
     /// pass the bytes to [`Replicator::send_snapshot`].
     SendSnapshot {
@@ -207,6 +221,9 @@ pub struct ReplicationStats {
     pub fill_requests: u64,
     /// Connection snapshots for joining members (primary: sent, joiner: received).
     pub snapshots: u64,
+    /// Half-open records for backups that lost a client's SYN (primary:
+    /// sent, backup: received).
+    pub half_open_repairs: u64,
 }
 
 /// One replica's end of the ack channel, sans IO: the stack's progress,
@@ -257,6 +274,8 @@ pub struct Replicator {
 
     /// Primary: (backup, connection) -> (its held, since when), for repairs.
     behind: HashMap<(MemberId, ConnKey), (Seq, Instant)>,
+    /// Primary: (backup, connection) it has not confirmed -> since when.
+    unconfirmed: HashMap<(MemberId, ConnKey), Instant>,
     next_repair_check: Instant,
 
     last_heard: HashMap<MemberId, Instant>,
@@ -308,6 +327,7 @@ impl Replicator {
             joiner_deliveries: Vec::new(),
             checkpoints: CheckpointStream::default(),
             behind: HashMap::new(),
+            unconfirmed: HashMap::new(),
             next_repair_check: Instant::ZERO,
             last_heard: HashMap::new(),
             last_sent: HashMap::new(),

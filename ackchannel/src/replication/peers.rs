@@ -7,6 +7,7 @@ use hydra_base::codec::Reader;
 use hydra_base::{ConnKey, Instant, Seq};
 
 use super::frame::*;
+use super::half_open::read_half_open;
 use super::{Action, FrameError, MemberId, Progress, Replicator};
 use crate::auth;
 
@@ -168,6 +169,12 @@ impl Replicator {
                 for held in self.checkpoints.on_ack(now, sender, received, applied) {
                     self.actions.push_back(Action::CheckpointHeld(held));
                 }
+            }
+            KIND_HALF_OPEN if from_primary && !self.is_primary() => {
+                let (key, record) = read_half_open(&mut r)?;
+                self.last_heard.insert(sender, now);
+                self.stats.half_open_repairs += 1;
+                self.actions.push_back(Action::HalfOpen(key, record));
             }
             KIND_SNAPSHOT if from_primary && !self.is_primary() => {
                 self.last_heard.insert(sender, now);

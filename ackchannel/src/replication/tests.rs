@@ -597,3 +597,65 @@ fn frame_bodies_keep_their_wire_bytes() {
     body.push(0);
     assert!(read_fill(&mut Reader::new(&body)).is_err(), "trailing byte");
 }
+
+/// A backup that lost a client's SYN never confirms the connection: after
+/// two repair periods the primary asks its stack for the half-open record,
+/// sends it, and the backup gets it as an action (once per period, and
+/// never for a connection the backup confirmed).
+#[test]
+fn a_backup_without_the_syn_gets_the_half_open_record() {
+    let mut g = Group::new(3);
+    g.view(ms(0), 1, &[1, 2, 3]);
+    let c = conn(7000);
+    g.progress(ms(1), 0, c, 1);
+    g.progress(ms(1), 1, c, 1);
+    g.pump(ms(1));
+    let asked = |g: &Group| -> Vec<(MemberId, ConnKey)> {
+        g.actions[0]
+            .iter()
+            .filter_map(|a| match a {
+                Action::RepairHalfOpen { to, key } => Some((*to, *key)),
+                _ => None,
+            })
+            .collect()
+    };
+    let mut t = 1;
+    while asked(&g).is_empty() {
+        t += 1;
+        g.nodes[0].handle_timeout(ms(t));
+        g.pump(ms(t));
+        assert!(t < 200, "no repair asked for");
+    }
+    assert!(t >= 40, "asked after {t} ms, before two repair periods");
+    assert_eq!(
+        asked(&g),
+        vec![(MemberId(3), c)],
+        "only the backup without it"
+    );
+    g.nodes[0].send_half_open(ms(t), MemberId(3), c, b"record");
+    g.pump(ms(t));
+    let got: Vec<&Action> = g.actions[2]
+        .iter()
+        .filter(|a| matches!(a, Action::HalfOpen(..)))
+        .collect();
+    assert_eq!(got, vec![&Action::HalfOpen(c, b"record".to_vec())]);
+    assert_eq!(g.nodes[0].stats().half_open_repairs, 1);
+    assert_eq!(g.nodes[2].stats().half_open_repairs, 1);
+    // Oversized records are not sent; a backup never sends one.
+    g.nodes[0].send_half_open(ms(t), MemberId(3), c, &[0; 4096]);
+    g.nodes[1].send_half_open(ms(t), MemberId(3), c, b"record");
+    assert_eq!(g.nodes[0].stats().half_open_repairs, 1);
+    assert_eq!(g.nodes[1].stats().half_open_repairs, 0);
+    // Truncated or garbage bodies from the primary are refused.
+    for len in 0..48usize {
+        let body: Vec<u8> = (0..len).map(|i| (i * 31 + len) as u8).collect();
+        let header = Header {
+            kind: KIND_HALF_OPEN,
+            epoch: 1,
+            sender: 1,
+            counter: 1 << 40 | len as u64,
+        };
+        let frame = auth::seal(&key(), DOMAIN, header, &body);
+        assert!(g.nodes[2].handle_frame(ms(t), &frame).is_err(), "{len}");
+    }
+}

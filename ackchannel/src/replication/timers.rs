@@ -31,6 +31,7 @@ impl Replicator {
         if self.is_primary() && now >= self.next_repair_check {
             self.next_repair_check = now + self.cfg.heartbeat_interval;
             self.find_lost_copies(now);
+            self.find_lost_handshakes(now);
             self.feed_joiners(now);
         }
         if self.is_primary() {

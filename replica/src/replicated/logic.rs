@@ -439,6 +439,13 @@ impl ReplicaLogic {
             match action {
                 Action::Gate(key, gate) => stack.set_gate(key, Some(gate)),
                 Action::Deliver(key, upto) => stack.set_delivery_limit(key, Some(upto)),
+                Action::RepairHalfOpen { to, key } => {
+                    if let Some(record) = stack.half_open_record(key) {
+                        self.replicator
+                            .send_half_open(now, to, key, &record.encode());
+                    }
+                }
+                Action::HalfOpen(key, record) => self.import_half_open(now, stack, key, &record),
                 Action::Open(key, record) => match OpenRecord::decode(&record) {
                     Ok(r) => {
                         self.logged_open.insert(key, r.irs);
@@ -513,6 +520,25 @@ impl ReplicaLogic {
 
     /// Joining: a connection's state from the primary. Its application
     /// resumes it (the stack offers it to the listener's `accept`).
+    /// Backup: the primary's record of a connection whose SYN we lost.
+    fn import_half_open(&mut self, now: Instant, stack: &mut Stack, key: ConnKey, bytes: &[u8]) {
+        // A joining member takes connections by snapshot only.
+        if self.parking || stack.conn_info(key).is_some() {
+            return;
+        }
+        match OpenRecord::decode(bytes) {
+            Ok(r) if r.key == key => match stack.import_half_open(now, &r) {
+                Ok(_) => {
+                    tracing::debug!(%key.remote, "half-open copy made from the primary's record")
+                }
+                Err(stack::iface::ConnectError::Finished) => {}
+                Err(e) => tracing::warn!(%key.remote, "cannot make the half-open copy: {e}"),
+            },
+            Ok(_) => tracing::warn!(%key.remote, "half-open record names another connection"),
+            Err(e) => tracing::warn!("bad half-open record: {e:?}"),
+        }
+    }
+
     fn import(&mut self, now: Instant, stack: &mut Stack, bytes: &[u8]) {
         let snapshot = match ConnSnapshot::decode(bytes) {
             Ok(s) => s,

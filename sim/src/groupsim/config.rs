@@ -51,6 +51,9 @@ pub struct SimConfig {
     /// of the client's first data segment (its first two segments after the
     /// SYN) never reach this member.
     pub lose_handshake_ack_to: Option<u8>,
+    /// Lose the copy of each connection's first SYN to this member (its
+    /// retransmission gets through).
+    pub lose_syn_to: Option<u8>,
 }
 
 impl SimConfig {
@@ -94,6 +97,7 @@ impl SimConfig {
             preferred_primary: None,
             ipv6: false,
             lose_handshake_ack_to: None,
+            lose_syn_to: None,
         }
     }
 }

@@ -66,6 +66,8 @@ pub struct Sim {
     /// Per client port, the segments after the SYN whose copies were lost
     /// (`lose_handshake_ack_to`).
     pub(super) handshake_lost: HashMap<u16, u8>,
+    /// Per client port, the SYN copies lost (`lose_syn_to`).
+    pub(super) syns_lost: HashMap<u16, u8>,
 }
 
 impl Sim {
@@ -149,6 +151,7 @@ impl Sim {
             scratch: vec![0u8; 65536],
             client_timed_out: false,
             handshake_lost: HashMap::new(),
+            syns_lost: HashMap::new(),
             nodes,
             rng,
             cfg,
@@ -315,7 +318,7 @@ impl Sim {
         while let Some(p) = self.up.recv(now) {
             // Copies to the live members and to those catching up.
             let view = self.authority.view().clone();
-            let skip = self.lost_handshake_ack(&p);
+            let skip = self.lost_handshake_ack(&p).or_else(|| self.lost_syn(&p));
             for m in view.members.iter().filter(|m| m.alive || m.joining) {
                 if skip != Some(m.id) {
                     self.to_replica[usize::from(m.id) - 1].send(now, &p);
@@ -393,6 +396,21 @@ impl Sim {
         }
         let lost = self.handshake_lost.entry(tcp.src_port()).or_default();
         (*lost < 2).then(|| {
+            *lost += 1;
+            member
+        })
+    }
+
+    /// The member whose copy of `p` is lost: the one named by
+    /// `lose_syn_to`, when `p` is a connection's first SYN.
+    fn lost_syn(&mut self, p: &[u8]) -> Option<u8> {
+        let member = self.cfg.lose_syn_to?;
+        let tcp = crate::simnet::tcp_segment(p)?;
+        if !tcp.syn() || tcp.ack() {
+            return None;
+        }
+        let lost = self.syns_lost.entry(tcp.src_port()).or_default();
+        (*lost < 1).then(|| {
             *lost += 1;
             member
         })

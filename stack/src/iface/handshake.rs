@@ -7,10 +7,22 @@ use crate::wire::{TcpControl, TcpRepr};
 
 use super::*;
 use crate::tcp::conn::{Options, Tcb};
+use crate::tcp::snapshot::OpenRecord;
 use crate::tcp::{isn, syncookie, State};
 use crate::wire::{self};
 use hydra_base::time::Instant;
 use hydra_base::Seq;
+
+/// What a half-open connection starts from: the client's SYN, or the
+/// primary's record of it.
+struct HalfOpen {
+    iss: Seq,
+    peer_isn: u32,
+    opts: Options,
+    snd_wnd: u32,
+    ts_recent: Option<u32>,
+    opened_epoch: u64,
+}
 
 impl Stack {
     //= RFC 9293 section 3.10.7.2
@@ -110,13 +122,62 @@ impl Stack {
             key.remote,
             peer_isn,
         ));
-        let mut tcb = self.syn_received(now, key, iss, peer_isn, opts);
-        tcb.listener = Some(listener);
-        tcb.snd_wnd = seg.window_len as u32;
-        if let Some(ts) = seg.timestamp {
-            tcb.ts_recent = ts.tsval;
+        let half_open = HalfOpen {
+            iss,
+            peer_isn,
+            opts,
+            snd_wnd: seg.window_len as u32,
+            ts_recent: seg.timestamp.map(|ts| ts.tsval),
+            opened_epoch: self.epoch,
+        };
+        self.keep_half_open(now, listener, key, half_open);
+    }
+
+    /// Backup: make the half-open copy of a connection whose SYN this
+    /// replica lost, from the primary's record, as the SYN would have.
+    pub fn import_half_open(
+        &mut self,
+        now: Instant,
+        record: &OpenRecord,
+    ) -> Result<ConnKey, ConnectError> {
+        let key = record.key;
+        if self.conns.contains_key(&key) {
+            return Err(ConnectError::AddrInUse);
         }
-        tcb.opened_epoch = self.epoch;
+        if self.ended.get(&key) == Some(&record.irs) {
+            return Err(ConnectError::Finished);
+        }
+        let Some(listener) = self.listener_for(key.local) else {
+            return Err(ConnectError::NoListener);
+        };
+        let half_open_total: usize = self.listeners.values().map(|l| l.half_open).sum();
+        if self.conns.len() >= self.cfg.max_connections || half_open_total >= self.cfg.max_half_open
+        {
+            self.stats.drop_syn_overflow += 1;
+            return Err(ConnectError::TooMany);
+        }
+        let half_open = HalfOpen {
+            iss: record.iss,
+            peer_isn: record.irs.0,
+            opts: record.opts,
+            snd_wnd: record.snd_wnd,
+            ts_recent: Some(record.ts_recent),
+            opened_epoch: record.opened_epoch,
+        };
+        self.keep_half_open(now, listener, key, half_open);
+        self.stats.half_open_repaired += 1;
+        Ok(key)
+    }
+
+    /// Keep a half-open connection (SYN-RECEIVED) for `listener`.
+    fn keep_half_open(&mut self, now: Instant, listener: SocketAddr, key: ConnKey, h: HalfOpen) {
+        let mut tcb = self.syn_received(now, key, h.iss, h.peer_isn, h.opts);
+        tcb.listener = Some(listener);
+        tcb.snd_wnd = h.snd_wnd;
+        if let Some(ts) = h.ts_recent {
+            tcb.ts_recent = ts;
+        }
+        tcb.opened_epoch = h.opened_epoch;
         self.conns.insert(key, tcb);
         if let Some(l) = self.listeners.get_mut(&listener) {
             l.half_open += 1;

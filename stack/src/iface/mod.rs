@@ -83,6 +83,9 @@ pub enum ConnectError {
     /// ended here already: a late "opened" log entry must not bring it back.
     #[error("the connection already ended here")]
     Finished,
+    /// No listener takes the connection's local address.
+    #[error("no listener for the connection's address")]
+    NoListener,
 }
 
 /// Why `send` failed.

@@ -242,6 +242,13 @@ impl Stack {
         Some(self.conns.get(&key)?.open_record())
     }
 
+    /// The record of a connection still half-open (SYN-RECEIVED), for a
+    /// backup that lost the client's SYN (see [`Stack::import_half_open`]).
+    pub fn half_open_record(&self, key: ConnKey) -> Option<OpenRecord> {
+        let tcb = self.conns.get(&key)?;
+        (tcb.state == State::SynReceived).then(|| tcb.open_record())
+    }
+
     /// Create a connection from a logged "opened" entry (a backup that missed the SYN).
     pub fn import_open(
         &mut self,
