@@ -140,19 +140,13 @@ impl Stack {
         now: Instant,
         record: &OpenRecord,
     ) -> Result<ConnKey, ConnectError> {
+        self.may_import(record)?;
         let key = record.key;
-        if self.conns.contains_key(&key) {
-            return Err(ConnectError::AddrInUse);
-        }
-        if self.ended.get(&key) == Some(&record.irs) {
-            return Err(ConnectError::Finished);
-        }
         let Some(listener) = self.listener_for(key.local) else {
             return Err(ConnectError::NoListener);
         };
         let half_open_total: usize = self.listeners.values().map(|l| l.half_open).sum();
-        if self.conns.len() >= self.cfg.max_connections || half_open_total >= self.cfg.max_half_open
-        {
+        if half_open_total >= self.cfg.max_half_open {
             self.stats.drop_syn_overflow += 1;
             return Err(ConnectError::TooMany);
         }

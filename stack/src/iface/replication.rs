@@ -249,24 +249,31 @@ impl Stack {
         (tcb.state == State::SynReceived).then(|| tcb.open_record())
     }
 
+    /// Whether a connection may be made from the primary's record: not held
+    /// already, not ended here already (a primary logs its open connections
+    /// again in each new view, and the entry can commit after the
+    /// connection ended on this replica), and room for it.
+    pub(super) fn may_import(&self, record: &OpenRecord) -> Result<(), ConnectError> {
+        if self.conns.contains_key(&record.key) {
+            return Err(ConnectError::AddrInUse);
+        }
+        if self.ended.get(&record.key) == Some(&record.irs) {
+            return Err(ConnectError::Finished);
+        }
+        if self.conns.len() >= self.cfg.max_connections {
+            return Err(ConnectError::TooMany);
+        }
+        Ok(())
+    }
+
     /// Create a connection from a logged "opened" entry (a backup that missed the SYN).
     pub fn import_open(
         &mut self,
         now: Instant,
         record: &OpenRecord,
     ) -> Result<ConnKey, ConnectError> {
+        self.may_import(record)?;
         let key = record.key;
-        if self.conns.contains_key(&key) {
-            return Err(ConnectError::AddrInUse);
-        }
-        // A primary logs its open connections again in each new view; the
-        // entry can commit after the connection ended on this replica.
-        if self.ended.get(&key) == Some(&record.irs) {
-            return Err(ConnectError::Finished);
-        }
-        if self.conns.len() >= self.cfg.max_connections {
-            return Err(ConnectError::TooMany);
-        }
         let mut tcb = Tcb::new(
             now,
             &self.cfg,
