@@ -417,6 +417,18 @@ impl ViewAuthority {
 
     fn failure_report(&mut self, now: Instant, reporter: u8, suspect: u8) {
         let primary = self.view.primary();
+        if primary == Some(reporter) && self.view.is_joining(suspect) {
+            // The primary feeds a joining member its state: when it says
+            // the member confirms nothing, the transfer cannot finish.
+            // Dropped as a silent one is; restarted, it joins again.
+            if let Some(m) = self.members.iter_mut().find(|m| m.id == suspect && m.joining) {
+                tracing::warn!(group = %self.policy.name, member = suspect, "joining member stalled: dropped on the primary's report");
+                m.joining = false;
+                self.order_members();
+                self.publish();
+            }
+            return;
+        }
         if !self.view.is_alive(reporter) || !self.view.is_alive(suspect) {
             return;
         }

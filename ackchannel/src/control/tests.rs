@@ -195,7 +195,7 @@ fn member_3_left_and_back() -> (ViewAuthority, Vec<MemberAgent>, MemberAgent) {
 }
 
 #[test]
-fn a_joining_member_is_admitted_by_the_primary_or_dropped_when_silent() {
+fn a_joining_member_is_admitted_by_the_primary_or_dropped_when_silent_or_stalled() {
     let (mut auth, mut agents, mut back) = member_3_left_and_back();
     assert!(auth.view().is_joining(3));
     // Only the primary's word admits it; a backup's is ignored.
@@ -228,6 +228,22 @@ fn a_joining_member_is_admitted_by_the_primary_or_dropped_when_silent() {
     }
     assert_eq!(auth.view().epoch, epoch + 1);
     assert!(!auth.view().is_alive(3));
+    // One that still sends but confirms nothing (a one-way cut) is dropped
+    // on the primary's report; a backup's report about it changes nothing.
+    let (mut auth, mut agents, mut back) = member_3_left_and_back();
+    let epoch = auth.view().epoch;
+    back.handle_timeout(ms(30));
+    exchange(ms(30), &mut auth, &mut back);
+    agents[1].report_failure(ms(30), 3);
+    exchange(ms(30), &mut auth, &mut agents[1]);
+    assert!(auth.view().is_joining(3), "a backup's word about a joiner");
+    agents[0].report_failure(ms(30), 3);
+    exchange(ms(30), &mut auth, &mut agents[0]);
+    assert_eq!(auth.view().epoch, epoch + 1);
+    assert!(!auth.view().is_joining(3) && !auth.view().is_alive(3));
+    back.handle_timeout(ms(40));
+    exchange(ms(40), &mut auth, &mut back);
+    assert!(back.removed(), "the dropped joiner learns the group moved on");
 }
 
 #[test]

@@ -115,6 +115,7 @@ impl Replicator {
     /// connections it does not list known to be missing there.
     pub(super) fn on_joiner_confirm(
         &mut self,
+        now: Instant,
         sender: MemberId,
         confirms: Vec<(ConnKey, Progress)>,
         complete: bool,
@@ -133,7 +134,10 @@ impl Replicator {
             {
                 continue;
             }
-            j.confirmed.insert(key, progress);
+            if j.confirmed.insert(key, progress) != Some(progress) && j.stalled_since.is_some() {
+                // Something new: whatever waits for it may come too.
+                j.stalled_since = Some(now);
+            }
             changed.push(key);
         }
         if first {

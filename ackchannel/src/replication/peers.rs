@@ -24,7 +24,16 @@ pub(super) struct Joiner {
     /// Passive connections: it must have applied the checkpoint stream up
     /// to here (the full checkpoints that follow its snapshots).
     pub(super) must_apply: u64,
+    /// Since when snapshots have waited for it with no new confirmation
+    /// (None: nothing outstanding).
+    pub(super) stalled_since: Option<Instant>,
 }
+
+/// A joining member that confirms nothing new for this many peer timeouts
+/// while snapshots wait for it (it still sends, so it is not silent: a
+/// one-way cut) is reported: it holds back the gates of the connections
+/// it was sent.
+const JOINER_STALL_TIMEOUTS: u32 = 10;
 
 /// Snapshots sent per timer turn at most (a burst of a thousand would
 /// crowd the ack channel).
@@ -138,7 +147,7 @@ impl Replicator {
                 self.last_heard.insert(sender, now);
                 if self.joiners.contains_key(&sender) {
                     let complete = header.kind == KIND_CONFIRM_ALL;
-                    self.on_joiner_confirm(sender, confirms, complete);
+                    self.on_joiner_confirm(now, sender, confirms, complete);
                 } else {
                     if let Some(p) = self.peers.get_mut(&sender) {
                         p.complete |= header.kind == KIND_CONFIRM_ALL;
@@ -222,6 +231,23 @@ impl Replicator {
                     self.actions
                         .push_back(Action::SendSnapshot { to: id, key: *key });
                 }
+            }
+            let waiting = j.sent.keys().any(|k| !j.confirmed.contains_key(k));
+            let stall = self.cfg.peer_timeout.saturating_mul(JOINER_STALL_TIMEOUTS);
+            match j.stalled_since {
+                _ if !waiting => j.stalled_since = None,
+                None => j.stalled_since = Some(now),
+                Some(since) if now.saturating_since(since) >= stall => {
+                    tracing::warn!(
+                        member = id.0,
+                        stalled_ms = now.saturating_since(since).total_millis(),
+                        "joining member confirms nothing it was sent"
+                    );
+                    // Reported again after another stall if it stays.
+                    j.stalled_since = Some(now);
+                    self.actions.push_back(Action::PeerSuspected(id));
+                }
+                Some(_) => {}
             }
             let applied = self.checkpoints.applied_by(id) >= j.must_apply;
             if missing == 0 && applied && !j.ready_reported {

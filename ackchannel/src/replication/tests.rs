@@ -659,3 +659,69 @@ fn a_backup_without_the_syn_gets_the_half_open_record() {
         assert!(g.nodes[2].handle_frame(ms(t), &frame).is_err(), "{len}");
     }
 }
+
+/// A joining member that confirms nothing it was sent (a one-way cut: it
+/// still sends, so it is not silent) holds back the gates of the
+/// connections it was sent: after ten peer timeouts the primary reports
+/// it. One that confirms its snapshots is never reported.
+#[test]
+fn a_joining_member_that_confirms_nothing_it_was_sent_is_reported() {
+    for cut in [true, false] {
+        let mut g = Group::new(3);
+        let v = ReplicationView {
+            epoch: 1,
+            members: vec![MemberId(1), MemberId(2)],
+            joining: vec![MemberId(3)],
+        };
+        for n in &mut g.nodes {
+            n.install_view(ms(0), v.clone());
+        }
+        let c = conn(9000);
+        g.progress(ms(0), 0, c, 100);
+        g.progress(ms(0), 1, c, 100);
+        let mut suspected = None;
+        let mut ready = false;
+        for t in (0..2000).step_by(10) {
+            let now = ms(t);
+            for i in 0..3 {
+                g.nodes[i].handle_timeout(now);
+                g.nodes[i].flush(now);
+            }
+            for _ in 0..10 {
+                for i in 0..3 {
+                    while let Some((to, frame)) = g.nodes[i].poll_transmit() {
+                        if cut && to == MemberId(3) {
+                            continue; // the primary's frames never reach it
+                        }
+                        let _ = g.nodes[usize::from(to.0) - 1].handle_frame(now, &frame);
+                    }
+                }
+                while let Some(a) = g.nodes[0].poll_action() {
+                    match a {
+                        Action::SendSnapshot { to, .. } => {
+                            g.nodes[0].send_snapshot(now, to, b"snapshot")
+                        }
+                        Action::PeerSuspected(m) if m == MemberId(3) => {
+                            suspected.get_or_insert(t);
+                        }
+                        Action::JoinerReady(m) => ready |= m == MemberId(3),
+                        _ => {}
+                    }
+                }
+                while let Some(a) = g.nodes[2].poll_action() {
+                    if let Action::Import(_) = a {
+                        // The joiner imports the snapshot: it holds the bytes.
+                        g.nodes[2].local_progress(now, c, Seq(100), Seq(1100), false);
+                    }
+                }
+                let _ = g.nodes[1].poll_action();
+            }
+        }
+        match (cut, suspected) {
+            (true, Some(t)) => assert!((1000..=1200).contains(&t), "reported at {t} ms"),
+            (true, None) => panic!("a joiner cut off one way was never reported"),
+            (false, None) => assert!(ready, "the joiner caught up"),
+            (false, Some(t)) => panic!("a joiner that confirms was reported at {t} ms"),
+        }
+    }
+}
