@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use scenarios::cluster::Binaries;
+use scenarios::cluster::{coordination_tools_missing, Binaries};
 use scenarios::runner;
 use scenarios::spec::Scenario;
 use testnet::netns::privileged;
@@ -22,11 +22,25 @@ fn ci_subset_of_the_catalogue_passes() {
         .filter(|p| p.extension().is_some_and(|e| e == "toml"))
         .collect();
     files.sort();
-    let scenarios: Vec<Scenario> = files
+    let mut scenarios: Vec<Scenario> = files
         .iter()
         .map(|f| Scenario::load(f).unwrap())
         .filter(|s| s.ci)
         .collect();
+    // Redundant redirectors need etcd and arping: without them those
+    // scenarios are skipped, said, and refused under CI=true.
+    if let Some(why) = coordination_tools_missing() {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("ci_subset_of_the_catalogue_passes: {why}; CI=true forbids skipping");
+        }
+        for s in scenarios.iter().filter(|s| s.topology.redirectors > 1) {
+            eprintln!(
+                "SKIPPED {} (ci_subset_of_the_catalogue_passes): {why}",
+                s.name
+            );
+        }
+        scenarios.retain(|s| s.topology.redirectors == 1);
+    }
     assert!(scenarios.len() >= 3, "the CI subset is too small");
     let outcomes: Vec<_> = scenarios
         .iter()

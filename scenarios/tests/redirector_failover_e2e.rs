@@ -10,19 +10,14 @@ use std::time::{Duration, Instant};
 
 use common::{download_matches, echo_verdict, serial, start};
 use scenarios::clients;
-use scenarios::cluster::{etcd_binary, ClusterSpec, FLOATING_IP, VIP};
+use scenarios::cluster::{coordination_tools_missing, ClusterSpec, FLOATING_IP, VIP};
 use testnet::netns::privileged;
 
 /// True when etcd and arping are installed; otherwise says why the test is
 /// skipped (and fails under `CI=true`).
 fn coordination_tools(test: &str) -> bool {
-    let arping = ["/usr/bin/arping", "/usr/sbin/arping", "/bin/arping"]
-        .iter()
-        .any(|p| std::path::Path::new(p).is_file());
-    let why = match (etcd_binary().is_some(), arping) {
-        (true, true) => return true,
-        (false, _) => "etcd is not installed (apt-get install etcd-server)",
-        (true, false) => "arping is not installed (apt-get install iputils-arping)",
+    let Some(why) = coordination_tools_missing() else {
+        return true;
     };
     if std::env::var("CI").is_ok_and(|v| v == "true") {
         panic!("{test}: {why}; CI=true forbids skipping");

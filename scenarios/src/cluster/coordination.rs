@@ -346,3 +346,17 @@ pub fn etcd_binary() -> Option<PathBuf> {
         .map(|d| d.join("etcd"))
         .find(|p| p.is_file())
 }
+
+/// What a cluster with etcd needs and this machine lacks (etcd, and
+/// `arping`, which announces the floating address), as a sentence naming
+/// the package; `None` when both are installed.
+pub fn coordination_tools_missing() -> Option<&'static str> {
+    let arping = ["/usr/bin/arping", "/usr/sbin/arping", "/bin/arping"]
+        .iter()
+        .any(|p| Path::new(p).is_file());
+    match (etcd_binary().is_some(), arping) {
+        (true, true) => None,
+        (false, _) => Some("etcd is not installed (apt-get install etcd-server)"),
+        (true, false) => Some("arping is not installed (apt-get install iputils-arping)"),
+    }
+}

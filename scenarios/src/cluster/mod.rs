@@ -37,7 +37,7 @@ use testnet::netns::{run, Topology};
 mod coordination;
 mod processes;
 
-pub use coordination::etcd_binary;
+pub use coordination::{coordination_tools_missing, etcd_binary};
 use coordination::{redirector_ip, redirector_label, redirector_short};
 
 pub const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 100, 1);

@@ -11,6 +11,8 @@ use crate::clients;
 use crate::cluster::{Binaries, Cluster, ClusterSpec, VIP, VIP6};
 use crate::spec::{Action, Family, Scenario, Workload};
 
+mod redirectors;
+
 /// What one scenario did.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Outcome {
@@ -24,6 +26,9 @@ pub struct Outcome {
     pub mib_s: Option<f64>,
     /// wrk's request rate, when a wrk workload ran.
     pub requests_per_s: Option<f64>,
+    /// Longest time from a redirector fault until another redirector
+    /// acted (ms).
+    pub takeover_ms: Option<f64>,
     pub resets: u64,
     pub seconds: f64,
     /// What the fault schedule did, with times.
@@ -83,9 +88,15 @@ fn play_inner(
         lease_ms: t.failure_timeout_ms * 6 / 10,
         relays: t.relays,
         ipv6: t.ipv6,
+        redirectors: t.redirectors,
+        etcd: t.redirectors > 1,
+        etcd_members: t.etcd_members,
         ..ClusterSpec::default()
     };
     let _ = index;
+    if spec.etcd {
+        redirectors::tools_present()?;
+    }
     let mut c = Cluster::start("sc", spec, bins.clone())?;
     if let Some(line) = &t.link {
         for i in 0..t.replicas {
@@ -98,9 +109,14 @@ fn play_inner(
     }
     let t0 = Instant::now();
     let mut last_target = None;
+    let mut coordination = redirectors::Faults::start(&c);
     for f in &s.fault {
         std::thread::sleep(Duration::from_millis(f.at_ms).saturating_sub(t0.elapsed()));
-        let target = resolve(&c, &f.target, last_target)?;
+        if !f.action.strikes_a_member() {
+            coordination.apply(&mut c, f, t0, out)?;
+            continue;
+        }
+        let target = resolve(&c, f.target.as_deref().unwrap_or_default(), last_target)?;
         if f.action == Action::Kill && s.checks.killed_holding_out_of_order {
             let held = wait_out_of_order(&c, target)?;
             out.events
@@ -124,11 +140,14 @@ fn play_inner(
             }
             Action::Restart => c.start_replica(usize::from(target) - 1)?,
             Action::WaitLive => wait_in_view(&c, target, true)?,
-            Action::RestartRedirector => c.restart_redirector()?,
             Action::Link => c.set_link(
                 usize::from(target) - 1,
                 f.link.as_deref().unwrap_or_default(),
             )?,
+            Action::RestartRedirector
+            | Action::KillActingRedirector
+            | Action::PartitionActingRedirector
+            | Action::KillEtcdMember => bail!("{:?} strikes no member", f.action),
         }
         out.events
             .push(format!("{at} ms: {:?} member {target}", f.action));
@@ -137,6 +156,7 @@ fn play_inner(
     for r in running {
         judge(r, s, out)?;
     }
+    coordination.finish(&c, out)?;
     if s.checks.paused_member_stops {
         let old = last_target.context("paused_member_stops needs a fault target")?;
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -153,6 +173,13 @@ fn play_inner(
         if stall > max {
             out.failures
                 .push(format!("stall {stall:.0} ms over the {max:.0} ms allowed"));
+        }
+    }
+    if let (Some(max), Some(took)) = (s.checks.max_takeover_ms, out.takeover_ms) {
+        if took > max {
+            out.failures.push(format!(
+                "a redirector took over {took:.0} ms after the fault, over the {max:.0} ms allowed"
+            ));
         }
     }
     if let (Some(min), Some(rate)) = (s.checks.min_mib_s, out.mib_s) {
@@ -463,19 +490,20 @@ fn wait_in_view(c: &Cluster, member: u8, live: bool) -> anyhow::Result<()> {
 /// The terminal table.
 pub fn table(outcomes: &[Outcome]) -> String {
     let mut t = format!(
-        "{:<40} {:<7} {:>10} {:>9} {:>9} {:>7} {:>7}\n",
-        "scenario", "verdict", "stall ms", "MiB/s", "req/s", "resets", "secs"
+        "{:<40} {:<7} {:>10} {:>9} {:>9} {:>11} {:>7} {:>7}\n",
+        "scenario", "verdict", "stall ms", "MiB/s", "req/s", "takeover ms", "resets", "secs"
     );
     for o in outcomes {
         let opt = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));
         t += &format!(
-            "{:<40} {:<7} {:>10} {:>9} {:>9} {:>7} {:>7.1}\n",
+            "{:<40} {:<7} {:>10} {:>9} {:>9} {:>11} {:>7} {:>7.1}\n",
             o.name,
             if o.passed { "pass" } else { "FAIL" },
             opt(o.stall_ms),
             opt(o.mib_s),
             o.requests_per_s
                 .map_or("-".to_string(), |v| format!("{v:.0}")),
+            opt(o.takeover_ms),
             o.resets,
             o.seconds
         );
