@@ -215,8 +215,8 @@ pub enum Action {
     Link,
     /// SIGKILL the redirector acting as the view authority (redundant
     /// redirectors, no target): another must act and hold the floating
-    /// address. `release = true` then runs `hydra-redirector --release`
-    /// as the systemd unit's `ExecStopPost` does; `restart = true` starts
+    /// address. `release = true` then does what its systemd unit would:
+    /// kills what the process left, runs `hydra-redirector --release`; `restart = true` starts
     /// the killed one again once another acts (it must stand by).
     KillActingRedirector,
     /// Cut the acting redirector's links, its process alive (redundant

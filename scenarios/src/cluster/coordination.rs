@@ -300,6 +300,26 @@ impl Cluster {
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
     }
 
+    /// What systemd does once a unit's main process has died, before its
+    /// `ExecStopPost` (`KillMode=control-group`, the default): SIGKILL
+    /// every process left in redirector `k`'s namespace, such as an
+    /// `arping` still announcing the floating address with the dead one's
+    /// link address. Returns how many it killed.
+    pub fn kill_redirector_leftovers(&self, k: usize) -> anyhow::Result<usize> {
+        let ns = self.redirector_nss.get(k).context("no such redirector")?;
+        let out = run(std::process::Command::new("ip").args(["netns", "pids", ns]))?;
+        let mut killed = 0;
+        for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+            let pid: i32 = pid.parse().context("`ip netns pids` printed no pid")?;
+            // SAFETY: kill(2) has no memory preconditions; the pid is a
+            // process in this cluster's own namespace.
+            if unsafe { libc::kill(pid, libc::SIGKILL) } == 0 {
+                killed += 1;
+            }
+        }
+        Ok(killed)
+    }
+
     /// Start redirector `k` again after [`kill_redirector`](Self::kill_redirector).
     pub fn restart_redirector_at(&mut self, k: usize) -> anyhow::Result<()> {
         self.start_redirector_at(k)

@@ -87,6 +87,12 @@ impl Faults {
         self.steady = None;
         let mut note = format!("SIGKILL the acting redirector {acting}");
         if f.release {
+            // As its systemd unit would: what the process left behind dies
+            // with it, then ExecStopPost releases.
+            let leftovers = c.kill_redirector_leftovers(acting)?;
+            if leftovers > 0 {
+                note += &format!(", {leftovers} process(es) it left killed");
+            }
             let said = c.release_redirector(acting)?;
             if !said.contains("view authority released") {
                 out.failures.push(format!(
