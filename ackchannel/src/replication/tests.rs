@@ -701,7 +701,7 @@ fn a_joining_member_that_confirms_nothing_it_was_sent_is_reported() {
                         Action::SendSnapshot { to, .. } => {
                             g.nodes[0].send_snapshot(now, to, b"snapshot")
                         }
-                        Action::PeerSuspected(m) if m == MemberId(3) => {
+                        Action::PeerSuspected(MemberId(3)) => {
                             suspected.get_or_insert(t);
                         }
                         Action::JoinerReady(m) => ready |= m == MemberId(3),
