@@ -8,10 +8,12 @@
 //! - [`udp_offload`]: the redirector-to-replica copy path's UDP
 //!   segmentation (`UDP_SEGMENT`) and receive coalescing (`UDP_GRO`).
 //! - [`socket_buffer`]: kernel socket buffers sized past the default limit.
+//! - [`child`]: child processes that die with their parent.
 
 #![warn(missing_docs)]
 
 pub mod admin;
+pub mod child;
 pub mod logging;
 pub mod signals;
 pub mod socket_buffer;

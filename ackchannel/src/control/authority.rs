@@ -421,7 +421,11 @@ impl ViewAuthority {
             // The primary feeds a joining member its state: when it says
             // the member confirms nothing, the transfer cannot finish.
             // Dropped as a silent one is; restarted, it joins again.
-            if let Some(m) = self.members.iter_mut().find(|m| m.id == suspect && m.joining) {
+            if let Some(m) = self
+                .members
+                .iter_mut()
+                .find(|m| m.id == suspect && m.joining)
+            {
                 tracing::warn!(group = %self.policy.name, member = suspect, "joining member stalled: dropped on the primary's report");
                 m.joining = false;
                 self.order_members();

@@ -243,7 +243,10 @@ fn a_joining_member_is_admitted_by_the_primary_or_dropped_when_silent_or_stalled
     assert!(!auth.view().is_joining(3) && !auth.view().is_alive(3));
     back.handle_timeout(ms(40));
     exchange(ms(40), &mut auth, &mut back);
-    assert!(back.removed(), "the dropped joiner learns the group moved on");
+    assert!(
+        back.removed(),
+        "the dropped joiner learns the group moved on"
+    );
 }
 
 #[test]

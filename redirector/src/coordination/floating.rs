@@ -115,7 +115,9 @@ impl FloatingAddress {
             &self.cfg.link,
         ])?;
         let mut arping = Command::new("arping");
-        arping
+        // Killed with us: a dead redirector's announcements must not pull
+        // the clients back from the standby that took the address over.
+        hydra_ops::child::die_with_parent(&mut arping)
             .args(["-U", "-q", "-c"])
             .arg(self.cfg.announcements.to_string())
             .args(["-I", &self.cfg.link])
