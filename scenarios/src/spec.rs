@@ -6,7 +6,7 @@
 //! [topology]
 //! replicas = 3
 //! [[workload]]
-//! kind = "download"          # download | upload | nc | echo | short | wrk
+//! kind = "download"          # download | upload | nc | echo | short | wrk | cpu-hog
 //! # family = "ipv4"          # nc and echo: the VIP's family (ipv6 topologies)
 //! size_mib = 48
 //! rate = "16M"
@@ -149,6 +149,10 @@ pub enum Workload {
         #[serde(default)]
         family: Option<Family>,
     },
+    /// Busy threads in the runner's process, one per `threads`, for
+    /// `seconds`: the machine's cores saturated, as under a neighbour's
+    /// load (a soak checks that no failover happens then).
+    CpuHog { threads: usize, seconds: u64 },
     /// Short connections back to back (handshakes and closes across faults).
     Short {
         count: usize,
@@ -296,6 +300,9 @@ pub struct Checks {
     /// Longest time from a redirector fault (the kill or the cut) until
     /// another redirector acts.
     pub max_takeover_ms: Option<f64>,
+    /// Views the group may go through during the run at most (0: a soak
+    /// with no fault must see no failover, spurious or other).
+    pub max_view_changes: Option<u64>,
 }
 
 impl Default for Checks {
@@ -308,6 +315,7 @@ impl Default for Checks {
             paused_member_stops: false,
             killed_holding_out_of_order: false,
             max_takeover_ms: None,
+            max_view_changes: None,
         }
     }
 }

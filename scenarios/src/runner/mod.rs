@@ -58,6 +58,7 @@ enum Running {
     },
     Echo(Child),
     Short(Child),
+    Hog(Vec<std::thread::JoinHandle<()>>),
 }
 
 pub fn play(s: &Scenario, bins: &Binaries, index: usize) -> Outcome {
@@ -103,6 +104,10 @@ fn play_inner(
             c.set_link(i, line)?;
         }
     }
+    let first_epoch = match s.checks.max_view_changes {
+        Some(_) => c.view()?.0,
+        None => 0,
+    };
     let mut running = Vec::new();
     for (i, w) in s.workload.iter().enumerate() {
         running.push(start(&c, i, w)?);
@@ -157,6 +162,15 @@ fn play_inner(
         judge(r, s, out)?;
     }
     coordination.finish(&c, out)?;
+    if let Some(max) = s.checks.max_view_changes {
+        let changes = c.view()?.0.saturating_sub(first_epoch);
+        out.events.push(format!("{changes} view changes"));
+        if changes > max {
+            out.failures.push(format!(
+                "{changes} view changes, over the {max} allowed (a failover nothing caused)"
+            ));
+        }
+    }
     if s.checks.paused_member_stops {
         let old = last_target.context("paused_member_stops needs a fault target")?;
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -267,6 +281,20 @@ fn start(c: &Cluster, i: usize, w: &Workload) -> anyhow::Result<Running> {
             *chunk,
             Duration::from_secs_f64(pace_ms / 1000.0),
         )?),
+        Workload::CpuHog { threads, seconds } => {
+            let until = Instant::now() + Duration::from_secs(*seconds);
+            let spin = move || {
+                let mut x = 0u64;
+                while Instant::now() < until {
+                    for _ in 0..10_000 {
+                        x = std::hint::black_box(
+                            x.wrapping_mul(6364136223846793005).wrapping_add(1),
+                        );
+                    }
+                }
+            };
+            Running::Hog((0..*threads).map(|_| std::thread::spawn(spin)).collect())
+        }
         Workload::Short {
             count,
             size,
@@ -420,6 +448,13 @@ fn judge(r: Running, s: &Scenario, out: &mut Outcome) -> anyhow::Result<()> {
                     "short connections: {}",
                     String::from_utf8_lossy(&o.stderr).trim()
                 ));
+            }
+        }
+        Running::Hog(threads) => {
+            for t in threads {
+                if t.join().is_err() {
+                    out.failures.push("a CPU hog thread panicked".into());
+                }
             }
         }
     }
