@@ -118,7 +118,7 @@ pub fn run(cfg: RedirectorConfig, signals: Signals) -> anyhow::Result<()> {
         clock: std::time::Instant::now(),
     };
     if let Some(path) = &cfg.state_file {
-        let restored = state::load(path, r.now(), &mut r.groups)?;
+        let restored = state::load(path, r.now(), &mut r.groups, &mut r.draining)?;
         tracing::info!(file = %path.display(), restored, "views restored from the state file");
     }
     let mut saved_epochs: Vec<u64> = r.groups.iter().map(|g| g.view().epoch).collect();
@@ -155,7 +155,7 @@ pub fn run(cfg: RedirectorConfig, signals: Signals) -> anyhow::Result<()> {
         let now = r.now();
         let acting = coordinator
             .as_ref()
-            .is_none_or(|a| a.steer(now, &mut r.groups));
+            .is_none_or(|a| a.steer(now, &mut r.groups, &mut r.draining));
         if let Some(a) = &coordinator {
             a.announce_limits(&r.groups, &mut r.announce_limit);
         }
@@ -170,12 +170,17 @@ pub fn run(cfg: RedirectorConfig, signals: Signals) -> anyhow::Result<()> {
             r.discard_control();
         }
         r.adoption.expire(now);
-        r.apply_drain_requests();
+        let drain_changed = r.apply_drain_requests(acting);
+        if drain_changed {
+            if let Some(a) = &coordinator {
+                a.save_drained(state::drained_names(&r.groups, &r.draining));
+            }
+        }
         r.refresh_destinations(now);
         if let Some(path) = &cfg.state_file {
             let epochs: Vec<u64> = r.groups.iter().map(|g| g.view().epoch).collect();
-            if epochs != saved_epochs {
-                match state::save(path, &r.groups) {
+            if epochs != saved_epochs || drain_changed {
+                match state::save(path, &r.groups, &r.draining) {
                     Ok(()) => saved_epochs = epochs,
                     Err(e) => {
                         r.counters.state_save_errors += 1;
@@ -296,13 +301,23 @@ impl Redirector {
         }
     }
 
-    fn apply_drain_requests(&mut self) {
+    /// The operator's drain requests; true when one changed a group. A
+    /// redirector that does not act keeps none (the acting one's, in etcd,
+    /// replace its own when it is elected).
+    fn apply_drain_requests(&mut self, acting: bool) -> bool {
+        let mut changed = false;
         while let Ok((name, on)) = self.drain_requests.try_recv() {
+            if !acting {
+                tracing::warn!(group = %name, draining = on, "operator request ignored: this redirector does not act; send it to the acting one");
+                continue;
+            }
             if let Some(i) = self.groups.iter().position(|g| g.name() == name) {
                 tracing::info!(group = %name, draining = on, "operator request");
+                changed |= self.draining[i] != on;
                 self.draining[i] = on;
             }
         }
+        changed
     }
 
     fn refresh_destinations(&mut self, now: Instant) {

@@ -1,5 +1,5 @@
 //! The views the redirector keeps across its own restart (`state_file`):
-//! each group's epoch and members. Without it a restarted redirector would
+//! each group's epoch and members, and which groups an operator drained. Without it a restarted redirector would
 //! start at epoch 0, which the replicas ignore as stale, and every
 //! primary's lease would run out: the groups would stop serving.
 
@@ -13,6 +13,9 @@ use stack::Instant;
 #[derive(Debug, Serialize, Deserialize)]
 struct StateFile {
     groups: Vec<GroupState>,
+    /// The drained groups' names.
+    #[serde(default)]
+    drained: Vec<String>,
 }
 
 /// One group's persisted view: what the state file and the coordination
@@ -39,11 +42,22 @@ impl GroupState {
     }
 }
 
-/// Write every group's view (to a temporary file, then renamed: a crash
-/// mid-write leaves the previous state).
-pub fn save(path: &Path, groups: &[ViewAuthority]) -> anyhow::Result<()> {
+/// The names of the groups `draining` marks.
+pub fn drained_names(groups: &[ViewAuthority], draining: &[bool]) -> Vec<String> {
+    groups
+        .iter()
+        .zip(draining)
+        .filter(|(_, &d)| d)
+        .map(|(g, _)| g.name().to_string())
+        .collect()
+}
+
+/// Write every group's view and the drained groups (to a temporary file,
+/// then renamed: a crash mid-write leaves the previous state).
+pub fn save(path: &Path, groups: &[ViewAuthority], draining: &[bool]) -> anyhow::Result<()> {
     let file = StateFile {
         groups: groups.iter().map(GroupState::of).collect(),
+        drained: drained_names(groups, draining),
     };
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, serde_json::to_vec_pretty(&file)?)
@@ -52,8 +66,14 @@ pub fn save(path: &Path, groups: &[ViewAuthority]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Restore the groups named in the file (if it exists); returns how many.
-pub fn load(path: &Path, now: Instant, groups: &mut [ViewAuthority]) -> anyhow::Result<usize> {
+/// Restore the groups named in the file (if it exists) and mark the
+/// drained ones in `draining`; returns how many groups were restored.
+pub fn load(
+    path: &Path,
+    now: Instant,
+    groups: &mut [ViewAuthority],
+    draining: &mut [bool],
+) -> anyhow::Result<usize> {
     let text = match std::fs::read(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
@@ -61,6 +81,9 @@ pub fn load(path: &Path, now: Instant, groups: &mut [ViewAuthority]) -> anyhow::
     };
     let file: StateFile = serde_json::from_slice(&text)
         .with_context(|| format!("{} is not a redirector state file", path.display()))?;
+    for (g, d) in groups.iter().zip(draining.iter_mut()) {
+        *d = file.drained.iter().any(|n| n == g.name());
+    }
     let mut restored = 0;
     for saved in file.groups {
         let Some(g) = groups.iter_mut().find(|g| g.name() == saved.name) else {
@@ -100,7 +123,7 @@ mod tests {
         let path = dir.join("redirector.state");
         let mut fresh = vec![authority("a")];
         assert_eq!(
-            load(&path, Instant::ZERO, &mut fresh).unwrap(),
+            load(&path, Instant::ZERO, &mut fresh, &mut [false]).unwrap(),
             0,
             "no file yet"
         );
@@ -114,12 +137,21 @@ mod tests {
         };
         let mut before = vec![authority("a"), authority("b")];
         before[0].restore(Instant::ZERO, 5, std::slice::from_ref(&member));
-        save(&path, &before).unwrap();
-        let mut after = vec![authority("a")];
-        assert_eq!(load(&path, Instant::ZERO, &mut after).unwrap(), 1);
+        save(&path, &before, &[false, true]).unwrap();
+        let mut after = vec![authority("a"), authority("b")];
+        let mut draining = [true, false];
+        assert_eq!(
+            load(&path, Instant::ZERO, &mut after, &mut draining).unwrap(),
+            2
+        );
         assert_eq!(after[0].saved(), (5, vec![member]));
+        assert_eq!(draining, [false, true], "b stays drained across a restart");
+        // A file written before drained groups were kept reads as none.
+        std::fs::write(&path, br#"{"groups": []}"#).unwrap();
+        load(&path, Instant::ZERO, &mut after, &mut draining).unwrap();
+        assert_eq!(draining, [false, false]);
         std::fs::write(&path, b"not json").unwrap();
-        let e = load(&path, Instant::ZERO, &mut after).unwrap_err();
+        let e = load(&path, Instant::ZERO, &mut after, &mut draining).unwrap_err();
         assert!(
             format!("{e:#}").contains("not a redirector state file"),
             "{e:#}"

@@ -358,6 +358,16 @@ pub fn serve(
                     _ => return None,
                 };
                 s.groups.iter().find(|g| g.name == name)?;
+                if s.coordination.as_ref().is_some_and(|c| !c.acting) {
+                    let acting = s.coordination.as_ref().and_then(|c| c.authority.clone());
+                    return Some((
+                        "text/plain",
+                        format!(
+                            "group {name}: {action} refused: this redirector does not act (the acting one is {}); send it there\n",
+                            acting.as_deref().unwrap_or("unknown")
+                        ),
+                    ));
+                }
                 let sent = drain
                     .lock()
                     .is_ok_and(|d| d.send((name.to_string(), on)).is_ok());

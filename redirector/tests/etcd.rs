@@ -210,6 +210,11 @@ fn a_deposed_authoritys_view_write_is_fenced_off() {
         a_views.save(&old, &view(1, 7)).unwrap(),
         Saved::Written(_)
     ));
+    assert!(
+        a_views.load_drained().unwrap().is_empty(),
+        "none drained yet"
+    );
+    a_views.save_drained(&old, &["web".into()]).unwrap();
     // a is cut off (no renewals) and b takes over.
     let mut b = Election::new(etcd.client(), "/hydra", "b", ttl);
     let new = loop {
@@ -221,6 +226,7 @@ fn a_deposed_authoritys_view_write_is_fenced_off() {
     assert_ne!(old, new);
     let mut b_views = ViewStore::new(etcd.client(), "/hydra");
     assert_eq!(b_views.load("web").unwrap(), Some(view(1, 7)));
+    assert_eq!(b_views.load_drained().unwrap(), vec!["web".to_string()]);
     assert!(matches!(
         b_views.save(&new, &view(2, 7)).unwrap(),
         Saved::Written(_)
@@ -231,6 +237,10 @@ fn a_deposed_authoritys_view_write_is_fenced_off() {
     assert!(matches!(e, CoordinationError::AuthorityLost { .. }), "{e}");
     assert!(e.to_string().contains("\"b\""), "{e}");
     assert_eq!(b_views.load("web").unwrap(), Some(view(2, 7)));
+    // So is its list of drained groups.
+    let e = a_views.save_drained(&old, &[]).unwrap_err();
+    assert!(matches!(e, CoordinationError::AuthorityLost { .. }), "{e}");
+    assert_eq!(b_views.load_drained().unwrap(), vec!["web".to_string()]);
 }
 
 #[test]

@@ -135,7 +135,10 @@ fn a_supervised_redirectors_crash_hands_the_authority_over_at_once() {
 /// A pool of two groups behind two redirectors: the acting one is
 /// SIGKILLed while the pool's connections run. The survivor's flow table
 /// knows none of them; it asks the groups which holds each, and every
-/// connection carries on byte-exact on the group it started on.
+/// connection carries on byte-exact on the group it started on. The
+/// operator had drained one group through the acting redirector: the
+/// survivor keeps it drained (etcd holds it), and a standby refuses the
+/// request.
 #[test]
 fn pooled_connections_keep_their_group_across_a_redirector_failover() {
     let test = "pooled_connections_keep_their_group_across_a_redirector_failover";
@@ -176,6 +179,15 @@ fn pooled_connections_keep_their_group_across_a_redirector_failover() {
         (Some(3), Some(3)),
         "round robin over two groups: {before}"
     );
+    let said = c
+        .redirector_action_at(1 - acting, "/groups/demo/drain")
+        .unwrap();
+    assert!(said.contains("refused"), "a standby took a drain: {said}");
+    let said = c
+        .redirector_action_at(acting, "/groups/demo/drain")
+        .unwrap();
+    assert!(said.contains("requested"), "{said}");
+    std::thread::sleep(Duration::from_millis(300));
     c.kill_redirector(acting).unwrap();
     let survivor = c
         .wait_acting_other_than(acting, Duration::from_secs(10))
@@ -190,6 +202,19 @@ fn pooled_connections_keep_their_group_across_a_redirector_failover() {
         "none placed anew: {s}"
     );
     assert_eq!(s["unknown_flows"]["dropped_unclaimed"], 0, "{s}");
+    assert_eq!(s["groups"][0]["draining"], true, "the drain survived: {s}");
+    let more = clients::start_echo_on(&c, 1007, 4, 8 << 10, 1024, Duration::ZERO).unwrap();
+    echo_verdict(
+        &clients::finish_echo(more).unwrap(),
+        "new pooled connections",
+    );
+    std::thread::sleep(Duration::from_millis(100));
+    let (after, _) = pool_of(&c, survivor);
+    assert_eq!(
+        (assigned(&after, 0), assigned(&after, 1)),
+        (Some(0), Some(4)),
+        "new connections avoid the drained group: {after}"
+    );
     println!(
         "pooled connections across a redirector failover: longest echo gap {:.0} ms; unknown flows {}",
         v["max_gap_ms"].as_f64().unwrap_or(-1.0),

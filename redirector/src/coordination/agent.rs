@@ -32,12 +32,21 @@ const CAMPAIGN_PERIOD: Duration = Duration::from_millis(100);
 /// this often.
 const FLOATING_RETRY: Duration = Duration::from_secs(1);
 
+/// What the forwarding loop asks the agent to write.
+enum Write {
+    View(GroupState),
+    Drained(Vec<String>),
+}
+
 /// What the agent tells the forwarding loop.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     /// We are the authority: carry on from these views (the groups etcd
     /// holds a view for) before changing any.
     Elected(Vec<GroupState>),
+    /// Right after [`Event::Elected`]: the groups an operator drained, as
+    /// etcd holds them.
+    Drained(Vec<String>),
     /// We are no longer the authority: stop changing views.
     Lost(String),
 }
@@ -82,7 +91,7 @@ struct Shared {
 /// The handle the forwarding loop keeps; dropping it resigns the authority.
 pub struct Agent {
     events: Receiver<Event>,
-    saves: Option<Sender<GroupState>>,
+    saves: Option<Sender<Write>>,
     shared: Arc<Shared>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
@@ -119,6 +128,7 @@ impl Agent {
             saves: save_rx,
             shared: shared.clone(),
             pending: BTreeMap::new(),
+            pending_drained: None,
             acting: false,
             renewed: Instant::now(),
             beaten: Instant::now(),
@@ -151,9 +161,19 @@ impl Agent {
 
     /// Apply what the agent learnt (views to carry on from when elected)
     /// and say whether the loop may change views now.
-    pub fn steer(&self, now: stack::Instant, groups: &mut [ViewAuthority]) -> bool {
+    pub fn steer(
+        &self,
+        now: stack::Instant,
+        groups: &mut [ViewAuthority],
+        draining: &mut [bool],
+    ) -> bool {
         while let Ok(event) = self.events.try_recv() {
             match event {
+                Event::Drained(names) => {
+                    for (g, d) in groups.iter().zip(draining.iter_mut()) {
+                        *d = names.iter().any(|n| n == g.name());
+                    }
+                }
                 Event::Elected(views) => {
                     for g in groups.iter_mut() {
                         g.restart_counter();
@@ -176,7 +196,15 @@ impl Agent {
     pub fn save(&self, view: GroupState) {
         if let Some(s) = &self.saves {
             // The worker only ends when the agent is dropped.
-            let _ = s.send(view);
+            let _ = s.send(Write::View(view));
+        }
+    }
+
+    /// Write the names of the drained groups to etcd soon (a newer list
+    /// replaces it in the queue).
+    pub fn save_drained(&self, names: Vec<String>) {
+        if let Some(s) = &self.saves {
+            let _ = s.send(Write::Drained(names));
         }
     }
 
@@ -240,10 +268,12 @@ struct Worker {
     store: ViewStore,
     groups: Vec<String>,
     events: Sender<Event>,
-    saves: Receiver<GroupState>,
+    saves: Receiver<Write>,
     shared: Arc<Shared>,
     /// The newest view per group not yet written.
     pending: BTreeMap<String, GroupState>,
+    /// The drained groups' names not yet written.
+    pending_drained: Option<Vec<String>>,
     acting: bool,
     renewed: Instant,
     /// When the last heartbeat was written.
@@ -270,7 +300,7 @@ impl Worker {
                 self.campaign()
             };
             self.note(result);
-            let wait = if self.acting && self.pending.is_empty() {
+            let wait = if self.acting && self.pending.is_empty() && self.pending_drained.is_none() {
                 self.election
                     .heartbeat_interval()
                     .map_or(TICK, |i| i.min(TICK))
@@ -280,10 +310,10 @@ impl Worker {
                 CAMPAIGN_PERIOD
             };
             match self.saves.recv_timeout(wait) {
-                Ok(v) => {
-                    self.pending.insert(v.name.clone(), v);
-                    while let Ok(v) = self.saves.try_recv() {
-                        self.pending.insert(v.name.clone(), v);
+                Ok(w) => {
+                    self.queue(w);
+                    while let Ok(w) = self.saves.try_recv() {
+                        self.queue(w);
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => {}
@@ -298,6 +328,15 @@ impl Worker {
             if let Err(e) = self.election.resign() {
                 tracing::warn!("resigning the view authority: {e}");
             }
+        }
+    }
+
+    fn queue(&mut self, w: Write) {
+        match w {
+            Write::View(v) => {
+                self.pending.insert(v.name.clone(), v);
+            }
+            Write::Drained(names) => self.pending_drained = Some(names),
         }
     }
 
@@ -346,6 +385,7 @@ impl Worker {
         // contender that will read what etcd holds.
         let _ = self.election.resign();
         self.pending.clear();
+        self.pending_drained = None;
         let _ = self.events.send(Event::Lost(why));
     }
 
@@ -365,12 +405,21 @@ impl Worker {
                         }
                     }
                 }
+                let drained = match self.store.load_drained() {
+                    Ok(d) => d,
+                    Err(e) => {
+                        let _ = self.election.resign();
+                        return Err(e);
+                    }
+                };
                 self.acting = true;
                 self.renewed = Instant::now();
                 self.claim_floating();
                 self.pending.clear();
+                self.pending_drained = None;
                 self.persisted(views.iter().map(|v| (v.name.clone(), v.epoch)));
                 let _ = self.events.send(Event::Elected(views));
+                let _ = self.events.send(Event::Drained(drained));
                 self.election.name().to_string()
             }
         };
@@ -445,6 +494,14 @@ impl Worker {
         let Some(token) = self.election.token() else {
             return Ok(());
         };
+        if let Some(names) = self.pending_drained.take() {
+            if let Err(e) = self.store.save_drained(&token, &names) {
+                if e.is_connectivity() {
+                    self.pending_drained = Some(names);
+                }
+                return Err(e);
+            }
+        }
         while let Some((name, view)) = self.pending.pop_first() {
             let saved = self.store.save(&token, &view);
             if saved.is_ok() {

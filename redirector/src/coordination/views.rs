@@ -3,7 +3,8 @@
 //! the writer holds the authority (fencing: the authority key's
 //! `create_revision` must be the one it won) and the view is the one it
 //! last read (compare-and-swap on `mod_revision`); and only one view is
-//! ever stored per epoch.
+//! ever stored per epoch. The names of the groups an operator drained live
+//! beside them, at `<prefix>/drained`, written by the authority only.
 
 use std::collections::BTreeMap;
 
@@ -49,6 +50,48 @@ impl ViewStore {
     /// The key of a group's view.
     pub fn key(&self, group: &str) -> Vec<u8> {
         format!("{}/groups/{group}/view", self.prefix).into_bytes()
+    }
+
+    fn drained_key(&self) -> Vec<u8> {
+        format!("{}/drained", self.prefix).into_bytes()
+    }
+
+    /// The groups an operator drained, as etcd holds them (none when never
+    /// written).
+    pub fn load_drained(&self) -> Result<Vec<String>, CoordinationError> {
+        let key = self.drained_key();
+        let (_, kv) = self.client.get(&key)?;
+        let Some(kv) = kv else {
+            return Ok(Vec::new());
+        };
+        serde_json::from_slice(&kv.value).map_err(|e| CoordinationError::BadResponse {
+            endpoint: String::from_utf8_lossy(&key).into_owned(),
+            detail: format!("the stored value is not a list of group names: {e}"),
+        })
+    }
+
+    /// Store the drained groups' names, if `token` still holds the
+    /// authority.
+    pub fn save_drained(
+        &self,
+        token: &AuthorityToken,
+        names: &[String],
+    ) -> Result<(), CoordinationError> {
+        let value = serde_json::to_vec(names).map_err(|e| CoordinationError::BadResponse {
+            endpoint: String::new(),
+            detail: format!("cannot encode the drained groups: {e}"),
+        })?;
+        let r = self.client.txn(
+            &[Compare::Created(token.key.clone(), token.create_revision)],
+            &[Op::Put(self.drained_key(), value, 0)],
+            &[],
+        )?;
+        if !r.succeeded {
+            return Err(CoordinationError::AuthorityLost {
+                detail: "drained groups' write fenced off: the authority is no longer ours".into(),
+            });
+        }
+        Ok(())
     }
 
     /// Read a group's view from etcd (`None`: never written); later saves

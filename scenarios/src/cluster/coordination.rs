@@ -254,6 +254,15 @@ impl Cluster {
         serde_json::from_slice(&out).context("redirector /status is not JSON")
     }
 
+    /// `POST` to redirector `k`'s admin endpoint; returns the answer's text.
+    pub fn redirector_action_at(&self, k: usize, path: &str) -> anyhow::Result<String> {
+        let ns = self.redirector_nss.get(k).context("no such redirector")?;
+        let url = format!("http://127.0.0.1:{ADMIN_PORT}{path}");
+        let mut cmd = self.topo.command(ns, "curl");
+        cmd.args(["-s", "--max-time", "5", "-X", "POST", &url]);
+        Ok(String::from_utf8_lossy(&run(&mut cmd)?.stdout).into_owned())
+    }
+
     /// SIGKILL redirector `k` (its process only: its namespace, and the
     /// floating address if it held it, stay).
     pub fn kill_redirector(&mut self, k: usize) -> anyhow::Result<()> {
