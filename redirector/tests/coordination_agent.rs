@@ -64,7 +64,8 @@ fn one_agent_acts_writes_its_views_and_hands_them_to_the_next() {
         b.status().authority.as_deref() == Some("a")
     });
     let mut b_groups = vec![authority("web")];
-    assert!(!b.steer(stack::Instant::ZERO, &mut b_groups));
+    let mut b_draining = [false];
+    assert!(!b.steer(stack::Instant::ZERO, &mut b_groups, &mut b_draining));
     // a's view change reaches etcd.
     let mut a_groups = vec![authority("web")];
     a_groups[0].restore(stack::Instant::ZERO, 4, &view(4, 3).members);
@@ -80,10 +81,18 @@ fn one_agent_acts_writes_its_views_and_hands_them_to_the_next() {
     });
     let mut store = ViewStore::new(etcd.client(), "/hydra");
     assert_eq!(store.load("web").unwrap(), Some(view(4, 3)));
+    // The operator drains "web" through a: etcd keeps it.
+    a.save_drained(vec!["web".into()]);
+    wait_for("the drained groups in etcd", || {
+        store.load_drained().is_ok_and(|d| d == ["web"])
+    });
     // a stops (resigning): b acts at once, from the view etcd holds.
     drop(a);
-    wait_for("b to act", || b.steer(stack::Instant::ZERO, &mut b_groups));
+    wait_for("b to act", || {
+        b.steer(stack::Instant::ZERO, &mut b_groups, &mut b_draining)
+    });
     assert_eq!(b_groups[0].saved(), (4, view(4, 3).members));
+    assert_eq!(b_draining, [true], "b carries the drain on");
     b.announce_limits(&b_groups, &mut limits);
     assert_eq!(limits, [4]);
     assert_eq!(b.status().authority.as_deref(), Some("b"));
