@@ -4,7 +4,7 @@
 #![forbid(unsafe_code)]
 
 use clap::Parser;
-use sim::groupsim::{run_seed, ClientKind, SimConfig, Verdict};
+use sim::groupsim::{run_seed, ClientKind, CoordinationBug, SimConfig, Verdict};
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Client {
@@ -71,6 +71,27 @@ struct Cli {
     /// The client and the service talk IPv6.
     #[arg(long)]
     ipv6: bool,
+    /// Redirectors: two or more coordinate through a simulated store, and
+    /// the faults kill and cut off the acting one and slow the store.
+    #[arg(long, default_value_t = 1)]
+    redirectors: usize,
+    /// With --redirectors 2 or more: break a coordination rule to see the
+    /// checker catch what it lets through.
+    #[arg(long, value_enum)]
+    inject_coordination: Option<Bug>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Bug {
+    /// View writes not fenced by the authority key's create_revision.
+    NoFence,
+    /// View writes compare nothing (no create_revision fence, no
+    /// compare-and-swap on the view's mod_revision).
+    NoCompare,
+    /// The lease counted from the renewal's reply, acted on to its end.
+    LeaseFromReply,
+    /// Replies carry views the store does not hold yet.
+    NoAnnounceLimit,
 }
 
 fn main() {
@@ -92,6 +113,13 @@ fn main() {
         inject_overread: cli.inject_overread,
         preferred_primary: cli.preferred_primary,
         ipv6: cli.ipv6,
+        redirectors: cli.redirectors,
+        inject_coordination: cli.inject_coordination.map(|b| match b {
+            Bug::NoFence => CoordinationBug::NoFence,
+            Bug::NoCompare => CoordinationBug::NoCompare,
+            Bug::LeaseFromReply => CoordinationBug::LeaseFromReply,
+            Bug::NoAnnounceLimit => CoordinationBug::NoAnnounceLimit,
+        }),
         ..SimConfig::new(seed)
     };
     if let Some(seed) = cli.trace {
@@ -102,6 +130,7 @@ fn main() {
     let mut lost = 0u64;
     let (mut crashes, mut failovers, mut handovers) = (0usize, 0u64, 0usize);
     let (mut restarts, mut rejoins, mut handbacks) = (0usize, 0u64, 0u64);
+    let (mut elections, mut deposed_writes) = (0u64, 0u64);
     for (done, seed) in (cli.from..cli.from + cli.seeds).enumerate() {
         // A long sweep says where it is (stderr, so stdout stays the report).
         if done > 0 && done % 1000 == 0 {
@@ -118,8 +147,12 @@ fn main() {
                 restarts: r,
                 rejoins: j,
                 handbacks: b,
+                elections: e,
+                deposed_writes: w,
                 ..
             } => {
+                elections += e;
+                deposed_writes += w;
                 handbacks += b;
                 crashes += c;
                 failovers += f;
@@ -147,6 +180,18 @@ fn main() {
                 if cli.ipv6 {
                     bug.push_str(" --ipv6");
                 }
+                if cli.redirectors != 1 {
+                    bug.push_str(&format!(" --redirectors {}", cli.redirectors));
+                }
+                if let Some(b) = cli.inject_coordination {
+                    let name = match b {
+                        Bug::NoFence => "no-fence",
+                        Bug::NoCompare => "no-compare",
+                        Bug::LeaseFromReply => "lease-from-reply",
+                        Bug::NoAnnounceLimit => "no-announce-limit",
+                    };
+                    bug.push_str(&format!(" --inject-coordination {name}"));
+                }
                 if let Some(p) = cli.preferred_primary {
                     bug.push_str(&format!(" --preferred-primary {p}"));
                 }
@@ -170,6 +215,11 @@ fn main() {
         "{} seeds, {} failed, {lost} lost every replica (no liveness owed); {crashes} crashes, {handovers} handovers, {failovers} failovers, {restarts} restarts ({rejoins} rejoined), {handbacks} handbacks survived in the passing seeds",
         cli.seeds, failures
     );
+    if cli.redirectors > 1 {
+        println!(
+            "redirectors: {elections} elections won, {deposed_writes} view writes from a deposed authority reached the store, in the passing seeds"
+        );
+    }
     if failures > 0 {
         std::process::exit(1);
     }

@@ -134,7 +134,7 @@ impl Sim {
     /// Every byte the client saw acknowledged is held by every live replica
     /// (a restarted one once a view has admitted it).
     pub(super) fn check_invariants(&self) -> Result<(), String> {
-        let live: HashSet<u8> = self.authority.view().live().map(|m| m.id).collect();
+        let live: HashSet<u8> = self.view().live().map(|m| m.id).collect();
         for c in &self.conns {
             let Some(key) = c.key else { continue };
             let Some(progress) = self.client.progress(key) else {

@@ -54,6 +54,31 @@ pub struct SimConfig {
     /// Lose the copy of each connection's first SYN to this member (its
     /// retransmission gets through).
     pub lose_syn_to: Option<u8>,
+    /// Redirectors. One always acts (no store). Two or more coordinate
+    /// through a simulated store (a model of etcd): one acts at a time,
+    /// and the fault plan kills and cuts off the acting one and slows the
+    /// store.
+    pub redirectors: usize,
+    /// A known bug in the coordination rules, to show the checker catches
+    /// what it lets through (with two or more redirectors).
+    pub inject_coordination: Option<CoordinationBug>,
+}
+
+/// A coordination rule broken on purpose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CoordinationBug {
+    /// View writes do not compare the authority key's `create_revision`:
+    /// a deposed authority's write lands while the view key is as it last
+    /// read it.
+    NoFence,
+    /// View writes compare nothing (neither the authority key's
+    /// `create_revision` nor the view key's `mod_revision`): any write lands.
+    NoCompare,
+    /// The lease is counted from the renewal's reply, not from when it was
+    /// sent, and the loop acts until that end, with no margin.
+    LeaseFromReply,
+    /// Replies carry the authority's newest view before the store holds it.
+    NoAnnounceLimit,
 }
 
 impl SimConfig {
@@ -98,6 +123,8 @@ impl SimConfig {
             ipv6: false,
             lose_handshake_ack_to: None,
             lose_syn_to: None,
+            redirectors: 1,
+            inject_coordination: None,
         }
     }
 }
@@ -124,6 +151,11 @@ pub enum Verdict {
         handbacks: u64,
         /// Passive checkpoints applied by backups or released by primaries.
         checkpoints: u64,
+        /// With two or more redirectors: elections won.
+        elections: u64,
+        /// With two or more redirectors: view writes that reached the store
+        /// from a redirector no longer holding the authority.
+        deposed_writes: u64,
     },
     /// The faults left no replica both running, in the view and holding
     /// the group's state: no liveness is owed.

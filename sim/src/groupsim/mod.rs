@@ -12,18 +12,26 @@
 //! - `apps`: the applications the replicas run and the client's streams
 //!   they check.
 //! - `checker`: the invariants checked after every step.
+//! - `store`: the coordination store two or more redirectors share (a
+//!   model of etcd) and the network to it.
+//! - `agent`: a model of a redirector's coordination agent.
+//! - `redirectors`: the redirectors, their view authorities and control
+//!   traffic, and the views recorded for the one-view-per-epoch check.
 //! - `run`: the simulated group ([`Sim`]) and its run loop.
 
+mod agent;
 mod apps;
 mod checker;
 mod config;
 mod faults;
 mod node;
+mod redirectors;
 mod run;
+mod store;
 
 pub use crate::simclient::ClientKind;
 pub use apps::SharedState;
-pub use config::{SimConfig, Verdict};
+pub use config::{CoordinationBug, SimConfig, Verdict};
 pub use run::{run_seed, Sim};
 
 const PORT: u16 = 7;
@@ -31,6 +39,6 @@ const HEARTBEAT_MS: u64 = 10;
 const TIMEOUT_MS: u64 = 100;
 const LEASE_MS: u64 = 60;
 
-fn us(ms: u64) -> u64 {
+const fn us(ms: u64) -> u64 {
     ms * 1000
 }

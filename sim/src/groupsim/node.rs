@@ -95,7 +95,9 @@ impl Sim {
         if self.nodes[i].crashed {
             // A crashed host's inbound traffic is lost.
             while self.to_replica[i].recv(now).is_some() {}
-            while self.control_down[i].recv(now).is_some() {}
+            for r in &mut self.redirectors {
+                while r.control_down[i].recv(now).is_some() {}
+            }
             for j in 0..self.nodes.len() {
                 if let Some(l) = self.mesh.get_mut(&(j, i)) {
                     while l.recv(now).is_some() {}
@@ -116,8 +118,19 @@ impl Sim {
         while let Some(p) = self.to_replica[i].recv(now) {
             node.stack.handle_packet(inst, &p);
         }
-        while let Some(d) = self.control_down[i].recv(now) {
-            let _ = node.logic.on_control(inst, &d);
+        // Replies from any redirector (one from a lost host is lost).
+        for r in &mut self.redirectors {
+            let lost = r.lost_until > now;
+            while let Some(d) = r.control_down[i].recv(now) {
+                if lost || node.logic.on_control(inst, &d).is_err() {
+                    continue;
+                }
+                // Every view a member accepts is the one view of its epoch.
+                if let (Some(c), Some(v)) = (self.coordination.as_mut(), node.logic.agent().view())
+                {
+                    c.record(v, || format!("replica {}", i + 1))?;
+                }
+            }
         }
         node.logic.follow(inst, &mut node.stack);
         for j in 0..self.nodes.len() {
@@ -205,15 +218,18 @@ impl Sim {
                 }
             }
         }
+        // Control to every redirector (a standby drops it).
         for d in control {
-            self.control_up[i].send(now, &d);
+            for r in &mut self.redirectors {
+                r.control_up[i].send(now, &d);
+            }
         }
         for p in out {
             // One writer per epoch, and only the authority's current epoch.
-            let current = self.authority.view().epoch;
+            let current = self.view().epoch;
             // The writer is the current view's primary: after a view change
             // that named another primary, the old one has stopped (fencing).
-            let primary = self.authority.view().primary();
+            let primary = self.view().primary();
             if primary != Some(member) {
                 let lease = self.nodes[i].logic.agent().lease_until();
                 return Err(format!(

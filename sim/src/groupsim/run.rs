@@ -1,19 +1,19 @@
-//! The simulated group ([`Sim`]): the client, the redirector's view
-//! authority and copy logic, the replicas and the links between them, and
-//! the run loop that advances the virtual clock to the next deadline.
+//! The simulated group ([`Sim`]): the client, the redirectors, the
+//! replicas and the links between them, and the run loop that advances the
+//! virtual clock to the next deadline.
 
 use std::collections::HashMap;
 
-use ackchannel::auth::{Counter, GroupKey};
-use ackchannel::control::{GroupPolicy, ViewAuthority};
-use stack::{ConnKey, Duration, Instant};
+use ackchannel::auth::GroupKey;
+use stack::{ConnKey, Instant};
 
 use super::apps::stream_byte;
 use super::checker::tcp_options;
 use super::config::{SimConfig, Verdict};
 use super::faults::{self, Fault};
 use super::node::{new_node, Node};
-use super::{us, HEARTBEAT_MS, LEASE_MS, TIMEOUT_MS};
+use super::redirectors::{new_authority, Coordination, Redirector};
+use super::us;
 use crate::simclient::{Received, SimClient};
 use crate::simnet::{Link, LinkProfile, Rng};
 
@@ -33,21 +33,22 @@ pub(super) struct ClientConn {
     pub(super) wscale: u8,
 }
 
-/// A simulated group: one client, the redirector's view authority, the
-/// replicas and the links between them, on a virtual clock.
+/// A simulated group: one client, the redirectors (each with its view
+/// authority), the replicas and the links between them, on a virtual clock.
 pub struct Sim {
     pub(super) cfg: SimConfig,
     pub(super) now: u64,
     pub(super) rng: Rng,
     pub(super) client: SimClient,
     pub(super) conns: Vec<ClientConn>,
-    pub(super) authority: ViewAuthority,
+    pub(super) redirectors: Vec<Redirector>,
+    /// With two or more redirectors: the store and what they share.
+    pub(super) coordination: Option<Coordination>,
     pub(super) nodes: Vec<Node>,
     pub(super) up: Link,
+    /// Copies to each replica, from whichever redirector sends them.
     pub(super) to_replica: Vec<Link>,
     pub(super) to_client: Vec<Link>,
-    pub(super) control_up: Vec<Link>,
-    pub(super) control_down: Vec<Link>,
     pub(super) mesh: HashMap<(usize, usize), Link>,
     /// Ack-channel partitions: (a, b) cut until the time.
     pub(super) cut: HashMap<(usize, usize), u64>,
@@ -89,19 +90,6 @@ impl Sim {
         };
         let mut link = |p: LinkProfile| Link::new(p, seeds.next().expect("endless"));
         let n = cfg.replicas;
-        let authority = ViewAuthority::with_counter(
-            GroupPolicy {
-                name: "sim".into(),
-                key: key.clone(),
-                members: (1..=n as u8).collect(),
-                min_members: n,
-                keepalive_timeout: Duration::from_millis(TIMEOUT_MS),
-                lease: Duration::from_millis(LEASE_MS),
-                heartbeat: Duration::from_millis(HEARTBEAT_MS),
-                preferred_primary: cfg.preferred_primary,
-            },
-            Counter::starting_at(1),
-        );
         let nodes = (0..n).map(|i| new_node(i, &key, 1000, &cfg)).collect();
         let mut mesh = HashMap::new();
         for a in 0..n {
@@ -125,21 +113,40 @@ impl Sim {
                 wscale: 0,
             })
             .collect();
-        let plan = if cfg.faults {
+        let mut plan = if cfg.faults {
             faults::plan(&mut rng, n)
         } else {
             Vec::new()
         };
+        // Links in the order one redirector always drew them, so a seed
+        // runs as it did; more redirectors draw theirs after.
+        let up = link(profile);
+        let to_replica = (0..n).map(|_| link(profile)).collect();
+        let to_client = (0..n).map(|_| link(profile)).collect();
+        let mut redirectors = Vec::new();
+        for r in 0..cfg.redirectors.max(1) {
+            let control_up = (0..n).map(|_| link(profile)).collect();
+            let control_down = (0..n).map(|_| link(profile)).collect();
+            let agent =
+                (cfg.redirectors > 1).then(|| super::agent::Agent::new(r, cfg.inject_coordination));
+            let authority = new_authority(&cfg, &key, 1);
+            redirectors.push(Redirector::new(authority, agent, control_up, control_down));
+        }
+        let coordination = (cfg.redirectors > 1).then(|| {
+            if cfg.faults {
+                faults::plan_redirectors(&mut rng, &mut plan);
+            }
+            Coordination::new(cfg.redirectors, cfg.seed ^ 0x5709_e5e5)
+        });
         Sim {
             now: 0,
             client: SimClient::new(cfg.client, cfg.seed),
             conns,
-            authority,
-            up: link(profile),
-            to_replica: (0..n).map(|_| link(profile)).collect(),
-            to_client: (0..n).map(|_| link(profile)).collect(),
-            control_up: (0..n).map(|_| link(profile)).collect(),
-            control_down: (0..n).map(|_| link(profile)).collect(),
+            redirectors,
+            coordination,
+            up,
+            to_replica,
+            to_client,
             mesh,
             cut: HashMap::new(),
             writers: HashMap::new(),
@@ -172,7 +179,7 @@ impl Sim {
     /// (a restarted process the view still counts as the old one holds
     /// none of it).
     fn serving_any(&self) -> bool {
-        let view = self.authority.view();
+        let view = self.view();
         (0..self.nodes.len()).any(|i| {
             let n = &self.nodes[i];
             !n.crashed
@@ -215,9 +222,14 @@ impl Sim {
                     failovers: self.nodes.iter().map(|n| n.logic.failovers).sum(),
                     handovers: self.handovers,
                     restarts: self.restarts,
-                    rejoins: self.authority.stats().rejoins,
+                    rejoins: self.redirectors.iter().map(|r| r.rejoins()).sum(),
                     handbacks: self.nodes.iter().map(|n| n.logic.handbacks).sum(),
                     checkpoints: self.nodes.iter().map(|n| n.logic.checkpoints_applied).sum(),
+                    elections: self.coordination.as_ref().map_or(0, |c| c.elections),
+                    deposed_writes: self
+                        .coordination
+                        .as_ref()
+                        .map_or(0, |c| c.store.fenced_off()),
                 };
             }
             let next = self.next_time();
@@ -247,9 +259,9 @@ impl Sim {
             return Verdict::Violation {
                 at_ms: self.now / 1000,
                 what: format!(
-                    "livelock: step bound hit; deadlines relative to now (us): {stuck:?}, client {:?}, authority {:?}",
+                    "livelock: step bound hit; deadlines relative to now (us): {stuck:?}, client {:?}, redirectors {:?}",
                     rel(self.client.poll_timeout()),
-                    rel(self.authority.poll_timeout())
+                    self.redirectors_next().map(|t| t as i64 - self.now as i64)
                 ),
             };
         }
@@ -277,20 +289,14 @@ impl Sim {
             }
         };
         consider(self.up.next_due());
-        for l in self
-            .to_replica
-            .iter()
-            .chain(&self.to_client)
-            .chain(&self.control_up)
-            .chain(&self.control_down)
-        {
+        for l in self.to_replica.iter().chain(&self.to_client) {
             consider(l.next_due());
         }
         for l in self.mesh.values() {
             consider(l.next_due());
         }
         consider(self.client.poll_timeout().map(|i| i.total_micros()));
-        consider(self.authority.poll_timeout().map(|i| i.total_micros()));
+        consider(self.redirectors_next());
         for n in &self.nodes {
             if !n.crashed {
                 consider(n.stack.poll_timeout().map(|i| i.total_micros()));
@@ -314,10 +320,13 @@ impl Sim {
         let now = self.now;
         let inst = self.instant();
         self.faults();
-        // Client side.
+        // Client side: copies from the redirector holding the next hop.
         while let Some(p) = self.up.recv(now) {
+            let Some(r) = self.forwarder() else {
+                continue; // its host is gone: lost
+            };
             // Copies to the live members and to those catching up.
-            let view = self.authority.view().clone();
+            let view = self.redirectors[r].authority.view().clone();
             let skip = self.lost_handshake_ack(&p).or_else(|| self.lost_syn(&p));
             for m in view.members.iter().filter(|m| m.alive || m.joining) {
                 if skip != Some(m.id) {
@@ -332,52 +341,7 @@ impl Sim {
         }
         self.client_app()?;
         // Redirector control.
-        let epoch = self.authority.view().epoch;
-        self.authority.handle_timeout(inst);
-        for i in 0..self.nodes.len() {
-            while let Some(d) = self.control_up[i].recv(now) {
-                if let Ok(Some(reply)) = self.authority.handle_datagram(inst, &d) {
-                    self.control_down[i].send(now, &reply);
-                }
-            }
-        }
-        if self.authority.view().epoch != epoch {
-            self.trace(|| {
-                let v = self.authority.view();
-                let members: Vec<String> = v
-                    .members
-                    .iter()
-                    .map(|m| {
-                        let state = if m.alive {
-                            "live"
-                        } else if m.joining {
-                            "joining"
-                        } else {
-                            "dead"
-                        };
-                        format!("{} {state}", m.id)
-                    })
-                    .collect();
-                format!("VIEW {}: {}", v.epoch, members.join(", "))
-            });
-            if self.cfg.trace {
-                for (i, n) in self.nodes.iter().enumerate() {
-                    let conns: Vec<String> = n
-                        .stack
-                        .connections()
-                        .into_iter()
-                        .filter_map(|k| n.stack.conn_info(k))
-                        .map(|c| format!("{}:{:?}@{}", c.key.remote.port(), c.state, c.rcv_nxt.0))
-                        .collect();
-                    eprintln!(
-                        "      replica {} {:?}: {}",
-                        i + 1,
-                        n.logic.role(),
-                        conns.join(" ")
-                    );
-                }
-            }
-        }
+        self.redirectors_step()?;
         // Replicas.
         for i in 0..self.nodes.len() {
             self.replica_step(i)?;
