@@ -41,8 +41,11 @@ pub(super) enum Fault {
     /// The acting redirector's next view write is held up in the network
     /// this many microseconds, and it is cut off the store right after
     /// sending it for the second number: the write may arrive after
-    /// another redirector took over (what fencing is for).
-    HeldWrite(u64, u64),
+    /// another redirector took over (what fencing is for). With a third
+    /// number, the primary is paused that long at the same time, so the
+    /// held-up write is likely the view that deposes it, while the next
+    /// authority, carrying on from the stored view, keeps it primary.
+    HeldWrite(u64, u64, Option<u64>),
 }
 
 /// The faults of one run, at seeded times: up to n-1 crashes (one replica
@@ -124,7 +127,11 @@ pub(super) fn plan_redirectors(rng: &mut Rng, plan: &mut Vec<(u64, Fault)>) {
     if rng.chance(0.5) {
         plan.push((
             us(300 + rng.below(1500)),
-            Fault::HeldWrite(us(200 + rng.below(300)), us(100 + rng.below(300))),
+            Fault::HeldWrite(
+                us(200 + rng.below(300)),
+                us(100 + rng.below(300)),
+                rng.chance(0.5).then(|| us(150 + rng.below(100))),
+            ),
         ));
     }
     plan.sort_by_key(|(t, _)| *t);
@@ -215,12 +222,19 @@ impl Sim {
                         )
                     });
                 }
-                Fault::HeldWrite(extra, cut) => {
+                Fault::HeldWrite(extra, cut, pause) => {
                     let Some(r) = self.acting_redirector() else {
                         continue;
                     };
                     if let Some(c) = self.coordination.as_mut() {
                         c.store.hold_next_write(r, extra, cut);
+                    }
+                    let primary = view.primary().map(|p| usize::from(p) - 1);
+                    if let (Some(d), Some(p)) = (pause, primary) {
+                        if live.len() > 1 && live.contains(&p) {
+                            self.nodes[p].paused_until = self.now + d;
+                            self.trace(|| format!("PAUSE replica {} for {} ms", p + 1, d / 1000));
+                        }
                     }
                     self.trace(|| {
                         format!(
