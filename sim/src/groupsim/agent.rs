@@ -436,3 +436,56 @@ impl Agent {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two agents on one store; agent 0 acts first, then its path to the
+    /// store slows (replies late but within the timeout) and is cut. The
+    /// most agents whose loops act at one instant, and the elections won.
+    fn overlap(seed: u64, bug: Option<CoordinationBug>) -> (usize, u64) {
+        let mut net = StoreNet::new(STORE_TTL, 2, seed);
+        let mut agents = [Agent::new(0, bug), Agent::new(1, bug)];
+        let mut most = 0;
+        let mut now = 0;
+        while now < us(1500) {
+            if now == us(300) {
+                net.spike(us(1500), us(7), Some(0));
+            }
+            if now == us(400) {
+                net.cut(0, us(1500));
+            }
+            for (r, id, resp) in net.deliver(now) {
+                agents[r].on_response(now, &mut net, id, resp);
+            }
+            // Agent 1 only campaigns once agent 0 acts, so 0 acts first.
+            let started = agents[0].elections > 0;
+            for a in agents.iter_mut().take(if started { 2 } else { 1 }) {
+                a.poll(now, &mut net);
+            }
+            most = most.max(agents.iter().filter(|a| a.acting(now)).count());
+            now += 50;
+        }
+        (most, agents[1].elections)
+    }
+
+    #[test]
+    fn never_two_acting_at_once_and_the_standby_takes_over() {
+        for seed in 1..=200 {
+            let (most, taken_over) = overlap(seed, None);
+            assert_eq!(most, 1, "seed {seed}: two agents acted at once");
+            assert_eq!(taken_over, 1, "seed {seed}: the standby did not take over");
+        }
+    }
+
+    /// Counting the lease from the renewal's reply, and acting to its end,
+    /// lets the deposed agent act on after the store gave the role away.
+    #[test]
+    fn a_lease_counted_from_the_reply_overlaps_the_next_authority() {
+        let caught = (1..=200)
+            .filter(|seed| overlap(*seed, Some(CoordinationBug::LeaseFromReply)).0 > 1)
+            .count();
+        assert!(caught > 0, "no seed showed two agents acting at once");
+    }
+}
