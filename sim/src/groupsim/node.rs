@@ -229,6 +229,8 @@ impl Sim {
             let current = self.view().epoch;
             // The writer is the current view's primary: after a view change
             // that named another primary, the old one has stopped (fencing).
+            // With two or more redirectors, the current view is the newest a
+            // member accepted or the store held (any next authority's).
             let primary = self.view().primary();
             if primary != Some(member) {
                 let lease = self.nodes[i].logic.agent().lease_until();

@@ -308,10 +308,7 @@ impl Sim {
             }
         }
         for stored in c.store.take_written() {
-            let epoch = stored.epoch;
-            c.record(&view_of(&stored, preferred), || {
-                format!("the store (written at epoch {epoch})")
-            })?;
+            c.record(&view_of(&stored, preferred), || "the store".into())?;
         }
         for r in 0..self.redirectors.len() {
             if self.redirectors[r].killed {
