@@ -73,7 +73,7 @@ impl Election {
     }
 
     /// As the authority, write a heartbeat every `interval` and act only
-    /// while they get through (see [`heartbeat`](super::heartbeat)).
+    /// while they get through (see [`heartbeat`]).
     pub fn with_heartbeat(mut self, interval: Option<Duration>) -> Election {
         self.heartbeat = interval;
         self
