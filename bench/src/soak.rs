@@ -32,6 +32,10 @@ pub struct SoakArgs {
     /// Busy threads competing for the cores (default: one per core).
     #[arg(long)]
     pub hogs: Option<usize>,
+    /// Scheduling priority of the group's processes (every thread), as a
+    /// unit's `Nice=` sets it; the load stays at 0. Negative is more.
+    #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
+    pub nice: i32,
     /// Where to write the JSON result (default: print only).
     #[arg(long)]
     pub out: Option<std::path::PathBuf>,
@@ -72,6 +76,8 @@ pub struct SoakReport {
     /// The commit measured.
     pub commit: String,
     pub hogs: usize,
+    /// The group's processes' scheduling priority (the load's is 0).
+    pub nice: i32,
     /// View changes during the run: each one a spurious failover.
     pub view_changes: u64,
     /// (seconds into the run, new epoch) of each.
@@ -99,8 +105,10 @@ pub fn soak(
     settings: &Settings,
     seconds: u64,
     hogs: Option<usize>,
+    nice: i32,
 ) -> anyhow::Result<SoakReport> {
     settings.check()?;
+    anyhow::ensure!((-20..=19).contains(&nice), "nice {nice}: from -20 to 19");
     let spec = ClusterSpec {
         replicas: 3,
         lease_ms: settings.lease_ms,
@@ -109,6 +117,10 @@ pub fn soak(
         ..ClusterSpec::default()
     };
     let c = Cluster::start("sk", spec, bins.clone()).context("starting the group")?;
+    if nice != 0 {
+        let threads = c.set_group_priority(nice)?;
+        eprintln!("soak: the group's {threads} threads at nice {nice}");
+    }
     let hogs = hogs.unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map(|n| n.get())
@@ -136,6 +148,7 @@ pub fn soak(
         timeout_ms: settings.timeout_ms,
         commit: crate::report::commit(),
         hogs,
+        nice,
         ..SoakReport::default()
     };
     let start = Instant::now();
@@ -198,19 +211,20 @@ pub fn run(args: &SoakArgs) -> anyhow::Result<()> {
         heartbeat_ms: args.heartbeat_ms,
         timeout_ms: args.timeout_ms,
     };
-    let report = soak(&bins, &settings, args.seconds, args.hogs)?;
+    let report = soak(&bins, &settings, args.seconds, args.hogs, args.nice)?;
     let json = serde_json::to_string_pretty(&report)?;
     println!("{json}");
     if let Some(out) = &args.out {
         std::fs::write(out, &json).with_context(|| format!("writing {}", out.display()))?;
     }
     println!(
-        "soak: {:.0} s, lease {} ms, heartbeat {} ms, timeout {} ms, {} hogs: {} spurious view changes, {:.2} GiB up, {:.2} GiB down, {} client errors",
+        "soak: {:.0} s, lease {} ms, heartbeat {} ms, timeout {} ms, {} hogs, group at nice {}: {} spurious view changes, {:.2} GiB up, {:.2} GiB down, {} client errors",
         report.seconds,
         report.lease_ms,
         report.heartbeat_ms,
         report.timeout_ms,
         report.hogs,
+        report.nice,
         report.view_changes,
         report.upload_bytes as f64 / (1u64 << 30) as f64,
         report.download_bytes as f64 / (1u64 << 30) as f64,

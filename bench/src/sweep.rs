@@ -113,7 +113,7 @@ pub fn run(args: &SweepArgs) -> anyhow::Result<()> {
             &ProgressBar::hidden(),
         );
         let mut errors = f.errors.clone();
-        let (soak_seconds, spurious) = match soak(&bins, &s, args.soak_seconds, args.hogs) {
+        let (soak_seconds, spurious) = match soak(&bins, &s, args.soak_seconds, args.hogs, 0) {
             Ok(r) => {
                 errors.extend(r.client_errors.iter().cloned());
                 (r.seconds, r.view_changes)

@@ -120,6 +120,41 @@ floating = {{ address = "{FLOATING_IP}/24", link = "{link}" }}
         Ok(())
     }
 
+    /// Set the scheduling priority (`nice`, -20 to 19) of every thread of
+    /// the redirectors and replicas running now, as a systemd unit's
+    /// `Nice=` would: under a saturated machine their keepalives then
+    /// keep time. Returns how many threads were set.
+    pub fn set_group_priority(&self, nice: i32) -> anyhow::Result<usize> {
+        let mut threads = 0;
+        for (label, pid) in self.topo.pids() {
+            if !(label.starts_with("replica") || label.starts_with("redirector")) {
+                continue;
+            }
+            let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+                continue; // the process has ended
+            };
+            for task in tasks.flatten() {
+                let Some(tid) = task
+                    .file_name()
+                    .to_str()
+                    .and_then(|t| t.parse::<u32>().ok())
+                else {
+                    continue;
+                };
+                // SAFETY: setpriority takes plain integers; on Linux a
+                // thread id names that one thread.
+                let r = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, nice) };
+                anyhow::ensure!(
+                    r == 0,
+                    "setting the priority of {label}'s thread {tid}: {}",
+                    std::io::Error::last_os_error()
+                );
+                threads += 1;
+            }
+        }
+        Ok(threads)
+    }
+
     /// Kill the redirector and start it again (its views come back from
     /// its state file).
     pub fn restart_redirector(&mut self) -> anyhow::Result<()> {
