@@ -135,6 +135,8 @@ pub struct Timing {
     pub lease_ms: u64,
     pub heartbeat_ms: u64,
     pub timeout_ms: u64,
+    /// The group's processes' scheduling priority (0: as started).
+    pub nice: i32,
 }
 
 /// Repeated loss of the primary (crash or handover) under a steady
@@ -170,6 +172,12 @@ pub fn failover(
                 break;
             }
         };
+        if timing.nice != 0 {
+            if let Err(e) = c.set_group_priority(timing.nice) {
+                f.errors.push(format!("priority: {e:#}"));
+                break;
+            }
+        }
         match crash_twice(&mut c, crashes - f.crashes, how) {
             Ok((gaps, b, a)) => {
                 f.crashes += gaps.len();

@@ -187,6 +187,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
             lease_ms: args.lease_ms,
             heartbeat_ms: args.heartbeat_ms,
             timeout_ms: ClusterSpec::default().failure_timeout_ms,
+            nice: 0,
         };
         bar.set_message("failover");
         report.failover = failover(&bins, crashes, Disruption::Crash, &timing, &bar);

@@ -33,6 +33,10 @@ pub struct SweepArgs {
     /// Busy threads during the soak (default: one per core).
     #[arg(long)]
     pub hogs: Option<usize>,
+    /// Scheduling priority of the group's processes in the crashes and
+    /// the soak (the load stays at 0), as a unit's `Nice=` sets it.
+    #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
+    pub nice: i32,
     /// Directory for the JSON report and the plot.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -60,6 +64,9 @@ pub struct SweepReport {
     pub commit: String,
     pub machine: serde_json::Value,
     pub hogs: Option<usize>,
+    /// The group's processes' scheduling priority.
+    #[serde(default)]
+    pub nice: i32,
     pub points: Vec<SweepPoint>,
 }
 
@@ -93,6 +100,7 @@ pub fn run(args: &SweepArgs) -> anyhow::Result<()> {
         commit: crate::report::commit(),
         machine: crate::report::machine(),
         hogs: args.hogs,
+        nice: args.nice,
         points: Vec::new(),
     };
     for s in settings {
@@ -104,6 +112,7 @@ pub fn run(args: &SweepArgs) -> anyhow::Result<()> {
             lease_ms: s.lease_ms,
             heartbeat_ms: s.heartbeat_ms,
             timeout_ms: s.timeout_ms,
+            nice: args.nice,
         };
         let f = failover(
             &bins,
@@ -113,7 +122,7 @@ pub fn run(args: &SweepArgs) -> anyhow::Result<()> {
             &ProgressBar::hidden(),
         );
         let mut errors = f.errors.clone();
-        let (soak_seconds, spurious) = match soak(&bins, &s, args.soak_seconds, args.hogs, 0) {
+        let (soak_seconds, spurious) = match soak(&bins, &s, args.soak_seconds, args.hogs, args.nice) {
             Ok(r) => {
                 errors.extend(r.client_errors.iter().cloned());
                 (r.seconds, r.view_changes)
