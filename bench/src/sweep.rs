@@ -122,16 +122,17 @@ pub fn run(args: &SweepArgs) -> anyhow::Result<()> {
             &ProgressBar::hidden(),
         );
         let mut errors = f.errors.clone();
-        let (soak_seconds, spurious) = match soak(&bins, &s, args.soak_seconds, args.hogs, args.nice) {
-            Ok(r) => {
-                errors.extend(r.client_errors.iter().cloned());
-                (r.seconds, r.view_changes)
-            }
-            Err(e) => {
-                errors.push(format!("soak: {e:#}"));
-                (0.0, 0)
-            }
-        };
+        let (soak_seconds, spurious) =
+            match soak(&bins, &s, args.soak_seconds, args.hogs, args.nice) {
+                Ok(r) => {
+                    errors.extend(r.client_errors.iter().cloned());
+                    (r.seconds, r.view_changes)
+                }
+                Err(e) => {
+                    errors.push(format!("soak: {e:#}"));
+                    (0.0, 0)
+                }
+            };
         let point = SweepPoint {
             settings: s,
             crashes: f.crashes,
