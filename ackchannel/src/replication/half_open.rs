@@ -25,7 +25,14 @@ impl Replicator {
     pub(super) fn find_lost_handshakes(&mut self, now: Instant) {
         let after = self.cfg.repair_after.saturating_mul(2);
         let backups = self.backups();
-        let mut keys: Vec<ConnKey> = self.local.keys().copied().collect();
+        // A connection every backup confirmed has a gate: only those
+        // without one can wait for a backup (and this runs every check).
+        let mut keys: Vec<ConnKey> = self
+            .local
+            .keys()
+            .filter(|k| !self.gates.contains_key(k))
+            .copied()
+            .collect();
         keys.sort_unstable();
         let mut seen = HashSet::new();
         for key in keys {
