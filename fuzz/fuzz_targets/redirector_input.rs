@@ -12,7 +12,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use ackchannel::auth::{seal, GroupKey, Header};
 use ackchannel::control::{GroupPolicy, ViewAuthority};
 use libfuzzer_sys::fuzz_target;
-use redirector::pool::{Policy, Pool, PoolLimits};
+use redirector::pool::{Placement, Policy, Pool, PoolLimits};
 use redirector::services::{ServiceMap, Target, Verdict};
 use stack::{Duration, Instant};
 
@@ -62,7 +62,7 @@ fuzz_target!(|data: &[u8]| {
                 if let Verdict::Pool(p, Some(flow)) = services.classify(bytes) {
                     assert_eq!(p, 0);
                     let available = [target & 1 == 0, true];
-                    if let Some(g) = pool.route(now, &flow, &available) {
+                    if let Placement::Group(g) = pool.place(now, &flow, &available) {
                         assert!(g < 2);
                     }
                 }

@@ -31,7 +31,7 @@ use stack::Instant;
 use adoption::Adoption;
 use config::RedirectorConfig;
 use copies::{CopySender, Inbox};
-use pool::Pool;
+use pool::{Placement, Pool};
 use services::{ServiceMap, Verdict};
 use status::{Counters, DrainRequest, Snapshot};
 
@@ -390,24 +390,30 @@ impl Redirector {
         let packet = &self.inbox.next_slot()[..len];
         match self.services.classify(packet) {
             Verdict::Group(g) => Some(g),
-            Verdict::Pool(p, Some(flow)) if !flow.syn && !self.pools[p].knows(&flow.key) => {
-                // Opened before a restart or through another redirector:
-                // kept until one of the pool's groups claims it.
-                let packet = packet.to_vec();
-                self.adoption.park(now, p, flow.key, &packet);
-                None
-            }
-            Verdict::Pool(p, flow) => {
-                if let Some(f) = flow.filter(|f| f.syn) {
-                    self.adoption.forget(&f.key);
+            Verdict::Pool(p, Some(flow)) => {
+                if flow.syn {
+                    self.adoption.forget(&flow.key);
                 }
-                let pool = &mut self.pools[p];
-                let group = match flow {
-                    Some(flow) => pool.route(now, &flow, &self.available),
-                    None => pool.any_group(&self.available),
-                };
+                match self.pools[p].place(now, &flow, &self.available) {
+                    Placement::Group(g) => Some(g),
+                    Placement::Unknown => {
+                        // Opened before a restart or through another
+                        // redirector: kept until one of the pool's groups
+                        // claims it.
+                        let packet = packet.to_vec();
+                        self.adoption.park(now, p, flow.key, &packet);
+                        None
+                    }
+                    Placement::Dropped => {
+                        // Counted by the pool, by reason.
+                        self.counters.dropped_by_pool += 1;
+                        None
+                    }
+                }
+            }
+            Verdict::Pool(p, None) => {
+                let group = self.pools[p].any_group(&self.available);
                 if group.is_none() {
-                    // Counted by the pool, by reason.
                     self.counters.dropped_by_pool += 1;
                 }
                 group

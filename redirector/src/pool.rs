@@ -56,6 +56,17 @@ impl FlowKey {
     }
 }
 
+/// Where [`Pool::place`] puts a client packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// To this group (global index).
+    Group(usize),
+    /// A non-SYN packet of a flow the table does not know.
+    Unknown,
+    /// Dropped (counted in the pool's status, by reason).
+    Dropped,
+}
+
 /// What one client packet says about its flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FlowPacket {
@@ -96,9 +107,6 @@ pub struct PoolStatus {
     pub dropped_no_group: u64,
     /// Connection attempts dropped: the flow table was full.
     pub dropped_table_full: u64,
-    /// Non-SYN packets of a flow the table does not know, when nobody
-    /// asks the groups about it.
-    pub dropped_unknown_flow: u64,
     /// Connections the table did not know (opened before a restart of
     /// this redirector or through another one) that a group claimed.
     pub adopted: u64,
@@ -171,10 +179,12 @@ impl Pool {
         }
     }
 
-    /// The group (global index) a client packet goes to, or `None` (counted)
-    /// when it must be dropped. `available[g]`: group `g` takes new
-    /// connections (it has a live member and is not draining).
-    pub fn route(&mut self, now: Instant, p: &FlowPacket, available: &[bool]) -> Option<usize> {
+    /// Where a client packet goes. A flow keeps the group it was placed
+    /// on; a SYN is placed by the policy among the groups `available`
+    /// marks (`available[g]`: group `g` has a live member and is not
+    /// draining); a non-SYN packet of a flow the table does not know is
+    /// left to the caller, which asks the groups.
+    pub fn place(&mut self, now: Instant, p: &FlowPacket, available: &[bool]) -> Placement {
         self.sweep(now);
         if let Some(flow) = self.flows.get_mut(&p.key) {
             // A SYN on a finished flow is the client reusing the port pair.
@@ -189,24 +199,23 @@ impl Pool {
                 if p.rst {
                     self.flows.remove(&p.key);
                 }
-                return Some(group);
+                return Placement::Group(group);
             }
             self.flows.remove(&p.key);
         }
         if !p.syn {
-            self.status.dropped_unknown_flow += 1;
-            return None;
+            return Placement::Unknown;
         }
         if self.flows.len() >= self.limits.max_flows {
             self.status.dropped_table_full += 1;
-            return None;
+            return Placement::Dropped;
         }
         let usable: Vec<usize> = (0..self.groups.len())
             .filter(|&m| available.get(self.groups[m]).copied().unwrap_or(false))
             .collect();
         let Some(member) = self.pick(&usable, p.key.client) else {
             self.status.dropped_no_group += 1;
-            return None;
+            return Placement::Dropped;
         };
         self.assigned[member] += 1;
         self.open[member] += 1;
@@ -218,7 +227,7 @@ impl Pool {
                 closing: false,
             },
         );
-        Some(self.groups[member])
+        Placement::Group(self.groups[member])
     }
 
     /// The table knows this flow.

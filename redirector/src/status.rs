@@ -261,9 +261,9 @@ impl Snapshot {
                 &mut out,
                 "hydra_pool_dropped_total",
                 "counter",
-                "Packets the pool dropped (no group, table full, unknown flow).",
+                "Packets the pool dropped (no group, table full).",
                 &format!("pool=\"{}\"", p.name),
-                p.dropped_no_group + p.dropped_table_full + p.dropped_unknown_flow,
+                p.dropped_no_group + p.dropped_table_full,
             );
         }
         for g in &self.groups {
