@@ -124,7 +124,7 @@ pub fn run(cfg: RedirectorConfig, signals: Signals) -> anyhow::Result<()> {
     let mut saved_epochs: Vec<u64> = r.groups.iter().map(|g| g.view().epoch).collect();
     // With [coordination], views change only while this redirector is the
     // elected authority, starting from what etcd holds.
-    let coordinator = match &cfg.coordination {
+    let mut coordinator = match &cfg.coordination {
         Some(c) => {
             let names = r.groups.iter().map(|g| g.name().to_string()).collect();
             Some(coordination::Agent::start(c, names).map_err(anyhow::Error::msg)?)
@@ -154,7 +154,7 @@ pub fn run(cfg: RedirectorConfig, signals: Signals) -> anyhow::Result<()> {
         r.wait();
         let now = r.now();
         let acting = coordinator
-            .as_ref()
+            .as_mut()
             .is_none_or(|a| a.steer(now, &mut r.groups, &mut r.draining));
         if let Some(a) = &coordinator {
             a.announce_limits(&r.groups, &mut r.announce_limit);

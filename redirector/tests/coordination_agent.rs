@@ -59,7 +59,7 @@ fn one_agent_acts_writes_its_views_and_hands_them_to_the_next() {
     });
     assert_eq!(event, Some(Event::Elected(Vec::new())));
     assert!(a.acting());
-    let b = Agent::start(&agent_config(&etcd, "b"), vec!["web".into()]).unwrap();
+    let mut b = Agent::start(&agent_config(&etcd, "b"), vec!["web".into()]).unwrap();
     wait_for("b to see a", || {
         b.status().authority.as_deref() == Some("a")
     });
@@ -178,4 +178,59 @@ fn an_agent_with_heartbeats_that_loses_etcd_stops_acting_within_three() {
     wait_for("the loss reported", || {
         matches!(a.poll(), Some(Event::Lost(_)))
     });
+}
+
+/// An etcd answer held up past the acting margin stops the loop from
+/// acting for a moment while the role is kept; the loop read nothing from
+/// the members meanwhile, so when it acts again they must each get a
+/// keepalive timeout, not be declared dead for the silence it did not hear.
+#[test]
+fn an_agent_acting_again_after_a_held_up_answer_gives_members_a_fresh_timeout() {
+    let Some(etcd) = Etcd::start("an_agent_acting_again_after_a_held_up_answer") else {
+        return;
+    };
+    let mut cfg = with_heartbeat(&etcd, "a", 100);
+    cfg.request_timeout_ms = 200;
+    let mut a = Agent::start(&cfg, vec!["web".into()]).unwrap();
+    let mut groups = vec![authority("web")];
+    let mut draining = [false];
+    let clock = Instant::now();
+    let now = || stack::Instant::from_micros(clock.elapsed().as_micros() as u64);
+    let saved = view(1, 7).members;
+    let mut restored = false;
+    wait_for("the election", || {
+        let acting = a.steer(now(), &mut groups, &mut draining);
+        if acting && !restored {
+            // The members as etcd would hand them, heard from now on.
+            groups[0].restore(now(), 1, &saved);
+            restored = true;
+        }
+        acting
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(a.steer(now(), &mut groups, &mut draining));
+    // etcd held up for two heartbeats: the loop stops acting at the margin,
+    // a third before the deadline, and the late answer comes before it.
+    let mut stopped = false;
+    std::thread::scope(|s| {
+        let pause = s.spawn(|| etcd.pause(Duration::from_millis(200)));
+        while !pause.is_finished() {
+            stopped |= !a.steer(now(), &mut groups, &mut draining);
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    });
+    assert!(stopped, "the held-up answer stopped the loop from acting");
+    wait_for("acting again", || {
+        a.steer(now(), &mut groups, &mut draining)
+    });
+    assert!(
+        a.poll().is_none(),
+        "the role was kept: no election, no loss"
+    );
+    for (member, ms) in groups[0].silence(now()) {
+        assert!(
+            ms < 100,
+            "member {member} counted silent for {ms} ms: the pause was held against it"
+        );
+    }
 }

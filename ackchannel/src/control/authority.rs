@@ -698,6 +698,19 @@ impl ViewAuthority {
         tracing::info!(group = %self.policy.name, epoch, primary = ?self.view.primary(), "view restored");
     }
 
+    /// Carry on after a pause in which this authority read nothing from
+    /// its members (its redirector did not act for a while, its role kept):
+    /// silence it could not hear is no evidence, so every member gets a
+    /// keepalive timeout from `now` to show up, as after
+    /// [`restore`](Self::restore), and reports from before the pause no
+    /// longer stand. The view and the members' leases are kept.
+    pub fn resume(&mut self, now: Instant) {
+        for m in &mut self.members {
+            m.last_heard = now;
+            m.reported_at = None;
+        }
+    }
+
     fn view_of(&self, epoch: u64) -> View {
         View {
             epoch,

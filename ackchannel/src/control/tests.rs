@@ -609,6 +609,44 @@ fn a_restarted_authority_carries_on_the_saved_view() {
     assert_eq!(fresh.view().epoch, epoch + 1);
 }
 
+/// An authority that read nothing for longer than the keepalive timeout
+/// (its redirector did not act) must not hold that silence against the
+/// members: after `resume` they get a timeout from then to show up, and
+/// one that does not is declared dead as usual.
+#[test]
+fn a_resumed_authority_does_not_count_the_pause_as_silence() {
+    let (mut unresumed, mut agents) = group();
+    let epoch = unresumed.view().epoch;
+    // What the pause would do unresumed: every member declared dead but
+    // the one read first.
+    round(ms(300), &mut unresumed, &mut agents, &[1]);
+    round(ms(400), &mut unresumed, &mut agents, &[1]);
+    assert!(
+        unresumed.view().epoch > epoch && !unresumed.view().is_alive(2),
+        "the unresumed authority condemns the members it did not read"
+    );
+
+    let (mut auth, mut agents) = group();
+    auth.resume(ms(300));
+    let mut t = 300;
+    while t < 600 {
+        round(ms(t), &mut auth, &mut agents, &[1, 2, 3]);
+        t += 10;
+    }
+    assert_eq!(auth.view().epoch, epoch, "no view change after the pause");
+    auth.resume(ms(t));
+    while auth.view().is_alive(3) {
+        round(ms(t), &mut auth, &mut agents, &[1, 2]);
+        t += 10;
+        assert!(t < 1200, "a member silent after the pause is declared dead");
+    }
+    assert!(
+        t >= 700,
+        "member 3 had its full keepalive timeout after resume"
+    );
+    assert_eq!(auth.view().epoch, epoch + 1);
+}
+
 #[test]
 fn every_message_keeps_its_wire_bytes() {
     let a = SocketAddr::from(([1, 2, 3, 4], 258));

@@ -91,6 +91,8 @@ struct Shared {
 /// The handle the forwarding loop keeps; dropping it resigns the authority.
 pub struct Agent {
     events: Receiver<Event>,
+    /// What the last [`steer`](Agent::steer) said.
+    was_acting: bool,
     saves: Option<Sender<Write>>,
     shared: Arc<Shared>,
     stop: Arc<AtomicBool>,
@@ -145,6 +147,7 @@ impl Agent {
             .map_err(|e| format!("cannot start the coordination thread: {e}"))?;
         Ok(Agent {
             events,
+            was_acting: false,
             saves: Some(saves),
             shared,
             stop,
@@ -161,12 +164,18 @@ impl Agent {
 
     /// Apply what the agent learnt (views to carry on from when elected)
     /// and say whether the loop may change views now.
+    ///
+    /// A loop that does not act reads nothing from the members, so when it
+    /// acts again with its role kept (a slow etcd answer held the lease's
+    /// renewal past the margin, then came), the groups resume: their
+    /// members' silence during the pause is not held against them.
     pub fn steer(
-        &self,
+        &mut self,
         now: stack::Instant,
         groups: &mut [ViewAuthority],
         draining: &mut [bool],
     ) -> bool {
+        let mut elected = false;
         while let Ok(event) = self.events.try_recv() {
             match event {
                 Event::Drained(names) => {
@@ -183,12 +192,23 @@ impl Agent {
                             g.restore(now, v.epoch, &v.members);
                         }
                     }
+                    elected = true;
                     tracing::info!("acting as the view authority");
                 }
                 Event::Lost(why) => tracing::warn!("stopped changing views: {why}"),
             }
         }
-        self.acting()
+        let acting = self.acting();
+        if acting && !self.was_acting && !elected {
+            for g in groups.iter_mut() {
+                g.resume(now);
+            }
+            tracing::info!(
+                "acting again after a pause; every member gets a keepalive timeout to show up"
+            );
+        }
+        self.was_acting = acting;
+        acting
     }
 
     /// Write this view to etcd soon (a newer one for the same group

@@ -96,6 +96,17 @@ impl Etcd {
         let _ = self.child.wait();
     }
 
+    /// Stop it (SIGSTOP) for `d`, then let it go on: requests sent
+    /// meanwhile are answered late, not refused.
+    pub fn pause(&self, d: Duration) {
+        let pid = self.child.id() as libc::pid_t;
+        // SAFETY: kill(2) with the pid of a child we own and keep.
+        unsafe { libc::kill(pid, libc::SIGSTOP) };
+        std::thread::sleep(d);
+        // SAFETY: as above.
+        unsafe { libc::kill(pid, libc::SIGCONT) };
+    }
+
     /// Its directory, removed with it: room for a test's other files.
     pub fn dir(&self) -> &std::path::Path {
         &self.dir
