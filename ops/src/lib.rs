@@ -9,12 +9,15 @@
 //!   segmentation (`UDP_SEGMENT`) and receive coalescing (`UDP_GRO`).
 //! - [`socket_buffer`]: kernel socket buffers sized past the default limit.
 //! - [`child`]: child processes that die with their parent.
+//! - [`neighbour_advert`]: unsolicited IPv6 neighbour advertisements for a
+//!   floating address.
 
 #![warn(missing_docs)]
 
 pub mod admin;
 pub mod child;
 pub mod logging;
+pub mod neighbour_advert;
 pub mod signals;
 pub mod socket_buffer;
 pub mod udp_offload;

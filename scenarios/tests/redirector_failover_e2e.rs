@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use common::{download_matches, echo_verdict, serial, start};
 use scenarios::clients;
-use scenarios::cluster::{coordination_tools_missing, ClusterSpec, FLOATING_IP, VIP};
+use scenarios::cluster::{
+    coordination_tools_missing, Cluster, ClusterSpec, FLOATING_IP, VIP, VIP6,
+};
 use testnet::netns::privileged;
 
 /// True when etcd and arping are installed; otherwise says why the test is
@@ -24,6 +26,17 @@ fn coordination_tools(test: &str) -> bool {
     }
     eprintln!("SKIPPED {test}: {why}");
     false
+}
+
+/// SIGKILL the acting redirector `acting`: which one acts next, and after
+/// how long.
+fn kill_acting(c: &mut Cluster, acting: usize) -> (usize, Duration) {
+    c.kill_redirector(acting).unwrap();
+    let killed = Instant::now();
+    let survivor = c
+        .wait_acting_other_than(acting, Duration::from_secs(10))
+        .unwrap();
+    (survivor, killed.elapsed())
 }
 
 #[test]
@@ -54,12 +67,7 @@ fn connections_survive_the_acting_redirector_killed() {
     let echo = clients::start_echo(&c, 1, 4 << 20, 4096, Duration::from_millis(10)).unwrap();
     std::thread::sleep(Duration::from_millis(1500));
 
-    c.kill_redirector(acting).unwrap();
-    let killed = Instant::now();
-    let survivor = c
-        .wait_acting_other_than(acting, Duration::from_secs(10))
-        .unwrap();
-    let takeover = killed.elapsed();
+    let (survivor, takeover) = kill_acting(&mut c, acting);
 
     download_matches(curl, &dest, &original);
     let v = clients::finish_echo(echo).unwrap();
@@ -82,6 +90,61 @@ fn connections_survive_the_acting_redirector_killed() {
         takeover.as_secs_f64() * 1000.0,
         v["max_gap_ms"].as_f64().unwrap_or(-1.0),
         v["stalls_ms"]
+    );
+}
+
+/// A dual-stack group behind two redirectors, each holding both floating
+/// next hops while it acts (`198.18.0.254` and `fd00::fe`): the acting one
+/// is SIGKILLed during an IPv6 download and an echo stream in each family.
+/// The standby's unsolicited neighbour advertisement moves the IPv6
+/// clients as its gratuitous ARP moves the IPv4 ones.
+#[test]
+fn dual_stack_connections_survive_the_acting_redirector_killed() {
+    let test = "dual_stack_connections_survive_the_acting_redirector_killed";
+    if !privileged(test) || !coordination_tools(test) {
+        return;
+    }
+    let _serial = serial();
+    let mut c = start(
+        "rf6",
+        ClusterSpec {
+            replicas: 3,
+            redirectors: 2,
+            etcd: true,
+            ipv6: true,
+            ..ClusterSpec::default()
+        },
+    );
+    let acting = c.wait_acting(Duration::from_secs(10)).unwrap();
+    assert!(
+        c.holds_floating(acting).unwrap(),
+        "both next hops on the acting one"
+    );
+    let view = c.view().unwrap();
+
+    let original = c.www.join("file.bin");
+    clients::write_random_file(&original, 32 << 20).unwrap();
+    let dest = c.log_dir().join("got.bin");
+    let curl = clients::start_download(&c, "file.bin", &dest, "10M").unwrap();
+    let pace = Duration::from_millis(10);
+    let echo6 = clients::start_echo_to(&c, VIP6.into(), 7, 1, 300 << 10, 1024, pace).unwrap();
+    let echo4 = clients::start_echo_to(&c, VIP.into(), 7, 1, 300 << 10, 1024, pace).unwrap();
+    std::thread::sleep(Duration::from_millis(1000));
+
+    let (survivor, takeover) = kill_acting(&mut c, acting);
+    assert!(c.holds_floating(survivor).unwrap(), "both next hops moved");
+
+    download_matches(curl, &dest, &original);
+    let v6 = clients::finish_echo(echo6).unwrap();
+    echo_verdict(&v6, "IPv6 echo stream");
+    let v4 = clients::finish_echo(echo4).unwrap();
+    echo_verdict(&v4, "IPv4 echo stream");
+    assert_eq!(c.view().unwrap(), view, "the replicas saw no view change");
+    println!(
+        "dual-stack redirector failover: standby acting {:.0} ms after the SIGKILL; echo max gap IPv6 {:.0} ms, IPv4 {:.0} ms",
+        takeover.as_secs_f64() * 1000.0,
+        v6["max_gap_ms"].as_f64().unwrap_or(-1.0),
+        v4["max_gap_ms"].as_f64().unwrap_or(-1.0),
     );
 }
 

@@ -94,11 +94,17 @@ impl Topology {
     }
 
     /// Create namespace `<prefix><short>` with loopback up; returns its name.
+    ///
+    /// Its links get no IPv6 duplicate address detection: a link-local
+    /// address stays tentative for a second or two otherwise, and a node
+    /// forwarding a packet sends no neighbour solicitation until it is not,
+    /// so the first IPv6 packets through a fresh topology would wait.
     pub fn namespace(&mut self, short: &str) -> io::Result<String> {
         let ns = self.name(short);
         ip(&["netns", "add", &ns])?;
         self.namespaces.push(ns.clone());
         ip(&["-n", &ns, "link", "set", "lo", "up"])?;
+        self.sysctl(&ns, "net.ipv6.conf.default.accept_dad", "0")?;
         Ok(ns)
     }
 

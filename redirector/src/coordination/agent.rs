@@ -207,7 +207,9 @@ impl Agent {
                 "acting again after a pause; every member gets a keepalive timeout to show up"
             );
         }
-        self.was_acting = acting;
+        // Elected before the lease's deadline was published: the restore
+        // counts, not a pause.
+        self.was_acting = acting || elected;
         acting
     }
 

@@ -1,36 +1,70 @@
-//! The floating client-facing address: the next hop the clients route the
-//! virtual IPs through. The acting redirector holds it on its client link
-//! and announces it with gratuitous ARP, so the clients' neighbour caches
-//! move to it at once; a redirector that stops acting removes it first.
+//! The floating client-facing addresses: the next hops the clients route
+//! the virtual IPs through (one per address family, usually). The acting
+//! redirector holds them on its client link and announces them, IPv4 ones
+//! with gratuitous ARP and IPv6 ones with unsolicited neighbour
+//! advertisements, so the clients' neighbour caches move to it at once; a
+//! redirector that stops acting removes them first.
 //!
-//! The address is set with `ip` (iproute2) and announced with `arping`
-//! (iputils-arping), both run as child processes: the redirector already
-//! needs `CAP_NET_ADMIN` for its TUN device, and this keeps raw sockets out
-//! of it.
+//! The addresses are set with `ip` (iproute2); IPv4 ones are announced
+//! with `arping` (iputils-arping) as a child process, IPv6 ones from a raw
+//! ICMPv6 socket ([`hydra_ops::neighbour_advert`]).
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::process::{Command, Stdio};
 
 use serde::Deserialize;
 
-/// `[coordination] floating = { address = "198.18.0.254/24", link = "eth0" }`.
+use hydra_ops::neighbour_advert;
+
+/// `[coordination] floating = { address = "198.18.0.254/24", link = "eth0" }`,
+/// or with both families: `address = ["198.18.0.254/24", "fd00::fe/64"]`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FloatingConfig {
-    /// The address with its prefix length, e.g. `"198.18.0.254/24"`: the
-    /// next hop the clients route the virtual IPs through (IPv4).
-    pub address: String,
-    /// The client-facing link it is put on, e.g. `"eth0"`.
+    /// The address with its prefix length, e.g. `"198.18.0.254/24"` or
+    /// `"fd00::fe/64"`, or a list of them (at most 4): the next hops the
+    /// clients route the virtual IPs through.
+    pub address: Addresses,
+    /// The client-facing link they are put on, e.g. `"eth0"`.
     pub link: String,
-    /// Gratuitous ARP requests sent on claiming it, the first at once, the
-    /// others a second apart (1 to 10).
+    /// Announcements sent for each address on claiming it, the first at
+    /// once, the others a second apart (1 to 10).
     #[serde(default = "default_announcements")]
     pub announcements: u32,
+}
+
+/// One floating address or several, as written in the configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum Addresses {
+    /// `address = "198.18.0.254/24"`.
+    One(String),
+    /// `address = ["198.18.0.254/24", "fd00::fe/64"]`.
+    Many(Vec<String>),
+}
+
+impl Addresses {
+    /// The addresses as written, in order.
+    pub fn texts(&self) -> &[String] {
+        match self {
+            Addresses::One(a) => std::slice::from_ref(a),
+            Addresses::Many(list) => list,
+        }
+    }
+}
+
+impl From<&str> for Addresses {
+    fn from(a: &str) -> Addresses {
+        Addresses::One(a.to_string())
+    }
 }
 
 fn default_announcements() -> u32 {
     3
 }
+
+/// Most floating addresses one redirector holds.
+const MAX_ADDRESSES: usize = 4;
 
 impl FloatingConfig {
     /// Check every field; the error names the field and what is expected.
@@ -52,68 +86,118 @@ impl FloatingConfig {
         Ok(())
     }
 
-    /// The address and its prefix length.
-    pub fn parsed(&self) -> Result<(Ipv4Addr, u8), String> {
-        let a = &self.address;
-        let explain = |why: &str| {
-            format!(
-                "coordination.floating.address {a:?}: {why}; expected an IPv4 address with its prefix length, e.g. \"198.18.0.254/24\""
-            )
-        };
-        let (ip, len) = a
-            .split_once('/')
-            .ok_or_else(|| explain("no prefix length"))?;
-        let ip: IpAddr = ip.parse().map_err(|_| explain("not an IP address"))?;
-        let IpAddr::V4(ip) = ip else {
-            return Err(explain(
-                "IPv6 is not supported (no unsolicited neighbour advertisement is sent)",
+    /// Each address with its prefix length.
+    pub fn parsed(&self) -> Result<Vec<(IpAddr, u8)>, String> {
+        let texts = self.address.texts();
+        if texts.is_empty() || texts.len() > MAX_ADDRESSES {
+            return Err(format!(
+                "coordination.floating.address: 1 to {MAX_ADDRESSES} addresses, not {}",
+                texts.len()
             ));
-        };
-        let len: u8 = len
-            .parse()
-            .ok()
-            .filter(|l| (1..=32).contains(l))
-            .ok_or_else(|| explain("the prefix length must be 1 to 32"))?;
-        if ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() || ip.is_loopback() {
-            return Err(explain("not a unicast address"));
         }
-        Ok((ip, len))
+        let parsed = texts
+            .iter()
+            .map(|a| parse(a))
+            .collect::<Result<Vec<_>, _>>()?;
+        for (i, (ip, _)) in parsed.iter().enumerate() {
+            if parsed[..i].iter().any(|(other, _)| other == ip) {
+                return Err(format!(
+                    "coordination.floating.address: {ip} is listed twice"
+                ));
+            }
+        }
+        Ok(parsed)
     }
 }
 
-/// Puts the floating address on and takes it off.
+/// One address with its prefix length, e.g. `"198.18.0.254/24"`.
+fn parse(a: &str) -> Result<(IpAddr, u8), String> {
+    let explain = |why: &str| {
+        format!(
+            "coordination.floating.address {a:?}: {why}; expected an address with its prefix length, e.g. \"198.18.0.254/24\" or \"fd00::fe/64\""
+        )
+    };
+    let (ip, len) = a
+        .split_once('/')
+        .ok_or_else(|| explain("no prefix length"))?;
+    let ip: IpAddr = ip.parse().map_err(|_| explain("not an IP address"))?;
+    let most = if ip.is_ipv4() { 32 } else { 128 };
+    let len: u8 = len
+        .parse()
+        .ok()
+        .filter(|l| (1..=most).contains(l))
+        .ok_or_else(|| explain(&format!("the prefix length must be 1 to {most}")))?;
+    let unicast = match ip {
+        IpAddr::V4(v4) => !(v4.is_broadcast() || v4.is_multicast()),
+        IpAddr::V6(v6) => !v6.is_multicast(),
+    };
+    if !unicast || ip.is_unspecified() || ip.is_loopback() {
+        return Err(explain("not a unicast address"));
+    }
+    Ok((ip, len))
+}
+
+/// Puts the floating addresses on and takes them off.
 #[derive(Debug, Clone)]
 pub struct FloatingAddress {
     cfg: FloatingConfig,
-    ip: Ipv4Addr,
+    ips: Vec<IpAddr>,
+    text: String,
 }
 
 impl FloatingAddress {
     /// For a validated configuration.
     pub fn new(cfg: &FloatingConfig) -> Result<FloatingAddress, String> {
-        let (ip, _) = cfg.parsed()?;
+        let ips = cfg.parsed()?.into_iter().map(|(ip, _)| ip).collect();
         Ok(FloatingAddress {
             cfg: cfg.clone(),
-            ip,
+            ips,
+            text: cfg.address.texts().join(" "),
         })
     }
 
-    /// The address as configured (with its prefix length).
+    /// The addresses as configured (with their prefix lengths), separated
+    /// by spaces.
     pub fn address(&self) -> &str {
-        &self.cfg.address
+        &self.text
     }
 
-    /// Put the address on the link (idempotent) and announce it; the
-    /// announcements go out from a child process not waited for here.
+    /// Put every address on the link (idempotent) and announce it; later
+    /// announcements go out in the background.
     pub fn claim(&self) -> Result<(), String> {
-        ip(&[
-            "-4",
-            "addr",
-            "replace",
-            &self.cfg.address,
-            "dev",
-            &self.cfg.link,
-        ])?;
+        for (text, ip) in self.cfg.address.texts().iter().zip(&self.ips) {
+            match ip {
+                IpAddr::V4(_) => {
+                    ip_command(&["-4", "addr", "replace", text, "dev", &self.cfg.link])?;
+                    self.arping(text, *ip)?;
+                }
+                IpAddr::V6(v6) => {
+                    // No duplicate address detection: usable (and announced)
+                    // at once, and a cut-off holder still having it must
+                    // not make the claim fail.
+                    ip_command(&[
+                        "-6",
+                        "addr",
+                        "replace",
+                        text,
+                        "dev",
+                        &self.cfg.link,
+                        "nodad",
+                    ])?;
+                    neighbour_advert::announce(&self.cfg.link, *v6, self.cfg.announcements)
+                        .map_err(|e| {
+                            format!(
+                                "the floating address {text} is set but cannot be announced: {e}"
+                            )
+                        })?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Gratuitous ARP for an IPv4 address, from a child process.
+    fn arping(&self, text: &str, ip: IpAddr) -> Result<(), String> {
         let mut arping = Command::new("arping");
         // Killed with us: a dead redirector's announcements must not pull
         // the clients back from the standby that took the address over.
@@ -121,14 +205,13 @@ impl FloatingAddress {
             .args(["-U", "-q", "-c"])
             .arg(self.cfg.announcements.to_string())
             .args(["-I", &self.cfg.link])
-            .arg(self.ip.to_string())
+            .arg(ip.to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         let mut child = arping.spawn().map_err(|e| {
             format!(
-                "the floating address {} is set but cannot be announced: arping: {e} (install iputils-arping)",
-                self.cfg.address
+                "the floating address {text} is set but cannot be announced: arping: {e} (install iputils-arping)"
             )
         })?;
         // Reaped on a thread of its own: the announcements take a while.
@@ -141,30 +224,29 @@ impl FloatingAddress {
         Ok(())
     }
 
-    /// Take the address off the link; absent already is no error.
+    /// Take every address off the link; absent already is no error.
     pub fn release(&self) -> Result<(), String> {
-        match ip(&[
-            "-4",
-            "addr",
-            "del",
-            &self.cfg.address,
-            "dev",
-            &self.cfg.link,
-        ]) {
-            Ok(()) => Ok(()),
-            Err(e)
-                if e.contains("Cannot assign requested address")
-                    || e.contains("Address not found") =>
-            {
-                Ok(())
+        let mut first_error = None;
+        for (text, ip) in self.cfg.address.texts().iter().zip(&self.ips) {
+            let family = if ip.is_ipv4() { "-4" } else { "-6" };
+            match ip_command(&[family, "addr", "del", text, "dev", &self.cfg.link]) {
+                Ok(()) => {}
+                // IPv4 and IPv6 word "not there" differently.
+                Err(e)
+                    if e.contains("Cannot assign requested address")
+                        || e.to_lowercase().contains("address not found") => {}
+                // The others still come off.
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
             }
-            Err(e) => Err(e),
         }
+        first_error.map_or(Ok(()), Err)
     }
 }
 
 /// Run `ip args`; the error carries its message.
-fn ip(args: &[&str]) -> Result<(), String> {
+fn ip_command(args: &[&str]) -> Result<(), String> {
     let out = Command::new("ip")
         .args(args)
         .stdin(Stdio::null())
@@ -196,12 +278,25 @@ mod tests {
     fn good_values_parse_and_bad_ones_are_explained() {
         let good = cfg("198.18.0.254/24", "eth0");
         good.validate().unwrap();
-        assert_eq!(good.parsed().unwrap(), (Ipv4Addr::new(198, 18, 0, 254), 24));
+        assert_eq!(
+            good.parsed().unwrap(),
+            vec![(IpAddr::from([198, 18, 0, 254]), 24)]
+        );
+        let both = FloatingConfig {
+            address: Addresses::Many(vec!["198.18.0.254/24".into(), "fd00::fe/64".into()]),
+            ..good.clone()
+        };
+        both.validate().unwrap();
+        assert_eq!(
+            both.parsed().unwrap()[1],
+            ("fd00::fe".parse::<IpAddr>().unwrap(), 64)
+        );
         let cases = [
             (cfg("198.18.0.254", "eth0"), "no prefix length"),
             (cfg("198.18.0.x/24", "eth0"), "not an IP address"),
             (cfg("198.18.0.254/33", "eth0"), "prefix length"),
-            (cfg("fd00::1/64", "eth0"), "IPv6 is not supported"),
+            (cfg("fd00::1/129", "eth0"), "1 to 128"),
+            (cfg("ff02::1/64", "eth0"), "not a unicast address"),
             (cfg("224.0.0.1/24", "eth0"), "not a unicast address"),
             (cfg("198.18.0.254/24", ""), "floating.link"),
             (cfg("198.18.0.254/24", "a/b"), "floating.link"),
@@ -221,5 +316,34 @@ mod tests {
         .validate()
         .unwrap_err();
         assert!(e.contains("announcements"), "{e}");
+        for (list, want) in [
+            (vec![], "1 to 4 addresses"),
+            (vec!["fd00::fe/64".to_string(); 2], "listed twice"),
+            (vec!["fd00::1/64".to_string(); 5], "1 to 4 addresses"),
+        ] {
+            let e = FloatingConfig {
+                address: Addresses::Many(list),
+                ..cfg("198.18.0.254/24", "eth0")
+            }
+            .validate()
+            .unwrap_err();
+            assert!(e.contains(want), "{e}");
+        }
+    }
+
+    #[test]
+    fn one_address_or_a_list_is_read_from_toml() {
+        let one: FloatingConfig = toml::from_str(
+            r#"address = "198.18.0.254/24"
+link = "eth0""#,
+        )
+        .unwrap();
+        assert_eq!(one.address.texts(), ["198.18.0.254/24"]);
+        let both: FloatingConfig = toml::from_str(
+            r#"address = ["198.18.0.254/24", "fd00::fe/64"]
+link = "eth0""#,
+        )
+        .unwrap();
+        assert_eq!(both.address.texts(), ["198.18.0.254/24", "fd00::fe/64"]);
     }
 }

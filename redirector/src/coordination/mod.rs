@@ -23,6 +23,6 @@ pub use agent::{Agent, AgentStatus, Event};
 pub use election::{AuthorityToken, Campaign, Election};
 pub use error::CoordinationError;
 pub use etcd::EtcdClient;
-pub use floating::{FloatingAddress, FloatingConfig};
+pub use floating::{Addresses, FloatingAddress, FloatingConfig};
 pub use settings::CoordinationConfig;
 pub use views::{Saved, ViewStore};

@@ -19,10 +19,7 @@ impl Cluster {
         spec: ClusterSpec,
         bins: Binaries,
     ) -> anyhow::Result<Cluster> {
-        anyhow::ensure!(
-            !spec.ipv6 && !spec.relays,
-            "a cluster with etcd is IPv4 only, without relays"
-        );
+        anyhow::ensure!(!spec.relays, "a cluster with etcd has no relays");
         anyhow::ensure!(
             spec.redirectors <= 8,
             "at most 8 redirectors (the replicas list them all)"
@@ -49,7 +46,7 @@ impl Cluster {
             topo.ip(ns, &["link", "set", bridge, "up"])?;
         }
         // The replicas' replies reach the client through the switch.
-        topo.veth(
+        let (client_to_switch, switch_to_client) = topo.veth(
             (&client_ns, "198.18.2.1/24"),
             (&switch_ns, "198.18.2.2/24"),
             1500,
@@ -64,6 +61,23 @@ impl Cluster {
             &client_ns,
             &["route", "add", "198.18.100.0/24", "via", FLOATING_IP],
         )?;
+        if spec.ipv6 {
+            // The same layout in IPv6: clients on fd00::/64 reach the VIP
+            // via the floating fd00::fe, the replicas' replies go through
+            // the switch (fd00:1::fe) and fd00:2::/64 back to them.
+            topo.add_ipv6(&client_ns, &client_bridge, "fd00::1/64")?;
+            topo.add_ipv6(&switch_ns, &replica_bridge, &format!("{SWITCH_IP6}/64"))?;
+            topo.add_ipv6(&client_ns, &client_to_switch, "fd00:2::1/64")?;
+            topo.add_ipv6(&switch_ns, &switch_to_client, "fd00:2::2/64")?;
+            topo.ip(
+                &switch_ns,
+                &["-6", "route", "add", "fd00::/64", "via", "fd00:2::1"],
+            )?;
+            topo.ip(
+                &client_ns,
+                &["-6", "route", "add", "fd00:100::/64", "via", FLOATING_IP6],
+            )?;
+        }
         let mut redirector_nss = Vec::new();
         let mut redirector_links = Vec::new();
         let mut replica_links = Vec::new();
@@ -74,6 +88,9 @@ impl Cluster {
                 (&client_ns, ""),
                 1500,
             )?;
+            if spec.ipv6 {
+                topo.add_ipv6(&ns, &inner, &format!("fd00::{:x}/64", 2 + k))?;
+            }
             topo.ip(
                 &client_ns,
                 &["link", "set", &outer, "master", &client_bridge],
@@ -88,6 +105,9 @@ impl Cluster {
                 &switch_ns,
                 &["link", "set", &outer, "master", &replica_bridge],
             )?;
+            if spec.ipv6 {
+                topo.add_ipv6(&ns, &inner, &format!("{}/64", redirector_ip6(k)))?;
+            }
             topo.router(&ns)?;
             replica_links.push(inner);
             redirector_nss.push(ns);
@@ -95,7 +115,7 @@ impl Cluster {
         let mut replica_ns = Vec::new();
         for i in 0..spec.replicas * spec.groups {
             let ns = topo.namespace(&format!("p{i}"))?;
-            let (_, outer) = topo.veth(
+            let (inner, outer) = topo.veth(
                 (&ns, &format!("{}/24", replica_ip(i))),
                 (&switch_ns, ""),
                 spec.link_mtu,
@@ -105,6 +125,10 @@ impl Cluster {
                 &["link", "set", &outer, "master", &replica_bridge],
             )?;
             topo.ip(&ns, &["route", "add", "default", "via", SWITCH_IP])?;
+            if spec.ipv6 {
+                topo.add_ipv6(&ns, &inner, &format!("{}/64", replica_ip6(i)))?;
+                topo.ip(&ns, &["-6", "route", "add", "default", "via", SWITCH_IP6])?;
+            }
             topo.router(&ns)?;
             replica_ns.push(ns);
         }
@@ -285,14 +309,21 @@ impl Cluster {
         Ok(())
     }
 
-    /// Whether redirector `k`'s client link carries the floating address.
+    /// Whether redirector `k`'s client link carries the floating address
+    /// (both of them in a dual-stack cluster).
     pub fn holds_floating(&self, k: usize) -> anyhow::Result<bool> {
         let ns = self.redirector_nss.get(k).context("no such redirector")?;
         let link = &self.redirector_links[k];
         let mut cmd = self.topo.command(ns, "ip");
-        cmd.args(["-4", "-br", "addr", "show", "dev", link]);
+        cmd.args(["-br", "addr", "show", "dev", link]);
         let out = run(&mut cmd)?;
-        Ok(String::from_utf8_lossy(&out.stdout).contains(&format!("{FLOATING_IP}/")))
+        let text = String::from_utf8_lossy(&out.stdout);
+        let v4 = text.contains(&format!("{FLOATING_IP}/"));
+        Ok(if self.spec.ipv6 {
+            v4 && text.contains(&format!("{FLOATING_IP6}/"))
+        } else {
+            v4
+        })
     }
 
     /// What a supervisor does once redirector `k`'s process has ended
@@ -329,6 +360,16 @@ impl Cluster {
         Ok(killed)
     }
 
+    /// Redirector `k`'s address on the replicas' LAN: the replicas reach
+    /// its control port there, and its copies come from it.
+    pub(super) fn redirector_ip_at(&self, k: usize) -> String {
+        if self.spec.ipv6 {
+            redirector_ip6(k)
+        } else {
+            redirector_ip(k)
+        }
+    }
+
     /// Start redirector `k` again after [`kill_redirector`](Self::kill_redirector).
     pub fn restart_redirector_at(&mut self, k: usize) -> anyhow::Result<()> {
         self.start_redirector_at(k)
@@ -338,6 +379,12 @@ impl Cluster {
 /// Redirector `k`'s address on the replicas' LAN (etcd layout).
 pub(super) fn redirector_ip(k: usize) -> String {
     format!("198.18.1.{}", 1 + k)
+}
+
+/// Redirector `k`'s IPv6 address on the replicas' LAN (etcd layout,
+/// dual-stack).
+pub(super) fn redirector_ip6(k: usize) -> String {
+    format!("fd00:1::{:x}", 1 + k)
 }
 
 /// Redirector `k`'s namespace short name: `r`, `r1`, `r2`...

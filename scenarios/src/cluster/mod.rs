@@ -38,7 +38,7 @@ mod coordination;
 mod processes;
 
 pub use coordination::{coordination_tools_missing, etcd_binary};
-use coordination::{redirector_ip, redirector_label, redirector_short};
+use coordination::{redirector_label, redirector_short};
 
 pub const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 100, 1);
 /// The IPv6 VIP of a dual-stack cluster ([`ClusterSpec::ipv6`]).
@@ -47,9 +47,13 @@ const REDIRECTOR_IP: &str = "198.18.1.1";
 const REDIRECTOR_IP6: &str = "fd00:1::1";
 /// With etcd: the clients' next hop, held by the acting redirector.
 pub const FLOATING_IP: &str = "198.18.0.254";
+/// With etcd in a dual-stack cluster: the clients' IPv6 next hop.
+pub const FLOATING_IP6: &str = "fd00::fe";
 /// With etcd: the switch namespace's address on the replicas' LAN (their
 /// default route, and etcd's client address).
 const SWITCH_IP: &str = "198.18.1.250";
+/// With etcd in a dual-stack cluster: the replicas' IPv6 default route.
+const SWITCH_IP6: &str = "fd00:1::fe";
 const ETCD_PORT: u16 = 2379;
 /// With etcd: the authority's lease (etcd is started with a 10 ms
 /// heartbeat, so it grants 1 s leases).

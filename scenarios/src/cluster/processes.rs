@@ -37,7 +37,7 @@ group = "demo"
             services
         });
         let link_ip = if self.spec.etcd {
-            redirector_ip(k)
+            self.redirector_ip_at(k)
         } else {
             self.redirector_link_ip().to_string()
         };
@@ -93,7 +93,7 @@ name = "{name}"
 lease_ttl_ms = {AUTHORITY_LEASE_MS}
 request_timeout_ms = {timeout}
 heartbeat_ms = {AUTHORITY_HEARTBEAT_MS}
-floating = {{ address = "{FLOATING_IP}/24", link = "{link}" }}
+floating = {{ address = [{floating}], link = "{link}" }}
 "#,
                 name = redirector_label(k),
                 etcd = self
@@ -105,6 +105,11 @@ floating = {{ address = "{FLOATING_IP}/24", link = "{link}" }}
                 // A renewal may try every member twice within half the lease.
                 timeout = (AUTHORITY_LEASE_MS / 4 / self.spec.etcd_members as u64).min(200),
                 link = self.redirector_links[k],
+                floating = if self.spec.ipv6 {
+                    format!("\"{FLOATING_IP}/24\", \"{FLOATING_IP6}/64\"")
+                } else {
+                    format!("\"{FLOATING_IP}/24\"")
+                },
             ));
         }
         let label = redirector_label(k);
@@ -216,7 +221,12 @@ floating = {{ address = "{FLOATING_IP}/24", link = "{link}" }}
         let ip = self.replica_link_ip(i);
         let redirector = if self.spec.etcd {
             let all: Vec<String> = (0..self.spec.redirectors)
-                .map(|k| format!("\"{}\"", socket_text(&redirector_ip(k), CONTROL_PORT)))
+                .map(|k| {
+                    format!(
+                        "\"{}\"",
+                        socket_text(&self.redirector_ip_at(k), CONTROL_PORT)
+                    )
+                })
                 .collect();
             format!("[{}]", all.join(", "))
         } else {
