@@ -40,6 +40,15 @@ const BATCH: usize = 64;
 /// Longest the loop sleeps (it also checks for shutdown this often).
 const MAX_WAIT: Duration = Duration::from_millis(50);
 
+/// What the loop does with the members' control datagrams.
+#[derive(Clone, Copy)]
+enum Control {
+    /// Everything: this redirector acts.
+    Handle,
+    /// Answer keepalives only: the role holds, the acting margin does not.
+    KeepalivesOnly,
+}
+
 struct Redirector {
     tun: Tun,
     control: UdpSocket,
@@ -161,11 +170,14 @@ pub fn run(cfg: RedirectorConfig, signals: Signals) -> anyhow::Result<()> {
         }
         if acting {
             r.ask_about_unknown_flows();
-            r.read_control(now);
+            r.read_control(now, Control::Handle);
             r.adopt_claimed_flows(now);
             for g in &mut r.groups {
                 g.handle_timeout(now);
             }
+        } else if coordinator.as_ref().is_some_and(|a| a.answering()) {
+            // A late etcd answer: the members keep their leases meanwhile.
+            r.read_control(now, Control::KeepalivesOnly);
         } else {
             r.discard_control();
         }
@@ -227,7 +239,7 @@ impl Redirector {
         let _ = hydra_base::poll::wait_readable(&fds, Some(wait));
     }
 
-    fn read_control(&mut self, now: Instant) {
+    fn read_control(&mut self, now: Instant, mode: Control) {
         let mut buf = [0u8; 2048];
         for _ in 0..BATCH {
             let (n, from) = match self.control.recv_from(&mut buf) {
@@ -246,7 +258,11 @@ impl Redirector {
                 continue;
             };
             let group = &mut self.groups[i];
-            match group.handle_datagram(now, datagram) {
+            let handled = match mode {
+                Control::Handle => group.handle_datagram(now, datagram),
+                Control::KeepalivesOnly => group.handle_keepalive(now, datagram),
+            };
+            match handled {
                 Ok(Some(_)) if group.view().epoch > self.announce_limit[i] => {
                     tracing::debug!(group = %group.name(), epoch = group.view().epoch, "reply held back until etcd holds the view");
                 }

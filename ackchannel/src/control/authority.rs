@@ -224,7 +224,29 @@ impl ViewAuthority {
         now: Instant,
         datagram: &[u8],
     ) -> Result<Option<Vec<u8>>, ControlError> {
-        let result = self.handle_inner(now, datagram);
+        self.handle_counted(now, datagram, false)
+    }
+
+    /// As [`handle_datagram`](Self::handle_datagram), for an authority that
+    /// may keep the members' leases going but must change nothing (its
+    /// redirector's role holds, the margin before its deadline does not):
+    /// keepalives are answered with the current view, every other message
+    /// is dropped unread (its sender sends it again).
+    pub fn handle_keepalive(
+        &mut self,
+        now: Instant,
+        datagram: &[u8],
+    ) -> Result<Option<Vec<u8>>, ControlError> {
+        self.handle_counted(now, datagram, true)
+    }
+
+    fn handle_counted(
+        &mut self,
+        now: Instant,
+        datagram: &[u8],
+        keepalives_only: bool,
+    ) -> Result<Option<Vec<u8>>, ControlError> {
+        let result = self.handle_inner(now, datagram, keepalives_only);
         if let Err(e) = &result {
             match e {
                 ControlError::Auth(AuthError::Replay { .. }) => self.stats.refused_replayed += 1,
@@ -243,11 +265,15 @@ impl ViewAuthority {
         &mut self,
         now: Instant,
         datagram: &[u8],
+        keepalives_only: bool,
     ) -> Result<Option<Vec<u8>>, ControlError> {
         let (header, msg) = decode(&self.policy.key, datagram)?;
         let id = header.sender;
         if !self.policy.members.contains(&id) {
             return Err(ControlError::UnknownMember(id));
+        }
+        if keepalives_only && !matches!(msg, Message::Keepalive) {
+            return Ok(None);
         }
         self.guard.check(&header)?;
         match msg {

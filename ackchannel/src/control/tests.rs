@@ -647,6 +647,41 @@ fn a_resumed_authority_does_not_count_the_pause_as_silence() {
     assert_eq!(auth.view().epoch, epoch + 1);
 }
 
+/// An authority past its acting margin keeps the members' leases going
+/// and changes nothing: a keepalive gets the view and a lease, a report is
+/// dropped unread.
+#[test]
+fn keepalives_only_renews_leases_and_changes_nothing() {
+    let (mut auth, mut agents) = group();
+    let epoch = auth.view().epoch;
+    // Past the lease the last full round gave (60 ms from 10 ms).
+    agents[0].handle_timeout(ms(100));
+    assert!(!agents[0].lease_valid(ms(100)));
+    let mut replies = 0;
+    while let Some(d) = agents[0].poll_transmit() {
+        if let Some(reply) = auth.handle_keepalive(ms(100), &d).unwrap() {
+            agents[0].handle_datagram(ms(100), &reply).unwrap();
+            replies += 1;
+        }
+    }
+    assert_eq!(replies, 1, "one keepalive, one reply");
+    assert!(
+        agents[0].lease_valid(ms(101)),
+        "the primary's lease renewed"
+    );
+    // The primary silent for long: a report would depose it, if handled.
+    agents[1].report_failure(ms(500), 1);
+    let report = agents[1].poll_transmit().unwrap();
+    assert_eq!(auth.handle_keepalive(ms(500), &report), Ok(None));
+    assert_eq!(auth.view().epoch, epoch, "nothing changed");
+    assert_eq!(auth.stats().failure_reports, 0, "the report was not read");
+    // Handled in full, the same report from another backup counts.
+    agents[2].report_failure(ms(500), 1);
+    let report = agents[2].poll_transmit().unwrap();
+    auth.handle_datagram(ms(500), &report).unwrap();
+    assert_eq!(auth.stats().failure_reports, 1);
+}
+
 #[test]
 fn every_message_keeps_its_wire_bytes() {
     let a = SocketAddr::from(([1, 2, 3, 4], 258));

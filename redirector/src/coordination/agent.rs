@@ -24,6 +24,10 @@ const TICK: Duration = Duration::from_millis(100);
 /// The loop stops acting this long before the lease surely ends, so a turn
 /// under way never outlasts it.
 const MARGIN: Duration = Duration::from_millis(100);
+/// While the role holds but the margin does not, the loop still answers
+/// keepalives until this long before the deadline: a reply goes out within
+/// a loop turn.
+const ANSWER_MARGIN: Duration = Duration::from_millis(20);
 /// A standby looks whether the authority is free this often (a read; it
 /// campaigns only when it is): the takeover follows a dead authority's
 /// lease by at most this much.
@@ -160,6 +164,17 @@ impl Agent {
     pub fn acting(&self) -> bool {
         let until = self.shared.acting_until.lock().map(|u| *u).unwrap_or(None);
         until.is_some_and(|u| Instant::now() + MARGIN < u)
+    }
+
+    /// True while the role surely holds, margin or not: the loop may keep
+    /// the members' leases going with the view etcd holds, but change
+    /// nothing unless [`acting`](Self::acting). A lease granted now ends
+    /// before a successor could change a view: a successor is elected only
+    /// after this deadline and waits a member lease from its election before
+    /// declaring anyone dead.
+    pub fn answering(&self) -> bool {
+        let until = self.shared.acting_until.lock().map(|u| *u).unwrap_or(None);
+        until.is_some_and(|u| Instant::now() + ANSWER_MARGIN < u)
     }
 
     /// Apply what the agent learnt (views to carry on from when elected)
