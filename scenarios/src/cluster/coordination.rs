@@ -155,6 +155,18 @@ impl Cluster {
         Ok(cluster)
     }
 
+    /// Where etcd member `j` keeps its data: in memory (`/dev/shm`) where
+    /// there is one. On disk, a write waits for its fsync, and a VM's disk
+    /// under a build can hold one for longer than the authority's two
+    /// heartbeats; the tests are about Hydra, not about that disk.
+    pub(super) fn etcd_data_dir(&self, j: usize) -> PathBuf {
+        let shm = Path::new("/dev/shm");
+        match self.dir.file_name() {
+            Some(name) if shm.is_dir() => shm.join(format!("{}-etcd{j}", name.to_string_lossy())),
+            _ => self.dir.join(format!("etcd{j}")),
+        }
+    }
+
     /// The etcd members in the switch namespace, on [`SWITCH_IP`]; returns
     /// once each answers healthy (a leader is elected).
     pub(super) fn start_etcd(&mut self, binary: &Path) -> anyhow::Result<()> {
@@ -165,7 +177,7 @@ impl Cluster {
         for (j, url) in self.etcd_urls().into_iter().enumerate() {
             let mut cmd = self.topo.command(&ns, &binary.to_string_lossy());
             cmd.args(["--name", &format!("e{j}"), "--data-dir"])
-                .arg(self.dir.join(format!("etcd{j}")))
+                .arg(self.etcd_data_dir(j))
                 .args([
                     "--listen-client-urls",
                     &url,

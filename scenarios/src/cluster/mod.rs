@@ -615,6 +615,14 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        // etcd (killed when the topology drops, after this) keeps what it
+        // has open; the names go now.
+        for j in 0..self.spec.etcd_members {
+            let data = self.etcd_data_dir(j);
+            if !data.starts_with(&self.dir) {
+                let _ = std::fs::remove_dir_all(data);
+            }
+        }
         if std::env::var_os("HYDRA_KEEP_LOGS").is_none() {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
