@@ -47,8 +47,8 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     if args.replicas < 3 {
         bail!("--replicas must be at least 3 to survive two primary crashes");
     }
-    if args.redirectors == 0 || (args.redirectors > 1 && args.ipv6) {
-        bail!("--redirectors must be at least 1, and 1 with --ipv6");
+    if args.redirectors == 0 {
+        bail!("--redirectors must be at least 1");
     }
     let redundant = args.redirectors > 1;
     let bins = Binaries::beside_current_exe()?;
