@@ -127,6 +127,9 @@ pub enum Disruption {
     Crash,
     /// SIGTERM: the primary hands its role over and leaves.
     Handover,
+    /// The primary's host lost: its process stopped and its links down, so
+    /// no connection closes and nothing answers (heartbeats alone tell).
+    LostHost,
 }
 
 /// Lease, heartbeat and keepalive timeout of the groups the failover
@@ -231,6 +234,7 @@ fn crash_twice(
         match how {
             Disruption::Crash => c.kill_member(primary)?,
             Disruption::Handover => c.signal_member(primary, libc::SIGTERM)?,
+            Disruption::LostHost => c.lose_member_host(primary)?,
         }
     }
     let out = child.wait_with_output()?;

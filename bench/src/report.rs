@@ -91,6 +91,10 @@ pub struct Report {
     pub failover: Failover,
     /// The same measurement with deliberate handovers instead of crashes.
     pub handover: Failover,
+    /// The same measurement with the primary's host lost (process stopped,
+    /// links down) instead of crashed.
+    #[serde(default)]
+    pub lost_host: Failover,
     pub rejoin: Rejoin,
     pub scale: Vec<Scale>,
 }

@@ -31,6 +31,10 @@ pub struct RunArgs {
     /// over, for comparison with crashes (default 20, quick 2).
     #[arg(long)]
     pub handovers: Option<usize>,
+    /// Primary hosts lost (process stopped, links down: no connection
+    /// closes) to measure the stall over (default 20, quick 2).
+    #[arg(long)]
+    pub lost_hosts: Option<usize>,
     /// Times a backup is restarted and rejoins a group holding
     /// `--rejoin-connections` connections (default 5, quick 1).
     #[arg(long)]
@@ -96,6 +100,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     };
     let crashes = args.crashes.unwrap_or(if quick { 2 } else { 20 });
     let handovers = args.handovers.unwrap_or(if quick { 2 } else { 20 });
+    let lost_hosts = args.lost_hosts.unwrap_or(if quick { 2 } else { 20 });
     let rejoins = args.rejoins.unwrap_or(if quick { 1 } else { 5 });
     let connections = args
         .connections
@@ -122,7 +127,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         })
         .collect();
 
-    let steps = plan.len() * (sizes.len() + 3) + crashes + handovers + rejoins + 2;
+    let steps = plan.len() * (sizes.len() + 3) + crashes + handovers + lost_hosts + rejoins + 2;
     let bar = if std::io::stderr().is_terminal() {
         let b = ProgressBar::new(steps as u64);
         b.set_style(
@@ -193,6 +198,8 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         report.failover = failover(&bins, crashes, Disruption::Crash, &timing, &bar);
         bar.set_message("handover");
         report.handover = failover(&bins, handovers, Disruption::Handover, &timing, &bar);
+        bar.set_message("lost host");
+        report.lost_host = failover(&bins, lost_hosts, Disruption::LostHost, &timing, &bar);
         bar.set_message("rejoin");
         report.rejoin = rejoin(&bins, rejoins, args.rejoin_connections, &bar);
     }

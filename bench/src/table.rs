@@ -63,6 +63,7 @@ pub fn print_table(r: &Report) {
     for (f, what) in [
         (&r.failover, "primary crashes"),
         (&r.handover, "handovers (SIGTERM)"),
+        (&r.lost_host, "lost primary hosts (SIGSTOP, links down)"),
     ] {
         if f.crashes == 0 && f.errors.is_empty() {
             continue;
@@ -98,6 +99,13 @@ pub fn print_table(r: &Report) {
             "Handover vs crash stall: p50 {:.2}x, max {:.2}x",
             r.handover.p50_ms / r.failover.p50_ms,
             r.handover.max_ms / r.failover.max_ms.max(1e-9)
+        );
+    }
+    if r.failover.crashes > 0 && r.lost_host.crashes > 0 && r.failover.p50_ms > 0.0 {
+        println!(
+            "Lost host vs crash stall: p50 {:.2}x, max {:.2}x",
+            r.lost_host.p50_ms / r.failover.p50_ms,
+            r.lost_host.max_ms / r.failover.max_ms.max(1e-9)
         );
     }
     for s in &r.scale {

@@ -201,6 +201,9 @@ pub enum Action {
     Stop,
     /// SIGCONT.
     Cont,
+    /// The target's host lost: its process stopped and its links down (no
+    /// connection closes, nothing answers), for the rest of the run.
+    LoseHost,
     /// Wait until the redirector's view no longer counts the target live.
     WaitView,
     /// SIGTERM: a primary hands its role over and leaves; a backup leaves.

@@ -558,6 +558,30 @@ impl Cluster {
             .with_context(|| format!("signalling {label}"))
     }
 
+    /// Member `member`'s host lost, as far as the others can tell: its
+    /// process stopped (SIGSTOP: no FIN, no answer) and every link of its
+    /// namespace down, so nothing reaches it or comes from it. It stays so
+    /// until the cluster is dropped.
+    pub fn lose_member_host(&self, member: u8) -> anyhow::Result<()> {
+        self.signal_member(member, libc::SIGSTOP)?;
+        let ns = &self.replica_ns[usize::from(member) - 1];
+        let mut cmd = self.topo.command(ns, "ip");
+        cmd.args(["-o", "link", "show"]);
+        let out = run(&mut cmd)?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        for line in text.lines() {
+            // "2: name@if5: <...> ...": the name, without its peer suffix.
+            let Some(name) = line.split(": ").nth(1) else {
+                continue;
+            };
+            let name = name.split('@').next().unwrap_or(name);
+            if name != "lo" {
+                self.topo.ip(ns, &["link", "set", name, "down"])?;
+            }
+        }
+        Ok(())
+    }
+
     /// Whether member `member`'s process is still running.
     pub fn member_running(&mut self, member: u8) -> bool {
         self.topo.alive(&format!("replica{}", member - 1))

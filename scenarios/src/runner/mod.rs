@@ -137,6 +137,7 @@ fn play_inner(
             Action::Kill => c.kill_member(target)?,
             Action::Stop => c.signal_member(target, libc::SIGSTOP)?,
             Action::Cont => c.signal_member(target, libc::SIGCONT)?,
+            Action::LoseHost => c.lose_member_host(target)?,
             Action::WaitView => wait_in_view(&c, target, false)?,
             Action::Term => c.signal_member(target, libc::SIGTERM)?,
             Action::Handover => {
