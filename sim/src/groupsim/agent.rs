@@ -78,20 +78,39 @@ enum Fail {
 #[derive(Debug)]
 enum Awaiting {
     CampaignGet,
-    Grant { sent: u64 },
-    Claim { sent: u64, lease: i64, ttl: u64 },
-    RevokeUnused { outcome: Result<(), ()> },
+    Grant {
+        sent: u64,
+    },
+    Claim {
+        sent: u64,
+        lease: i64,
+        ttl: u64,
+    },
+    RevokeUnused {
+        outcome: Result<(), ()>,
+    },
     Load,
     LoadFailedRevoke,
-    KeepAlive { sent: u64 },
+    KeepAlive {
+        sent: u64,
+    },
     CheckKey,
     /// A standby's read of the heartbeat key, the role held by `holder`
     /// under `lease`.
-    ReadBeat { holder: usize, lease: i64 },
+    ReadBeat {
+        holder: usize,
+        lease: i64,
+    },
     /// A standby's revocation of a silent holder's lease.
-    Depose { holder: usize },
-    Beat { sent: u64 },
-    Write { view: StoredView },
+    Depose {
+        holder: usize,
+    },
+    Beat {
+        sent: u64,
+    },
+    Write {
+        view: StoredView,
+    },
     Resign,
 }
 
@@ -188,7 +207,8 @@ impl Agent {
     /// keepalives with the view it has, but change nothing unless
     /// [`Agent::acting`].
     pub(super) fn answering(&self, now: u64) -> bool {
-        self.acting_until.is_some_and(|u| now + self.answer_margin() < u)
+        self.acting_until
+            .is_some_and(|u| now + self.answer_margin() < u)
     }
 
     /// The newest epoch a reply may carry: the newest the store holds.
@@ -649,8 +669,14 @@ mod tests {
         for seed in 1..=200 {
             let seen = overlap(seed, None, None, true);
             assert_eq!(seen.acting, 1, "seed {seed}: two agents acted at once");
-            assert_eq!(seen.answering, 1, "seed {seed}: two agents answered at once");
-            assert_eq!(seen.taken_over, 1, "seed {seed}: the standby did not take over");
+            assert_eq!(
+                seen.answering, 1,
+                "seed {seed}: two agents answered at once"
+            );
+            assert_eq!(
+                seen.taken_over, 1,
+                "seed {seed}: the standby did not take over"
+            );
             assert_eq!(seen.depositions, 0, "seed {seed}: no heartbeat to go by");
         }
     }
@@ -660,7 +686,9 @@ mod tests {
     #[test]
     fn a_lease_counted_from_the_reply_overlaps_the_next_authority() {
         let caught = (1..=200)
-            .filter(|seed| overlap(*seed, Some(CoordinationBug::LeaseFromReply), None, true).acting > 1)
+            .filter(|seed| {
+                overlap(*seed, Some(CoordinationBug::LeaseFromReply), None, true).acting > 1
+            })
             .count();
         assert!(caught > 0, "no seed showed two agents acting at once");
     }
@@ -674,8 +702,14 @@ mod tests {
         let mut takeovers = Vec::new();
         for seed in 1..=200 {
             let seen = overlap(seed, None, Some(us(20)), false);
-            assert_eq!(seen.answering, 1, "seed {seed}: two agents answered at once");
-            assert_eq!(seen.taken_over, 1, "seed {seed}: the standby did not take over");
+            assert_eq!(
+                seen.answering, 1,
+                "seed {seed}: two agents answered at once"
+            );
+            assert_eq!(
+                seen.taken_over, 1,
+                "seed {seed}: the standby did not take over"
+            );
             assert_eq!(seen.depositions, 1, "seed {seed}: no heartbeat deposition");
             takeovers.push(seen.taken_over_at.expect("acted") - us(400));
         }

@@ -50,7 +50,11 @@ pub(super) enum Request {
     GetHeartbeat,
     /// Put the heartbeat key (announcing `interval` microseconds), attached
     /// to `lease`, if the authority key's `create_revision` is `token`.
-    Beat { token: i64, lease: i64, interval: u64 },
+    Beat {
+        token: i64,
+        lease: i64,
+        interval: u64,
+    },
     /// Grant a lease of the store's TTL.
     Grant,
     /// Renew a lease.
@@ -520,11 +524,14 @@ mod tests {
             lease,
             interval: 20_000,
         };
-        let read = |net: &mut StoreNet, now: &mut u64| {
-            match round_trip(net, now, 1, Request::GetHeartbeat) {
-                Response::Heartbeat(key) => key,
-                other => panic!("{other:?}"),
-            }
+        let read = |net: &mut StoreNet, now: &mut u64| match round_trip(
+            net,
+            now,
+            1,
+            Request::GetHeartbeat,
+        ) {
+            Response::Heartbeat(key) => key,
+            other => panic!("{other:?}"),
         };
         assert_eq!(read(&mut net, &mut now), None);
         assert!(matches!(
