@@ -79,6 +79,12 @@ struct Cli {
     /// checker catch what it lets through.
     #[arg(long, value_enum)]
     inject_coordination: Option<Bug>,
+    /// With --redirectors 2 or more: the acting redirector writes a
+    /// heartbeat to the store every N milliseconds of virtual time, and a
+    /// standby revokes it once its heartbeat stopped (the store's lease is
+    /// 150 ms; 0 or none: no heartbeat).
+    #[arg(long)]
+    heartbeat_ms: Option<u64>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -92,6 +98,9 @@ enum Bug {
     LeaseFromReply,
     /// Replies carry views the store does not hold yet.
     NoAnnounceLimit,
+    /// With --heartbeat-ms: the authority acts until its lease runs out,
+    /// not only a few heartbeats after its last one.
+    NoBeatDeadline,
 }
 
 fn main() {
@@ -119,7 +128,9 @@ fn main() {
             Bug::NoCompare => CoordinationBug::NoCompare,
             Bug::LeaseFromReply => CoordinationBug::LeaseFromReply,
             Bug::NoAnnounceLimit => CoordinationBug::NoAnnounceLimit,
+            Bug::NoBeatDeadline => CoordinationBug::NoBeatDeadline,
         }),
+        heartbeat_ms: cli.heartbeat_ms.filter(|ms| *ms > 0),
         ..SimConfig::new(seed)
     };
     if let Some(seed) = cli.trace {
@@ -130,7 +141,7 @@ fn main() {
     let mut lost = 0u64;
     let (mut crashes, mut failovers, mut handovers) = (0usize, 0u64, 0usize);
     let (mut restarts, mut rejoins, mut handbacks) = (0usize, 0u64, 0u64);
-    let (mut elections, mut deposed_writes) = (0u64, 0u64);
+    let (mut elections, mut deposed_writes, mut depositions) = (0u64, 0u64, 0u64);
     for (done, seed) in (cli.from..cli.from + cli.seeds).enumerate() {
         // A long sweep says where it is (stderr, so stdout stays the report).
         if done > 0 && done % 1000 == 0 {
@@ -149,8 +160,10 @@ fn main() {
                 handbacks: b,
                 elections: e,
                 deposed_writes: w,
+                heartbeat_depositions: d,
                 ..
             } => {
+                depositions += d;
                 elections += e;
                 deposed_writes += w;
                 handbacks += b;
@@ -189,8 +202,12 @@ fn main() {
                         Bug::NoCompare => "no-compare",
                         Bug::LeaseFromReply => "lease-from-reply",
                         Bug::NoAnnounceLimit => "no-announce-limit",
+                        Bug::NoBeatDeadline => "no-beat-deadline",
                     };
                     bug.push_str(&format!(" --inject-coordination {name}"));
+                }
+                if let Some(ms) = cli.heartbeat_ms.filter(|ms| *ms > 0) {
+                    bug.push_str(&format!(" --heartbeat-ms {ms}"));
                 }
                 if let Some(p) = cli.preferred_primary {
                     bug.push_str(&format!(" --preferred-primary {p}"));
@@ -217,7 +234,7 @@ fn main() {
     );
     if cli.redirectors > 1 {
         println!(
-            "redirectors: {elections} elections won, {deposed_writes} view writes from a deposed authority reached the store, in the passing seeds"
+            "redirectors: {elections} elections won, {depositions} authorities deposed by a standby when their heartbeat stopped, {deposed_writes} view writes from a deposed authority reached the store, in the passing seeds"
         );
     }
     if failures > 0 {

@@ -10,10 +10,18 @@
 //! that extended it was sent. One request at a time, each given up after a
 //! timeout, as the real agent's blocking client does.
 //!
+//! With a heartbeat (`Agent::with_heartbeat`), the authority writes the
+//! heartbeat key every interval and acts only until a few intervals after
+//! sending the last one the store took, and a standby finding the role
+//! held reads the heartbeat key too and revokes the holder's lease once it
+//! has stopped (see `heartbeat`). Between the margin and the deadline the
+//! loop answers keepalives only (`Agent::answering`).
+//!
 //! This is a model of the agent's rules, not the agent's code: the real
 //! agent talks HTTP to etcd on a thread of its own.
 
-use super::config::CoordinationBug;
+use super::config::{CoordinationBug, SimConfig};
+use super::heartbeat::{Beat, Watch, ACTING_BEATS};
 use super::store::{Request, Response, StoreNet, StoredView};
 use super::us;
 
@@ -21,6 +29,9 @@ use super::us;
 pub(super) const STORE_TTL: u64 = us(150);
 /// The loop stops acting this long before the lease surely ends.
 const MARGIN: u64 = us(20);
+/// Past the margin, the loop still answers keepalives until this long
+/// before the deadline (the real loop's 20 ms against its 100 ms margin).
+const ANSWER_MARGIN: u64 = us(4);
 /// The acting agent's pause between turns with nothing to write.
 const TICK: u64 = us(20);
 /// The acting agent's pause between turns with a write to retry.
@@ -38,6 +49,9 @@ pub(super) enum Event {
     Elected(Option<StoredView>),
     /// We stopped acting.
     Lost(String),
+    /// As a standby, we revoked the lease of redirector `.0`: its
+    /// heartbeat had stopped.
+    Deposed(usize),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -46,6 +60,9 @@ struct Held {
     token: i64,
     /// The lease surely holds until then.
     deadline: u64,
+    /// When the last heartbeat the store took was sent (the win counts as
+    /// one).
+    beat_sent: u64,
 }
 
 /// Why a turn failed.
@@ -61,14 +78,39 @@ enum Fail {
 #[derive(Debug)]
 enum Awaiting {
     CampaignGet,
-    Grant { sent: u64 },
-    Claim { sent: u64, lease: i64, ttl: u64 },
-    RevokeUnused { outcome: Result<(), ()> },
+    Grant {
+        sent: u64,
+    },
+    Claim {
+        sent: u64,
+        lease: i64,
+        ttl: u64,
+    },
+    RevokeUnused {
+        outcome: Result<(), ()>,
+    },
     Load,
     LoadFailedRevoke,
-    KeepAlive { sent: u64 },
+    KeepAlive {
+        sent: u64,
+    },
     CheckKey,
-    Write { view: StoredView },
+    /// A standby's read of the heartbeat key, the role held by `holder`
+    /// under `lease`.
+    ReadBeat {
+        holder: usize,
+        lease: i64,
+    },
+    /// A standby's revocation of a silent holder's lease.
+    Depose {
+        holder: usize,
+    },
+    Beat {
+        sent: u64,
+    },
+    Write {
+        view: StoredView,
+    },
     Resign,
 }
 
@@ -96,6 +138,12 @@ pub(super) struct Agent {
     pub(super) elections: u64,
     /// View writes that failed.
     pub(super) save_errors: u64,
+    /// The heartbeat's interval (None: no heartbeat).
+    heartbeat: Option<u64>,
+    /// When the last heartbeat was sent.
+    beaten: u64,
+    /// As a standby, the watch over the authority's heartbeat.
+    watch: Watch,
 }
 
 impl Agent {
@@ -116,7 +164,24 @@ impl Agent {
             events: Vec::new(),
             elections: 0,
             save_errors: 0,
+            heartbeat: None,
+            beaten: 0,
+            watch: Watch::default(),
         }
+    }
+
+    /// The agent of redirector `id` in a run of `cfg` (its bug and
+    /// heartbeat).
+    pub(super) fn for_run(id: usize, cfg: &SimConfig) -> Agent {
+        Agent::new(id, cfg.inject_coordination).with_heartbeat(cfg.heartbeat_ms.map(us))
+    }
+
+    /// As the authority, write a heartbeat every `interval` microseconds
+    /// and act only while they get through; as a standby, revoke an
+    /// authority whose heartbeat stopped.
+    pub(super) fn with_heartbeat(mut self, interval: Option<u64>) -> Agent {
+        self.heartbeat = interval.filter(|i| *i > 0);
+        self
     }
 
     fn margin(&self) -> u64 {
@@ -126,9 +191,24 @@ impl Agent {
         }
     }
 
+    fn answer_margin(&self) -> u64 {
+        match self.bug {
+            Some(CoordinationBug::LeaseFromReply) => 0,
+            _ => ANSWER_MARGIN,
+        }
+    }
+
     /// The forwarding loop may change views and answer members now.
     pub(super) fn acting(&self, now: u64) -> bool {
         self.acting_until.is_some_and(|u| now + self.margin() < u)
+    }
+
+    /// The role surely holds, margin or not: the loop may answer
+    /// keepalives with the view it has, but change nothing unless
+    /// [`Agent::acting`].
+    pub(super) fn answering(&self, now: u64) -> bool {
+        self.acting_until
+            .is_some_and(|u| now + self.answer_margin() < u)
     }
 
     /// The newest epoch a reply may carry: the newest the store holds.
@@ -158,11 +238,13 @@ impl Agent {
             Some((_, timeout, _)) => *timeout,
             None => self.next_turn,
         };
-        // The loop stops acting then, without a turn of the agent.
-        let stop = self
-            .acting_until
-            .map(|u| u.saturating_sub(self.margin()))
-            .filter(|s| *s > now);
+        // The loop stops acting, then answering, without a turn of the
+        // agent.
+        let stop = [self.margin(), self.answer_margin()]
+            .into_iter()
+            .filter_map(|m| self.acting_until.map(|u| u.saturating_sub(m)))
+            .filter(|s| *s > now)
+            .min();
         Some(stop.map_or(turn, |s| s.min(turn)))
     }
 
@@ -187,7 +269,7 @@ impl Agent {
                     Awaiting::KeepAlive { sent: now },
                 );
             } else {
-                self.write_pending(now, net);
+                self.beat_or_write(now, net);
             }
         }
     }
@@ -209,8 +291,19 @@ impl Agent {
         self.awaiting = Some((id, now + REQUEST_TIMEOUT, awaiting));
     }
 
+    /// Until when the authority may act: while the lease surely holds
+    /// and, with a heartbeat, [`ACTING_BEATS`] intervals after sending the
+    /// last one the store took.
+    fn acting_deadline(&self, h: &Held) -> u64 {
+        match self.heartbeat {
+            Some(_) if self.bug == Some(CoordinationBug::NoBeatDeadline) => h.deadline,
+            Some(i) => h.deadline.min(h.beat_sent + i * ACTING_BEATS),
+            None => h.deadline,
+        }
+    }
+
     fn is_authority(&self, now: u64) -> bool {
-        self.held.is_some_and(|h| now < h.deadline)
+        self.held.is_some_and(|h| now < self.acting_deadline(&h))
     }
 
     /// The lease's deadline: counted from when the request that granted or
@@ -224,8 +317,38 @@ impl Agent {
 
     fn handle(&mut self, now: u64, net: &mut StoreNet, awaiting: Awaiting, resp: Option<Response>) {
         match (awaiting, resp) {
-            (Awaiting::CampaignGet, Some(Response::Authority(Some(_)))) => {
-                self.end(now, net, Ok(()))
+            (Awaiting::CampaignGet, Some(Response::Authority(Some(k)))) => {
+                if self.heartbeat.is_some() {
+                    let awaiting = Awaiting::ReadBeat {
+                        holder: k.holder,
+                        lease: k.lease,
+                    };
+                    self.request(now, net, Request::GetHeartbeat, awaiting);
+                } else {
+                    self.end(now, net, Ok(()))
+                }
+            }
+            (Awaiting::ReadBeat { holder, lease }, Some(Response::Heartbeat(key))) => {
+                // Only a heartbeat written under the holder's lease speaks
+                // for it.
+                let beat = key.filter(|k| k.lease == lease).map(|k| Beat {
+                    revision: k.mod_revision,
+                    interval: k.interval,
+                });
+                if self.watch.silent(now, beat) {
+                    self.watch.reset();
+                    let awaiting = Awaiting::Depose { holder };
+                    self.request(now, net, Request::Revoke(lease), awaiting);
+                } else {
+                    self.end(now, net, Ok(()));
+                }
+            }
+            (Awaiting::Depose { holder }, Some(Response::Revoked)) => {
+                self.events.push(Event::Deposed(holder));
+                self.request(now, net, Request::Grant, Awaiting::Grant { sent: now })
+            }
+            (Awaiting::ReadBeat { .. } | Awaiting::Depose { .. }, None) => {
+                self.end(now, net, Err(Fail::Unreachable))
             }
             (Awaiting::CampaignGet, Some(Response::Authority(None))) => {
                 self.request(now, net, Request::Grant, Awaiting::Grant { sent: now })
@@ -247,7 +370,9 @@ impl Agent {
                     lease,
                     token: revision,
                     deadline: self.deadline(now, sent, ttl),
+                    beat_sent: sent,
                 });
+                self.watch.reset();
                 self.request(now, net, Request::GetView, Awaiting::Load);
             }
             (Awaiting::Claim { lease, .. }, resp) => {
@@ -298,7 +423,7 @@ impl Agent {
                 let token = self.held.map(|h| h.token);
                 if key.is_some_and(|k| Some(k.create_revision) == token) {
                     self.renewed = now;
-                    self.write_pending(now, net);
+                    self.beat_or_write(now, net);
                 } else {
                     self.held = None;
                     self.end(
@@ -308,8 +433,22 @@ impl Agent {
                     );
                 }
             }
+            (Awaiting::Beat { sent }, Some(Response::Beaten { ok: true })) => {
+                if let Some(h) = &mut self.held {
+                    h.beat_sent = sent;
+                }
+                self.write_pending(now, net);
+            }
+            (Awaiting::Beat { .. }, Some(Response::Beaten { ok: false })) => {
+                self.held = None;
+                let why = "the authority key is no longer ours (its lease was revoked or ran out)";
+                self.end(now, net, Err(Fail::Lost(why.into())));
+            }
+            (Awaiting::Beat { .. }, None) => self.end(now, net, Err(Fail::Unreachable)),
             (Awaiting::KeepAlive { .. } | Awaiting::CheckKey, _) => {
-                let result = if self.is_authority(now) {
+                // The lease alone decides here; the heartbeat's deadline is
+                // checked when the turn ends.
+                let result = if self.held.is_some_and(|h| now < h.deadline) {
                     Err(Fail::Unreachable)
                 } else {
                     self.held = None;
@@ -366,6 +505,22 @@ impl Agent {
         }
     }
 
+    /// Write the heartbeat if one is due, then the pending view.
+    fn beat_or_write(&mut self, now: u64, net: &mut StoreNet) {
+        if let (Some(interval), Some(held)) = (self.heartbeat, self.held) {
+            if now.saturating_sub(self.beaten) >= interval {
+                self.beaten = now;
+                let req = Request::Beat {
+                    token: held.token,
+                    lease: held.lease,
+                    interval,
+                };
+                return self.request(now, net, req, Awaiting::Beat { sent: now });
+            }
+        }
+        self.write_pending(now, net);
+    }
+
     /// Write the pending view, if the authority surely holds.
     fn write_pending(&mut self, now: u64, net: &mut StoreNet) {
         let Some(held) = self.held.filter(|_| self.is_authority(now)) else {
@@ -404,7 +559,10 @@ impl Agent {
         if self.acting && !self.is_authority(now) {
             self.step_down(now, net, "the lease could not be renewed in time".into());
         }
-        self.acting_until = self.held.filter(|_| self.acting).map(|h| h.deadline);
+        self.acting_until = self
+            .held
+            .filter(|_| self.acting)
+            .map(|h| self.acting_deadline(&h));
         if self.awaiting.is_none() {
             self.schedule(now);
         }
@@ -412,7 +570,7 @@ impl Agent {
 
     fn schedule(&mut self, now: u64) {
         let wait = if self.acting && self.pending.is_none() {
-            TICK
+            self.heartbeat.map_or(TICK, |i| i.min(TICK))
         } else if self.acting {
             WRITE_RETRY
         } else {
@@ -441,16 +599,41 @@ impl Agent {
 mod tests {
     use super::*;
 
-    /// Two agents on one store; agent 0 acts first, then its path to the
-    /// store slows (replies late but within the timeout) and is cut. The
-    /// most agents whose loops act at one instant, and the elections won.
-    fn overlap(seed: u64, bug: Option<CoordinationBug>) -> (usize, u64) {
+    /// What [`overlap`] saw.
+    struct Overlap {
+        /// The most agents whose loops acted at one instant.
+        acting: usize,
+        /// The most whose loops answered (acting or keepalives only).
+        answering: usize,
+        /// Elections agent 1 won.
+        taken_over: u64,
+        /// When agent 1 first acted.
+        taken_over_at: Option<u64>,
+        /// Leases agent 1 revoked because agent 0's heartbeat stopped.
+        depositions: usize,
+    }
+
+    /// Two agents on one store; agent 0 acts first, then (with `slow`) its
+    /// path to the store slows (replies late, some within the timeout) and,
+    /// at 400 ms, is cut.
+    fn overlap(
+        seed: u64,
+        bug: Option<CoordinationBug>,
+        heartbeat: Option<u64>,
+        slow: bool,
+    ) -> Overlap {
         let mut net = StoreNet::new(STORE_TTL, 2, seed);
-        let mut agents = [Agent::new(0, bug), Agent::new(1, bug)];
-        let mut most = 0;
+        let mut agents = [0, 1].map(|id| Agent::new(id, bug).with_heartbeat(heartbeat));
+        let mut seen = Overlap {
+            acting: 0,
+            answering: 0,
+            taken_over: 0,
+            taken_over_at: None,
+            depositions: 0,
+        };
         let mut now = 0;
         while now < us(1500) {
-            if now == us(300) {
+            if now == us(300) && slow {
                 net.spike(us(1500), us(7), Some(0));
             }
             if now == us(400) {
@@ -464,18 +647,37 @@ mod tests {
             for a in agents.iter_mut().take(if started { 2 } else { 1 }) {
                 a.poll(now, &mut net);
             }
-            most = most.max(agents.iter().filter(|a| a.acting(now)).count());
+            let count = |f: fn(&Agent, u64) -> bool| agents.iter().filter(|a| f(a, now)).count();
+            seen.acting = seen.acting.max(count(Agent::acting));
+            seen.answering = seen.answering.max(count(Agent::answering));
+            if agents[1].acting(now) && seen.taken_over_at.is_none() {
+                seen.taken_over_at = Some(now);
+            }
             now += 50;
         }
-        (most, agents[1].elections)
+        seen.taken_over = agents[1].elections;
+        seen.depositions = agents[1]
+            .take_events()
+            .iter()
+            .filter(|e| matches!(e, Event::Deposed(0)))
+            .count();
+        seen
     }
 
     #[test]
     fn never_two_acting_at_once_and_the_standby_takes_over() {
         for seed in 1..=200 {
-            let (most, taken_over) = overlap(seed, None);
-            assert_eq!(most, 1, "seed {seed}: two agents acted at once");
-            assert_eq!(taken_over, 1, "seed {seed}: the standby did not take over");
+            let seen = overlap(seed, None, None, true);
+            assert_eq!(seen.acting, 1, "seed {seed}: two agents acted at once");
+            assert_eq!(
+                seen.answering, 1,
+                "seed {seed}: two agents answered at once"
+            );
+            assert_eq!(
+                seen.taken_over, 1,
+                "seed {seed}: the standby did not take over"
+            );
+            assert_eq!(seen.depositions, 0, "seed {seed}: no heartbeat to go by");
         }
     }
 
@@ -484,8 +686,49 @@ mod tests {
     #[test]
     fn a_lease_counted_from_the_reply_overlaps_the_next_authority() {
         let caught = (1..=200)
-            .filter(|seed| overlap(*seed, Some(CoordinationBug::LeaseFromReply)).0 > 1)
+            .filter(|seed| {
+                overlap(*seed, Some(CoordinationBug::LeaseFromReply), None, true).acting > 1
+            })
             .count();
         assert!(caught > 0, "no seed showed two agents acting at once");
+    }
+
+    /// With a heartbeat of 20 ms, the standby revokes the cut-off
+    /// authority's lease once its heartbeat stopped, before the lease
+    /// (150 ms) would have run out, and the cut-off one has stopped
+    /// answering by then.
+    #[test]
+    fn with_a_heartbeat_the_standby_deposes_a_silent_authority_early() {
+        let mut takeovers = Vec::new();
+        for seed in 1..=200 {
+            let seen = overlap(seed, None, Some(us(20)), false);
+            assert_eq!(
+                seen.answering, 1,
+                "seed {seed}: two agents answered at once"
+            );
+            assert_eq!(
+                seen.taken_over, 1,
+                "seed {seed}: the standby did not take over"
+            );
+            assert_eq!(seen.depositions, 1, "seed {seed}: no heartbeat deposition");
+            takeovers.push(seen.taken_over_at.expect("acted") - us(400));
+        }
+        takeovers.sort_unstable();
+        let worst = takeovers[takeovers.len() - 1];
+        assert!(
+            worst < STORE_TTL,
+            "the standby acted up to {worst} us after the cut: not before the lease ran out"
+        );
+    }
+
+    /// An authority acting until its lease runs out, while the standby
+    /// deposes it by its heartbeat, answers after its successor acts.
+    #[test]
+    fn acting_past_the_heartbeats_deadline_overlaps_the_next_authority() {
+        let bug = Some(CoordinationBug::NoBeatDeadline);
+        let caught = (1..=200)
+            .filter(|seed| overlap(*seed, bug, Some(us(20)), false).answering > 1)
+            .count();
+        assert!(caught > 0, "no seed showed two agents answering at once");
     }
 }

@@ -62,6 +62,12 @@ pub struct SimConfig {
     /// A known bug in the coordination rules, to show the checker catches
     /// what it lets through (with two or more redirectors).
     pub inject_coordination: Option<CoordinationBug>,
+    /// With two or more redirectors: the acting one writes a heartbeat to
+    /// the store every this many milliseconds of virtual time and acts only
+    /// while they get through, and a standby revokes its lease once the
+    /// heartbeat has stopped (`[coordination] heartbeat_ms`). None: no
+    /// heartbeat, the lease alone deposes an authority.
+    pub heartbeat_ms: Option<u64>,
 }
 
 /// A coordination rule broken on purpose.
@@ -79,6 +85,10 @@ pub enum CoordinationBug {
     LeaseFromReply,
     /// Replies carry the authority's newest view before the store holds it.
     NoAnnounceLimit,
+    /// With a heartbeat: the authority acts until its lease runs out, not
+    /// only until a few heartbeats after the last one the store took,
+    /// while a standby still revokes it once its heartbeat has stopped.
+    NoBeatDeadline,
 }
 
 impl SimConfig {
@@ -125,6 +135,7 @@ impl SimConfig {
             lose_syn_to: None,
             redirectors: 1,
             inject_coordination: None,
+            heartbeat_ms: None,
         }
     }
 }
@@ -156,6 +167,9 @@ pub enum Verdict {
         /// With two or more redirectors: view writes that reached the store
         /// from a redirector no longer holding the authority.
         deposed_writes: u64,
+        /// With a heartbeat: authorities whose lease a standby revoked
+        /// because their heartbeat had stopped.
+        heartbeat_depositions: u64,
     },
     /// The faults left no replica both running, in the view and holding
     /// the group's state: no liveness is owed.

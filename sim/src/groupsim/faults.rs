@@ -279,7 +279,7 @@ impl Sim {
                     &mut self.redirectors[r],
                     Redirector::new(
                         new_authority(&self.cfg, &self.key, 1),
-                        Some(Agent::new(r, self.cfg.inject_coordination)),
+                        Some(Agent::for_run(r, &self.cfg)),
                         Vec::new(),
                         Vec::new(),
                     ),

@@ -15,6 +15,7 @@
 //! - `store`: the coordination store two or more redirectors share (a
 //!   model of etcd) and the network to it.
 //! - `agent`: a model of a redirector's coordination agent.
+//! - `heartbeat`: the authority's heartbeat rules and a standby's watch.
 //! - `redirectors`: the redirectors, their view authorities and control
 //!   traffic, and the views recorded for the one-view-per-epoch check.
 //! - `run`: the simulated group ([`Sim`]) and its run loop.
@@ -24,6 +25,7 @@ mod apps;
 mod checker;
 mod config;
 mod faults;
+mod heartbeat;
 mod node;
 mod redirectors;
 mod run;

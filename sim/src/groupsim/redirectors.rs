@@ -3,9 +3,12 @@
 //! runs an agent model, only the one whose lease surely holds answers the
 //! replicas' control traffic (the others read and drop it), its replies
 //! carry only views the store holds, and the one holding the clients' next
-//! hop (the last elected, until it steps down) sends the copies. The views
-//! members accepted and the store held are recorded here for the
-//! one-view-per-epoch check.
+//! hop (the last elected, until it steps down) sends the copies. Between
+//! its margin and its deadline a loop answers keepalives only, and when it
+//! acts again with its role kept every member gets a fresh keepalive
+//! timeout (`ViewAuthority::resume`). The views members accepted and the
+//! store held are recorded here for the one-view-per-epoch check, and no
+//! two loops may answer at once.
 
 use std::collections::BTreeMap;
 
@@ -36,6 +39,10 @@ pub(super) struct Redirector {
     saved_epoch: u64,
     /// Rejoins counted by authorities replaced at an election.
     rejoins_before: u64,
+    /// The loop acted at its last step (or was elected since).
+    was_acting: bool,
+    /// Elected since the loop's last step: the restore counts, not a pause.
+    elected: bool,
 }
 
 impl Redirector {
@@ -55,6 +62,8 @@ impl Redirector {
             lost_until: 0,
             saved_epoch: 0,
             rejoins_before: 0,
+            was_acting: false,
+            elected: false,
         }
     }
 
@@ -66,6 +75,12 @@ impl Redirector {
     /// The loop answers the replicas now.
     pub(super) fn acting(&self, now: u64) -> bool {
         !self.killed && self.agent.as_ref().is_none_or(|a| a.acting(now))
+    }
+
+    /// The loop answers at least keepalives now (acting, or past its
+    /// margin with the role still held).
+    pub(super) fn answering(&self, now: u64) -> bool {
+        !self.killed && self.agent.as_ref().is_none_or(|a| a.answering(now))
     }
 }
 
@@ -103,6 +118,8 @@ pub(super) struct Coordination {
     pub(super) newest: View,
     /// Elections won, over all redirectors.
     pub(super) elections: u64,
+    /// Leases a standby revoked because the holder's heartbeat stopped.
+    pub(super) heartbeat_depositions: u64,
 }
 
 impl Coordination {
@@ -114,6 +131,7 @@ impl Coordination {
             views: BTreeMap::new(),
             newest: View::default(),
             elections: 0,
+            heartbeat_depositions: 0,
         }
     }
 
@@ -255,22 +273,40 @@ impl Sim {
                 continue;
             }
             let acting = red.acting(now);
+            let answering = red.answering(now);
             let lost = red.lost_until > now;
             let limit = red.agent.as_ref().map_or(u64::MAX, |a| a.announce_limit());
             let epoch = red.authority.view().epoch;
+            let resumed = acting && !red.was_acting && !red.elected;
+            if resumed {
+                // It read nothing while it did not act: silence it could
+                // not hear is no evidence.
+                red.authority.resume(inst);
+            }
+            red.was_acting = acting || red.elected;
+            red.elected = false;
             for i in 0..red.control_up.len() {
                 while let Some(d) = red.control_up[i].recv(now) {
                     // A standby reads and drops; a lost host gets nothing.
-                    if !acting || lost {
+                    if !answering || lost {
                         continue;
                     }
-                    match red.authority.handle_datagram(inst, &d) {
+                    let handled = if acting {
+                        red.authority.handle_datagram(inst, &d)
+                    } else {
+                        red.authority.handle_keepalive(inst, &d)
+                    };
+                    match handled {
                         Ok(Some(_)) if red.authority.view().epoch > limit => {}
                         Ok(Some(reply)) => red.control_down[i].send(now, &reply),
                         _ => {}
                     }
                 }
             }
+            if resumed {
+                self.trace(|| format!("REDIRECTOR {} acts again, its role kept", r + 1));
+            }
+            let red = &mut self.redirectors[r];
             if acting {
                 red.authority.handle_timeout(inst);
                 let v = red.authority.view().epoch;
@@ -310,6 +346,17 @@ impl Sim {
         for stored in c.store.take_written() {
             c.record(&view_of(&stored, preferred), || "the store".into())?;
         }
+        // Each successor is elected only after its predecessor's deadline.
+        let answering: Vec<usize> = (0..self.redirectors.len())
+            .filter(|r| self.redirectors[*r].answering(now))
+            .collect();
+        if answering.len() > 1 {
+            let who: Vec<String> = answering.iter().map(|r| (r + 1).to_string()).collect();
+            return Err(format!(
+                "redirectors {} answer the replicas at once",
+                who.join(" and ")
+            ));
+        }
         for r in 0..self.redirectors.len() {
             if self.redirectors[r].killed {
                 continue;
@@ -338,6 +385,7 @@ impl Sim {
                 let red = &mut self.redirectors[r];
                 let old = std::mem::replace(&mut red.authority, fresh);
                 red.rejoins_before += old.stats().rejoins;
+                red.elected = true;
                 if let Some(v) = &stored {
                     red.authority.restore(inst, v.epoch, &v.members);
                 }
@@ -350,6 +398,18 @@ impl Sim {
                         "REDIRECTOR {} elected, carries on from epoch {:?}",
                         r + 1,
                         stored.map(|v| v.epoch)
+                    )
+                });
+            }
+            Event::Deposed(holder) => {
+                if let Some(c) = self.coordination.as_mut() {
+                    c.heartbeat_depositions += 1;
+                }
+                self.trace(|| {
+                    format!(
+                        "REDIRECTOR {} revokes redirector {}'s lease: its heartbeat stopped",
+                        r + 1,
+                        holder + 1
                     )
                 });
             }

@@ -127,8 +127,7 @@ impl Sim {
         for r in 0..cfg.redirectors.max(1) {
             let control_up = (0..n).map(|_| link(profile)).collect();
             let control_down = (0..n).map(|_| link(profile)).collect();
-            let agent =
-                (cfg.redirectors > 1).then(|| super::agent::Agent::new(r, cfg.inject_coordination));
+            let agent = (cfg.redirectors > 1).then(|| super::agent::Agent::for_run(r, &cfg));
             let authority = new_authority(&cfg, &key, 1);
             redirectors.push(Redirector::new(authority, agent, control_up, control_down));
         }
@@ -230,6 +229,10 @@ impl Sim {
                         .coordination
                         .as_ref()
                         .map_or(0, |c| c.store.fenced_off()),
+                    heartbeat_depositions: self
+                        .coordination
+                        .as_ref()
+                        .map_or(0, |c| c.heartbeat_depositions),
                 };
             }
             let next = self.next_time();

@@ -1,6 +1,7 @@
 //! The simulated coordination store (a model of etcd as the redirectors
-//! use it: one revision counter, leases, the authority key, a group's view
-//! key, transactions comparing `create_revision` and `mod_revision`), and
+//! use it: one revision counter, leases, the authority key and its
+//! heartbeat key, a group's view key, transactions comparing
+//! `create_revision` and `mod_revision`), and
 //! the network between it and the redirectors: seeded latency, latency
 //! spikes, and partitions that lose requests and replies. The store is
 //! linearizable: each request is applied whole when it arrives, in arrival
@@ -28,6 +29,16 @@ pub(super) struct AuthorityKey {
     pub(super) lease: i64,
 }
 
+/// The heartbeat key: the lease it is attached to (the authority key's),
+/// its `mod_revision` (new at every write) and the writer's interval (its
+/// value).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct HeartbeatKey {
+    pub(super) lease: i64,
+    pub(super) mod_revision: i64,
+    pub(super) interval: u64,
+}
+
 /// What a redirector asks the store.
 #[derive(Debug, Clone)]
 pub(super) enum Request {
@@ -35,6 +46,15 @@ pub(super) enum Request {
     GetAuthority,
     /// Read the group's view key.
     GetView,
+    /// Read the heartbeat key.
+    GetHeartbeat,
+    /// Put the heartbeat key (announcing `interval` microseconds), attached
+    /// to `lease`, if the authority key's `create_revision` is `token`.
+    Beat {
+        token: i64,
+        lease: i64,
+        interval: u64,
+    },
     /// Grant a lease of the store's TTL.
     Grant,
     /// Renew a lease.
@@ -62,6 +82,12 @@ pub(super) enum Response {
     Authority(Option<AuthorityKey>),
     /// The view and its `mod_revision`.
     View(Option<(StoredView, i64)>),
+    Heartbeat(Option<HeartbeatKey>),
+    /// Whether the heartbeat was written (false: the authority key is not
+    /// the writer's).
+    Beaten {
+        ok: bool,
+    },
     Granted {
         lease: i64,
         ttl: u64,
@@ -93,6 +119,7 @@ struct Store {
     leases: BTreeMap<i64, u64>,
     ttl: u64,
     authority: Option<AuthorityKey>,
+    heartbeat: Option<HeartbeatKey>,
     view: Option<(StoredView, i64)>,
     /// Every view written, in order, for the checker to take.
     written: Vec<StoredView>,
@@ -106,6 +133,24 @@ impl Store {
         match req {
             Request::GetAuthority => Response::Authority(self.authority),
             Request::GetView => Response::View(self.view.clone()),
+            Request::GetHeartbeat => Response::Heartbeat(self.heartbeat),
+            Request::Beat {
+                token,
+                lease,
+                interval,
+            } => {
+                let ok = self.authority.is_some_and(|a| a.create_revision == token)
+                    && self.leases.contains_key(&lease);
+                if ok {
+                    self.revision += 1;
+                    self.heartbeat = Some(HeartbeatKey {
+                        lease,
+                        mod_revision: self.revision,
+                        interval,
+                    });
+                }
+                Response::Beaten { ok }
+            }
             Request::Grant => {
                 self.next_lease += 1;
                 self.leases.insert(self.next_lease, now + self.ttl);
@@ -188,6 +233,10 @@ impl Store {
             self.authority = None;
             self.revision += 1;
         }
+        if self.heartbeat.is_some_and(|h| h.lease == id) {
+            self.heartbeat = None;
+            self.revision += 1;
+        }
     }
 }
 
@@ -235,6 +284,7 @@ impl StoreNet {
                 leases: BTreeMap::new(),
                 ttl,
                 authority: None,
+                heartbeat: None,
                 view: None,
                 written: Vec::new(),
                 fenced_off: 0,
@@ -452,6 +502,55 @@ mod tests {
             Response::Written { ok: true, .. }
         ));
         assert_eq!(net.take_written(), vec![view(1), view(2)]);
+    }
+
+    #[test]
+    fn the_heartbeat_is_fenced_new_at_every_write_and_goes_with_the_lease() {
+        let mut net = StoreNet::new(100_000, 2, 1);
+        let mut now = 0;
+        let Response::Granted { lease, .. } = round_trip(&mut net, &mut now, 0, Request::Grant)
+        else {
+            panic!()
+        };
+        let Response::Claimed {
+            won: true,
+            revision: token,
+        } = round_trip(&mut net, &mut now, 0, Request::Claim(lease))
+        else {
+            panic!()
+        };
+        let beat = |token| Request::Beat {
+            token,
+            lease,
+            interval: 20_000,
+        };
+        let read = |net: &mut StoreNet, now: &mut u64| match round_trip(
+            net,
+            now,
+            1,
+            Request::GetHeartbeat,
+        ) {
+            Response::Heartbeat(key) => key,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(read(&mut net, &mut now), None);
+        assert!(matches!(
+            round_trip(&mut net, &mut now, 0, beat(token + 1)),
+            Response::Beaten { ok: false }
+        ));
+        assert_eq!(read(&mut net, &mut now), None, "fenced off");
+        assert!(matches!(
+            round_trip(&mut net, &mut now, 0, beat(token)),
+            Response::Beaten { ok: true }
+        ));
+        let first = read(&mut net, &mut now).expect("written");
+        assert_eq!((first.lease, first.interval), (lease, 20_000));
+        round_trip(&mut net, &mut now, 0, beat(token));
+        let second = read(&mut net, &mut now).expect("written");
+        assert!(second.mod_revision > first.mod_revision);
+        round_trip(&mut net, &mut now, 1, Request::Revoke(lease));
+        assert_eq!(read(&mut net, &mut now), None, "gone with its lease");
+        assert_eq!(net.holder(now), None);
     }
 
     #[test]
