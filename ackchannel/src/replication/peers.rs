@@ -305,44 +305,42 @@ impl Replicator {
     /// been delivered) and send them over.
     pub(super) fn find_lost_copies(&mut self, now: Instant) {
         let mut seen = std::collections::HashSet::new();
-        let mut ids: Vec<MemberId> = self
+        // Every connection is looked at each check, but only those behind
+        // are sorted (for a deterministic order of repairs): a sort of
+        // every key each heartbeat slowed a primary holding thousands.
+        let mut behind: Vec<(MemberId, ConnKey, Seq, Seq)> = Vec::new();
+        for (id, confirmed) in self
             .peers
-            .keys()
-            .chain(self.joiners.keys())
-            .copied()
-            .collect();
-        ids.sort_unstable();
-        for id in &ids {
-            let confirmed = match self.peers.get(id) {
-                Some(p) => &p.confirmed,
-                None => &self.joiners[id].confirmed,
-            };
-            let mut keys: Vec<&ConnKey> = confirmed.keys().collect();
-            keys.sort_unstable();
-            for key in keys {
-                let theirs = &confirmed[key];
+            .iter()
+            .map(|(id, p)| (id, &p.confirmed))
+            .chain(self.joiners.iter().map(|(id, j)| (id, &j.confirmed)))
+        {
+            for (key, theirs) in confirmed {
                 let Some(mine) = self.local.get(key) else {
                     continue;
                 };
-                if theirs.held >= mine.held {
-                    continue;
+                if theirs.held < mine.held {
+                    behind.push((*id, *key, theirs.held, mine.held));
                 }
-                seen.insert((*id, *key));
-                match self.behind.get_mut(&(*id, *key)) {
-                    Some((held, since)) if *held == theirs.held => {
-                        if now.saturating_since(*since) >= self.cfg.repair_after {
-                            *since = now;
-                            self.actions.push_back(Action::Repair {
-                                to: *id,
-                                key: *key,
-                                from: theirs.held,
-                                len: mine.held.since(theirs.held).min(MAX_FILL as u32),
-                            });
-                        }
+            }
+        }
+        behind.sort_unstable_by_key(|b| (b.0, b.1));
+        for (id, key, theirs, mine) in behind {
+            seen.insert((id, key));
+            match self.behind.get_mut(&(id, key)) {
+                Some((held, since)) if *held == theirs => {
+                    if now.saturating_since(*since) >= self.cfg.repair_after {
+                        *since = now;
+                        self.actions.push_back(Action::Repair {
+                            to: id,
+                            key,
+                            from: theirs,
+                            len: mine.since(theirs).min(MAX_FILL as u32),
+                        });
                     }
-                    _ => {
-                        self.behind.insert((*id, *key), (theirs.held, now));
-                    }
+                }
+                _ => {
+                    self.behind.insert((id, key), (theirs, now));
                 }
             }
         }
@@ -359,20 +357,23 @@ impl Replicator {
         now: Instant,
         seen: &mut std::collections::HashSet<(MemberId, ConnKey)>,
     ) {
-        let mut keys: Vec<ConnKey> = self.local.keys().copied().collect();
-        keys.sort_unstable();
         let me = self.me;
-        for key in keys {
-            let mine = self.local[&key].held;
-            let best = self
-                .backups()
-                .into_iter()
-                .filter_map(|b| Some((b, self.peers.get(&b)?.confirmed.get(&key)?.held)))
+        let backups = self.backups();
+        // Only the connections where a backup holds more are sorted.
+        let mut ahead: Vec<(ConnKey, Seq, MemberId, Seq)> = Vec::new();
+        for (key, conn) in &self.local {
+            let mine = conn.held;
+            let best = backups
+                .iter()
+                .filter_map(|&b| Some((b, self.peers.get(&b)?.confirmed.get(key)?.held)))
                 .filter(|(_, held)| *held > mine)
                 .max_by_key(|(b, held)| (*held, std::cmp::Reverse(*b)));
-            let Some((from_member, theirs)) = best else {
-                continue;
-            };
+            if let Some((from_member, theirs)) = best {
+                ahead.push((*key, mine, from_member, theirs));
+            }
+        }
+        ahead.sort_unstable_by_key(|a| a.0);
+        for (key, mine, from_member, theirs) in ahead {
             seen.insert((me, key));
             match self.behind.get_mut(&(me, key)) {
                 Some((held, since)) if *held == mine => {
