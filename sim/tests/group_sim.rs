@@ -338,6 +338,62 @@ fn a_seed_replays_exactly() {
     assert_eq!(run_seed(two()), run_seed(two()));
 }
 
+/// The seeds of a two-redirector test: `HYDRA_SIM_SEED` alone, or 1 to `n`.
+fn redirector_seeds(n: u64) -> Vec<u64> {
+    match std::env::var("HYDRA_SIM_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        Some(seed) => vec![seed],
+        None => (1..=n).collect(),
+    }
+}
+
+/// What the passing seeds of a two-redirector run added up to.
+#[derive(Default)]
+struct RedirectorTotals {
+    passed: u64,
+    elections: u64,
+    deposed_writes: u64,
+    heartbeat_depositions: u64,
+}
+
+/// Two redirectors (with a heartbeat of `heartbeat_ms`, if any) over each
+/// seed; a violation fails the test with its repro command.
+fn run_two_redirector_seeds(seeds: &[u64], heartbeat_ms: Option<u64>) -> RedirectorTotals {
+    let mut t = RedirectorTotals::default();
+    for &seed in seeds {
+        let cfg = SimConfig {
+            redirectors: 2,
+            heartbeat_ms,
+            connections: 2,
+            bytes_per_connection: 16 * 1024,
+            ..SimConfig::new(seed)
+        };
+        match run_seed(cfg) {
+            Verdict::Pass {
+                elections,
+                deposed_writes,
+                heartbeat_depositions,
+                ..
+            } => {
+                t.passed += 1;
+                t.elections += elections;
+                t.deposed_writes += deposed_writes;
+                t.heartbeat_depositions += heartbeat_depositions;
+            }
+            Verdict::GroupLost { .. } => {}
+            Verdict::Violation { at_ms, what } => {
+                let beat = heartbeat_ms.map_or(String::new(), |h| format!(" --heartbeat-ms {h}"));
+                panic!(
+                    "seed {seed} at {at_ms} ms: {what}\nrepro: cargo run -p hydra-sim --bin hydra-sim -- --redirectors 2{beat} --connections 2 --bytes 16384 --trace {seed}"
+                )
+            }
+        }
+    }
+    t
+}
+
 /// A group served by two redirectors coordinated through the simulated
 /// store, under the replica faults plus kills of the acting redirector
 /// (and restarts), partitions of it from the store or from everything,
@@ -347,37 +403,9 @@ fn a_seed_replays_exactly() {
 /// and every stream comes back byte-exact with no reset.
 #[test]
 fn two_redirectors_keep_one_view_per_epoch_through_kills_partitions_and_a_slow_store() {
-    let seeds: Vec<u64> = match std::env::var("HYDRA_SIM_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-    {
-        Some(seed) => vec![seed],
-        None => (1..=200).collect(),
-    };
-    let (mut elections, mut deposed, mut passed) = (0, 0, 0);
-    for &seed in &seeds {
-        let cfg = SimConfig {
-            redirectors: 2,
-            connections: 2,
-            bytes_per_connection: 16 * 1024,
-            ..SimConfig::new(seed)
-        };
-        match run_seed(cfg) {
-            Verdict::Pass {
-                elections: e,
-                deposed_writes: w,
-                ..
-            } => {
-                passed += 1;
-                elections += e;
-                deposed += w;
-            }
-            Verdict::GroupLost { .. } => {}
-            Verdict::Violation { at_ms, what } => panic!(
-                "seed {seed} at {at_ms} ms: {what}\nrepro: cargo run -p hydra-sim --bin hydra-sim -- --redirectors 2 --connections 2 --bytes 16384 --trace {seed}"
-            ),
-        }
-    }
+    let seeds = redirector_seeds(200);
+    let t = run_two_redirector_seeds(&seeds, None);
+    let (elections, deposed, passed) = (t.elections, t.deposed_writes, t.passed);
     if seeds.len() > 1 {
         assert!(
             elections > passed + passed / 4,
@@ -439,38 +467,9 @@ fn unfenced_view_writes_are_caught() {
 /// once, byte-exact streams), and standbys do depose silent authorities.
 #[test]
 fn two_redirectors_with_a_heartbeat_depose_silent_authorities_and_keep_one_view_per_epoch() {
-    let seeds: Vec<u64> = match std::env::var("HYDRA_SIM_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-    {
-        Some(seed) => vec![seed],
-        None => (1..=60).collect(),
-    };
-    let (mut elections, mut depositions, mut passed) = (0, 0, 0);
-    for &seed in &seeds {
-        let cfg = SimConfig {
-            redirectors: 2,
-            heartbeat_ms: Some(20),
-            connections: 2,
-            bytes_per_connection: 16 * 1024,
-            ..SimConfig::new(seed)
-        };
-        match run_seed(cfg) {
-            Verdict::Pass {
-                elections: e,
-                heartbeat_depositions: d,
-                ..
-            } => {
-                passed += 1;
-                elections += e;
-                depositions += d;
-            }
-            Verdict::GroupLost { .. } => {}
-            Verdict::Violation { at_ms, what } => panic!(
-                "seed {seed} at {at_ms} ms: {what}\nrepro: cargo run -p hydra-sim --bin hydra-sim -- --redirectors 2 --heartbeat-ms 20 --connections 2 --bytes 16384 --trace {seed}"
-            ),
-        }
-    }
+    let seeds = redirector_seeds(60);
+    let t = run_two_redirector_seeds(&seeds, Some(20));
+    let (elections, depositions, passed) = (t.elections, t.heartbeat_depositions, t.passed);
     if seeds.len() > 1 {
         assert!(
             elections > passed + passed / 4,
