@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::{
     cluster, download_matches, echo_verdict, kill_and_wait_view, kill_primary, live_members,
-    serial, wait_until,
+    primary_gate_deliveries, serial, wait_until,
 };
 use scenarios::clients;
 use scenarios::cluster::{Cluster, VIP};
@@ -47,6 +47,9 @@ fn upload_and_interactive_survive(tag: &str, replicas: usize) {
     kill_after(&mut c, Duration::from_millis(1000), false);
     echo_verdict(&clients::finish_echo(bulk).unwrap(), "bulk echo");
     echo_verdict(&clients::finish_echo(chat).unwrap(), "interactive echo");
+    // The echo app's connections share nothing: the new primary hands
+    // them bytes at the gate, ahead of the log.
+    assert!(primary_gate_deliveries(&c) > 0);
 }
 
 fn many_connections_survive(tag: &str, replicas: usize) {

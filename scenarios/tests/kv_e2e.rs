@@ -83,6 +83,11 @@ fn redis_clients_get_redis_answers_and_benchmark_through_two_primary_crashes() {
     }
     // The last member standing still has what was written before.
     assert_eq!(redis_cli(&c, &["GET", "greeting"]), "hello world");
+    assert_eq!(
+        common::primary_gate_deliveries(&c),
+        0,
+        "an ordered listener's bytes wait for the log's commit"
+    );
 }
 
 #[test]

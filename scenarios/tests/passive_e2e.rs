@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{echo_verdict, live_members, serial, wait_until};
+use common::{echo_verdict, live_members, primary_gate_deliveries, serial, wait_until};
 use scenarios::clients;
 use scenarios::cluster::ClusterSpec;
 use testnet::netns::privileged;
@@ -75,7 +75,15 @@ fn passive_sessions_survive_a_primary_crash_and_a_handover() {
     let refused = c.replica_status(before[2]).unwrap()["checkpoints_refused"].clone();
     eprintln!("checkpoints refused on the final primary: {refused}");
 
-    // The deterministic apps keep working beside the passive one.
+    assert_eq!(
+        primary_gate_deliveries(&c),
+        0,
+        "a passive listener's bytes are released by checkpoints, not at the gate"
+    );
+
+    // The deterministic apps keep working beside the passive one, and
+    // their connections (a plain listener's) take bytes at the gate.
     let echo = clients::start_echo(&c, 2, 64 << 10, 4096, Duration::from_millis(2)).unwrap();
     echo_verdict(&clients::finish_echo(echo).unwrap(), "echo beside sessions");
+    assert!(primary_gate_deliveries(&c) > 0);
 }

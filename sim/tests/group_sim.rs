@@ -15,18 +15,20 @@ fn seeds() -> Vec<u64> {
 
 #[test]
 fn groups_of_three_survive_seeded_crashes_pauses_partitions_and_lossy_links() {
-    let (mut failovers, mut handovers, mut rejoins) = (0, 0, 0);
+    let (mut failovers, mut handovers, mut rejoins, mut at_gate) = (0, 0, 0, 0);
     for seed in seeds() {
         match run_seed(SimConfig::new(seed)) {
             Verdict::Pass {
                 failovers: f,
                 handovers: h,
                 rejoins: j,
+                gate_deliveries: g,
                 ..
             } => {
                 failovers += f;
                 handovers += h;
                 rejoins += j;
+                at_gate += g;
             }
             Verdict::GroupLost { .. } => {}
             Verdict::Violation { at_ms, what } => {
@@ -35,6 +37,10 @@ fn groups_of_three_survive_seeded_crashes_pauses_partitions_and_lossy_links() {
         }
     }
     assert!(failovers > 0, "the fixed seeds must exercise failovers");
+    assert!(
+        at_gate > 0,
+        "the echo connections (a plain listener's) must take bytes at the gate"
+    );
     if seeds().len() > 1 {
         assert!(handovers > 0, "the fixed seeds must exercise handovers");
         assert!(rejoins > 0, "the fixed seeds must exercise rejoins");
@@ -436,12 +442,12 @@ fn unfenced_view_writes_are_caught() {
     let cases = [
         (
             CoordinationBug::NoFence,
-            [8, 35, 63, 94],
+            [8, 35, 57, 94],
             "wrote to the client while view",
         ),
         (
             CoordinationBug::NoCompare,
-            [98, 152, 157, 164],
+            [11, 31, 152, 157],
             "two views for epoch",
         ),
     ];
@@ -635,7 +641,15 @@ fn an_application_sharing_state_across_connections_sees_one_order_everywhere() {
             ..SimConfig::new(seed)
         };
         match run_seed(cfg) {
-            Verdict::Pass { .. } => passed += 1,
+            Verdict::Pass {
+                gate_deliveries, ..
+            } => {
+                passed += 1;
+                assert_eq!(
+                    gate_deliveries, 0,
+                    "seed {seed}: an ordered connection took bytes ahead of the log"
+                );
+            }
             Verdict::GroupLost { .. } => {}
             Verdict::Violation { at_ms, what } => {
                 panic!("seed {seed} at {at_ms} ms: {what}\nrepro: cargo run -p hydra-sim --bin hydra-sim -- --ordered --trace {seed}")

@@ -58,6 +58,7 @@ impl Replicator {
             self.gates.insert(key, gate);
             self.stats.gate_updates += 1;
             self.actions.push_back(Action::Gate(key, gate));
+            self.deliver_gate(key);
         }
         if self.logged.get(&key).is_none_or(|l| gate.ack > *l) {
             if self.log.len() >= self.cfg.max_log {

@@ -72,23 +72,47 @@ impl Replicator {
         self.stats.entries_committed += 1;
         match entry {
             Entry::Opened { key, record } => {
-                if !self.is_primary() {
+                self.open_committed.insert(key);
+                if self.is_primary() {
+                    self.deliver_gate(key);
+                } else {
                     self.actions.push_back(Action::Open(key, record));
                 }
             }
-            Entry::Data { key, upto } => {
-                if self.delivered.get(&key).is_none_or(|d| upto > *d) {
-                    self.delivered.insert(key, upto);
-                    self.actions.push_back(Action::Deliver(key, upto));
-                    if !self.joiners.is_empty() {
-                        self.joiner_deliveries.push((key, upto));
-                    }
-                }
-            }
+            Entry::Data { key, upto } => self.deliver(key, upto),
             Entry::Closed { key } => {
                 self.delivered.remove(&key);
+                self.open_committed.remove(&key);
+                self.independent.remove(&key);
                 self.actions.push_back(Action::Close(key));
             }
+        }
+    }
+
+    /// The application of `key` may read client bytes before `upto`.
+    pub(super) fn deliver(&mut self, key: ConnKey, upto: Seq) {
+        if self.delivered.get(&key).is_none_or(|d| upto > *d) {
+            self.delivered.insert(key, upto);
+            self.actions.push_back(Action::Deliver(key, upto));
+            if !self.joiners.is_empty() {
+                self.joiner_deliveries.push((key, upto));
+            }
+        }
+    }
+
+    /// Primary: deliver what the gate of `key` passes, if its application
+    /// takes bytes at the gate and its opening is committed (see
+    /// [`Replicator::deliver_at_gate`]).
+    pub(super) fn deliver_gate(&mut self, key: ConnKey) {
+        if !self.independent.contains(&key) || !self.open_committed.contains(&key) {
+            return;
+        }
+        let Some(gate) = self.gates.get(&key).copied() else {
+            return;
+        };
+        if self.delivered.get(&key).is_none_or(|d| gate.ack > *d) {
+            self.stats.gate_deliveries += 1;
+            self.deliver(key, gate.ack);
         }
     }
 

@@ -7,7 +7,12 @@
 //! the *delivery log*: connection opened, client bytes up to N (FIN
 //! included), connection closed. Backups acknowledge log positions; an entry
 //! is *committed* once every live backup holds it, and only then does any
-//! replica (the primary too) hand the bytes to its application.
+//! replica hand the bytes to its application. One exception shortens the
+//! primary's path: a connection whose application keeps no state shared
+//! with other connections ([`Replicator::deliver_at_gate`]) needs atomic
+//! delivery but no order among connections, so once its opening is
+//! committed the primary hands it what the gate passes (bytes every live
+//! member holds) without waiting for the log entry to commit.
 //!
 //! Data entries are cumulative ("bytes up to N"), so a new primary can drop
 //! the previous epoch's uncommitted tail and log again from what it holds:
@@ -24,7 +29,7 @@
 //! - `frame`: the wire format of frame bodies.
 //! - `checkpoints`: passive replication's checkpoint stream.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 
 use hydra_base::{ConnKey, Duration, Gate, Instant, Seq};
 
@@ -213,6 +218,9 @@ pub struct ReplicationStats {
     pub entries_committed: u64,
     /// Gates moved (primary).
     pub gate_updates: u64,
+    /// Deliveries at the gate, ahead of the log's commit (primary; see
+    /// [`Replicator::deliver_at_gate`]).
+    pub gate_deliveries: u64,
     /// Confirmations dropped because a peer reported too many connections.
     pub confirmations_dropped: u64,
     /// Lost copies repaired from the primary's buffer (primary: sent, backup: received).
@@ -244,6 +252,10 @@ pub struct Replicator {
 
     local: HashMap<ConnKey, Progress>,
     delivered: HashMap<ConnKey, Seq>,
+    /// Connections whose application shares no state with others.
+    independent: HashSet<ConnKey>,
+    /// Connections whose opening is committed (or came by snapshot).
+    open_committed: HashSet<ConnKey>,
 
     // Primary: gates issued, what the log covers, uncommitted entries, backups.
     gates: HashMap<ConnKey, Gate>,
@@ -309,6 +321,8 @@ impl Replicator {
             view: None,
             local: HashMap::new(),
             delivered: HashMap::new(),
+            independent: HashSet::new(),
+            open_committed: HashSet::new(),
             gates: HashMap::new(),
             logged: HashMap::new(),
             unlogged: BTreeSet::new(),
@@ -501,6 +515,26 @@ impl Replicator {
         let _ = now;
     }
 
+    /// This connection's application keeps no state shared with other
+    /// connections (active replication, not an ordered listener): it needs
+    /// every byte it reads held by every live member, not one order of all
+    /// connections' events. Once its opening is committed, the primary
+    /// delivers what the gate passes at once instead of when the log entry
+    /// commits, which saves a round trip to the backups per request.
+    /// Backups still deliver in log order.
+    ///
+    /// Why a failover loses nothing: the gate is the minimum over the live
+    /// members' confirmed progress, so whichever backup takes over holds
+    /// every byte delivered here, logs it again from what it holds, and its
+    /// application (which sees the connection's bytes as a stream) produces
+    /// the same output. The opening must be committed first: its record
+    /// carries the options and timestamp base the new primary must use.
+    pub fn deliver_at_gate(&mut self, key: ConnKey) {
+        if self.independent.insert(key) && self.is_primary() {
+            self.deliver_gate(key);
+        }
+    }
+
     /// Primary: a connection reached ESTABLISHED; log it (with its options).
     pub fn opened(&mut self, _now: Instant, key: ConnKey, record: Vec<u8>) {
         if self.is_primary() {
@@ -560,6 +594,7 @@ impl Replicator {
 
     pub(super) fn forget(&mut self, key: ConnKey) {
         self.local.remove(&key);
+        self.independent.remove(&key);
         self.gates.remove(&key);
         self.logged.remove(&key);
         self.unlogged.remove(&key);

@@ -270,6 +270,8 @@ impl Replicator {
     /// Joining member: a connection arrived by snapshot; the application
     /// has been given everything before `delivered`.
     pub fn imported(&mut self, key: ConnKey, delivered: Option<Seq>) {
+        // The snapshot carries what the opening record would.
+        self.open_committed.insert(key);
         match (self.delivered.get(&key).copied(), delivered) {
             // Commits the primary passed on before the snapshot arrived.
             (Some(known), Some(d)) if known > d => {

@@ -166,6 +166,129 @@ fn an_entry_is_delivered_nowhere_until_every_backup_holds_it() {
     assert_eq!(g.delivered(1, c), Some(Seq(100)));
 }
 
+/// A connection opened on every node (`independent`: its application
+/// shares no state); the primary logs the opening and every member holds
+/// `held` bytes, all committed. Then every member holds `more` and only
+/// the backups' confirmations reach the primary.
+fn opened_then_confirmed(g: &mut Group, c: ConnKey, independent: bool, held: u32, more: u32) {
+    g.view(ms(0), 1, &[1, 2, 3]);
+    if independent {
+        for node in 0..3 {
+            g.nodes[node].deliver_at_gate(c);
+        }
+    }
+    g.nodes[0].opened(ms(1), c, vec![7]);
+    for node in 0..3 {
+        g.progress(ms(1), node, c, held);
+    }
+    g.pump(ms(1));
+    assert_eq!(g.delivered(0, c), Some(Seq(held)));
+    for node in 0..3 {
+        g.progress(ms(2), node, c, more);
+    }
+    confirmations_only(g, ms(2));
+    assert_eq!(g.gate(0, c).unwrap().ack, Seq(more));
+}
+
+/// Backups' frames reach the primary; the primary's frames are held back
+/// (its log entries reach no backup, so nothing new can commit).
+fn confirmations_only(g: &mut Group, now: Instant) {
+    for i in 1..g.nodes.len() {
+        g.nodes[i].flush(now);
+        while let Some((to, frame)) = g.nodes[i].poll_transmit() {
+            assert_eq!(to, MemberId(1));
+            let _ = g.nodes[0].handle_frame(now, &frame);
+        }
+    }
+    while let Some(a) = g.nodes[0].poll_action() {
+        g.actions[0].push(a);
+    }
+}
+
+#[test]
+fn an_independent_connection_is_delivered_at_the_gate_on_the_primary_only() {
+    let mut g = Group::new(3);
+    let c = conn(11);
+    opened_then_confirmed(&mut g, c, true, 100, 300);
+    assert_eq!(
+        g.delivered(0, c),
+        Some(Seq(300)),
+        "the primary delivers what every member holds without the commit"
+    );
+    assert_eq!(g.nodes[0].uncommitted(), 1, "the entry is not committed");
+    assert_eq!(g.nodes[0].stats().gate_deliveries, 2);
+    for node in 1..3 {
+        assert_eq!(
+            g.delivered(node, c),
+            Some(Seq(100)),
+            "backups wait for the log"
+        );
+    }
+    g.pump(ms(3));
+    for node in 0..3 {
+        assert_eq!(g.delivered(node, c), Some(Seq(300)), "node {node}");
+        let count = g.actions[node]
+            .iter()
+            .filter(|a| matches!(a, Action::Deliver(k, s) if *k == c && *s == Seq(300)))
+            .count();
+        assert_eq!(count, 1, "node {node} delivers up to 300 once");
+    }
+}
+
+#[test]
+fn an_ordered_connection_waits_for_the_commit_even_at_the_gate() {
+    let mut g = Group::new(3);
+    let c = conn(12);
+    opened_then_confirmed(&mut g, c, false, 100, 300);
+    assert_eq!(
+        g.delivered(0, c),
+        Some(Seq(100)),
+        "no delivery before the commit"
+    );
+    g.pump(ms(3));
+    assert_eq!(g.delivered(0, c), Some(Seq(300)));
+}
+
+#[test]
+fn an_independent_connection_waits_for_its_opening_to_commit() {
+    let mut g = Group::new(3);
+    g.view(ms(0), 1, &[1, 2, 3]);
+    let c = conn(13);
+    for node in 0..3 {
+        g.nodes[node].deliver_at_gate(c);
+        g.progress(ms(1), node, c, 100);
+    }
+    g.nodes[0].opened(ms(1), c, vec![7]);
+    confirmations_only(&mut g, ms(1));
+    assert_eq!(g.gate(0, c).unwrap().ack, Seq(100));
+    assert_eq!(
+        g.delivered(0, c),
+        None,
+        "the opening record is not held by the backups yet"
+    );
+    g.pump(ms(2));
+    assert_eq!(g.delivered(0, c), Some(Seq(100)));
+}
+
+#[test]
+fn bytes_delivered_at_the_gate_reach_the_new_primary_after_a_crash() {
+    let mut g = Group::new(3);
+    let c = conn(14);
+    opened_then_confirmed(&mut g, c, true, 100, 300);
+    assert_eq!(g.delivered(0, c), Some(Seq(300)));
+    // The primary dies before any backup heard of the entry.
+    g.up[0] = false;
+    g.view(ms(3), 2, &[2, 3]);
+    g.pump(ms(3));
+    for node in 1..3 {
+        assert_eq!(
+            g.delivered(node, c),
+            Some(Seq(300)),
+            "node {node} delivers what the old primary delivered"
+        );
+    }
+}
+
 #[test]
 fn deliveries_are_in_the_same_order_on_every_replica() {
     let mut g = Group::new(3);

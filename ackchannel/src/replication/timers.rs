@@ -263,6 +263,8 @@ impl Replicator {
             if !self.dirty.contains(&key) {
                 self.local.remove(&key);
                 self.delivered.remove(&key);
+                self.independent.remove(&key);
+                self.open_committed.remove(&key);
             } else {
                 self.closing.push(key);
             }

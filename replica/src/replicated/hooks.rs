@@ -50,6 +50,8 @@ pub struct ReplicaStatus {
     pub frames_sent: u64,
     pub frames_received: u64,
     pub gate_updates: u64,
+    /// Deliveries at the gate, ahead of the log's commit (primary).
+    pub gate_deliveries: u64,
     /// Fills sent: client bytes a member lacked, sent by a member holding them.
     pub repairs: u64,
     /// Fills this primary asked a backup for (bytes only it lost).
@@ -161,6 +163,7 @@ impl ReplicationHooks {
         s.frames_sent = r.stats().frames_sent;
         s.frames_received = r.stats().frames_received;
         s.gate_updates = r.stats().gate_updates;
+        s.gate_deliveries = r.stats().gate_deliveries;
         s.repairs = r.stats().repairs;
         s.fill_requests = r.stats().fill_requests;
         s.checkpoint_backlog = r.checkpoint_backlog();

@@ -382,6 +382,9 @@ impl ReplicaLogic {
         match event {
             Event::Progress(key) => {
                 if let Some((held, edge, fin)) = stack.receive_progress(key) {
+                    if stack.is_independent(key) {
+                        self.replicator.deliver_at_gate(key);
+                    }
                     self.replicator.local_progress(now, key, held, edge, fin);
                 }
             }
@@ -556,6 +559,9 @@ impl ReplicaLogic {
             Ok(_) => {
                 self.replicator.imported(key, delivered);
                 self.imported_snapshots += 1;
+                if stack.is_independent(key) {
+                    self.replicator.deliver_at_gate(key);
+                }
                 if let Some((held, edge, fin)) = stack.receive_progress(key) {
                     self.replicator.local_progress(now, key, held, edge, fin);
                 }

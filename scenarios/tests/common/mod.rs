@@ -82,6 +82,19 @@ pub fn kill_primary(c: &mut Cluster) -> u8 {
     victim
 }
 
+/// The current primary's count of deliveries at the gate (ahead of the
+/// log's commit): only connections of plain listeners take them.
+#[allow(dead_code)]
+pub fn primary_gate_deliveries(c: &Cluster) -> u64 {
+    let (_, primary, _) = c.view().expect("redirector status");
+    let status = c
+        .replica_status(primary.expect("a primary"))
+        .expect("primary status");
+    status["gate_deliveries"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no gate_deliveries in the primary's status: {status}"))
+}
+
 pub fn echo_verdict(v: &serde_json::Value, what: &str) {
     assert_eq!(v["ok"].as_bool(), Some(true), "{what}: {v}");
     assert_eq!(v["resets"], 0, "{what}: client saw a reset: {v}");

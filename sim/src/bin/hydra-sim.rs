@@ -141,6 +141,7 @@ fn main() {
     let mut lost = 0u64;
     let (mut crashes, mut failovers, mut handovers) = (0usize, 0u64, 0usize);
     let (mut restarts, mut rejoins, mut handbacks) = (0usize, 0u64, 0u64);
+    let mut gate_deliveries = 0u64;
     let (mut elections, mut deposed_writes, mut depositions) = (0u64, 0u64, 0u64);
     for (done, seed) in (cli.from..cli.from + cli.seeds).enumerate() {
         // A long sweep says where it is (stderr, so stdout stays the report).
@@ -161,8 +162,10 @@ fn main() {
                 elections: e,
                 deposed_writes: w,
                 heartbeat_depositions: d,
+                gate_deliveries: g,
                 ..
             } => {
+                gate_deliveries += g;
                 depositions += d;
                 elections += e;
                 deposed_writes += w;
@@ -229,7 +232,7 @@ fn main() {
         }
     }
     println!(
-        "{} seeds, {} failed, {lost} lost every replica (no liveness owed); {crashes} crashes, {handovers} handovers, {failovers} failovers, {restarts} restarts ({rejoins} rejoined), {handbacks} handbacks survived in the passing seeds",
+        "{} seeds, {} failed, {lost} lost every replica (no liveness owed); {crashes} crashes, {handovers} handovers, {failovers} failovers, {restarts} restarts ({rejoins} rejoined), {handbacks} handbacks survived, {gate_deliveries} deliveries at the gate in the passing seeds",
         cli.seeds, failures
     );
     if cli.redirectors > 1 {

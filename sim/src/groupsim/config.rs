@@ -162,6 +162,9 @@ pub enum Verdict {
         handbacks: u64,
         /// Passive checkpoints applied by backups or released by primaries.
         checkpoints: u64,
+        /// Deliveries at the gate, ahead of the log's commit, by the
+        /// replicas running at the end (plain listeners only).
+        gate_deliveries: u64,
         /// With two or more redirectors: elections won.
         elections: u64,
         /// With two or more redirectors: view writes that reached the store

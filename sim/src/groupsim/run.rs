@@ -224,6 +224,11 @@ impl Sim {
                     rejoins: self.redirectors.iter().map(|r| r.rejoins()).sum(),
                     handbacks: self.nodes.iter().map(|n| n.logic.handbacks).sum(),
                     checkpoints: self.nodes.iter().map(|n| n.logic.checkpoints_applied).sum(),
+                    gate_deliveries: self
+                        .nodes
+                        .iter()
+                        .map(|n| n.logic.replicator().stats().gate_deliveries)
+                        .sum(),
                     elections: self.coordination.as_ref().map_or(0, |c| c.elections),
                     deposed_writes: self
                         .coordination

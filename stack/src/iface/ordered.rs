@@ -65,6 +65,11 @@ impl Stack {
         Ok(())
     }
 
+    /// Whether connections to `local` belong to the ordered listener.
+    pub(super) fn ordered_covers(&self, local: SocketAddr) -> bool {
+        !self.ordered.listeners.is_empty() && self.ordered.covers(local)
+    }
+
     /// The next delivery of an ordered listener's connections, oldest first.
     pub fn poll_delivery(&mut self) -> Option<Delivery> {
         self.ordered.records.pop_front()

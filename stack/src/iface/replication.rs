@@ -237,6 +237,23 @@ impl Stack {
         self.after_change(key, sig);
     }
 
+    /// Whether `key`'s application keeps no state shared with other
+    /// connections: it was made by a plain listener (not ordered, not
+    /// passive). Such a connection needs its bytes held by every member
+    /// before it reads them, but no order among connections, so a group's
+    /// primary may deliver them at the gate instead of in log order.
+    pub fn is_independent(&self, key: ConnKey) -> bool {
+        let Some(tcb) = self.conns.get(&key) else {
+            return false;
+        };
+        let Some(listener) = self.listener_for(key.local) else {
+            return false;
+        };
+        tcb.passive.is_none()
+            && !self.listener_is_passive(Some(listener))
+            && !self.ordered_covers(key.local)
+    }
+
     /// Negotiated connection parameters, for the replication log's "opened" entry.
     pub fn open_record(&self, key: ConnKey) -> Option<OpenRecord> {
         Some(self.conns.get(&key)?.open_record())

@@ -289,3 +289,36 @@ fn a_backup_fills_a_lost_copy_from_bytes_the_primary_held() {
     b.stack.set_delivery_limit(bk, None);
     assert_eq!(b.read_all(), data);
 }
+
+/// A harness whose stack listens on the server port the way `listen` says.
+fn listening(listen: impl FnOnce(&mut Stack, SocketAddr)) -> Harness {
+    let mut h = h();
+    h.stack = Stack::new(test_config());
+    listen(&mut h.stack, h.key.local);
+    h
+}
+
+#[test]
+fn only_connections_of_a_plain_listener_are_independent() {
+    let mut plain = h();
+    let key = plain.establish();
+    assert!(plain.stack.is_independent(key));
+
+    let mut ordered = listening(|s, local| s.listen_ordered(local).unwrap());
+    let key = ordered.establish();
+    assert!(
+        !ordered.stack.is_independent(key),
+        "an ordered listener's connections share its state"
+    );
+
+    let mut passive = listening(|s, local| s.listen_passive(local).unwrap());
+    let key = passive.establish();
+    assert!(
+        !passive.stack.is_independent(key),
+        "a passive listener's connections are checkpointed, not delivered at the gate"
+    );
+    assert!(!plain.stack.is_independent(ConnKey {
+        local: SERVER,
+        remote: SocketAddr::from(([198, 18, 0, 9], 1)),
+    }));
+}
