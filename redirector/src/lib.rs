@@ -340,7 +340,13 @@ impl Redirector {
         for (i, g) in self.groups.iter().enumerate() {
             let dest = &mut self.destinations[i];
             if g.view().epoch != dest.0 {
-                *dest = (g.view().epoch, g.live_data_addrs());
+                // The primary (first in the view) last: its gate waits for
+                // the backups' confirmations of each copy, not for its own.
+                let mut addrs = g.live_data_addrs();
+                if !addrs.is_empty() {
+                    addrs.rotate_left(1);
+                }
+                *dest = (g.view().epoch, addrs);
             }
             self.available[i] = g.serving(now) && !self.draining[i];
         }
