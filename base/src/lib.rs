@@ -27,6 +27,6 @@ pub mod rng;
 pub mod seq;
 pub mod time;
 
-pub use conn::{ConnKey, Gate, Role};
+pub use conn::{intersect_held, ConnKey, Gate, HeldBeyond, Role};
 pub use seq::Seq;
 pub use time::{Duration, Instant};

@@ -6,7 +6,7 @@
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 
 use ackchannel::auth::{Counter, GroupKey};
-use ackchannel::replication::{MemberId, ReplicationConfig, ReplicationView, Replicator};
+use ackchannel::replication::{MemberId, Progress, ReplicationConfig, ReplicationView, Replicator};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use stack::{Config, ConnKey, Instant, Seq, Stack};
 
@@ -181,8 +181,8 @@ fn group(conns: u32) -> (Replicator, Replicator) {
     let (mut primary, mut backup) = (mk(1), mk(2));
     for i in 0..conns {
         let (held, edge) = (Seq(10_000), Seq(80_000));
-        primary.local_progress(Instant::ZERO, key(i), held, edge, false);
-        backup.local_progress(Instant::ZERO, key(i), held, edge, false);
+        primary.local_progress(Instant::ZERO, key(i), Progress::in_order(held, edge, false));
+        backup.local_progress(Instant::ZERO, key(i), Progress::in_order(held, edge, false));
     }
     (primary, backup)
 }

@@ -4,7 +4,7 @@
 //! decoder refuses trailing bytes: a body is exactly what its kind says.
 
 use hydra_base::codec::{DecodeError, Put, Reader};
-use hydra_base::{ConnKey, Seq};
+use hydra_base::{ConnKey, HeldBeyond, Seq};
 
 use super::{Entry, Progress};
 
@@ -70,7 +70,7 @@ pub(super) fn read_append(r: &mut Reader<'_>) -> Result<Append, DecodeError> {
 /// Backup to the primary: the highest log index it holds and its progress
 /// on some connections.
 pub(super) fn confirm_body(received: u64, confirms: &[(ConnKey, Progress)]) -> Vec<u8> {
-    let mut body = Vec::with_capacity(16 + confirms.len() * 21);
+    let mut body = Vec::with_capacity(16 + confirms.len() * 22);
     body.put_u64(received);
     encode_confirms(&mut body, confirms);
     body
@@ -227,6 +227,12 @@ pub(super) fn encode_confirms(out: &mut Vec<u8>, confirms: &[(ConnKey, Progress)
         out.put_seq(p.held);
         out.put_seq(p.edge);
         out.put_bool(p.fin);
+        let ranges: Vec<&(Seq, Seq)> = p.beyond.iter().flatten().collect();
+        out.put_u8(ranges.len() as u8);
+        for (start, end) in ranges {
+            out.put_seq(*start);
+            out.put_seq(*end);
+        }
     }
 }
 
@@ -237,12 +243,22 @@ pub(super) fn decode_confirms(r: &mut Reader<'_>) -> Result<Vec<(ConnKey, Progre
     let mut out = Vec::with_capacity(n.min(4096));
     for _ in 0..n {
         let key = r.key()?;
+        let (held, edge, fin) = (r.seq()?, r.seq()?, r.u8()? != 0);
+        let count = r.u8()? as usize;
+        let mut beyond: HeldBeyond = [None; 3];
+        if count > beyond.len() {
+            return Err(DecodeError::Invalid);
+        }
+        for slot in beyond.iter_mut().take(count) {
+            *slot = Some((r.seq()?, r.seq()?));
+        }
         out.push((
             key,
             Progress {
-                held: r.seq()?,
-                edge: r.seq()?,
-                fin: r.u8()? != 0,
+                held,
+                edge,
+                fin,
+                beyond,
             },
         ));
     }

@@ -1,7 +1,7 @@
 //! Primary: gating. Each connection's gate is the minimum of every live
 //! member's confirmed progress; what the gate passes is logged.
 
-use hydra_base::{ConnKey, Gate, Instant};
+use hydra_base::{intersect_held, ConnKey, Gate, Instant};
 
 use super::{Action, Entry, MemberId, Progress, Replicator};
 
@@ -15,11 +15,13 @@ impl Replicator {
             return;
         };
         let (mut ack, mut edge) = (mine.held, mine.edge);
+        let mut beyond = mine.beyond;
         for b in self.backups() {
             match self.peers.get(&b).and_then(|p| p.confirmed.get(&key)) {
                 Some(p) => {
                     ack = ack.min(p.held);
                     edge = edge.min(p.edge);
+                    beyond = intersect_held(&beyond, &p.beyond);
                 }
                 // A backup that has not confirmed holds nothing we know of.
                 None => return,
@@ -37,10 +39,15 @@ impl Replicator {
                 Some(p) => {
                     ack = ack.min(p.held);
                     edge = edge.min(p.edge);
+                    beyond = intersect_held(&beyond, &p.beyond);
                 }
                 None if !j.synced || j.ready_reported || j.sent.contains_key(&key) => return,
                 None => {}
             }
+        }
+        if self.sack_allowed.get(&key).is_none_or(|b| *b != beyond) {
+            self.sack_allowed.insert(key, beyond);
+            self.actions.push_back(Action::SackAllowed(key, beyond));
         }
         // Monotonic: an earlier gate was the minimum over a superset of
         // today's live members, so it still holds.

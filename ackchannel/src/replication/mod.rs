@@ -31,7 +31,7 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 
-use hydra_base::{ConnKey, Duration, Gate, Instant, Seq};
+use hydra_base::{ConnKey, Duration, Gate, HeldBeyond, Instant, Seq};
 
 use hydra_base::codec::DecodeError;
 
@@ -105,6 +105,9 @@ impl Default for ReplicationConfig {
 pub enum Action {
     /// Primary: the connection may acknowledge and advertise up to this.
     Gate(ConnKey, Gate),
+    /// Primary: the connection's SACK blocks may name these out-of-order
+    /// ranges, which every live member holds.
+    SackAllowed(ConnKey, HeldBeyond),
     /// The application may read client bytes before this sequence number.
     Deliver(ConnKey, Seq),
     /// Backup: a connection the log opened (encoded `OpenRecord`).
@@ -159,7 +162,7 @@ pub enum Action {
     CheckpointHeld(Vec<u8>),
 }
 
-/// A member's in-order receive progress on one connection.
+/// A member's receive progress on one connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Progress {
     /// Client bytes held in order up to here (the member's ACK number).
@@ -168,6 +171,21 @@ pub struct Progress {
     pub edge: Seq,
     /// The client's FIN is held too.
     pub fin: bool,
+    /// Client bytes held out of order, beyond `held`: the primary's SACK
+    /// blocks name only what every member holds.
+    pub beyond: HeldBeyond,
+}
+
+impl Progress {
+    /// Progress with nothing held out of order.
+    pub fn in_order(held: Seq, edge: Seq, fin: bool) -> Progress {
+        Progress {
+            held,
+            edge,
+            fin,
+            beyond: [None; 3],
+        }
+    }
 }
 
 /// Why a frame was refused.
@@ -259,6 +277,7 @@ pub struct Replicator {
 
     // Primary: gates issued, what the log covers, uncommitted entries, backups.
     gates: HashMap<ConnKey, Gate>,
+    sack_allowed: HashMap<ConnKey, HeldBeyond>,
     logged: HashMap<ConnKey, Seq>,
     unlogged: BTreeSet<ConnKey>,
     log: VecDeque<(u64, Entry)>,
@@ -324,6 +343,7 @@ impl Replicator {
             independent: HashSet::new(),
             open_committed: HashSet::new(),
             gates: HashMap::new(),
+            sack_allowed: HashMap::new(),
             logged: HashMap::new(),
             unlogged: BTreeSet::new(),
             log: VecDeque::new(),
@@ -428,6 +448,8 @@ impl Replicator {
             // from its members' confirmations.
             self.gates.clear();
         }
+        // Which members hold what out of order is asked again.
+        self.sack_allowed.clear();
         self.log.clear();
         self.pending.clear();
         self.next_index = 1;
@@ -500,9 +522,8 @@ impl Replicator {
 
     // ---- inputs from the local stack ----
 
-    /// This replica's in-order progress on a connection changed.
-    pub fn local_progress(&mut self, now: Instant, key: ConnKey, held: Seq, edge: Seq, fin: bool) {
-        let p = Progress { held, edge, fin };
+    /// This replica's receive progress on a connection changed.
+    pub fn local_progress(&mut self, now: Instant, key: ConnKey, p: Progress) {
         if self.local.get(&key) == Some(&p) {
             return;
         }
@@ -596,6 +617,7 @@ impl Replicator {
         self.local.remove(&key);
         self.independent.remove(&key);
         self.gates.remove(&key);
+        self.sack_allowed.remove(&key);
         self.logged.remove(&key);
         self.unlogged.remove(&key);
         self.dirty.remove(&key);

@@ -93,7 +93,11 @@ impl Group {
     }
 
     fn progress(&mut self, now: Instant, node: usize, c: ConnKey, held: u32) {
-        self.nodes[node].local_progress(now, c, Seq(held), Seq(held + 1000), false);
+        self.nodes[node].local_progress(
+            now,
+            c,
+            Progress::in_order(Seq(held), Seq(held + 1000), false),
+        );
     }
 
     fn delivered(&self, node: usize, c: ConnKey) -> Option<Seq> {
@@ -289,6 +293,48 @@ fn bytes_delivered_at_the_gate_reach_the_new_primary_after_a_crash() {
     }
 }
 
+fn sack_allowed(g: &Group, node: usize, c: ConnKey) -> Option<HeldBeyond> {
+    g.actions[node]
+        .iter()
+        .filter_map(|a| match a {
+            Action::SackAllowed(k, r) if *k == c => Some(*r),
+            _ => None,
+        })
+        .next_back()
+}
+
+#[test]
+fn the_primary_may_sack_only_what_every_member_holds_out_of_order() {
+    let mut g = Group::new(3);
+    g.view(ms(0), 1, &[1, 2, 3]);
+    let c = conn(15);
+    let with = |beyond: &[(u32, u32)]| {
+        let mut p = Progress::in_order(Seq(100), Seq(5000), false);
+        for (slot, (a, b)) in p.beyond.iter_mut().zip(beyond) {
+            *slot = Some((Seq(*a), Seq(*b)));
+        }
+        p
+    };
+    g.nodes[0].local_progress(ms(1), c, with(&[(200, 400), (600, 700)]));
+    g.nodes[1].local_progress(ms(1), c, with(&[(250, 400)]));
+    g.nodes[2].local_progress(ms(1), c, with(&[(200, 300), (600, 650)]));
+    g.pump(ms(1));
+    assert_eq!(
+        sack_allowed(&g, 0, c),
+        Some([Some((Seq(250), Seq(300))), None, None])
+    );
+    // Backup 2 gets the rest of its copy: more may be named.
+    g.nodes[1].local_progress(ms(2), c, with(&[(200, 400), (600, 700)]));
+    g.pump(ms(2));
+    assert_eq!(
+        sack_allowed(&g, 0, c),
+        Some([Some((Seq(200), Seq(300))), Some((Seq(600), Seq(650))), None])
+    );
+    for node in 1..3 {
+        assert_eq!(sack_allowed(&g, node, c), None, "backups send nothing");
+    }
+}
+
 #[test]
 fn deliveries_are_in_the_same_order_on_every_replica() {
     let mut g = Group::new(3);
@@ -396,7 +442,7 @@ fn frames_of_an_old_epoch_forged_or_replayed_are_refused() {
             joining: Vec::new(),
         },
     );
-    outsider.local_progress(ms(3), conn(3), Seq(1), Seq(2), false);
+    outsider.local_progress(ms(3), conn(3), Progress::in_order(Seq(1), Seq(2), false));
     outsider.flush(ms(3));
     let (_, wrong_key) = outsider.poll_transmit().unwrap();
     assert!(g.nodes[0].handle_frame(ms(3), &wrong_key).is_err());
@@ -451,8 +497,8 @@ fn a_closed_connection_sends_its_last_confirmation_then_is_forgotten() {
     let mut g = Group::new(2);
     g.view(ms(0), 1, &[1, 2]);
     let c = conn(5);
-    g.nodes[0].local_progress(ms(1), c, Seq(101), Seq(2000), true);
-    g.nodes[1].local_progress(ms(1), c, Seq(101), Seq(2000), true);
+    g.nodes[0].local_progress(ms(1), c, Progress::in_order(Seq(101), Seq(2000), true));
+    g.nodes[1].local_progress(ms(1), c, Progress::in_order(Seq(101), Seq(2000), true));
     g.nodes[1].closed(ms(1), c);
     g.pump(ms(1));
     assert_eq!(g.gate(0, c).unwrap().ack, Seq(101), "FIN confirmed");
@@ -639,21 +685,45 @@ fn log_entries_and_confirmations_keep_their_wire_bytes() {
     assert_eq!(out, want);
     assert_eq!(decode_entries(&mut Reader::new(&out)).unwrap(), entries);
 
-    let confirms = vec![(
-        key,
-        Progress {
-            held: Seq(0x0a0b_0c0d),
-            edge: Seq(0x1000_0001),
-            fin: true,
-        },
-    )];
+    let confirms = vec![
+        (
+            key,
+            Progress::in_order(Seq(0x0a0b_0c0d), Seq(0x1000_0001), true),
+        ),
+        (
+            key,
+            Progress {
+                held: Seq(5),
+                edge: Seq(90),
+                fin: false,
+                beyond: [
+                    Some((Seq(10), Seq(20))),
+                    Some((Seq(30), Seq(0x0102_0304))),
+                    None,
+                ],
+            },
+        ),
+    ];
     let mut out = Vec::new();
     encode_confirms(&mut out, &confirms);
-    let mut want = vec![0, 1];
+    let mut want = vec![0, 2];
     want.extend(k);
-    want.extend([0x0a, 0x0b, 0x0c, 0x0d, 0x10, 0, 0, 1, 1]);
+    want.extend([0x0a, 0x0b, 0x0c, 0x0d, 0x10, 0, 0, 1, 1, 0]);
+    want.extend(k);
+    want.extend([0, 0, 0, 5, 0, 0, 0, 90, 0, 2]);
+    want.extend([0, 0, 0, 10, 0, 0, 0, 20, 0, 0, 0, 30, 1, 2, 3, 4]);
     assert_eq!(out, want);
     assert_eq!(decode_confirms(&mut Reader::new(&out)).unwrap(), confirms);
+
+    // More than three out-of-order ranges is not a confirmation we wrote.
+    let mut four = vec![0, 1];
+    four.extend(k);
+    four.extend([0, 0, 0, 5, 0, 0, 0, 90, 0, 4]);
+    four.extend([0; 32]);
+    assert_eq!(
+        decode_confirms(&mut Reader::new(&four)),
+        Err(DecodeError::Invalid)
+    );
 }
 
 #[test]
@@ -834,7 +904,11 @@ fn a_joining_member_that_confirms_nothing_it_was_sent_is_reported() {
                 while let Some(a) = g.nodes[2].poll_action() {
                     if let Action::Import(_) = a {
                         // The joiner imports the snapshot: it holds the bytes.
-                        g.nodes[2].local_progress(now, c, Seq(100), Seq(1100), false);
+                        g.nodes[2].local_progress(
+                            now,
+                            c,
+                            Progress::in_order(Seq(100), Seq(1100), false),
+                        );
                     }
                 }
                 let _ = g.nodes[1].poll_action();

@@ -31,7 +31,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use ackchannel::control::{ControlError, MemberAgent};
-use ackchannel::replication::{Action, FrameError, MemberId, Replicator};
+use ackchannel::replication::{Action, FrameError, MemberId, Progress, Replicator};
 use stack::iface::Event;
 use stack::Checkpoint;
 use stack::Seq;
@@ -380,14 +380,7 @@ impl ReplicaLogic {
     /// connection the primary logs as opened, a connection that closed.
     pub fn on_event(&mut self, now: Instant, stack: &mut Stack, event: Event) {
         match event {
-            Event::Progress(key) => {
-                if let Some((held, edge, fin)) = stack.receive_progress(key) {
-                    if stack.is_independent(key) {
-                        self.replicator.deliver_at_gate(key);
-                    }
-                    self.replicator.local_progress(now, key, held, edge, fin);
-                }
-            }
+            Event::Progress(key) => self.report_progress(now, stack, key),
             Event::Established(key) if self.replicator.is_primary() => {
                 if let Some(record) = stack.open_record(key) {
                     self.replicator.opened(now, key, record.encode());
@@ -399,6 +392,24 @@ impl ReplicaLogic {
             }
             _ => {}
         }
+    }
+
+    /// What the stack holds of `key` goes to the replicator (and whether
+    /// the connection's application shares state with others).
+    fn report_progress(&mut self, now: Instant, stack: &mut Stack, key: ConnKey) {
+        let Some((held, edge, fin)) = stack.receive_progress(key) else {
+            return;
+        };
+        if stack.is_independent(key) {
+            self.replicator.deliver_at_gate(key);
+        }
+        let progress = Progress {
+            held,
+            edge,
+            fin,
+            beyond: stack.held_beyond(key),
+        };
+        self.replicator.local_progress(now, key, progress);
     }
 
     /// Once per turn after the stack's events: apply decisions, queue frames.
@@ -441,6 +452,7 @@ impl ReplicaLogic {
         while let Some(action) = self.replicator.poll_action() {
             match action {
                 Action::Gate(key, gate) => stack.set_gate(key, Some(gate)),
+                Action::SackAllowed(key, ranges) => stack.set_sack_allowed(key, ranges),
                 Action::Deliver(key, upto) => stack.set_delivery_limit(key, Some(upto)),
                 Action::RepairHalfOpen { to, key } => {
                     if let Some(record) = stack.half_open_record(key) {
@@ -559,12 +571,7 @@ impl ReplicaLogic {
             Ok(_) => {
                 self.replicator.imported(key, delivered);
                 self.imported_snapshots += 1;
-                if stack.is_independent(key) {
-                    self.replicator.deliver_at_gate(key);
-                }
-                if let Some((held, edge, fin)) = stack.receive_progress(key) {
-                    self.replicator.local_progress(now, key, held, edge, fin);
-                }
+                self.report_progress(now, stack, key);
             }
             Err(e) => tracing::warn!(%key.remote, "cannot import connection: {e}"),
         }

@@ -18,6 +18,7 @@ impl Sim {
             return Ok(());
         };
         let port = tcp.dst_port();
+        self.check_sack_blocks(port, &tcp)?;
         let Some(c) = self
             .conns
             .iter_mut()
@@ -77,6 +78,51 @@ impl Sim {
             if c.max_edge.is_none_or(|m| (edge.wrapping_sub(m) as i32) > 0) {
                 c.max_edge = Some(edge);
                 c.max_edge_from = (member, tcp.ack_number().0 as u32, tcp.window_len());
+            }
+        }
+        Ok(())
+    }
+
+    /// Every byte a SACK block names is held by every live replica: a
+    /// client that saw a block for bytes a new primary lacks would
+    /// retransmit them only at its timeout.
+    fn check_sack_blocks(&self, port: u16, tcp: &TcpPacket<&[u8]>) -> Result<(), String> {
+        let mut blocks = Vec::new();
+        let mut rest = tcp.options();
+        while !rest.is_empty() {
+            match TcpOption::parse(rest) {
+                Ok((r, TcpOption::SackRange(ranges))) => {
+                    blocks.extend(ranges.iter().flatten().copied());
+                    rest = r;
+                }
+                Ok((_, TcpOption::EndOfList)) | Err(_) => break,
+                Ok((r, _)) => rest = r,
+            }
+        }
+        if blocks.is_empty() {
+            return Ok(());
+        }
+        let key = ConnKey {
+            local: self.cfg.service(),
+            remote: self.cfg.client(port),
+        };
+        let live: HashSet<u8> = self.view().live().map(|m| m.id).collect();
+        for (i, n) in self.nodes.iter().enumerate() {
+            let id = i as u8 + 1;
+            if n.crashed || n.restarted || !live.contains(&id) {
+                continue;
+            }
+            for (start, end) in &blocks {
+                let (start, end) = (stack::Seq(*start), stack::Seq(*end));
+                let in_order = n.held.get(&key).is_some_and(|h| *h >= end);
+                if !in_order && !n.stack.holds_received(key, start, end) {
+                    return Err(format!(
+                        "port {port}: a SACK block names {}..{} but live replica {id} does not hold it (in order up to {:?})",
+                        start.0,
+                        end.0,
+                        n.held.get(&key).map(|h| h.0)
+                    ));
+                }
             }
         }
         Ok(())

@@ -167,6 +167,42 @@ impl Stack {
         }
     }
 
+    /// Primary: the out-of-order ranges every live member holds (see
+    /// [`HeldBeyond`](hydra_base::HeldBeyond)); SACK blocks name nothing
+    /// else. Ranges that let a block be named which could not be before go
+    /// to the client at once, in a duplicate ACK: it is what makes the
+    /// client retransmit the hole.
+    pub fn set_sack_allowed(&mut self, key: ConnKey, allowed: hydra_base::HeldBeyond) {
+        let Some(tcb) = self.conns.get_mut(&key) else {
+            return;
+        };
+        if tcb.sack_allowed == allowed {
+            return;
+        }
+        let before = tcb.sack_blocks_to_send(&self.cfg);
+        tcb.sack_allowed = allowed;
+        if tcb.role == Role::Primary && tcb.sack_blocks_to_send(&self.cfg) != before {
+            tcb.ack_now = true;
+            self.schedule(key);
+        }
+    }
+
+    /// Client bytes this replica holds beyond its in-order end (the lowest
+    /// three out-of-order ranges), for its confirmations to the primary.
+    pub fn held_beyond(&self, key: ConnKey) -> hydra_base::HeldBeyond {
+        self.conns
+            .get(&key)
+            .map_or([None; 3], |t| t.recv.held_beyond())
+    }
+
+    /// Whether this replica received the client's bytes `[start, end)` of
+    /// `key`, in order or out of order (false for an unknown connection).
+    pub fn holds_received(&self, key: ConnKey, start: Seq, end: Seq) -> bool {
+        self.conns
+            .get(&key)
+            .is_some_and(|t| t.recv.holds(start, end))
+    }
+
     /// A new primary's gate from its members' first confirmations, which
     /// replaces the takeover's conservative one: acknowledge what they all
     /// hold, advertise no further than every one of them promised (never

@@ -295,6 +295,22 @@ impl RecvBuffer {
         Insert::OutOfOrder
     }
 
+    /// The lowest three out-of-order blocks: what a replica tells its
+    /// group's primary it holds beyond the in-order end.
+    pub fn held_beyond(&self) -> hydra_base::HeldBeyond {
+        let mut out = [None; 3];
+        for (slot, s) in out.iter_mut().zip(&self.ooo) {
+            *slot = Some((s.seq, s.end()));
+        }
+        out
+    }
+
+    /// Whether `[start, end)` was received: in order, or within one
+    /// out-of-order block.
+    pub fn holds(&self, start: Seq, end: Seq) -> bool {
+        end <= self.end() || self.ooo.iter().any(|s| s.seq <= start && end <= s.end())
+    }
+
     /// Up to three SACK blocks (RFC 2018 section 4): the block holding the most
     /// recent segment first, then the others from the lowest.
     pub fn sack_blocks(&self) -> [Option<(u32, u32)>; 3] {

@@ -24,7 +24,7 @@ use super::State;
 use crate::config::Config;
 use hydra_base::time::Instant;
 use hydra_base::Seq;
-use hydra_base::{ConnKey, Gate, Role};
+use hydra_base::{ConnKey, Gate, HeldBeyond, Role};
 
 /// Why a connection ended abnormally.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,6 +162,9 @@ pub struct Tcb {
 
     // Replication.
     pub gate: Option<Gate>,
+    /// Primary: the out-of-order ranges every live member holds; its SACK
+    /// blocks name nothing else.
+    pub sack_allowed: HeldBeyond,
     pub delivery_limit: Option<Seq>,
     /// The application's own state for this connection (opaque bytes it
     /// keeps current through the socket API), carried by snapshots so a
@@ -254,6 +257,7 @@ impl Tcb {
             app_written: 0,
             passive: None,
             gate: None,
+            sack_allowed: [None; 3],
             // Replicated connections deliver only what the log has committed.
             delivery_limit: (role != Role::Standalone && state != State::SynSent)
                 .then_some(rcv_nxt),

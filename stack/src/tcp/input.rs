@@ -469,6 +469,9 @@ impl Tcb {
             }
             Insert::OutOfOrder => {
                 self.ack_now = true;
+                // What a replica holds beyond the in-order end is reported
+                // too: its primary's SACK blocks depend on it.
+                sig.progress = true;
             }
             Insert::Duplicate => self.ack_now = true,
             Insert::OverLimit => {

@@ -43,14 +43,41 @@ impl Tcb {
     /// and are lost at every retransmission (seen as multi-second stalls
     /// on lossy redirector links).
     pub fn effective_mss(&self, cfg: &Config) -> usize {
-        let blocks = if self.opts.sack && cfg.sack_blocks {
-            self.recv.sack_blocks().iter().flatten().count()
-        } else {
-            0
-        };
+        let blocks = self.sack_blocks_to_send(cfg).iter().flatten().count();
         (self.mss() as usize)
             .saturating_sub(options_len(self.opts.timestamps, blocks))
             .max(1)
+    }
+
+    /// The SACK blocks of our next segment. A group's primary reports its
+    /// out-of-order data too (without SACK blocks a client that negotiated
+    /// SACK does not fast-retransmit a segment every replica lost, and waits
+    /// for its RTO), but only the parts every live member holds
+    /// (`sack_allowed`): a client that saw a block for bytes a new primary
+    /// lacks would retransmit them only at its timeout.
+    pub(crate) fn sack_blocks_to_send(&self, cfg: &Config) -> [Option<(u32, u32)>; 3] {
+        if !self.opts.sack || !cfg.sack_blocks {
+            return [None; 3];
+        }
+        let own = self.recv.sack_blocks();
+        if self.role != Role::Primary {
+            return own;
+        }
+        let mut out = [None; 3];
+        let mut n = 0;
+        for (start, end) in own.iter().flatten() {
+            let block = [Some((Seq(*start), Seq(*end))), None, None];
+            for (s, e) in hydra_base::intersect_held(&block, &self.sack_allowed)
+                .iter()
+                .flatten()
+            {
+                if n < out.len() {
+                    out[n] = Some((s.0, e.0));
+                    n += 1;
+                }
+            }
+        }
+        out
     }
 
     /// ACK number and right window edge to announce, gated on a primary (DESIGN rule 2).
@@ -85,17 +112,7 @@ impl Tcb {
         // 2^shift - 1 bytes on every ACK (and, in a group, beyond what the
         // backups confirmed: the simulator caught that).
         let field = (span >> shift).min(u16::MAX as u64) as u16;
-        // A gated primary reports its out-of-order data too: without SACK
-        // blocks a client that negotiated SACK does not fast-retransmit a
-        // segment every replica lost, and waits for its RTO (the ~0.5-1 s
-        // stalls seen after failovers). A SACK block promises nothing (RFC
-        // 2018 lets a receiver renege): a new primary that lacks such bytes
-        // gets them again once its ACKs stop at them.
-        let sack_ranges = if self.opts.sack && cfg.sack_blocks {
-            self.recv.sack_blocks()
-        } else {
-            [None; 3]
-        };
+        let sack_ranges = self.sack_blocks_to_send(cfg);
         TcpRepr {
             src_port: self.key.local.port(),
             dst_port: self.key.remote.port(),

@@ -31,6 +31,20 @@ fn a_connection_taken_out_and_imported_carries_on_mid_transfer() {
     assert!(out.iter().any(|s| s.payload == b"reply-1"), "{out:?}");
 }
 
+/// Gate a primary at the client's first byte (no member confirmed any),
+/// with a 64 KiB window; returns that first byte's sequence number.
+fn gate_at_the_start(p: &mut Harness) -> Seq {
+    let start = Seq(CLIENT_ISN + 1);
+    p.stack.set_gate(
+        p.key,
+        Some(Gate {
+            ack: start,
+            right_edge: start + 65535u32,
+        }),
+    );
+    start
+}
+
 #[test]
 fn backup_sends_nothing_and_primary_gates_acks() {
     let mut p = h();
@@ -45,14 +59,7 @@ fn backup_sends_nothing_and_primary_gates_acks() {
     b.send(b.ack_seg(CLIENT_ISN + 1, p.iss + 1));
     assert!(b.stack.accept(SERVER).is_some());
     // Gate the primary at the start: data arrives but the ACK stays at the gate.
-    let start = Seq(CLIENT_ISN + 1);
-    p.stack.set_gate(
-        p.key,
-        Some(Gate {
-            ack: start,
-            right_edge: start + 65535u32,
-        }),
-    );
+    let start = gate_at_the_start(&mut p);
     p.send(p.data_seg(0, &[5u8; 1000]));
     p.send(p.data_seg(1000, &[5u8; 1000]));
     let acks = p.recv_all();
@@ -321,4 +328,61 @@ fn only_connections_of_a_plain_listener_are_independent() {
         local: SERVER,
         remote: SocketAddr::from(([198, 18, 0, 9], 1)),
     }));
+}
+
+#[test]
+fn a_primary_names_in_sack_blocks_only_what_every_member_holds() {
+    let mut p = h();
+    p.stack.set_role(p.now, Role::Primary);
+    p.establish();
+    let start = gate_at_the_start(&mut p);
+    // Bytes 100..200 and 300..400 arrive; 0..100 is lost.
+    p.send(p.data_seg(100, &[1u8; 100]));
+    p.send(p.data_seg(300, &[1u8; 100]));
+    assert_eq!(
+        p.stack.held_beyond(p.key),
+        [
+            Some((start + 100u32, start + 200u32)),
+            Some((start + 300u32, start + 400u32)),
+            None
+        ]
+    );
+    let acks = p.recv_all();
+    assert!(
+        !acks.is_empty(),
+        "out-of-order data is acknowledged at once"
+    );
+    assert!(
+        acks.iter().all(|s| s.sacks.is_empty()),
+        "no member is known to hold anything out of order yet: {acks:?}"
+    );
+    // The members hold 150..200 and 300..400 of it: a duplicate ACK names
+    // exactly that, the most recent block first.
+    p.stack.set_sack_allowed(
+        p.key,
+        [
+            Some((start + 150u32, start + 200u32)),
+            Some((start + 300u32, start + 400u32)),
+            None,
+        ],
+    );
+    let dup = p.recv_one();
+    assert_eq!(dup.ack, Some(CLIENT_ISN + 1));
+    assert_eq!(
+        dup.sacks,
+        vec![
+            (CLIENT_ISN + 301, CLIENT_ISN + 401),
+            (CLIENT_ISN + 151, CLIENT_ISN + 201)
+        ]
+    );
+    // The same ranges again change nothing and send nothing.
+    p.stack.set_sack_allowed(
+        p.key,
+        [
+            Some((start + 150u32, start + 200u32)),
+            Some((start + 300u32, start + 400u32)),
+            None,
+        ],
+    );
+    assert!(p.recv_all().is_empty());
 }
