@@ -615,7 +615,10 @@ impl Replicator {
 
     pub(super) fn forget(&mut self, key: ConnKey) {
         self.local.remove(&key);
+        // A new connection with the same addresses waits for its own
+        // opening to commit.
         self.independent.remove(&key);
+        self.open_committed.remove(&key);
         self.gates.remove(&key);
         self.sack_allowed.remove(&key);
         self.logged.remove(&key);

@@ -275,6 +275,31 @@ fn an_independent_connection_waits_for_its_opening_to_commit() {
 }
 
 #[test]
+fn a_new_connection_on_the_same_addresses_waits_for_its_own_opening() {
+    let mut g = Group::new(3);
+    let c = conn(16);
+    opened_then_confirmed(&mut g, c, true, 100, 300);
+    g.pump(ms(2));
+    // The connection ends on the primary; one with the same addresses
+    // opens before the closing entry has reached any backup.
+    g.nodes[0].closed(ms(3), c);
+    for node in 0..3 {
+        g.nodes[node].deliver_at_gate(c);
+        g.progress(ms(3), node, c, 5000);
+    }
+    g.nodes[0].opened(ms(3), c, vec![8]);
+    confirmations_only(&mut g, ms(3));
+    assert_eq!(g.gate(0, c).unwrap().ack, Seq(5000));
+    assert_eq!(
+        g.delivered(0, c),
+        Some(Seq(300)),
+        "the new connection's opening is not held by the backups yet"
+    );
+    g.pump(ms(4));
+    assert_eq!(g.delivered(0, c), Some(Seq(5000)));
+}
+
+#[test]
 fn bytes_delivered_at_the_gate_reach_the_new_primary_after_a_crash() {
     let mut g = Group::new(3);
     let c = conn(14);
