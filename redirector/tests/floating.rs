@@ -92,24 +92,32 @@ fn claiming_moves_the_neighbours_entries_of_both_families() {
         announcements: 2,
     })
     .unwrap();
-    in_namespace(&redirector, || floating.claim()).unwrap();
-    let held = addresses(&topo, &redirector, &link);
-    assert!(
-        held.contains(&format!("{V4}/24")) && held.contains(&format!("{V6}/64")),
-        "{held}"
-    );
-
     let mac = testnet::hostile::mac(&topo, &redirector, &link).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(3);
-    for ip in [V4, V6] {
-        while cached(&topo, &client, &client_link, ip).as_deref() != Some(mac.as_str()) {
-            assert!(
-                Instant::now() < deadline,
-                "the client still has {ip} at {:?}, not {mac}",
-                cached(&topo, &client, &client_link, ip)
-            );
-            std::thread::sleep(Duration::from_millis(20));
+    // The check runs on the claiming thread: `arping` dies with the thread
+    // that started it (as with a redirector's own), so that thread must
+    // outlive the announcements the check waits for.
+    let moved = in_namespace(&redirector, || {
+        floating.claim()?;
+        let held = addresses(&topo, &redirector, &link);
+        if !(held.contains(&format!("{V4}/24")) && held.contains(&format!("{V6}/64"))) {
+            return Err(format!("the addresses are not on the link: {held}"));
         }
+        let deadline = Instant::now() + Duration::from_secs(3);
+        for ip in [V4, V6] {
+            while cached(&topo, &client, &client_link, ip).as_deref() != Some(mac.as_str()) {
+                if Instant::now() >= deadline {
+                    return Err(format!(
+                        "the client still has {ip} at {:?}, not {mac}",
+                        cached(&topo, &client, &client_link, ip)
+                    ));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        Ok(())
+    });
+    if let Err(e) = moved {
+        panic!("{e}");
     }
     in_namespace(&redirector, || floating.release()).unwrap();
     let held = addresses(&topo, &redirector, &link);
