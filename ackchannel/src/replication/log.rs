@@ -79,7 +79,9 @@ impl Replicator {
                     self.actions.push_back(Action::Open(key, record));
                 }
             }
-            Entry::Data { key, upto } => self.deliver(key, upto),
+            Entry::Data { key, upto } => {
+                self.deliver(key, upto);
+            }
             Entry::Closed { key } => {
                 self.delivered.remove(&key);
                 self.open_committed.remove(&key);
@@ -89,15 +91,18 @@ impl Replicator {
         }
     }
 
-    /// The application of `key` may read client bytes before `upto`.
-    pub(super) fn deliver(&mut self, key: ConnKey, upto: Seq) {
-        if self.delivered.get(&key).is_none_or(|d| upto > *d) {
-            self.delivered.insert(key, upto);
-            self.actions.push_back(Action::Deliver(key, upto));
-            if !self.joiners.is_empty() {
-                self.joiner_deliveries.push((key, upto));
-            }
+    /// The application of `key` may read client bytes before `upto`;
+    /// false when it already could.
+    pub(super) fn deliver(&mut self, key: ConnKey, upto: Seq) -> bool {
+        if self.delivered.get(&key).is_some_and(|d| upto <= *d) {
+            return false;
         }
+        self.delivered.insert(key, upto);
+        self.actions.push_back(Action::Deliver(key, upto));
+        if !self.joiners.is_empty() {
+            self.joiner_deliveries.push((key, upto));
+        }
+        true
     }
 
     /// Primary: deliver what the gate of `key` passes, if its application
@@ -110,9 +115,8 @@ impl Replicator {
         let Some(gate) = self.gates.get(&key).copied() else {
             return;
         };
-        if self.delivered.get(&key).is_none_or(|d| gate.ack > *d) {
+        if self.deliver(key, gate.ack) {
             self.stats.gate_deliveries += 1;
-            self.deliver(key, gate.ack);
         }
     }
 

@@ -556,6 +556,12 @@ impl Replicator {
         }
     }
 
+    /// Whether [`deliver_at_gate`](Self::deliver_at_gate) marked `key`
+    /// (until the connection is gone).
+    pub fn delivers_at_gate(&self, key: ConnKey) -> bool {
+        self.independent.contains(&key)
+    }
+
     /// Primary: a connection reached ESTABLISHED; log it (with its options).
     pub fn opened(&mut self, _now: Instant, key: ConnKey, record: Vec<u8>) {
         if self.is_primary() {

@@ -400,7 +400,8 @@ impl ReplicaLogic {
         let Some((held, edge, fin)) = stack.receive_progress(key) else {
             return;
         };
-        if stack.is_independent(key) {
+        // Asked of the stack once per connection, not on every segment.
+        if !self.replicator.delivers_at_gate(key) && stack.is_independent(key) {
             self.replicator.deliver_at_gate(key);
         }
         let progress = Progress {
